@@ -1,0 +1,331 @@
+//! The model of DEVELOPERS.md as types: shapes, parameters, a sequence, and the result of one
+//! forward + backward pass. Everything is validated when it is built, so the CPU and GPU paths
+//! can trust their inputs. Values are kept in f64 (the reference's precision); the GPU path
+//! converts to f32 when it uploads.
+
+use crate::error::{Error, Result};
+
+/// T steps, batch B, input d, hidden h, output q.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Shape {
+    pub steps: usize,
+    pub batch: usize,
+    pub input: usize,
+    pub hidden: usize,
+    pub output: usize,
+}
+
+impl Shape {
+    pub fn new(
+        steps: usize,
+        batch: usize,
+        input: usize,
+        hidden: usize,
+        output: usize,
+    ) -> Result<Self> {
+        let s = Shape {
+            steps,
+            batch,
+            input,
+            hidden,
+            output,
+        };
+        for (name, v) in [
+            ("steps", steps),
+            ("batch", batch),
+            ("input", input),
+            ("hidden", hidden),
+            ("output", output),
+        ] {
+            if v == 0 {
+                return Err(Error::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        // Every buffer length must fit in u32 for the GPU's indices, and in memory here.
+        let largest = [
+            s.steps * s.batch * s.hidden,
+            s.steps * s.batch * s.input,
+            s.steps * s.batch * s.output,
+            s.hidden * s.hidden,
+        ];
+        if largest.iter().any(|&n| n > u32::MAX as usize / 4) {
+            return Err(Error::Invalid(format!(
+                "shape {s} is too large (a tensor would exceed 2^30 elements)"
+            )));
+        }
+        Ok(s)
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "T={} B={} d={} h={} q={}",
+            self.steps, self.batch, self.input, self.hidden, self.output
+        )
+    }
+}
+
+/// φ in h_t = φ(a_t).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// φ(a) = a: the textbook case, where ∂L/∂h_t is a sum of matrix powers of w_hhᵀ.
+    #[default]
+    Identity,
+    /// φ(a) = tanh(a), φ'(a) = 1 − tanh²(a).
+    Tanh,
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+/// ℓ(o, y): per-step, per-batch-entry loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossFn {
+    /// ℓ = ½‖o − y‖² against targets y [T,B,q].
+    #[default]
+    Mse,
+    /// ℓ = −log softmax(o)[label] against labels [T,B] in [0,q).
+    Xent,
+}
+
+impl LossFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossFn::Mse => "mse",
+            LossFn::Xent => "xent",
+        }
+    }
+}
+
+/// Which steps carry a loss term.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossAt {
+    /// L = 1/(T·B) Σ_t Σ_b ℓ(o_tb, y_tb): the textbook's loss, one term per step.
+    #[default]
+    All,
+    /// L = 1/B Σ_b ℓ(o_Tb, y_Tb): sequence-to-one, only the last step is scored.
+    Last,
+}
+
+/// Weights (row-major) and optional biases.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// [h, d]
+    pub w_hx: Vec<f64>,
+    /// [h, h]
+    pub w_hh: Vec<f64>,
+    /// [q, h]
+    pub w_qh: Vec<f64>,
+    /// [h], when biases are on
+    pub b_h: Option<Vec<f64>>,
+    /// [q], when biases are on
+    pub b_q: Option<Vec<f64>>,
+}
+
+/// What the outputs are scored against.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// y [T, B, q] for mse.
+    Mse(Vec<f64>),
+    /// labels [T, B] in [0, q) for xent.
+    Xent(Vec<u32>),
+}
+
+impl Targets {
+    pub fn loss_fn(&self) -> LossFn {
+        match self {
+            Targets::Mse(_) => LossFn::Mse,
+            Targets::Xent(_) => LossFn::Xent,
+        }
+    }
+}
+
+/// Everything one BPTT pass needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub shape: Shape,
+    pub activation: Activation,
+    pub loss_at: LossAt,
+    pub params: Params,
+    /// x [T, B, d]
+    pub x: Vec<f64>,
+    /// h0 [B, h]
+    pub h0: Vec<f64>,
+    pub targets: Targets,
+}
+
+impl Problem {
+    /// Builds a problem, checking every length against `shape`, labels against q, and that all
+    /// values are finite. `h0 = None` means zeros.
+    pub fn new(
+        shape: Shape,
+        activation: Activation,
+        params: Params,
+        x: Vec<f64>,
+        h0: Option<Vec<f64>>,
+        targets: Targets,
+    ) -> Result<Self> {
+        let Shape {
+            steps: t,
+            batch: b,
+            input: d,
+            hidden: h,
+            output: q,
+        } = shape;
+        let h0 = h0.unwrap_or_else(|| vec![0.0; b * h]);
+        check_tensor("w_hx", &params.w_hx, &[h, d])?;
+        check_tensor("w_hh", &params.w_hh, &[h, h])?;
+        check_tensor("w_qh", &params.w_qh, &[q, h])?;
+        if params.b_h.is_some() != params.b_q.is_some() {
+            return Err(Error::Invalid(
+                "biases come as a pair: give both b_h and b_q, or neither".into(),
+            ));
+        }
+        if let Some(b_h) = &params.b_h {
+            check_tensor("b_h", b_h, &[h])?;
+        }
+        if let Some(b_q) = &params.b_q {
+            check_tensor("b_q", b_q, &[q])?;
+        }
+        check_tensor("x", &x, &[t, b, d])?;
+        check_tensor("h0", &h0, &[b, h])?;
+        match &targets {
+            Targets::Mse(y) => check_tensor("y", y, &[t, b, q])?,
+            Targets::Xent(labels) => {
+                if labels.len() != t * b {
+                    return Err(Error::tensor(
+                        "labels",
+                        format!(
+                            "expected {} values for shape [{t}, {b}], got {}",
+                            t * b,
+                            labels.len()
+                        ),
+                    ));
+                }
+                if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= q) {
+                    return Err(Error::tensor(
+                        "labels",
+                        format!("label {l} at index {i} is out of range [0, {q})"),
+                    ));
+                }
+            }
+        }
+        Ok(Problem {
+            shape,
+            activation,
+            loss_at: LossAt::All,
+            params,
+            x,
+            h0,
+            targets,
+        })
+    }
+
+    pub fn loss_fn(&self) -> LossFn {
+        self.targets.loss_fn()
+    }
+
+    pub fn has_bias(&self) -> bool {
+        self.params.b_h.is_some()
+    }
+
+    /// Same problem, scored with `loss_at`.
+    pub fn with_loss_at(mut self, loss_at: LossAt) -> Self {
+        self.loss_at = loss_at;
+        self
+    }
+}
+
+/// Checks a tensor's length against its expected dims and that every value is finite.
+pub(crate) fn check_tensor(name: &str, v: &[f64], dims: &[usize]) -> Result<()> {
+    let n: usize = dims.iter().product();
+    if v.len() != n {
+        return Err(Error::tensor(
+            name,
+            format!("expected {n} values for shape {dims:?}, got {}", v.len()),
+        ));
+    }
+    let bad = v.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        return Err(Error::tensor(
+            name,
+            format!("{bad} non-finite value(s) (NaN or Inf)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The result of one forward + backward pass: the loss, every gradient, the per-step norms
+/// ‖∂L/∂h_t‖, and the forward states (kept for inspection and `--save-states`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Grads {
+    pub loss: f64,
+    /// [h, d]
+    pub grad_w_hx: Vec<f64>,
+    /// [h, h]
+    pub grad_w_hh: Vec<f64>,
+    /// [q, h]
+    pub grad_w_qh: Vec<f64>,
+    /// [h], when biases are on
+    pub grad_b_h: Option<Vec<f64>>,
+    /// [q], when biases are on
+    pub grad_b_q: Option<Vec<f64>>,
+    /// [B, h]
+    pub grad_h0: Vec<f64>,
+    /// [T]: ‖∂L/∂h_t‖, Frobenius over the batch, t = 1..T
+    pub grad_h_norm: Vec<f64>,
+    /// [T, B, h]: h_1..h_T (empty when a path does not keep them)
+    pub h: Vec<f64>,
+    /// [T, B, q]: o_1..o_T (empty when a path does not keep them)
+    pub o: Vec<f64>,
+}
+
+impl Grads {
+    /// The result tensors by their contract names, in a fixed order (biases only when present).
+    pub fn tensors(&self) -> Vec<(&'static str, &[f64])> {
+        let mut v: Vec<(&'static str, &[f64])> = vec![
+            ("loss", std::slice::from_ref(&self.loss)),
+            ("grad_w_hx", &self.grad_w_hx),
+            ("grad_w_hh", &self.grad_w_hh),
+            ("grad_w_qh", &self.grad_w_qh),
+        ];
+        if let Some(g) = &self.grad_b_h {
+            v.push(("grad_b_h", g));
+        }
+        if let Some(g) = &self.grad_b_q {
+            v.push(("grad_b_q", g));
+        }
+        v.push(("grad_h0", &self.grad_h0));
+        v.push(("grad_h_norm", &self.grad_h_norm));
+        v
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ (or ‖a − b‖ when b is zero): the relative error used for every check.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "rel_err on tensors of different lengths");
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    if norm == 0.0 { diff } else { diff / norm }
+}
+
+/// Euclidean (Frobenius) norm.
+pub fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
