@@ -13,3 +13,8 @@ pub mod problem;
 pub use error::{Error, Result};
 pub use model::{Activation, Grads, LossAt, LossFn, Params, Problem, Shape, Targets};
 pub use problem::{ProblemSpec, random_problem};
+pub mod cli;
+pub mod flops;
+pub mod gpu;
+pub mod report;
+pub mod run;

@@ -1,0 +1,125 @@
+//! The command line: arguments (clap) and the one function the binary calls.
+
+use clap::Parser;
+
+use crate::gpu::BackendChoice;
+use crate::model::{Activation, LossAt, LossFn};
+
+/// Which implementations run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compute {
+    /// GPU, checked against the f64 reference; the fast CPU path is timed too.
+    #[default]
+    Both,
+    /// GPU only, no check.
+    Gpu,
+    /// The fast f32 CPU path.
+    Cpu,
+    /// The f64 CPU reference (the oracle).
+    CpuRef,
+}
+
+/// Backpropagation through time for a simple RNN on the GPU (wgpu + WGSL), checked against an
+/// f64 CPU reference.
+///
+/// Model: a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h), h_t = φ(a_t), o_t = h_t·w_qhᵀ (+ b_q),
+/// L = 1/(T·B) Σ_t Σ_b ℓ(o_tb, y_tb). A seeded random problem is built from the shape flags
+/// (or read with --load), its loss and gradients are computed on the chosen paths, and a report
+/// shows the gradients' sizes, the per-step norms ‖∂L/∂h_t‖, the GPU's agreement with the
+/// reference, and the times.
+///
+/// Exit codes: 0 success; 1 a run-time failure or a failed check; 2 bad arguments or input.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "bptt",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  bptt --hidden 64 --steps 16 --batch 2\n  bptt --compute cpu-ref --hidden 32 --steps 64 --spectral-radius 1.2 --json\n  bptt --list-adapters"
+)]
+pub struct Args {
+    /// Hidden size h.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), value_name = "H")]
+    pub hidden: u32,
+    /// Time steps T.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), value_name = "T")]
+    pub steps: u32,
+    /// Batch size B.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), value_name = "B")]
+    pub batch: u32,
+    /// Input size d.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "D")]
+    pub input: u32,
+    /// Output size q (the number of classes with --loss xent).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "Q")]
+    pub output: u32,
+    /// φ in h_t = φ(a_t) [default: identity].
+    #[arg(long, value_enum)]
+    pub activation: Option<Activation>,
+    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o)[label] [default: mse].
+    #[arg(long, value_enum)]
+    pub loss: Option<LossFn>,
+    /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one).
+    #[arg(long, value_enum, default_value_t = LossAt::All)]
+    pub loss_at: LossAt,
+    /// Add the biases b_h and b_q.
+    #[arg(long)]
+    pub bias: bool,
+    /// Seed of the random problem (ChaCha8; the same problem on every machine).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Rescale w_hh to this spectral radius: below 1 gradients shrink going back in time, above 1
+    /// they grow.
+    #[arg(long, value_name = "R", value_parser = parse_radius)]
+    pub spectral_radius: Option<f64>,
+    /// Draw h0 ~ N(0,1) instead of zeros.
+    #[arg(long)]
+    pub random_h0: bool,
+    /// Which implementations run.
+    #[arg(long, value_enum, default_value_t = Compute::Both)]
+    pub compute: Compute,
+    /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to PASS.
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
+    pub tolerance: f64,
+    /// Timed runs after a warm-up; the median is reported [default: enough to fill about 2 s,
+    /// between 1 and 20].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: Option<u32>,
+    /// Graphics API (also read from WGPU_BACKEND when auto).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Use the adapter whose name contains this text (also read from WGPU_ADAPTER_NAME).
+    #[arg(long, value_name = "SUBSTRING")]
+    pub adapter: Option<String>,
+    /// Use a software (CPU-type) adapter only, such as Mesa's lavapipe.
+    #[arg(long)]
+    pub software: bool,
+    /// Print every adapter wgpu can see, then exit.
+    #[arg(long)]
+    pub list_adapters: bool,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    /// Print ‖∂L/∂h_t‖ for every step.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+fn parse_radius(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if r.is_finite() && r >= 0.0 {
+        Ok(r)
+    } else {
+        Err(format!("must be a finite number ≥ 0, got {s}"))
+    }
+}
+
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if r.is_finite() && r > 0.0 {
+        Ok(r)
+    } else {
+        Err(format!("must be a finite number > 0, got {s}"))
+    }
+}

@@ -1,0 +1,236 @@
+//! Headless adapter acquisition: no window, no surface. We enumerate every adapter the enabled
+//! backends offer, filter by the user's wishes (backend, name, software), and take the best kind
+//! (discrete GPU, then integrated, virtual, software). wgpu's own environment variables
+//! (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`) are honoured when no flag is given.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Which graphics API to go through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Every backend this build supports (or `WGPU_BACKEND` when set).
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterRequest {
+    pub backend: BackendChoice,
+    /// Case-insensitive substring of the adapter's name (or `WGPU_ADAPTER_NAME` when unset).
+    pub name: Option<String>,
+    /// Only CPU-type (software/fallback) adapters, such as Mesa's lavapipe.
+    pub software: bool,
+}
+
+/// What the report prints about the adapter in use.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl AdapterSummary {
+    fn from_info(info: &wgpu::AdapterInfo) -> Self {
+        let driver = match (info.driver.is_empty(), info.driver_info.is_empty()) {
+            (false, false) => format!("{} {}", info.driver, info.driver_info),
+            (false, true) => info.driver.clone(),
+            (true, false) => info.driver_info.clone(),
+            (true, true) => "unknown".into(),
+        };
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend).to_lowercase(),
+            device_type: device_type_name(info.device_type).into(),
+            driver,
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}, driver {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "CPU (software)",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// Preference order: the fastest kind of device first.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn backends(choice: BackendChoice) -> wgpu::Backends {
+    match choice {
+        BackendChoice::Auto => wgpu::Backends::all().with_env(),
+        BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+        BackendChoice::Metal => wgpu::Backends::METAL,
+        BackendChoice::Dx12 => wgpu::Backends::DX12,
+        BackendChoice::Gl => wgpu::Backends::GL,
+    }
+}
+
+fn instance(choice: BackendChoice) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends(choice);
+    wgpu::Instance::new(desc)
+}
+
+/// How to get an adapter, for every "none found" message.
+pub const HOW_TO_GET_AN_ADAPTER: &str = "install a GPU driver with Vulkan, Metal or DX12 support, \
+or on headless Linux Mesa's software adapter: `apt-get install mesa-vulkan-drivers` \
+(on Debian 12 preferably from bookworm-backports); `bptt --list-adapters` shows what wgpu sees";
+
+/// Every adapter wgpu can see through the chosen backends.
+pub fn list_adapters(choice: BackendChoice) -> Vec<AdapterSummary> {
+    let inst = instance(choice);
+    let adapters = pollster::block_on(inst.enumerate_adapters(backends(choice)));
+    adapters
+        .iter()
+        .map(|a| AdapterSummary::from_info(&a.get_info()))
+        .collect()
+}
+
+/// A device and queue ready for compute, with what we learnt about the adapter.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// The first error wgpu reported outside an error scope, if any (validation, out of memory).
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Finds the adapter `req` describes and opens a device on it with the adapter's own limits
+    /// (so large shapes fit wherever the hardware allows) and timestamp queries where offered.
+    pub fn new(req: &AdapterRequest) -> Result<Self> {
+        let inst = instance(req.backend);
+        let adapters = pollster::block_on(inst.enumerate_adapters(backends(req.backend)));
+        let seen: Vec<String> = adapters
+            .iter()
+            .map(|a| AdapterSummary::from_info(&a.get_info()).to_string())
+            .collect();
+        let name = req
+            .name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .map(|n| n.to_lowercase());
+        let chosen = adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                (!req.software || info.device_type == wgpu::DeviceType::Cpu)
+                    && name
+                        .as_ref()
+                        .is_none_or(|n| info.name.to_lowercase().contains(n))
+            })
+            .min_by_key(|a| rank(a.get_info().device_type));
+        let Some(adapter) = chosen else {
+            let wanted = format!(
+                "backend {:?}{}{}",
+                req.backend,
+                name.as_ref()
+                    .map(|n| format!(", name containing \"{n}\""))
+                    .unwrap_or_default(),
+                if req.software { ", software only" } else { "" }
+            )
+            .to_lowercase();
+            let found = if seen.is_empty() {
+                "none".to_string()
+            } else {
+                seen.join("; ")
+            };
+            return Err(Error::NoAdapter(format!(
+                "no GPU adapter matches ({wanted}); adapters found: {found}. To get one, {HOW_TO_GET_AN_ADAPTER}"
+            )));
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("bptt"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::NoAdapter(format!("could not open a device on {}: {e}", info.name)))?;
+        // wgpu panics on errors nobody captures; record them instead, so every failure becomes a
+        // one-line error from the call that caused it.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| {
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("unknown error")
+                    .to_string()
+            });
+        }));
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter: AdapterSummary::from_info(&info),
+            limits,
+            features,
+            uncaptured,
+        })
+    }
+
+    /// Fails with the first error wgpu reported since the last check.
+    pub fn check_errors(&self) -> Result<()> {
+        match self
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(msg) => Err(Error::Gpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Blocks until the queue is idle.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check_errors()
+    }
+}

@@ -1,0 +1,113 @@
+//! The storage buffers of one shape, sized and checked against the adapter's limits before any
+//! is created, so an oversized problem fails with a message that names the buffer.
+
+use crate::error::{Error, Result};
+use crate::model::Shape;
+
+/// Every storage buffer the GPU path allocates, in f32 (or u32) elements.
+pub struct BufferSizes {
+    pub list: Vec<(&'static str, String, u64)>,
+}
+
+impl BufferSizes {
+    /// (name, description with dims, size in bytes) for a shape.
+    pub fn new(s: Shape) -> Self {
+        let (t, b, d, h, q) = (
+            s.steps as u64,
+            s.batch as u64,
+            s.input as u64,
+            s.hidden as u64,
+            s.output as u64,
+        );
+        let f = |n: u64| 4 * n.max(1);
+        let list = vec![
+            ("w_hx", "weights w_hx[h,d]".to_string(), f(h * d)),
+            ("w_hh", "weights w_hh[h,h]".to_string(), f(h * h)),
+            ("w_qh", "weights w_qh[q,h]".to_string(), f(q * h)),
+            ("b_h", "bias b_h[h]".to_string(), f(h)),
+            ("b_q", "bias b_q[q]".to_string(), f(q)),
+            ("x", "inputs x[T,B,d]".to_string(), f(t * b * d)),
+            (
+                "h",
+                "hidden states h[T+1,B,h]".to_string(),
+                f((t + 1) * b * h),
+            ),
+            ("o", "outputs o[T,B,q]".to_string(), f(t * b * q)),
+            ("y", "targets y[T,B,q]".to_string(), f(t * b * q)),
+            ("labels", "labels[T,B]".to_string(), f(t * b)),
+            (
+                "grad_o",
+                "output gradients ∂L/∂o[T,B,q]".to_string(),
+                f(t * b * q),
+            ),
+            ("loss_rows", "per-row losses [T·B]".to_string(), f(t * b)),
+            ("loss", "loss".to_string(), f(1)),
+            (
+                "grad_a",
+                "pre-activation gradients ∂L/∂a[T+2,B,h]".to_string(),
+                f((t + 2) * b * h),
+            ),
+            (
+                "grad_h",
+                "hidden-state gradients ∂L/∂h[T+1,B,h]".to_string(),
+                f((t + 1) * b * h),
+            ),
+            ("grad_w_hx", "gradient grad_w_hx[h,d]".to_string(), f(h * d)),
+            ("grad_w_hh", "gradient grad_w_hh[h,h]".to_string(), f(h * h)),
+            ("grad_w_qh", "gradient grad_w_qh[q,h]".to_string(), f(q * h)),
+            ("grad_b_h", "gradient grad_b_h[h]".to_string(), f(h)),
+            ("grad_b_q", "gradient grad_b_q[q]".to_string(), f(q)),
+            ("grad_h_norm", "norms grad_h_norm[T]".to_string(), f(t)),
+        ];
+        BufferSizes { list }
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.list
+            .iter()
+            .find(|e| e.0 == name)
+            .map(|e| e.2)
+            .expect("known buffer")
+    }
+
+    /// Fails, naming the first buffer that does not fit, if any exceeds what the adapter binds
+    /// or allocates.
+    pub fn check(&self, limits: &wgpu::Limits, adapter: &str) -> Result<()> {
+        for (_, desc, bytes) in &self.list {
+            let bind = limits.max_storage_buffer_binding_size;
+            let alloc = limits.max_buffer_size;
+            if *bytes > bind.min(alloc) {
+                let (what, limit) = if bind <= alloc {
+                    ("binds", bind)
+                } else {
+                    ("allocates", alloc)
+                };
+                return Err(Error::Limit(format!(
+                    "{desc} needs {}; this adapter ({adapter}) {what} at most {} per buffer: use a smaller shape",
+                    human_bytes(*bytes),
+                    human_bytes(limit)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn total(&self) -> u64 {
+        self.list.iter().map(|e| e.2).sum()
+    }
+}
+
+/// 512 MiB, 3.2 KiB, 100 B.
+pub fn human_bytes(n: u64) -> String {
+    const KI: f64 = 1024.0;
+    let x = n as f64;
+    if x >= KI * KI * KI {
+        format!("{:.1} GiB", x / (KI * KI * KI))
+    } else if x >= KI * KI {
+        format!("{:.0} MiB", x / (KI * KI))
+    } else if x >= KI {
+        format!("{:.1} KiB", x / KI)
+    } else {
+        format!("{n} B")
+    }
+}

@@ -1,0 +1,156 @@
+//! The WGSL kernels: their sources (one file each in `shaders/`), their bindings, and the
+//! 32-byte parameter block each one reads from the uniform arena at a dynamic offset.
+
+/// Size of every kernel's `Params` struct in WGSL: eight 32-bit fields.
+pub const PARAMS_SIZE: u64 = 32;
+pub type ParamBlock = [u32; 8];
+
+/// Every kernel in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    ForwardStep,
+    OutputStep,
+    LossGradO,
+    ReduceSum,
+    BackwardStep,
+    AccumulateOuter,
+    AccumulateColsum,
+    RowNorms,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 8] = [
+        Kernel::ForwardStep,
+        Kernel::OutputStep,
+        Kernel::LossGradO,
+        Kernel::ReduceSum,
+        Kernel::BackwardStep,
+        Kernel::AccumulateOuter,
+        Kernel::AccumulateColsum,
+        Kernel::RowNorms,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::ForwardStep => "forward_step",
+            Kernel::OutputStep => "output_step",
+            Kernel::LossGradO => "loss_grad_o",
+            Kernel::ReduceSum => "reduce_sum",
+            Kernel::BackwardStep => "backward_step",
+            Kernel::AccumulateOuter => "accumulate_outer",
+            Kernel::AccumulateColsum => "accumulate_colsum",
+            Kernel::RowNorms => "row_norms",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::ForwardStep => include_str!("../../shaders/forward_step.wgsl"),
+            Kernel::OutputStep => include_str!("../../shaders/output_step.wgsl"),
+            Kernel::LossGradO => include_str!("../../shaders/loss_grad_o.wgsl"),
+            Kernel::ReduceSum => include_str!("../../shaders/reduce_sum.wgsl"),
+            Kernel::BackwardStep => include_str!("../../shaders/backward_step.wgsl"),
+            Kernel::AccumulateOuter => include_str!("../../shaders/accumulate_outer.wgsl"),
+            Kernel::AccumulateColsum => include_str!("../../shaders/accumulate_colsum.wgsl"),
+            Kernel::RowNorms => include_str!("../../shaders/row_norms.wgsl"),
+        }
+    }
+
+    /// Storage bindings 1.. in order; `true` where the shader only reads.
+    pub fn storage_read_only(self) -> &'static [bool] {
+        match self {
+            Kernel::ForwardStep => &[true, true, true, true, false],
+            Kernel::OutputStep => &[true, true, true, false],
+            Kernel::LossGradO => &[true, true, true, false, false],
+            Kernel::ReduceSum => &[true, false],
+            Kernel::BackwardStep => &[true, true, true, true, false, false],
+            Kernel::AccumulateOuter => &[true, true, false],
+            Kernel::AccumulateColsum => &[true, false],
+            Kernel::RowNorms => &[true, false],
+        }
+    }
+
+    /// Invocations per workgroup, as declared by `@workgroup_size` in the shader.
+    pub fn workgroup_size(self) -> u32 {
+        match self {
+            Kernel::ReduceSum | Kernel::RowNorms => 256,
+            _ => 64,
+        }
+    }
+}
+
+/// Compiled pipelines and their bind group layouts, one of each per kernel. They do not depend
+/// on the shape, so one set serves every problem on a device.
+pub struct Pipelines {
+    entries: Vec<(Kernel, wgpu::BindGroupLayout, wgpu::ComputePipeline)>,
+}
+
+impl Pipelines {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let entries = Kernel::ALL
+            .iter()
+            .map(|&k| {
+                let mut layout_entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(PARAMS_SIZE),
+                    },
+                    count: None,
+                }];
+                for (n, &read_only) in k.storage_read_only().iter().enumerate() {
+                    layout_entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: n as u32 + 1,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(k.name()),
+                    entries: &layout_entries,
+                });
+                let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(k.name()),
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(k.name()),
+                    source: wgpu::ShaderSource::Wgsl(k.source().into()),
+                });
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(k.name()),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                (k, bgl, pipeline)
+            })
+            .collect();
+        Pipelines { entries }
+    }
+
+    fn entry(&self, k: Kernel) -> &(Kernel, wgpu::BindGroupLayout, wgpu::ComputePipeline) {
+        self.entries
+            .iter()
+            .find(|e| e.0 == k)
+            .expect("every kernel has a pipeline")
+    }
+
+    pub fn layout(&self, k: Kernel) -> &wgpu::BindGroupLayout {
+        &self.entry(k).1
+    }
+
+    pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
+        &self.entry(k).2
+    }
+}

@@ -1,0 +1,467 @@
+//! The GPU path: adapter, buffers, pipelines, and the dispatch schedule.
+//!
+//! `GpuBptt` is built once for a shape (buffers, pipelines, bind groups, the uniform arena) and
+//! reused: each `run` uploads the problem's values, records the schedule into compute passes,
+//! submits once, and reads back only the results.
+
+pub mod adapter;
+pub mod buffers;
+pub mod kernels;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, list_adapters};
+use buffers::BufferSizes;
+use kernels::{PARAMS_SIZE, Pipelines};
+use schedule::{Binding, Config, Dispatch, Phase, Work};
+
+use crate::error::{Error, Result};
+use crate::model::{Grads, Problem, Shape, Targets};
+
+/// Where the phase times came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimingSource {
+    /// GPU timestamp queries around each compute pass.
+    Timestamp,
+    /// The host clock around submit-and-wait of each pass.
+    Host,
+}
+
+/// Times of one run, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunTimes {
+    pub upload: f64,
+    pub forward: f64,
+    pub backward: f64,
+    pub readback: f64,
+    pub total: f64,
+}
+
+/// The result buffers, in the order they are packed into the readback buffer.
+const RESULTS: [&str; 7] = [
+    "loss",
+    "grad_w_hx",
+    "grad_w_hh",
+    "grad_w_qh",
+    "grad_b_h",
+    "grad_b_q",
+    "grad_h_norm",
+];
+/// Timestamps: forward begin/end, backward begin/end.
+const QUERIES: u32 = 4;
+
+pub struct GpuBptt {
+    shape: Shape,
+    sizes: BufferSizes,
+    buffers: HashMap<&'static str, wgpu::Buffer>,
+    /// One slot per dispatch, each `slot` bytes apart, holding that dispatch's parameters.
+    params: wgpu::Buffer,
+    slot: u64,
+    bind_groups: HashMap<Binding, wgpu::BindGroup>,
+    pipelines: Pipelines,
+    /// Mappable copy of the results (and of h and o when states are kept).
+    readback: wgpu::Buffer,
+    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    config: Option<Config>,
+    schedule: Vec<Dispatch>,
+}
+
+/// Largest number of dispatches the stepwise schedule records for T steps (biases on).
+fn max_dispatches(steps: usize) -> u64 {
+    6 * steps as u64 + 6
+}
+
+impl GpuBptt {
+    /// Allocates everything for `shape` on `ctx`'s device, after checking every buffer against
+    /// the adapter's limits.
+    pub fn new(ctx: &GpuContext, shape: Shape) -> Result<Self> {
+        let sizes = BufferSizes::new(shape);
+        sizes.check(&ctx.limits, &ctx.adapter.name)?;
+        let device = &ctx.device;
+        let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
+        let params_bytes = slot * max_dispatches(shape.steps);
+        if params_bytes > ctx.limits.max_buffer_size {
+            return Err(Error::Limit(format!(
+                "the parameter arena ({}) exceeds this adapter's buffer size limit",
+                buffers::human_bytes(params_bytes)
+            )));
+        }
+        let mut buffers = HashMap::new();
+        for (name, _, bytes) in &sizes.list {
+            let buf = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size: *bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            buffers.insert(*name, buf);
+        }
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: params_bytes,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let pipelines = Pipelines::new(device);
+        let mut bind_groups = HashMap::new();
+        for binding in Binding::ALL {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &params,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(PARAMS_SIZE),
+                }),
+            }];
+            for (n, name) in binding.buffers().iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: n as u32 + 1,
+                    resource: buffers[name].as_entire_binding(),
+                });
+            }
+            let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(binding.kernel().name()),
+                layout: pipelines.layout(binding.kernel()),
+                entries: &entries,
+            });
+            bind_groups.insert(binding, bg);
+        }
+        let results_bytes: u64 =
+            RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: 8 * QUERIES as u64 + results_bytes + sizes.get("h") + sizes.get("o"),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let timestamps = ctx.has_timestamps().then(|| {
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: QUERIES,
+            });
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp resolve"),
+                size: 8 * QUERIES as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (set, resolve)
+        });
+        ctx.check_errors()?;
+        Ok(GpuBptt {
+            shape,
+            sizes,
+            buffers,
+            params,
+            slot,
+            bind_groups,
+            pipelines,
+            readback,
+            timestamps,
+            config: None,
+            schedule: Vec::new(),
+        })
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Bytes of GPU memory this object holds.
+    pub fn memory_bytes(&self) -> u64 {
+        self.sizes.total() + self.params.size() + self.readback.size()
+    }
+
+    /// Dispatches in the current schedule (after the first run).
+    pub fn dispatch_count(&self) -> usize {
+        self.schedule.len()
+    }
+
+    pub fn timing_source(&self) -> TimingSource {
+        if self.timestamps.is_some() {
+            TimingSource::Timestamp
+        } else {
+            TimingSource::Host
+        }
+    }
+
+    /// Fills every buffer a run must write with NaN, so an element no kernel writes shows up
+    /// as NaN in the results (used by the tests).
+    pub fn poison(&self, ctx: &GpuContext) {
+        for name in [
+            "h",
+            "o",
+            "grad_o",
+            "loss_rows",
+            "loss",
+            "grad_a",
+            "grad_h",
+            "grad_h_norm",
+        ] {
+            let n = (self.sizes.get(name) / 4) as usize;
+            ctx.queue.write_buffer(
+                &self.buffers[name],
+                0,
+                bytemuck::cast_slice(&vec![f32::NAN; n]),
+            );
+        }
+    }
+
+    /// Rebuilds the schedule and rewrites the parameter arena when the configuration changed.
+    fn configure(&mut self, ctx: &GpuContext, config: Config) {
+        if self.config == Some(config) {
+            return;
+        }
+        self.schedule = schedule::stepwise(self.shape, config);
+        let mut arena = vec![0u8; self.slot as usize * self.schedule.len()];
+        for (i, d) in self.schedule.iter().enumerate() {
+            let at = i * self.slot as usize;
+            arena[at..at + PARAMS_SIZE as usize].copy_from_slice(bytemuck::cast_slice(&d.params));
+        }
+        ctx.queue.write_buffer(&self.params, 0, &arena);
+        self.config = Some(config);
+    }
+
+    fn upload(&self, ctx: &GpuContext, p: &Problem) {
+        let q = &ctx.queue;
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let write = |name: &str, v: &[f64]| {
+            q.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)))
+        };
+        let s = self.shape;
+        write("w_hx", &p.params.w_hx);
+        write("w_hh", &p.params.w_hh);
+        write("w_qh", &p.params.w_qh);
+        write(
+            "b_h",
+            p.params.b_h.as_deref().unwrap_or(&vec![0.0; s.hidden]),
+        );
+        write(
+            "b_q",
+            p.params.b_q.as_deref().unwrap_or(&vec![0.0; s.output]),
+        );
+        write("x", &p.x);
+        // h's slot 0 is h0.
+        write("h", &p.h0);
+        match &p.targets {
+            Targets::Mse(y) => write("y", y),
+            Targets::Xent(labels) => {
+                q.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels))
+            }
+        }
+    }
+
+    /// Records one compute pass with every dispatch of `phase`.
+    fn record_pass(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, phase: Phase) {
+        let ts = self.timestamps.as_ref().map(|(set, _)| {
+            let first = if phase == Phase::Forward { 0 } else { 2 };
+            wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(first),
+                end_of_pass_write_index: Some(first + 1),
+            }
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(if phase == Phase::Forward {
+                "forward"
+            } else {
+                "backward"
+            }),
+            timestamp_writes: ts,
+        });
+        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        for (i, d) in self
+            .schedule
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.phase == phase)
+        {
+            let kernel = d.binding.kernel();
+            let groups = match d.work {
+                Work::Invocations(n) => n.div_ceil(kernel.workgroup_size()),
+                Work::Workgroups(n) => n,
+            };
+            // Past the per-dimension limit, spread over y; kernels linearise (x, y) back.
+            let (gx, gy) = if groups <= max_dim {
+                (groups, 1)
+            } else {
+                (max_dim, groups.div_ceil(max_dim))
+            };
+            pass.set_pipeline(self.pipelines.pipeline(kernel));
+            pass.set_bind_group(
+                0,
+                &self.bind_groups[&d.binding],
+                &[(i as u64 * self.slot) as u32],
+            );
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+    }
+
+    /// Forward + backward on the GPU. With `keep_states`, h_1..h_T and o_1..o_T are read back too.
+    pub fn run(
+        &mut self,
+        ctx: &GpuContext,
+        p: &Problem,
+        keep_states: bool,
+    ) -> Result<(Grads, RunTimes)> {
+        if p.shape != self.shape {
+            return Err(Error::Invalid(format!(
+                "this GPU object was built for {}, not {}",
+                self.shape, p.shape
+            )));
+        }
+        let config = Config {
+            activation: p.activation,
+            loss_fn: p.loss_fn(),
+            loss_at: p.loss_at,
+            bias: p.has_bias(),
+        };
+        let start = Instant::now();
+        self.configure(ctx, config);
+        self.upload(ctx, p);
+        ctx.queue.submit([]);
+        ctx.wait()?;
+        let uploaded = Instant::now();
+
+        let new_encoder = || {
+            ctx.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("bptt"),
+                })
+        };
+        let mut encoder = new_encoder();
+        // The gradients are sums over steps: start them at zero. ∂L/∂a_{T+1} = 0 too.
+        for name in [
+            "grad_w_hx",
+            "grad_w_hh",
+            "grad_w_qh",
+            "grad_b_h",
+            "grad_b_q",
+        ] {
+            encoder.clear_buffer(&self.buffers[name], 0, None);
+        }
+        let s = self.shape;
+        let slot_bytes = (s.batch * s.hidden * 4) as u64;
+        encoder.clear_buffer(
+            &self.buffers["grad_a"],
+            (s.steps as u64 + 1) * slot_bytes,
+            Some(slot_bytes),
+        );
+        let (forward_ms, backward_ms);
+        if let Some((set, resolve)) = &self.timestamps {
+            // One submission; the GPU's own clock times each pass.
+            self.record_pass(ctx, &mut encoder, Phase::Forward);
+            self.record_pass(ctx, &mut encoder, Phase::Backward);
+            encoder.resolve_query_set(set, 0..QUERIES, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, &self.readback, 0, 8 * QUERIES as u64);
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait()?;
+            (forward_ms, backward_ms) = (f64::NAN, f64::NAN);
+        } else {
+            // No timestamps: submit each pass on its own and time it with the host clock.
+            self.record_pass(ctx, &mut encoder, Phase::Forward);
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait()?;
+            forward_ms = uploaded.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let mut encoder = new_encoder();
+            self.record_pass(ctx, &mut encoder, Phase::Backward);
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait()?;
+            backward_ms = t.elapsed().as_secs_f64() * 1e3;
+        }
+        let computed = Instant::now();
+
+        // Pack results (and states) into the readback buffer after the timestamps.
+        let mut encoder = new_encoder();
+        let mut at = 8 * QUERIES as u64;
+        let mut places = Vec::new();
+        let mut copy = |src: &str, offset: u64, bytes: u64| {
+            encoder.copy_buffer_to_buffer(&self.buffers[src], offset, &self.readback, at, bytes);
+            places.push((at, bytes));
+            at += bytes;
+        };
+        for name in RESULTS {
+            copy(name, 0, self.sizes.get(name));
+        }
+        copy("grad_h", 0, grad_h0_bytes(s)); // slot 0 of grad_h is ∂L/∂h0
+        if keep_states {
+            copy("h", slot_bytes, s.steps as u64 * slot_bytes); // h_1..h_T
+            copy("o", 0, self.sizes.get("o"));
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let data = read_buffer(ctx, &self.readback, at)?;
+        let floats = |i: usize| -> Vec<f64> {
+            let (off, len) = places[i];
+            bytemuck::cast_slice::<u8, f32>(&data[off as usize..(off + len) as usize])
+                .iter()
+                .map(|&x| x as f64)
+                .collect()
+        };
+        let bias = p.has_bias();
+        let grads = Grads {
+            loss: floats(0)[0],
+            grad_w_hx: floats(1),
+            grad_w_hh: floats(2),
+            grad_w_qh: floats(3),
+            grad_b_h: bias.then(|| floats(4)),
+            grad_b_q: bias.then(|| floats(5)),
+            grad_h_norm: floats(6),
+            grad_h0: floats(7),
+            h: if keep_states { floats(8) } else { Vec::new() },
+            o: if keep_states { floats(9) } else { Vec::new() },
+        };
+        let done = Instant::now();
+        let (forward_ms, backward_ms) = if self.timestamps.is_some() {
+            let ticks: &[u64] = bytemuck::cast_slice(&data[..8 * QUERIES as usize]);
+            let ns = ctx.queue.get_timestamp_period() as f64;
+            let span = |a: u64, b: u64| b.saturating_sub(a) as f64 * ns / 1e6;
+            (span(ticks[0], ticks[1]), span(ticks[2], ticks[3]))
+        } else {
+            (forward_ms, backward_ms)
+        };
+        let times = RunTimes {
+            upload: (uploaded - start).as_secs_f64() * 1e3,
+            forward: forward_ms,
+            backward: backward_ms,
+            readback: (done - computed).as_secs_f64() * 1e3,
+            total: (done - start).as_secs_f64() * 1e3,
+        };
+        Ok((grads, times))
+    }
+}
+
+fn grad_h0_bytes(s: Shape) -> u64 {
+    (s.batch * s.hidden * 4) as u64
+}
+
+/// Maps the first `len` bytes of `buffer`, copies them out, and unmaps.
+fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+    let slice = buffer.slice(..len);
+    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait()?;
+    match pollster::block_on(rx.receive()) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
+        None => {
+            return Err(Error::Gpu(
+                "reading results back: the map request was dropped".into(),
+            ));
+        }
+    }
+    let data = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?
+        .to_vec();
+    buffer.unmap();
+    Ok(data)
+}

@@ -1,0 +1,195 @@
+//! The report of one run: built by `run`, printed as text or as one JSON object.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::cli::Compute;
+use crate::gpu::{AdapterSummary, TimingSource};
+use crate::model::{Activation, LossAt, LossFn, Shape};
+
+/// Median times in milliseconds; `None` for what did not run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub gpu_setup: Option<f64>,
+    pub gpu_upload: Option<f64>,
+    pub gpu_forward: Option<f64>,
+    pub gpu_backward: Option<f64>,
+    pub gpu_readback: Option<f64>,
+    pub gpu_total: Option<f64>,
+    pub gpu_total_min: Option<f64>,
+    pub gpu_total_max: Option<f64>,
+    pub cpu_total: Option<f64>,
+    pub cpu_ref_total: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub adapter: Option<AdapterSummary>,
+    pub shape: Shape,
+    pub activation: Activation,
+    pub loss_fn: LossFn,
+    pub loss_at: LossAt,
+    pub bias: bool,
+    pub seed: Option<u64>,
+    pub compute: Compute,
+    /// Spectral radius of w_hh (growth-rate power-iteration estimate).
+    pub spectral_radius: f64,
+    /// Largest singular value of w_hh (power iteration on w_hhᵀw_hh).
+    pub largest_singular_value: f64,
+    /// L, from the GPU when it ran, else from the CPU path that ran.
+    pub loss: f64,
+    /// Which path `loss`, `grad_norms` and `grad_h_norm` come from.
+    pub result_from: &'static str,
+    /// ‖·‖ of each gradient tensor.
+    pub grad_norms: BTreeMap<&'static str, f64>,
+    /// ‖∂L/∂h_t‖ for t = 1..T.
+    pub grad_h_norm: Vec<f64>,
+    /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
+    pub rel_err: BTreeMap<&'static str, f64>,
+    pub tolerance: f64,
+    /// Every check passed and every result is finite.
+    pub pass: bool,
+    /// One line per problem found (non-finite results, failed checks).
+    pub problems: Vec<String>,
+    pub timings_ms: Timings,
+    pub timing_source: Option<TimingSource>,
+    /// Timed runs behind each median (after one warm-up run).
+    pub repeat: u32,
+    pub dispatches: Option<usize>,
+    pub gpu_memory_bytes: Option<u64>,
+    pub flops: f64,
+    pub gpu_gflops: Option<f64>,
+    pub gpu_gbps: Option<f64>,
+    pub gpu_us_per_step: Option<f64>,
+    /// Fast CPU path's time over the GPU's (> 1: the GPU is faster).
+    pub speedup_vs_cpu: Option<f64>,
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.3} ms"),
+        _ => "-".into(),
+    }
+}
+
+impl Report {
+    /// The human-readable report.
+    pub fn text(&self, verbose: bool) -> String {
+        let mut s = String::new();
+        let sh = self.shape;
+        let _ = writeln!(s, "bptt: backpropagation through time, {sh}");
+        let _ = writeln!(
+            s,
+            "problem    {} activation, {} loss at {}, {}{}",
+            self.activation.name(),
+            self.loss_fn.name(),
+            if self.loss_at == LossAt::All {
+                "every step"
+            } else {
+                "the last step"
+            },
+            if self.bias {
+                "with biases"
+            } else {
+                "no biases"
+            },
+            self.seed.map(|x| format!(", seed {x}")).unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "w_hh       spectral radius {:.4} (growth-rate estimate), largest singular value {:.4}",
+            self.spectral_radius, self.largest_singular_value
+        );
+        if let Some(a) = &self.adapter {
+            let _ = writeln!(s, "adapter    {a}");
+        }
+        let _ = writeln!(s, "loss       {:.9} (from {})", self.loss, self.result_from);
+        let norms: Vec<String> = self
+            .grad_norms
+            .iter()
+            .map(|(k, v)| format!("‖{k}‖ {v:.4e}"))
+            .collect();
+        let _ = writeln!(s, "gradients  {}", norms.join(", "));
+        let g = &self.grad_h_norm;
+        if let (Some(first), Some(last)) = (g.first(), g.last()) {
+            let _ = writeln!(
+                s,
+                "‖∂L/∂h_t‖  t=1: {first:.4e}, t=T: {last:.4e}, ratio first/last {:.4e}",
+                first / last
+            );
+        }
+        if verbose {
+            for (t, v) in g.iter().enumerate() {
+                let _ = writeln!(s, "           t={:<5} {v:.6e}", t + 1);
+            }
+        }
+        if !self.rel_err.is_empty() {
+            let _ = writeln!(
+                s,
+                "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {:e}",
+                self.tolerance
+            );
+            for (k, v) in &self.rel_err {
+                let ok = v.is_finite() && *v <= self.tolerance;
+                let _ = writeln!(s, "  {k:<12} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
+            }
+        }
+        for p in &self.problems {
+            let _ = writeln!(s, "PROBLEM    {p}");
+        }
+        let t = &self.timings_ms;
+        let _ = writeln!(
+            s,
+            "timings    median of {} run(s) after a warm-up",
+            self.repeat
+        );
+        if t.gpu_total.is_some() {
+            let src = match self.timing_source {
+                Some(TimingSource::Timestamp) => "GPU timestamp queries",
+                _ => "host clock",
+            };
+            let _ = writeln!(
+                s,
+                "  gpu      setup {}, upload {}, forward {}, backward {} ({src}), readback {}",
+                ms(t.gpu_setup),
+                ms(t.gpu_upload),
+                ms(t.gpu_forward),
+                ms(t.gpu_backward),
+                ms(t.gpu_readback)
+            );
+            let _ = writeln!(
+                s,
+                "  gpu      total {} (min {}, max {}), {:.1} µs/step, {} dispatches",
+                ms(t.gpu_total),
+                ms(t.gpu_total_min),
+                ms(t.gpu_total_max),
+                self.gpu_us_per_step.unwrap_or(f64::NAN),
+                self.dispatches.unwrap_or(0)
+            );
+            let _ = writeln!(
+                s,
+                "  gpu      {:.2} GFLOP/s, {:.2} GB/s effective ({:.3} GFLOP per run; FLOP and byte model in README)",
+                self.gpu_gflops.unwrap_or(f64::NAN),
+                self.gpu_gbps.unwrap_or(f64::NAN),
+                self.flops / 1e9
+            );
+        }
+        if t.cpu_total.is_some() {
+            let _ = writeln!(s, "  cpu      fast f32 path {}", ms(t.cpu_total));
+        }
+        if t.cpu_ref_total.is_some() {
+            let _ = writeln!(
+                s,
+                "  cpu-ref  f64 reference {} (one run)",
+                ms(t.cpu_ref_total)
+            );
+        }
+        if let Some(x) = self.speedup_vs_cpu {
+            let _ = writeln!(s, "speedup    GPU total vs fast CPU path: {x:.2}×");
+        }
+        let _ = writeln!(s, "result     {}", if self.pass { "PASS" } else { "FAIL" });
+        s
+    }
+}
