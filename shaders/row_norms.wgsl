@@ -1,7 +1,9 @@
 // row_norms: out[r] = ‖M[first_row + r]‖ for each of `rows` rows of length n, e.g.
 //   grad_h_norm[t] = ‖∂L/∂h_t‖ (Frobenius over the batch: a row is one step's [B, h] block)
-// One workgroup of 256 invocations per row: fixed strided partial sums of squares, then a tree
-// reduction in workgroup memory (fixed order, so results repeat bit for bit).
+// computed as m·sqrt(Σ (v/m)²) with m = max |v|, so entries beyond 1.8e19 (whose squares
+// overflow f32) still give a finite norm; a NaN or Inf entry gives a non-finite norm.
+// One workgroup of 256 invocations per row: fixed strided partial results, then tree
+// reductions in workgroup memory (fixed order, so results repeat bit for bit).
 // Bindings: 0 params (uniform, dynamic offset), 1 m, 2 out [rows].
 
 struct Params {
@@ -22,6 +24,24 @@ struct Params {
 const WG: u32 = 256u;
 var<workgroup> scratch: array<f32, WG>;
 
+// Tree reduction of scratch[0..WG]; op 0 = sum, 1 = max. Every invocation gets the result.
+fn reduce(lid: u32, op: u32) -> f32 {
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        workgroupBarrier();
+        if lid < stride {
+            if op == 0u {
+                scratch[lid] += scratch[lid + stride];
+            } else {
+                scratch[lid] = max(scratch[lid], scratch[lid + stride]);
+            }
+        }
+    }
+    workgroupBarrier();
+    let r = scratch[0];
+    workgroupBarrier();
+    return r;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -32,17 +52,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = (p.first_row + r) * p.n;
     var part = 0.0;
     for (var i = lid; i < p.n; i += WG) {
-        let v = m[base + i];
-        part += v * v;
+        part = max(part, abs(m[base + i]));
     }
     scratch[lid] = part;
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        workgroupBarrier();
-        if lid < stride {
-            scratch[lid] += scratch[lid + stride];
+    let big = reduce(lid, 1u);
+    part = 0.0;
+    if big > 0.0 {
+        for (var i = lid; i < p.n; i += WG) {
+            let v = m[base + i] / big;
+            part += v * v;
         }
     }
+    scratch[lid] = part;
+    let sum = reduce(lid, 0u);
+    // max() may drop NaN and compilers may assume floats are finite, so find NaN and Inf by
+    // their bits (exponent all ones) and make the norm NaN then.
+    part = 0.0;
+    for (var i = lid; i < p.n; i += WG) {
+        if (bitcast<u32>(m[base + i]) & 0x7f800000u) == 0x7f800000u {
+            part += 1.0;
+        }
+    }
+    scratch[lid] = part;
+    let bad = reduce(lid, 0u);
     if lid == 0u {
-        out[r] = sqrt(scratch[0]);
+        var norm = big * sqrt(sum);
+        if bad > 0.0 {
+            norm = bitcast<f32>(0x7fc00000u); // NaN
+        }
+        out[r] = norm;
     }
 }

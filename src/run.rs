@@ -175,7 +175,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
     if let (Some(g), Some(r)) = (&gpu_result, &ref_result) {
         for ((name, a), (_, b)) in g.tensors().into_iter().zip(r.tensors()) {
             let e = rel_err(a, b);
-            if !(e <= args.tolerance) {
+            if e.is_nan() || e > args.tolerance {
                 problems.push(format!(
                     "{name}: relative error {e:.3e} exceeds the tolerance {:e}",
                     args.tolerance

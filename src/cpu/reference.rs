@@ -4,6 +4,9 @@
 //! Layout: row-major, x [T,B,d], h [T,B,h], o [T,B,q], w_hx [h,d], w_hh [h,h], w_qh [q,h].
 //! Time index t runs 0..T here; the math's h_t is `h[t]` here with h_0 the initial state `h0`.
 
+// Index loops are the point here: each line reads like the equation it transcribes.
+#![allow(clippy::needless_range_loop)]
+
 use crate::model::{Activation, Grads, LossAt, Problem, Targets};
 
 /// Forward states kept for the backward pass.

@@ -190,14 +190,17 @@ impl GpuContext {
         let uncaptured = Arc::new(Mutex::new(None));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            // wgpu's description spans several lines ("Validation Error", "Caused by:", ...):
+            // keep them all, joined into one line.
+            let text = match &e {
+                wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => {
+                    description.clone()
+                }
+                wgpu::Error::OutOfMemory { source } => format!("out of GPU memory: {source}"),
+            };
+            let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "Caused by:").collect();
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| {
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("unknown error")
-                    .to_string()
-            });
+            slot.get_or_insert_with(|| parts.join(": "));
         }));
         Ok(GpuContext {
             device,

@@ -18,7 +18,7 @@ use kernels::{PARAMS_SIZE, Pipelines};
 use schedule::{Binding, Config, Dispatch, Phase, Work};
 
 use crate::error::{Error, Result};
-use crate::model::{Grads, Problem, Shape, Targets};
+use crate::model::{Activation, Grads, LossAt, LossFn, Problem, Shape, Targets};
 
 /// Where the phase times came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -69,9 +69,10 @@ pub struct GpuBptt {
     schedule: Vec<Dispatch>,
 }
 
-/// Largest number of dispatches the stepwise schedule records for T steps (biases on).
-fn max_dispatches(steps: usize) -> u64 {
-    6 * steps as u64 + 6
+/// Largest number of dispatches the schedule records for a shape: biases on adds the most.
+fn max_dispatches(shape: Shape) -> u64 {
+    let most = Config { activation: Activation::Tanh, loss_fn: LossFn::Xent, loss_at: LossAt::All, bias: true };
+    schedule::stepwise(shape, most).len() as u64
 }
 
 impl GpuBptt {
@@ -82,7 +83,7 @@ impl GpuBptt {
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
-        let params_bytes = slot * max_dispatches(shape.steps);
+        let params_bytes = slot * max_dispatches(shape);
         if params_bytes > ctx.limits.max_buffer_size {
             return Err(Error::Limit(format!(
                 "the parameter arena ({}) exceeds this adapter's buffer size limit",

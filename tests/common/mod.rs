@@ -1,0 +1,31 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use bptt::gpu::{AdapterRequest, GpuContext};
+use bptt::model::{Grads, rel_err};
+
+/// The GPU tests' adapter. Without one they fail, saying how to get one: never a silent skip.
+pub fn gpu() -> GpuContext {
+    GpuContext::new(&AdapterRequest::default()).unwrap_or_else(|e| {
+        panic!(
+            "the GPU tests need a wgpu adapter and found none: {e}\n\
+             On headless Linux install Mesa's software Vulkan driver (lavapipe): \
+             `apt-get install mesa-vulkan-drivers` (on Debian 12 preferably from bookworm-backports; see .ci/run)."
+        )
+    })
+}
+
+/// Asserts every result tensor of `got` is within `tol` (relative) of `want`; returns the worst.
+pub fn assert_close(what: &str, got: &Grads, want: &Grads, tol: f64) -> f64 {
+    let mut worst: f64 = 0.0;
+    let (a, b) = (got.tensors(), want.tensors());
+    assert_eq!(a.len(), b.len(), "{what}: different tensor sets");
+    for ((name, x), (name2, y)) in a.into_iter().zip(b) {
+        assert_eq!(name, name2);
+        assert!(x.iter().all(|v| v.is_finite()), "{what}: {name} has non-finite entries");
+        let e = rel_err(x, y);
+        assert!(e <= tol, "{what}: {name} relative error {e:.3e} > {tol:e}");
+        worst = worst.max(e);
+    }
+    worst
+}
