@@ -41,14 +41,23 @@ impl Shape {
                 return Err(Error::Invalid(format!("{name} must be at least 1")));
             }
         }
-        // Every buffer length must fit in u32 for the GPU's indices, and in memory here.
+        // Every buffer length must fit in u32 for the GPU's indices, and in memory here: the
+        // sequences, w_hh, w_hx [h,d] and w_qh [q,h] (the others are no larger than these).
+        // The products are checked: a plain `*` wraps in release builds (2^40 · 2^40 = 0),
+        // which would let an absurd shape through.
+        let elements = |dims: &[usize]| dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         let largest = [
-            s.steps * s.batch * s.hidden,
-            s.steps * s.batch * s.input,
-            s.steps * s.batch * s.output,
-            s.hidden * s.hidden,
+            elements(&[s.steps, s.batch, s.hidden]),
+            elements(&[s.steps, s.batch, s.input]),
+            elements(&[s.steps, s.batch, s.output]),
+            elements(&[s.hidden, s.hidden]),
+            elements(&[s.hidden, s.input]),
+            elements(&[s.output, s.hidden]),
         ];
-        if largest.iter().any(|&n| n > u32::MAX as usize / 4) {
+        if largest
+            .iter()
+            .any(|n| n.is_none_or(|n| n > u32::MAX as usize / 4))
+        {
             return Err(Error::Invalid(format!(
                 "shape {s} is too large (a tensor would exceed 2^30 elements)"
             )));
