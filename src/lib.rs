@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod error;
+pub mod io;
 pub mod linalg;
 pub mod model;
 pub mod problem;
