@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use crate::gpu::BackendChoice;
+use crate::gpu::{BackendChoice, Schedule};
 use crate::model::{Activation, LossAt, LossFn};
 
 /// Which implementations run.
@@ -79,6 +79,11 @@ pub struct Args {
     /// Which implementations run.
     #[arg(long, value_enum, default_value_t = Compute::Both)]
     pub compute: Compute,
+    /// How the GPU work is split into dispatches: fused (time-parallel work as single matrix
+    /// products, only the recurrences per step) or stepwise (the textbook, one equation per
+    /// dispatch per step).
+    #[arg(long, value_enum, default_value_t = Schedule::Fused)]
+    pub schedule: Schedule,
     /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to PASS.
     #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
     pub tolerance: f64,

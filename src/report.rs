@@ -54,6 +54,11 @@ pub struct Report {
     /// One line per problem found (non-finite results, failed checks).
     pub problems: Vec<String>,
     pub timings_ms: Timings,
+    /// GPU schedule (`fused` or `stepwise`).
+    pub schedule: Option<&'static str>,
+    /// Median GPU time of each stage, in schedule order, where the adapter writes timestamps
+    /// inside passes.
+    pub gpu_stages_ms: Vec<(&'static str, f64)>,
     pub timing_source: Option<TimingSource>,
     /// Timed runs behind each median (after one warm-up run).
     pub repeat: u32,
@@ -159,9 +164,14 @@ impl Report {
                 ms(t.gpu_backward),
                 ms(t.gpu_readback)
             );
+            if !self.gpu_stages_ms.is_empty() {
+                let st: Vec<String> = self.gpu_stages_ms.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+                let _ = writeln!(s, "  stages   {} (ms)", st.join(", "));
+            }
             let _ = writeln!(
                 s,
-                "  gpu      total {} (min {}, max {}), {:.1} µs/step, {} dispatches",
+                "  gpu      {} schedule: total {} (min {}, max {}), {:.1} µs/step, {} dispatches",
+                self.schedule.unwrap_or("-"),
                 ms(t.gpu_total),
                 ms(t.gpu_total_min),
                 ms(t.gpu_total_max),

@@ -113,6 +113,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
     let mut rel = BTreeMap::new();
     let mut repeat = 1;
     let (mut adapter, mut timing_source, mut dispatches, mut memory) = (None, None, None, None);
+    let mut gpu_stages = Vec::new();
 
     let gpu_result = if matches!(args.compute, Compute::Both | Compute::Gpu) {
         let req = AdapterRequest {
@@ -122,15 +123,16 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         };
         let (built, setup) = clock(|| -> Result<_> {
             let ctx = GpuContext::new(&req)?;
-            let gpu = GpuBptt::new(&ctx, shape)?;
+            let gpu = GpuBptt::new(&ctx, shape, args.schedule)?;
             Ok((ctx, gpu))
         });
         let (ctx, mut gpu) = built?;
         let mut runs: Vec<RunTimes> = Vec::new();
         let (grads, _, _) = timed(args, || {
             let (g, t) = gpu.run(&ctx, p, false)?;
+            let total = t.total;
             runs.push(t);
-            Ok((g, t.total))
+            Ok((g, total))
         })?;
         let timed_runs = &runs[1..];
         repeat = timed_runs.len() as u32;
@@ -143,6 +145,13 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         timings.gpu_total = med(|r| r.total);
         timings.gpu_total_min = timed_runs.iter().map(|r| r.total).reduce(f64::min);
         timings.gpu_total_max = timed_runs.iter().map(|r| r.total).reduce(f64::max);
+        // Stage medians, in schedule order (every run stamps the same stages).
+        gpu_stages = timed_runs[0]
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(k, (stage, _))| (stage.name(), median(timed_runs.iter().map(|r| r.stages[k].1).collect())))
+            .collect();
         adapter = Some(ctx.adapter.clone());
         timing_source = Some(gpu.timing_source());
         dispatches = Some(gpu.dispatch_count());
@@ -199,6 +208,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         .map(|(n, v)| (n, crate::model::norm(v)))
         .collect();
     let fl = flops::flops(shape);
+    let adapter_schedule = gpu_result.as_ref().map(|_| args.schedule.name());
     let gpu_total = timings.gpu_total;
     Ok(Report {
         adapter,
@@ -220,6 +230,8 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         pass: problems.is_empty(),
         problems,
         timings_ms: timings.clone(),
+        schedule: adapter_schedule,
+        gpu_stages_ms: gpu_stages,
         timing_source,
         repeat,
         dispatches,

@@ -15,7 +15,7 @@ fn spec(t: usize, b: usize, d: usize, h: usize, q: usize) -> ProblemSpec {
 
 /// GPU (with every written buffer poisoned with NaN first) against the reference, states too.
 fn check(ctx: &bptt::gpu::GpuContext, p: &Problem) -> f64 {
-    let mut gpu = GpuBptt::new(ctx, p.shape).unwrap();
+    let mut gpu = GpuBptt::new(ctx, p.shape, SCHEDULE).unwrap();
     gpu.poison(ctx);
     let (g, _) = gpu.run(ctx, p, true).unwrap();
     let r = reference::bptt(p);
@@ -79,13 +79,13 @@ fn runs_are_bit_identical() {
     s.activation = Activation::Tanh;
     s.bias = true;
     let p = random_problem(&s).unwrap();
-    let mut gpu = GpuBptt::new(&ctx, p.shape).unwrap();
+    let mut gpu = GpuBptt::new(&ctx, p.shape, SCHEDULE).unwrap();
     let (first, _) = gpu.run(&ctx, &p, false).unwrap();
     let memory = gpu.memory_bytes();
     let (second, _) = gpu.run(&ctx, &p, false).unwrap();
     assert_eq!(first, second, "a second call on the same object must give the same bits");
     assert_eq!(memory, gpu.memory_bytes());
-    let mut other = GpuBptt::new(&ctx, p.shape).unwrap();
+    let mut other = GpuBptt::new(&ctx, p.shape, SCHEDULE).unwrap();
     let (third, _) = other.run(&ctx, &p, false).unwrap();
     assert_eq!(first, third, "a fresh object on the same adapter must give the same bits");
     // And the result is a real one, not a constant.
@@ -132,7 +132,7 @@ fn non_finite_results_are_named() {
     let mut s = spec(40, 1, 2, 8, 2);
     s.spectral_radius = Some(40.0);
     let p = random_problem(&s).unwrap();
-    let mut gpu = GpuBptt::new(&ctx, p.shape).unwrap();
+    let mut gpu = GpuBptt::new(&ctx, p.shape, SCHEDULE).unwrap();
     let (g, _) = gpu.run(&ctx, &p, false).unwrap();
     let problems = bptt::run::non_finite_problems(&g);
     assert!(problems.iter().any(|l| l.starts_with("grad_w_hh has ")), "{problems:?}");

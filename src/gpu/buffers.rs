@@ -1,6 +1,7 @@
 //! The storage buffers of one shape, sized and checked against the adapter's limits before any
 //! is created, so an oversized problem fails with a message that names the buffer.
 
+use super::schedule::Schedule;
 use crate::error::{Error, Result};
 use crate::model::Shape;
 
@@ -10,8 +11,8 @@ pub struct BufferSizes {
 }
 
 impl BufferSizes {
-    /// (name, description with dims, size in bytes) for a shape.
-    pub fn new(s: Shape) -> Self {
+    /// (name, description with dims, size in bytes) for a shape and schedule.
+    pub fn new(s: Shape, schedule: Schedule) -> Self {
         let (t, b, d, h, q) = (
             s.steps as u64,
             s.batch as u64,
@@ -20,7 +21,7 @@ impl BufferSizes {
             s.output as u64,
         );
         let f = |n: u64| 4 * n.max(1);
-        let list = vec![
+        let mut list = vec![
             ("w_hx", "weights w_hx[h,d]".to_string(), f(h * d)),
             ("w_hh", "weights w_hh[h,h]".to_string(), f(h * h)),
             ("w_qh", "weights w_qh[q,h]".to_string(), f(q * h)),
@@ -59,6 +60,13 @@ impl BufferSizes {
             ("grad_b_q", "gradient grad_b_q[q]".to_string(), f(q)),
             ("grad_h_norm", "norms grad_h_norm[T]".to_string(), f(t)),
         ];
+        if schedule == Schedule::Fused {
+            list.extend([
+                ("xproj", "input projections x·w_hxᵀ[T,B,h]".to_string(), f(t * b * h)),
+                ("gq", "output-gradient projections ∂L/∂o·w_qh[T,B,h]".to_string(), f(t * b * h)),
+                ("w_hh_t", "transposed weights w_hhᵀ[h,h]".to_string(), f(h * h)),
+            ]);
+        }
         BufferSizes { list }
     }
 

@@ -1,9 +1,17 @@
 //! The WGSL kernels: their sources (one file each in `shaders/`), their bindings, and the
 //! 32-byte parameter block each one reads from the uniform arena at a dynamic offset.
 
-/// Size of every kernel's `Params` struct in WGSL: eight 32-bit fields.
-pub const PARAMS_SIZE: u64 = 32;
-pub type ParamBlock = [u32; 8];
+/// Bytes bound for every kernel's `Params` struct: up to sixteen 32-bit fields (most kernels
+/// declare eight; binding more than a struct needs is allowed).
+pub const PARAMS_SIZE: u64 = 64;
+pub type ParamBlock = [u32; 16];
+
+/// A parameter block from its leading fields (the rest zero).
+pub fn params(fields: &[u32]) -> ParamBlock {
+    let mut p = [0u32; 16];
+    p[..fields.len()].copy_from_slice(fields);
+    p
+}
 
 /// Every kernel in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -16,10 +24,13 @@ pub enum Kernel {
     AccumulateOuter,
     AccumulateColsum,
     RowNorms,
+    Matmul,
+    RecurrentStep,
+    Transpose,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::ForwardStep,
         Kernel::OutputStep,
         Kernel::LossGradO,
@@ -28,6 +39,9 @@ impl Kernel {
         Kernel::AccumulateOuter,
         Kernel::AccumulateColsum,
         Kernel::RowNorms,
+        Kernel::Matmul,
+        Kernel::RecurrentStep,
+        Kernel::Transpose,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +54,9 @@ impl Kernel {
             Kernel::AccumulateOuter => "accumulate_outer",
             Kernel::AccumulateColsum => "accumulate_colsum",
             Kernel::RowNorms => "row_norms",
+            Kernel::Matmul => "matmul",
+            Kernel::RecurrentStep => "recurrent_step",
+            Kernel::Transpose => "transpose",
         }
     }
 
@@ -53,6 +70,9 @@ impl Kernel {
             Kernel::AccumulateOuter => include_str!("../../shaders/accumulate_outer.wgsl"),
             Kernel::AccumulateColsum => include_str!("../../shaders/accumulate_colsum.wgsl"),
             Kernel::RowNorms => include_str!("../../shaders/row_norms.wgsl"),
+            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::RecurrentStep => include_str!("../../shaders/recurrent_step.wgsl"),
+            Kernel::Transpose => include_str!("../../shaders/transpose.wgsl"),
         }
     }
 
@@ -67,13 +87,17 @@ impl Kernel {
             Kernel::AccumulateOuter => &[true, true, false],
             Kernel::AccumulateColsum => &[true, false],
             Kernel::RowNorms => &[true, false],
+            Kernel::Matmul => &[true, true, false, true],
+            Kernel::RecurrentStep => &[true, true, false, false, true],
+            Kernel::Transpose => &[true, false],
         }
     }
 
-    /// Invocations per workgroup, as declared by `@workgroup_size` in the shader.
+    /// Invocations per workgroup, as declared by `@workgroup_size` in the shader (matmul's
+    /// 16×16 covers a 64×64 tile; recurrent_step's 64 cover 4 rows).
     pub fn workgroup_size(self) -> u32 {
         match self {
-            Kernel::ReduceSum | Kernel::RowNorms => 256,
+            Kernel::ReduceSum | Kernel::RowNorms | Kernel::Matmul => 256,
             _ => 64,
         }
     }

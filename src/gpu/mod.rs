@@ -15,7 +15,8 @@ use std::time::Instant;
 pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, list_adapters};
 use buffers::BufferSizes;
 use kernels::{PARAMS_SIZE, Pipelines};
-use schedule::{Binding, Config, Dispatch, Phase, Work};
+use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
+pub use schedule::Schedule;
 
 use crate::error::{Error, Result};
 use crate::model::{Activation, Grads, LossAt, LossFn, Problem, Shape, Targets};
@@ -31,13 +32,15 @@ pub enum TimingSource {
 }
 
 /// Times of one run, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunTimes {
     pub upload: f64,
     pub forward: f64,
     pub backward: f64,
     pub readback: f64,
     pub total: f64,
+    /// Per stage, in schedule order, where the adapter writes timestamps inside passes.
+    pub stages: Vec<(Stage, f64)>,
 }
 
 /// The result buffers, in the order they are packed into the readback buffer.
@@ -50,11 +53,12 @@ const RESULTS: [&str; 7] = [
     "grad_b_q",
     "grad_h_norm",
 ];
-/// Timestamps: forward begin/end, backward begin/end.
-const QUERIES: u32 = 4;
+/// Timestamp slots: enough for a stamp before every stage and at the end of each pass.
+const QUERIES: u32 = 16;
 
 pub struct GpuBptt {
     shape: Shape,
+    schedule_kind: Schedule,
     sizes: BufferSizes,
     buffers: HashMap<&'static str, wgpu::Buffer>,
     /// One slot per dispatch, each `slot` bytes apart, holding that dispatch's parameters.
@@ -65,25 +69,25 @@ pub struct GpuBptt {
     /// Mappable copy of the results (and of h and o when states are kept).
     readback: wgpu::Buffer,
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    /// Timestamps between stages inside a pass (else one pair per pass).
+    stage_stamps: bool,
     config: Option<Config>,
     schedule: Vec<Dispatch>,
 }
 
-/// Largest number of dispatches the schedule records for a shape: biases on adds the most.
-fn max_dispatches(shape: Shape) -> u64 {
-    let most = Config { activation: Activation::Tanh, loss_fn: LossFn::Xent, loss_at: LossAt::All, bias: true };
-    schedule::stepwise(shape, most).len() as u64
-}
+/// The configuration with the most dispatches and bindings (biases on).
+const MOST: Config = Config { activation: Activation::Tanh, loss_fn: LossFn::Xent, loss_at: LossAt::All, bias: true };
 
 impl GpuBptt {
-    /// Allocates everything for `shape` on `ctx`'s device, after checking every buffer against
-    /// the adapter's limits.
-    pub fn new(ctx: &GpuContext, shape: Shape) -> Result<Self> {
-        let sizes = BufferSizes::new(shape);
+    /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
+    /// buffer against the adapter's limits.
+    pub fn new(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule) -> Result<Self> {
+        let sizes = BufferSizes::new(shape, schedule_kind);
+        let most = schedule::build(schedule_kind, shape, MOST);
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
-        let params_bytes = slot * max_dispatches(shape);
+        let params_bytes = slot * most.len() as u64;
         if params_bytes > ctx.limits.max_buffer_size {
             return Err(Error::Limit(format!(
                 "the parameter arena ({}) exceeds this adapter's buffer size limit",
@@ -110,7 +114,10 @@ impl GpuBptt {
         });
         let pipelines = Pipelines::new(device);
         let mut bind_groups = HashMap::new();
-        for binding in Binding::ALL {
+        for binding in most.iter().map(|d| d.binding) {
+            if bind_groups.contains_key(&binding) {
+                continue;
+            }
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -157,6 +164,8 @@ impl GpuBptt {
         ctx.check_errors()?;
         Ok(GpuBptt {
             shape,
+            schedule_kind,
+            stage_stamps: ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             sizes,
             buffers,
             params,
@@ -172,6 +181,10 @@ impl GpuBptt {
 
     pub fn shape(&self) -> Shape {
         self.shape
+    }
+
+    pub fn schedule(&self) -> Schedule {
+        self.schedule_kind
     }
 
     /// Bytes of GPU memory this object holds.
@@ -219,7 +232,7 @@ impl GpuBptt {
         if self.config == Some(config) {
             return;
         }
-        self.schedule = schedule::stepwise(self.shape, config);
+        self.schedule = schedule::build(self.schedule_kind, self.shape, config);
         let mut arena = vec![0u8; self.slot as usize * self.schedule.len()];
         for (i, d) in self.schedule.iter().enumerate() {
             let at = i * self.slot as usize;
@@ -258,49 +271,61 @@ impl GpuBptt {
         }
     }
 
-    /// Records one compute pass with every dispatch of `phase`.
-    fn record_pass(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, phase: Phase) {
-        let ts = self.timestamps.as_ref().map(|(set, _)| {
-            let first = if phase == Phase::Forward { 0 } else { 2 };
-            wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(first),
-                end_of_pass_write_index: Some(first + 1),
-            }
+    /// Records one compute pass with every dispatch of `phase`. Timestamps go to query slots
+    /// from `first_query` on: one before each stage and one at the end where the adapter allows
+    /// stamps inside passes, else one at the pass's start and end. Returns the stages stamped
+    /// and the next free slot.
+    fn record_pass(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        phase: Phase,
+        first_query: u32,
+    ) -> (Vec<Stage>, u32) {
+        let set = self.timestamps.as_ref().map(|(set, _)| set);
+        let pass_stamps = set.filter(|_| !self.stage_stamps).map(|set| wgpu::ComputePassTimestampWrites {
+            query_set: set,
+            beginning_of_pass_write_index: Some(first_query),
+            end_of_pass_write_index: Some(first_query + 1),
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(if phase == Phase::Forward {
-                "forward"
-            } else {
-                "backward"
-            }),
-            timestamp_writes: ts,
+            label: Some(if phase == Phase::Forward { "forward" } else { "backward" }),
+            timestamp_writes: pass_stamps,
         });
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
-        for (i, d) in self
-            .schedule
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.phase == phase)
-        {
+        let mut stages: Vec<Stage> = Vec::new();
+        let mut query = first_query;
+        for (i, d) in self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase) {
+            if stages.last() != Some(&d.stage) {
+                stages.push(d.stage);
+                if let (Some(set), true) = (set, self.stage_stamps) {
+                    pass.write_timestamp(set, query);
+                    query += 1;
+                }
+            }
             let kernel = d.binding.kernel();
-            let groups = match d.work {
-                Work::Invocations(n) => n.div_ceil(kernel.workgroup_size()),
-                Work::Workgroups(n) => n,
-            };
-            // Past the per-dimension limit, spread over y; kernels linearise (x, y) back.
-            let (gx, gy) = if groups <= max_dim {
-                (groups, 1)
-            } else {
-                (max_dim, groups.div_ceil(max_dim))
+            let (gx, gy) = match d.work {
+                Work::Grid(x, y) => (x, y),
+                Work::Invocations(n) | Work::Workgroups(n) => {
+                    let groups = match d.work {
+                        Work::Invocations(_) => n.div_ceil(kernel.workgroup_size()),
+                        _ => n,
+                    };
+                    // Past the per-dimension limit, spread over y; kernels linearise (x, y) back.
+                    if groups <= max_dim { (groups, 1) } else { (max_dim, groups.div_ceil(max_dim)) }
+                }
             };
             pass.set_pipeline(self.pipelines.pipeline(kernel));
-            pass.set_bind_group(
-                0,
-                &self.bind_groups[&d.binding],
-                &[(i as u64 * self.slot) as u32],
-            );
+            pass.set_bind_group(0, &self.bind_groups[&d.binding], &[(i as u64 * self.slot) as u32]);
             pass.dispatch_workgroups(gx, gy, 1);
+        }
+        match (set, self.stage_stamps) {
+            (Some(set), true) => {
+                pass.write_timestamp(set, query);
+                (stages, query + 1)
+            }
+            (Some(_), false) => (stages, first_query + 2),
+            (None, _) => (stages, first_query),
         }
     }
 
@@ -354,28 +379,27 @@ impl GpuBptt {
             (s.steps as u64 + 1) * slot_bytes,
             Some(slot_bytes),
         );
-        let (forward_ms, backward_ms);
+        let mut host_ms = [f64::NAN; 2];
+        let mut stamped: Vec<(Phase, Vec<Stage>, u32)> = Vec::new();
         if let Some((set, resolve)) = &self.timestamps {
-            // One submission; the GPU's own clock times each pass.
-            self.record_pass(ctx, &mut encoder, Phase::Forward);
-            self.record_pass(ctx, &mut encoder, Phase::Backward);
-            encoder.resolve_query_set(set, 0..QUERIES, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, &self.readback, 0, 8 * QUERIES as u64);
+            // One submission; the GPU's own clock times each pass (or stage).
+            let (fwd, next) = self.record_pass(ctx, &mut encoder, Phase::Forward, 0);
+            let (bwd, end) = self.record_pass(ctx, &mut encoder, Phase::Backward, next);
+            stamped.push((Phase::Forward, fwd, 0));
+            stamped.push((Phase::Backward, bwd, next));
+            encoder.resolve_query_set(set, 0..end, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, &self.readback, 0, 8 * end as u64);
             ctx.queue.submit([encoder.finish()]);
             ctx.wait()?;
-            (forward_ms, backward_ms) = (f64::NAN, f64::NAN);
         } else {
             // No timestamps: submit each pass on its own and time it with the host clock.
-            self.record_pass(ctx, &mut encoder, Phase::Forward);
-            ctx.queue.submit([encoder.finish()]);
-            ctx.wait()?;
-            forward_ms = uploaded.elapsed().as_secs_f64() * 1e3;
-            let t = Instant::now();
-            let mut encoder = new_encoder();
-            self.record_pass(ctx, &mut encoder, Phase::Backward);
-            ctx.queue.submit([encoder.finish()]);
-            ctx.wait()?;
-            backward_ms = t.elapsed().as_secs_f64() * 1e3;
+            for (n, phase) in [Phase::Forward, Phase::Backward].into_iter().enumerate() {
+                let t = Instant::now();
+                self.record_pass(ctx, &mut encoder, phase, 0);
+                ctx.queue.submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
+                ctx.wait()?;
+                host_ms[n] = t.elapsed().as_secs_f64() * 1e3;
+            }
         }
         let computed = Instant::now();
 
@@ -419,13 +443,25 @@ impl GpuBptt {
             o: if keep_states { floats(9) } else { Vec::new() },
         };
         let done = Instant::now();
+        let mut stages = Vec::new();
         let (forward_ms, backward_ms) = if self.timestamps.is_some() {
             let ticks: &[u64] = bytemuck::cast_slice(&data[..8 * QUERIES as usize]);
             let ns = ctx.queue.get_timestamp_period() as f64;
-            let span = |a: u64, b: u64| b.saturating_sub(a) as f64 * ns / 1e6;
-            (span(ticks[0], ticks[1]), span(ticks[2], ticks[3]))
+            let span = |a: u32, b: u32| ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6;
+            let mut phase_ms = [0.0; 2];
+            for (n, (_, names, first)) in stamped.iter().enumerate() {
+                if self.stage_stamps {
+                    for (k, stage) in names.iter().enumerate() {
+                        stages.push((*stage, span(first + k as u32, first + k as u32 + 1)));
+                    }
+                    phase_ms[n] = span(*first, first + names.len() as u32);
+                } else {
+                    phase_ms[n] = span(*first, first + 1);
+                }
+            }
+            (phase_ms[0], phase_ms[1])
         } else {
-            (forward_ms, backward_ms)
+            (host_ms[0], host_ms[1])
         };
         let times = RunTimes {
             upload: (uploaded - start).as_secs_f64() * 1e3,
@@ -433,6 +469,7 @@ impl GpuBptt {
             backward: backward_ms,
             readback: (done - computed).as_secs_f64() * 1e3,
             total: (done - start).as_secs_f64() * 1e3,
+            stages,
         };
         Ok((grads, times))
     }

@@ -1,18 +1,86 @@
-//! The dispatch schedule: which kernel runs with which bindings and parameters, in order.
-//! It is a plain list built once per configuration and replayed on every run, so recording a
-//! run is a loop with no decisions in it.
+//! The dispatch schedules: which kernel runs with which bindings and parameters, in order.
+//! A schedule is a plain list built once per configuration and replayed on every run, so
+//! recording a run is a loop with no decisions in it.
+//!
+//! Buffer layout shared by both schedules (slots of [B, h] blocks): `h` slot t is h_t (slot 0 is
+//! h0), `grad_h` slot t is ∂L/∂h_t (slot 0 is ∂L/∂h0), `grad_a` slot t is ∂L/∂a_t (slot T+1
+//! stays zero), and row block t−1 of x, o, grad_o (and of xproj, gq) belongs to step t.
 
-use super::kernels::{Kernel, ParamBlock};
+use super::kernels::{Kernel, ParamBlock, params};
 use crate::model::{Activation, LossAt, LossFn, Shape};
 
-/// Which compute pass a dispatch belongs to (each pass is timed on its own).
+/// How the work is split into dispatches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The textbook, one equation per dispatch: per step a forward and an output dispatch,
+    /// and per step backward a recurrence dispatch plus one accumulation per weight gradient.
+    Stepwise,
+    /// Only the recurrences stay sequential (one dispatch per step each way); the input and
+    /// output projections, ∂L/∂o·w_qh and the weight gradients are single matrix products
+    /// over all T·B rows.
+    #[default]
+    Fused,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Stepwise => "stepwise",
+            Schedule::Fused => "fused",
+        }
+    }
+}
+
+/// Which compute pass a dispatch belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Forward,
     Backward,
 }
 
-/// The bind groups the stepwise schedule uses; each names the buffers bound at 1.. in order.
+/// A named part of a pass, timed on its own where the adapter can write timestamps inside
+/// passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Fused: x·w_hxᵀ + b_h for all rows, and the copy w_hhᵀ.
+    InputProjection,
+    /// The per-step forward dispatches.
+    ForwardSteps,
+    /// Fused: o = h·w_qhᵀ + b_q for all rows; both: the loss and ∂L/∂o.
+    OutputAndLoss,
+    /// Fused: ∂L/∂o·w_qh for all rows.
+    OutputGradient,
+    /// The per-step backward dispatches (stepwise: with the weight-gradient accumulations).
+    BackwardSteps,
+    /// Fused: the weight and bias gradients as single products over all rows.
+    WeightGradients,
+    /// ∂L/∂h0 (stepwise) and the norms ‖∂L/∂h_t‖.
+    Norms,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::InputProjection => "input_projection",
+            Stage::ForwardSteps => "forward_steps",
+            Stage::OutputAndLoss => "output_and_loss",
+            Stage::OutputGradient => "output_gradient",
+            Stage::BackwardSteps => "backward_steps",
+            Stage::WeightGradients => "weight_gradients",
+            Stage::Norms => "norms",
+        }
+    }
+
+    pub fn phase(self) -> Phase {
+        match self {
+            Stage::InputProjection | Stage::ForwardSteps | Stage::OutputAndLoss => Phase::Forward,
+            _ => Phase::Backward,
+        }
+    }
+}
+
+/// A kernel together with the buffers bound to it at 1.., in the kernel's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Binding {
     /// forward_step: x, w_hx, w_hh, b_h, h
@@ -37,73 +105,93 @@ pub enum Binding {
     ColsumBQ,
     /// row_norms: grad_h, grad_h_norm
     Norms,
+    /// transpose: w_hh, w_hh_t
+    TransposeWHh,
+    /// matmul: x, w_hx, xproj, b_h
+    InputProjection,
+    /// matmul: h, w_qh, o, b_q
+    OutputProjection,
+    /// matmul: grad_o, w_qh, gq, (bias unused)
+    OutputGradient,
+    /// matmul: grad_a, h, grad_w_hh, (bias unused)
+    GradWHh,
+    /// matmul: grad_a, x, grad_w_hx, (bias unused)
+    GradWHx,
+    /// matmul: grad_o, h, grad_w_qh, (bias unused)
+    GradWQh,
+    /// recurrent_step forward: w_hh, xproj, h, grad_h (unused), xproj (unused)
+    RecurrentForward,
+    /// recurrent_step backward: w_hh_t, gq, grad_a, grad_h, h
+    RecurrentBackward,
 }
 
 impl Binding {
-    pub const ALL: [Binding; 11] = [
-        Binding::Forward,
-        Binding::Output,
-        Binding::Loss,
-        Binding::LossSum,
-        Binding::Backward,
-        Binding::OuterWQh,
-        Binding::OuterWHh,
-        Binding::OuterWHx,
-        Binding::ColsumBH,
-        Binding::ColsumBQ,
-        Binding::Norms,
-    ];
-
     pub fn kernel(self) -> Kernel {
+        use Binding::*;
         match self {
-            Binding::Forward => Kernel::ForwardStep,
-            Binding::Output => Kernel::OutputStep,
-            Binding::Loss => Kernel::LossGradO,
-            Binding::LossSum => Kernel::ReduceSum,
-            Binding::Backward => Kernel::BackwardStep,
-            Binding::OuterWQh | Binding::OuterWHh | Binding::OuterWHx => Kernel::AccumulateOuter,
-            Binding::ColsumBH | Binding::ColsumBQ => Kernel::AccumulateColsum,
-            Binding::Norms => Kernel::RowNorms,
+            Forward => Kernel::ForwardStep,
+            Output => Kernel::OutputStep,
+            Loss => Kernel::LossGradO,
+            LossSum => Kernel::ReduceSum,
+            Backward => Kernel::BackwardStep,
+            OuterWQh | OuterWHh | OuterWHx => Kernel::AccumulateOuter,
+            ColsumBH | ColsumBQ => Kernel::AccumulateColsum,
+            Norms => Kernel::RowNorms,
+            TransposeWHh => Kernel::Transpose,
+            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh => Kernel::Matmul,
+            RecurrentForward | RecurrentBackward => Kernel::RecurrentStep,
         }
     }
 
     /// Buffer names (see `BufferSizes`) bound at 1.., in the kernel's order.
     pub fn buffers(self) -> &'static [&'static str] {
+        use Binding::*;
         match self {
-            Binding::Forward => &["x", "w_hx", "w_hh", "b_h", "h"],
-            Binding::Output => &["h", "w_qh", "b_q", "o"],
-            Binding::Loss => &["o", "y", "labels", "grad_o", "loss_rows"],
-            Binding::LossSum => &["loss_rows", "loss"],
-            Binding::Backward => &["w_hh", "w_qh", "grad_o", "h", "grad_a", "grad_h"],
-            Binding::OuterWQh => &["grad_o", "h", "grad_w_qh"],
-            Binding::OuterWHh => &["grad_a", "h", "grad_w_hh"],
-            Binding::OuterWHx => &["grad_a", "x", "grad_w_hx"],
-            Binding::ColsumBH => &["grad_a", "grad_b_h"],
-            Binding::ColsumBQ => &["grad_o", "grad_b_q"],
-            Binding::Norms => &["grad_h", "grad_h_norm"],
+            Forward => &["x", "w_hx", "w_hh", "b_h", "h"],
+            Output => &["h", "w_qh", "b_q", "o"],
+            Loss => &["o", "y", "labels", "grad_o", "loss_rows"],
+            LossSum => &["loss_rows", "loss"],
+            Backward => &["w_hh", "w_qh", "grad_o", "h", "grad_a", "grad_h"],
+            OuterWQh => &["grad_o", "h", "grad_w_qh"],
+            OuterWHh => &["grad_a", "h", "grad_w_hh"],
+            OuterWHx => &["grad_a", "x", "grad_w_hx"],
+            ColsumBH => &["grad_a", "grad_b_h"],
+            ColsumBQ => &["grad_o", "grad_b_q"],
+            Norms => &["grad_h", "grad_h_norm"],
+            TransposeWHh => &["w_hh", "w_hh_t"],
+            InputProjection => &["x", "w_hx", "xproj", "b_h"],
+            OutputProjection => &["h", "w_qh", "o", "b_q"],
+            OutputGradient => &["grad_o", "w_qh", "gq", "b_h"],
+            GradWHh => &["grad_a", "h", "grad_w_hh", "b_h"],
+            GradWHx => &["grad_a", "x", "grad_w_hx", "b_h"],
+            GradWQh => &["grad_o", "h", "grad_w_qh", "b_h"],
+            RecurrentForward => &["w_hh", "xproj", "h", "grad_h", "xproj"],
+            RecurrentBackward => &["w_hh_t", "gq", "grad_a", "grad_h", "h"],
         }
     }
 }
 
-/// One dispatch: a kernel with its bindings, its parameter block, and how many invocations
-/// (or, for the per-row reduction kernels, how many workgroups) it needs.
-#[derive(Clone, Debug)]
-pub struct Dispatch {
-    pub phase: Phase,
-    pub binding: Binding,
-    pub params: ParamBlock,
-    pub work: Work,
-}
-
+/// How many workgroups a dispatch needs.
 #[derive(Clone, Copy, Debug)]
 pub enum Work {
     /// One invocation per item.
     Invocations(u32),
     /// One workgroup per item.
     Workgroups(u32),
+    /// An explicit (x, y) grid of workgroups (matmul's tiles).
+    Grid(u32, u32),
 }
 
-/// What, beyond the shape, changes the schedule or its parameters.
+/// One dispatch: a kernel with its bindings, its parameter block, and its size.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub stage: Stage,
+    pub binding: Binding,
+    pub params: ParamBlock,
+    pub work: Work,
+}
+
+/// What, beyond the shape, changes a schedule or its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub activation: Activation,
@@ -112,10 +200,61 @@ pub struct Config {
     pub bias: bool,
 }
 
-fn act(a: Activation) -> u32 {
-    match a {
+/// Everything the schedules need, as u32.
+struct Dims {
+    nt: u32,
+    b: u32,
+    d: u32,
+    h: u32,
+    q: u32,
+    act: u32,
+}
+
+fn dims(s: Shape, c: Config) -> Dims {
+    let act = match c.activation {
         Activation::Identity => 0,
         Activation::Tanh => 1,
+    };
+    Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
+}
+
+struct Builder(Vec<Dispatch>);
+
+impl Builder {
+    fn push(&mut self, stage: Stage, binding: Binding, fields: &[u32], work: Work) {
+        self.0.push(Dispatch { stage, binding, params: params(fields), work });
+    }
+
+    /// loss_grad_o and reduce_sum: ℓ and ∂L/∂o for all T·B rows, then L.
+    fn loss(&mut self, z: &Dims, c: Config) {
+        let rows = z.nt * z.b;
+        let (weight, first_scored_row) = match c.loss_at {
+            LossAt::All => (1.0 / rows as f32, 0),
+            LossAt::Last => (1.0 / z.b as f32, (z.nt - 1) * z.b),
+        };
+        let loss_fn = match c.loss_fn {
+            LossFn::Mse => 0,
+            LossFn::Xent => 1,
+        };
+        let fields = [rows, z.b, z.q, loss_fn, weight.to_bits(), first_scored_row];
+        self.push(Stage::OutputAndLoss, Binding::Loss, &fields, Work::Workgroups(rows));
+        self.push(Stage::OutputAndLoss, Binding::LossSum, &[rows, 0, 0], Work::Workgroups(1));
+    }
+
+    /// matmul: C[M,N] = A·B (+ bias), with A and B given as (offset, row stride, col stride).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(&mut self, stage: Stage, binding: Binding, mnk: [u32; 3], a: [u32; 3], b: [u32; 3], add_bias: bool) {
+        let [m, n, k] = mnk;
+        let fields = [m, n, k, a[0], a[1], a[2], b[0], b[1], b[2], 0, 0, add_bias as u32];
+        self.push(stage, binding, &fields, Work::Grid(n.div_ceil(64), m.div_ceil(64)));
+    }
+}
+
+/// The schedule's dispatches for a shape and configuration.
+pub fn build(schedule: Schedule, s: Shape, c: Config) -> Vec<Dispatch> {
+    match schedule {
+        Schedule::Stepwise => stepwise(s, c),
+        Schedule::Fused => fused(s, c),
     }
 }
 
@@ -123,125 +262,76 @@ fn act(a: Activation) -> u32 {
 /// ∂L/∂o for all steps; then per step, in reverse, a backward dispatch and the accumulation of
 /// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms.
 pub fn stepwise(s: Shape, c: Config) -> Vec<Dispatch> {
-    let (nt, b, d, h, q) = (
-        s.steps as u32,
-        s.batch as u32,
-        s.input as u32,
-        s.hidden as u32,
-        s.output as u32,
-    );
-    let a = act(c.activation);
-    let mut v = Vec::new();
-    let mut push = |phase, binding, params, work| {
-        v.push(Dispatch {
-            phase,
-            binding,
-            params,
-            work,
-        })
-    };
-    use Phase::*;
+    let z = dims(s, c);
+    let Dims { nt, b, d, h, q, act } = z;
+    let mut v = Builder(Vec::new());
+    use Stage::*;
     use Work::*;
     for t in 1..=nt {
-        push(
-            Forward,
-            Binding::Forward,
-            [t, b, d, h, a, 0, 0, 0],
-            Invocations(b * h),
-        );
-        push(
-            Forward,
-            Binding::Output,
-            [t, b, h, q, 0, 0, 0, 0],
-            Invocations(b * q),
-        );
+        v.push(ForwardSteps, Binding::Forward, &[t, b, d, h, act], Invocations(b * h));
+        v.push(ForwardSteps, Binding::Output, &[t, b, h, q], Invocations(b * q));
     }
-    let rows = nt * b;
-    let (weight, first_scored_row) = match c.loss_at {
-        LossAt::All => (1.0 / rows as f32, 0),
-        LossAt::Last => (1.0 / b as f32, (nt - 1) * b),
-    };
-    let loss_fn = match c.loss_fn {
-        LossFn::Mse => 0,
-        LossFn::Xent => 1,
-    };
-    push(
-        Forward,
-        Binding::Loss,
-        [
-            rows,
-            b,
-            q,
-            loss_fn,
-            weight.to_bits(),
-            first_scored_row,
-            0,
-            0,
-        ],
-        Workgroups(rows),
-    );
-    push(
-        Forward,
-        Binding::LossSum,
-        [rows, 0, 0, 0, 0, 0, 0, 0],
-        Workgroups(1),
-    );
+    v.loss(&z, c);
     for t in (1..=nt).rev() {
-        push(
-            Backward,
-            Binding::Backward,
-            [t, b, h, q, a, 0, 0, 0],
-            Invocations(b * h),
-        );
+        v.push(BackwardSteps, Binding::Backward, &[t, b, h, q, act], Invocations(b * h));
         // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
-        push(
-            Backward,
-            Binding::OuterWQh,
-            [q, h, b, (t - 1) * b * q, t * b * h, 0, 0, 0],
-            Invocations(q * h),
-        );
+        v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
         // ∂L/∂w_hh += ∂L/∂a_tᵀ·h_{t-1}
-        push(
-            Backward,
-            Binding::OuterWHh,
-            [h, h, b, t * b * h, (t - 1) * b * h, 0, 0, 0],
-            Invocations(h * h),
-        );
+        v.push(BackwardSteps, Binding::OuterWHh, &[h, h, b, t * b * h, (t - 1) * b * h], Invocations(h * h));
         // ∂L/∂w_hx += ∂L/∂a_tᵀ·x_t
-        push(
-            Backward,
-            Binding::OuterWHx,
-            [h, d, b, t * b * h, (t - 1) * b * d, 0, 0, 0],
-            Invocations(h * d),
-        );
+        v.push(BackwardSteps, Binding::OuterWHx, &[h, d, b, t * b * h, (t - 1) * b * d], Invocations(h * d));
         if c.bias {
-            push(
-                Backward,
-                Binding::ColsumBH,
-                [h, b, t * b * h, 0, 0, 0, 0, 0],
-                Invocations(h),
-            );
-            push(
-                Backward,
-                Binding::ColsumBQ,
-                [q, b, (t - 1) * b * q, 0, 0, 0, 0, 0],
-                Invocations(q),
-            );
+            v.push(BackwardSteps, Binding::ColsumBH, &[h, b, t * b * h], Invocations(h));
+            v.push(BackwardSteps, Binding::ColsumBQ, &[q, b, (t - 1) * b * q], Invocations(q));
         }
     }
     // ∂L/∂h0 = ∂L/∂a_1·w_hh: the backward kernel at t = 0.
-    push(
-        Backward,
-        Binding::Backward,
-        [0, b, h, q, a, 0, 0, 0],
-        Invocations(b * h),
-    );
+    v.push(Norms, Binding::Backward, &[0, b, h, q, act], Invocations(b * h));
     // grad_h_norm[t] = ‖∂L/∂h_t‖ for t = 1..T (grad_h's slot 0 is ∂L/∂h0).
-    push(
-        Backward,
-        Binding::Norms,
-        [nt, b * h, 1, 0, 0, 0, 0, 0],
-        Workgroups(nt),
-    );
-    v
+    v.push(Norms, Binding::Norms, &[nt, b * h, 1], Workgroups(nt));
+    v.0
+}
+
+/// The fused schedule: the time-parallel work as single matrix products, the recurrences alone
+/// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases).
+pub fn fused(s: Shape, c: Config) -> Vec<Dispatch> {
+    let z = dims(s, c);
+    let Dims { nt, b, d, h, q, act } = z;
+    let rows = nt * b; // every (t, b) row at once
+    let bh = b * h; // one slot
+    let mut v = Builder(Vec::new());
+    use Stage::*;
+    // w_hhᵀ for the backward recurrence, made on the GPU from this run's w_hh.
+    v.push(InputProjection, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
+    // xproj = X·w_hxᵀ + b_h: A = x [rows, d]; B[k, n] = w_hx[n, k].
+    v.matmul(InputProjection, Binding::InputProjection, [rows, h, d], [0, d, 1], [0, 1, d], c.bias);
+    // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ)
+    let rec = Work::Workgroups(bh.div_ceil(4));
+    for t in 1..=nt {
+        v.push(ForwardSteps, Binding::RecurrentForward, &[0, b, h, act, t - 1, t, t - 1, t], rec);
+    }
+    // o = H·w_qhᵀ + b_q over h_1..h_T: A = h from slot 1; B[k, n] = w_qh[n, k].
+    v.matmul(OutputAndLoss, Binding::OutputProjection, [rows, q, h], [bh, h, 1], [0, 1, h], c.bias);
+    v.loss(&z, c);
+    // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
+    v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false);
+    // ∂L/∂h_t = gq_t + ∂L/∂a_{t+1}·w_hh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'
+    for t in (1..=nt).rev() {
+        v.push(BackwardSteps, Binding::RecurrentBackward, &[1, b, h, act, t + 1, t, t - 1, t], rec);
+    }
+    // ∂L/∂h0 = ∂L/∂a_1·w_hh
+    v.push(BackwardSteps, Binding::RecurrentBackward, &[2, b, h, act, 1, 0, 0, 0], rec);
+    // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev: A[i, k] = grad_a[slot 1 + row k][i]; B = h from slot 0.
+    v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], [bh, 1, h], [0, h, 1], false);
+    // ∂L/∂w_hx = ∂L/∂Aᵀ·X
+    v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], [bh, 1, h], [0, d, 1], false);
+    // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
+    v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false);
+    if c.bias {
+        // Column sums over all T·B rows.
+        v.push(WeightGradients, Binding::ColsumBH, &[h, rows, bh], Work::Invocations(h));
+        v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0], Work::Invocations(q));
+    }
+    v.push(Norms, Binding::Norms, &[nt, bh, 1], Work::Workgroups(nt));
+    v.0
 }
