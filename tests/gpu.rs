@@ -4,26 +4,34 @@
 mod common;
 
 use bptt::cpu::reference;
-use bptt::gpu::GpuBptt;
+use bptt::gpu::{GpuBptt, Schedule};
 use bptt::model::{Activation, LossAt, LossFn, Shape, rel_err};
 use bptt::problem::{ProblemSpec, random_problem};
 use bptt::{Error, Problem};
+
+/// Both schedules pass every test.
+const SCHEDULES: [Schedule; 2] = [Schedule::Fused, Schedule::Stepwise];
 
 fn spec(t: usize, b: usize, d: usize, h: usize, q: usize) -> ProblemSpec {
     ProblemSpec::new(Shape::new(t, b, d, h, q).unwrap())
 }
 
-/// GPU (with every written buffer poisoned with NaN first) against the reference, states too.
+/// GPU (with every written buffer poisoned with NaN first) against the reference, states too,
+/// for both schedules.
 fn check(ctx: &bptt::gpu::GpuContext, p: &Problem) -> f64 {
-    let mut gpu = GpuBptt::new(ctx, p.shape, SCHEDULE).unwrap();
-    gpu.poison(ctx);
-    let (g, _) = gpu.run(ctx, p, true).unwrap();
     let r = reference::bptt(p);
-    let what = format!("{} {:?} {:?} {:?} bias={}", p.shape, p.activation, p.loss_fn(), p.loss_at, p.has_bias());
-    let worst = common::assert_close(&what, &g, &r, 1e-4);
-    // The forward states, read back too, must match as well.
-    assert!(rel_err(&g.h, &r.h) <= 1e-4, "{what}: h differs");
-    assert!(rel_err(&g.o, &r.o) <= 1e-4, "{what}: o differs");
+    let mut worst: f64 = 0.0;
+    for schedule in SCHEDULES {
+        let mut gpu = GpuBptt::new(ctx, p.shape, schedule).unwrap();
+        gpu.poison(ctx);
+        let (g, _) = gpu.run(ctx, p, true).unwrap();
+        let what =
+            format!("{schedule:?} {} {:?} {:?} {:?} bias={}", p.shape, p.activation, p.loss_fn(), p.loss_at, p.has_bias());
+        worst = worst.max(common::assert_close(&what, &g, &r, 1e-4));
+        // The forward states, read back too, must match as well.
+        assert!(rel_err(&g.h, &r.h) <= 1e-4, "{what}: h differs");
+        assert!(rel_err(&g.o, &r.o) <= 1e-4, "{what}: o differs");
+    }
     worst
 }
 
@@ -79,24 +87,26 @@ fn runs_are_bit_identical() {
     s.activation = Activation::Tanh;
     s.bias = true;
     let p = random_problem(&s).unwrap();
-    let mut gpu = GpuBptt::new(&ctx, p.shape, SCHEDULE).unwrap();
-    let (first, _) = gpu.run(&ctx, &p, false).unwrap();
-    let memory = gpu.memory_bytes();
-    let (second, _) = gpu.run(&ctx, &p, false).unwrap();
-    assert_eq!(first, second, "a second call on the same object must give the same bits");
-    assert_eq!(memory, gpu.memory_bytes());
-    let mut other = GpuBptt::new(&ctx, p.shape, SCHEDULE).unwrap();
-    let (third, _) = other.run(&ctx, &p, false).unwrap();
-    assert_eq!(first, third, "a fresh object on the same adapter must give the same bits");
-    // And the result is a real one, not a constant.
-    assert!(first.grad_w_hh.iter().any(|&v| v != 0.0));
+    for schedule in SCHEDULES {
+        let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
+        let (first, _) = gpu.run(&ctx, &p, false).unwrap();
+        let memory = gpu.memory_bytes();
+        let (second, _) = gpu.run(&ctx, &p, false).unwrap();
+        assert_eq!(first, second, "{schedule:?}: a second call on the same object must give the same bits");
+        assert_eq!(memory, gpu.memory_bytes());
+        let mut other = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
+        let (third, _) = other.run(&ctx, &p, false).unwrap();
+        assert_eq!(first, third, "{schedule:?}: a fresh object on the same adapter must give the same bits");
+        // And the result is a real one, not a constant.
+        assert!(first.grad_w_hh.iter().any(|&v| v != 0.0));
+    }
 }
 
 #[test]
 fn one_object_serves_problems_of_its_shape_with_other_settings() {
     let ctx = common::gpu();
     let s = spec(5, 2, 3, 9, 4);
-    let mut gpu = GpuBptt::new(&ctx, s.shape).unwrap();
+    let mut gpu = GpuBptt::new(&ctx, s.shape, Schedule::Fused).unwrap();
     for (act, loss, bias) in [(Activation::Tanh, LossFn::Xent, true), (Activation::Identity, LossFn::Mse, false)] {
         let mut s = s.clone();
         (s.activation, s.loss, s.bias) = (act, loss, bias);
@@ -115,13 +125,15 @@ fn shape_over_the_adapters_limits_is_rejected_before_any_dispatch() {
     // The smallest hidden size whose w_hh [h,h] no longer fits in one binding.
     let h = ((limit / 4) as f64).sqrt() as usize + 1;
     let shape = Shape::new(1, 1, 1, h, 1).unwrap();
-    match GpuBptt::new(&ctx, shape) {
-        Err(Error::Limit(msg)) => {
-            assert!(msg.contains("w_hh[h,h]"), "{msg}");
-            assert!(msg.contains("at most"), "{msg}");
+    for schedule in SCHEDULES {
+        match GpuBptt::new(&ctx, shape, schedule) {
+            Err(Error::Limit(msg)) => {
+                assert!(msg.contains("w_hh[h,h]"), "{msg}");
+                assert!(msg.contains("at most"), "{msg}");
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a {} MiB w_hh was accepted", 4 * h * h >> 20),
         }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("a {} MiB w_hh was accepted", 4 * h * h >> 20),
     }
 }
 
@@ -132,7 +144,7 @@ fn non_finite_results_are_named() {
     let mut s = spec(40, 1, 2, 8, 2);
     s.spectral_radius = Some(40.0);
     let p = random_problem(&s).unwrap();
-    let mut gpu = GpuBptt::new(&ctx, p.shape, SCHEDULE).unwrap();
+    let mut gpu = GpuBptt::new(&ctx, p.shape, Schedule::Fused).unwrap();
     let (g, _) = gpu.run(&ctx, &p, false).unwrap();
     let problems = bptt::run::non_finite_problems(&g);
     assert!(problems.iter().any(|l| l.starts_with("grad_w_hh has ")), "{problems:?}");

@@ -7,6 +7,7 @@
 pub mod adapter;
 pub mod buffers;
 pub mod kernels;
+pub mod matmul;
 pub mod schedule;
 
 use std::collections::HashMap;
@@ -480,7 +481,7 @@ fn grad_h0_bytes(s: Shape) -> u64 {
 }
 
 /// Maps the first `len` bytes of `buffer`, copies them out, and unmaps.
-fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
     let slice = buffer.slice(..len);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
