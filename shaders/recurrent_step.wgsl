@@ -3,10 +3,12 @@
 //   backward (mode 1): ∂L/∂h_t = gq_t + ∂L/∂a_{t+1}·w_hh,  ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
 //                                                               (gq_t = ∂L/∂o_t·w_qh)
 //   h0       (mode 2): ∂L/∂h0 = ∂L/∂a_1·w_hh
-// All three are out[b,i] = add[b,i] + Σ_j v[b,j]·W[i,j] with W = w_hh forward and W = w_hhᵀ
-// (a copy made once per run) backward, so every row of W is contiguous in memory.
-// A row (b, i) is shared by 16 invocations that stride over j (neighbours read neighbouring
-// addresses) and reduce in workgroup memory in a fixed order; a workgroup covers 4 rows.
+// All three are out[b,i] = add[b,i] + Σ_j v[b,j]·W[j,i], with W = w_hhᵀ forward (a copy made
+// once per run) and W = w_hh backward: for each j, neighbouring invocations (neighbouring i)
+// read neighbouring addresses of row j of W — coalesced on a GPU, one vector load on a CPU.
+// The j range is split into CHUNKS slices (the workgroup's y) whose partial sums are added in
+// workgroup memory in a fixed order: more parallel work per step on a GPU; CHUNKS = 1 on a
+// software adapter, where barriers are expensive.
 // Bindings: 0 params (uniform, dynamic offset), 1 w [h,h], 2 add [T,B,h],
 //           3 state [slots,B,h] (reads slot v_slot, writes slot out_slot: h forward, ∂L/∂a
 //           backward), 4 grad_h [T+1,B,h] (written backward and in mode 2),
@@ -21,14 +23,6 @@ struct Params {
     out_slot: u32,   // slot of `state` written (h_t or ∂L/∂a_t)
     add_slot: u32,   // slot of `add` (xproj_t or gq_t)
     t: u32,          // the math's step (slot of grad_h and h backward)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
-    _pad5: u32,
-    _pad6: u32,
-    _pad7: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -38,44 +32,38 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> grad_h: array<f32>;
 @group(0) @binding(5) var<storage, read> h: array<f32>;
 
-const LANES: u32 = 16u;
-const ROWS: u32 = 4u;
-var<workgroup> scratch: array<f32, 64>;
+// Rows (b, i) per workgroup, and slices of j per row; ROWS·CHUNKS ≤ 256.
+override ROWS: u32 = 32u;
+override CHUNKS: u32 = 8u;
+var<workgroup> partial: array<f32, 256>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(ROWS, CHUNKS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-    let lane = li % LANES;
-    let local_row = li / LANES;
-    let row = (wid.x + wid.y * nwg.x) * ROWS + local_row; // row = b·h + i
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = (wid.x + wid.y * nwg.x) * ROWS + lid.x; // row = b·h + i
     let rows = p.batch * p.hidden;
     let live = row < rows;
+    let b = row / p.hidden;
+    let i = row % p.hidden;
     var part = 0.0;
-    var b = 0u;
-    var i = 0u;
     if live {
-        b = row / p.hidden;
-        i = row % p.hidden;
+        let slice = (p.hidden + CHUNKS - 1u) / CHUNKS;
+        let j_end = min(p.hidden, (lid.y + 1u) * slice);
         let v_base = (p.v_slot * p.batch + b) * p.hidden;
-        let w_base = i * p.hidden;
-        for (var j = lane; j < p.hidden; j += LANES) {
-            part += state[v_base + j] * w[w_base + j];
+        for (var j = lid.y * slice; j < j_end; j++) {
+            part += state[v_base + j] * w[j * p.hidden + i];
         }
     }
-    // Fixed-order tree over the 16 lanes of each row (barriers stay in uniform control flow).
-    scratch[li] = part;
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        workgroupBarrier();
-        if lane < stride {
-            scratch[li] += scratch[li + stride];
-        }
-    }
+    partial[lid.y * ROWS + lid.x] = part;
     workgroupBarrier();
-    if !live || lane != 0u {
+    if !live || lid.y != 0u {
         return;
     }
-    var acc = scratch[li];
-    let at = b * p.hidden + i;
+    var acc = 0.0;
+    for (var c = 0u; c < CHUNKS; c++) {
+        acc += partial[c * ROWS + lid.x];
+    }
+    let at = row;
     if p.mode != 2u {
         acc += add[p.add_slot * rows + at];
     }

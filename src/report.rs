@@ -165,7 +165,11 @@ impl Report {
                 ms(t.gpu_readback)
             );
             if !self.gpu_stages_ms.is_empty() {
-                let st: Vec<String> = self.gpu_stages_ms.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+                let st: Vec<String> = self
+                    .gpu_stages_ms
+                    .iter()
+                    .map(|(n, v)| format!("{n} {v:.3}"))
+                    .collect();
                 let _ = writeln!(s, "  stages   {} (ms)", st.join(", "));
             }
             let _ = writeln!(

@@ -55,16 +55,60 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times `f` after one warm-up call: returns its last result, the median and every time. The
 /// first timed call decides how many more fit in the time budget (the warm-up is no guide: it
 /// includes shader compilation and first-touch costs).
-fn timed<T>(args: &Args, mut f: impl FnMut() -> Result<(T, f64)>) -> Result<(T, f64, Vec<f64>)> {
+fn timed<T>(
+    args: &Args,
+    progress: &Progress,
+    label: &str,
+    mut f: impl FnMut() -> Result<(T, f64)>,
+) -> Result<(T, f64, Vec<f64>)> {
+    progress.say(format!("{label}: warm-up"));
     f()?;
+    progress.say(format!("{label}: timed run 1"));
     let (mut last, first) = f()?;
     let mut times = vec![first];
-    for _ in 1..repeats(args, first) {
+    let n = repeats(args, first);
+    for k in 1..n {
+        progress.say(format!("{label}: timed run {}/{n}", k + 1));
         let (r, ms) = f()?;
         times.push(ms);
         last = r;
     }
     Ok((last, median(times.clone()), times))
+}
+
+/// A spinner on stderr for runs long enough to wonder about: only on a terminal, never with
+/// `--json`.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(args: &Args, shape: Shape) -> Self {
+        use std::io::IsTerminal;
+        // About a second of work or more on a software adapter or the reference.
+        let long = flops::flops(shape) >= 1e8 || args.repeat.is_some_and(|r| r > 5);
+        let show = long
+            && !args.json
+            && std::io::stdout().is_terminal()
+            && std::io::stderr().is_terminal();
+        Progress(show.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        }))
+    }
+
+    fn say(&self, msg: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(msg);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn clock<T>(f: impl FnOnce() -> T) -> (T, f64) {
@@ -114,6 +158,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
     let mut repeat = 1;
     let (mut adapter, mut timing_source, mut dispatches, mut memory) = (None, None, None, None);
     let mut gpu_stages = Vec::new();
+    let progress = Progress::new(args, shape);
 
     let gpu_result = if matches!(args.compute, Compute::Both | Compute::Gpu) {
         let req = AdapterRequest {
@@ -121,6 +166,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
             name: args.adapter.clone(),
             software: args.software,
         };
+        progress.say("GPU: adapter, device, pipelines".into());
         let (built, setup) = clock(|| -> Result<_> {
             let ctx = GpuContext::new(&req)?;
             let gpu = GpuBptt::new(&ctx, shape, args.schedule)?;
@@ -128,7 +174,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         });
         let (ctx, mut gpu) = built?;
         let mut runs: Vec<RunTimes> = Vec::new();
-        let (grads, _, _) = timed(args, || {
+        let (grads, _, _) = timed(args, &progress, "GPU", || {
             let (g, t) = gpu.run(&ctx, p, false)?;
             let total = t.total;
             runs.push(t);
@@ -150,7 +196,12 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
             .stages
             .iter()
             .enumerate()
-            .map(|(k, (stage, _))| (stage.name(), median(timed_runs.iter().map(|r| r.stages[k].1).collect())))
+            .map(|(k, (stage, _))| {
+                (
+                    stage.name(),
+                    median(timed_runs.iter().map(|r| r.stages[k].1).collect()),
+                )
+            })
             .collect();
         adapter = Some(ctx.adapter.clone());
         timing_source = Some(gpu.timing_source());
@@ -163,7 +214,9 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
     };
 
     let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) {
-        let (g, med, times) = timed(args, || Ok(clock(|| cpu::reference::bptt(p))))?;
+        let (g, med, times) = timed(args, &progress, "fast CPU path", || {
+            Ok(clock(|| cpu::reference::bptt(p)))
+        })?;
         timings.cpu_total = Some(med);
         if gpu_result.is_none() {
             repeat = times.len() as u32;
@@ -174,6 +227,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
     };
 
     let ref_result = if matches!(args.compute, Compute::Both | Compute::CpuRef) {
+        progress.say("f64 CPU reference".into());
         let (g, ms) = clock(|| cpu::reference::bptt(p));
         timings.cpu_ref_total = Some(ms);
         Some(g)

@@ -122,6 +122,7 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
+    pub device_type: wgpu::DeviceType,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     /// The first error wgpu reported outside an error scope, if any (validation, out of memory).
@@ -193,12 +194,15 @@ impl GpuContext {
             // wgpu's description spans several lines ("Validation Error", "Caused by:", ...):
             // keep them all, joined into one line.
             let text = match &e {
-                wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => {
-                    description.clone()
-                }
+                wgpu::Error::Validation { description, .. }
+                | wgpu::Error::Internal { description, .. } => description.clone(),
                 wgpu::Error::OutOfMemory { source } => format!("out of GPU memory: {source}"),
             };
-            let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "Caused by:").collect();
+            let parts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && *l != "Caused by:")
+                .collect();
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| parts.join(": "));
         }));
@@ -206,6 +210,7 @@ impl GpuContext {
             device,
             queue,
             adapter: AdapterSummary::from_info(&info),
+            device_type: info.device_type,
             limits,
             features,
             uncaptured,
@@ -223,6 +228,11 @@ impl GpuContext {
             Some(msg) => Err(Error::Gpu(msg)),
             None => Ok(()),
         }
+    }
+
+    /// recurrent_step's workgroup shape for this device.
+    pub fn recurrent_layout(&self) -> crate::gpu::kernels::RecurrentLayout {
+        crate::gpu::kernels::RecurrentLayout::for_device_type(self.device_type)
     }
 
     pub fn has_timestamps(&self) -> bool {

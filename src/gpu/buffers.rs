@@ -62,9 +62,21 @@ impl BufferSizes {
         ];
         if schedule == Schedule::Fused {
             list.extend([
-                ("xproj", "input projections x·w_hxᵀ[T,B,h]".to_string(), f(t * b * h)),
-                ("gq", "output-gradient projections ∂L/∂o·w_qh[T,B,h]".to_string(), f(t * b * h)),
-                ("w_hh_t", "transposed weights w_hhᵀ[h,h]".to_string(), f(h * h)),
+                (
+                    "xproj",
+                    "input projections x·w_hxᵀ[T,B,h]".to_string(),
+                    f(t * b * h),
+                ),
+                (
+                    "gq",
+                    "output-gradient projections ∂L/∂o·w_qh[T,B,h]".to_string(),
+                    f(t * b * h),
+                ),
+                (
+                    "w_hh_t",
+                    "transposed weights w_hhᵀ[h,h]".to_string(),
+                    f(h * h),
+                ),
             ]);
         }
         BufferSizes { list }

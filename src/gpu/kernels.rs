@@ -103,14 +103,61 @@ impl Kernel {
     }
 }
 
+/// recurrent_step's workgroup: `rows` rows (b, i), each summed by `chunks` invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecurrentLayout {
+    pub rows: u32,
+    pub chunks: u32,
+}
+
+impl RecurrentLayout {
+    /// On a GPU, 8 slices per row give each step 8× the parallel work (32 rows keep a warp's
+    /// loads in one 128-byte line); on a software adapter barriers cost more than they buy, so
+    /// one invocation sums a whole row.
+    /// `BPTT_RECURRENT_LAYOUT=ROWSxCHUNKS` (e.g. `64x1`, `32x8`; ROWS·CHUNKS ≤ 256) overrides
+    /// the choice, for tuning on a new GPU.
+    pub fn for_device_type(t: wgpu::DeviceType) -> Self {
+        if let Some(layout) = std::env::var("BPTT_RECURRENT_LAYOUT")
+            .ok()
+            .and_then(|v| Self::parse(&v))
+        {
+            return layout;
+        }
+        match t {
+            wgpu::DeviceType::Cpu => RecurrentLayout {
+                rows: 64,
+                chunks: 1,
+            },
+            _ => RecurrentLayout {
+                rows: 32,
+                chunks: 8,
+            },
+        }
+    }
+}
+
+impl RecurrentLayout {
+    fn parse(v: &str) -> Option<Self> {
+        let (r, c) = v.split_once('x')?;
+        let (rows, chunks) = (r.trim().parse::<u32>().ok()?, c.trim().parse::<u32>().ok()?);
+        (rows >= 1 && chunks >= 1 && rows * chunks <= 256)
+            .then_some(RecurrentLayout { rows, chunks })
+    }
+}
+
 /// Compiled pipelines and their bind group layouts, one of each per kernel. They do not depend
 /// on the shape, so one set serves every problem on a device.
 pub struct Pipelines {
     entries: Vec<(Kernel, wgpu::BindGroupLayout, wgpu::ComputePipeline)>,
+    pub recurrent: RecurrentLayout,
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub fn new(device: &wgpu::Device, recurrent: RecurrentLayout) -> Self {
+        let constants = [
+            ("ROWS", recurrent.rows as f64),
+            ("CHUNKS", recurrent.chunks as f64),
+        ];
         let entries = Kernel::ALL
             .iter()
             .map(|&k| {
@@ -154,13 +201,20 @@ impl Pipelines {
                     layout: Some(&layout),
                     module: &module,
                     entry_point: Some("main"),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: if k == Kernel::RecurrentStep {
+                            &constants
+                        } else {
+                            &[]
+                        },
+                        ..Default::default()
+                    },
                     cache: None,
                 });
                 (k, bgl, pipeline)
             })
             .collect();
-        Pipelines { entries }
+        Pipelines { entries, recurrent }
     }
 
     fn entry(&self, k: Kernel) -> &(Kernel, wgpu::BindGroupLayout, wgpu::ComputePipeline) {

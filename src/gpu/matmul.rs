@@ -18,10 +18,22 @@ pub struct Operand<'a> {
 }
 
 /// C [m, n] = A [m, k] · B [k, n] (+ bias [n]) on the GPU.
-pub fn matmul(ctx: &GpuContext, m: u32, n: u32, k: u32, a: Operand, b: Operand, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+pub fn matmul(
+    ctx: &GpuContext,
+    m: u32,
+    n: u32,
+    k: u32,
+    a: Operand,
+    b: Operand,
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
     let device = &ctx.device;
     let storage = |data: &[f32], extra: wgpu::BufferUsages| {
-        let contents: &[u8] = if data.is_empty() { &[0; 4] } else { bytemuck::cast_slice(data) };
+        let contents: &[u8] = if data.is_empty() {
+            &[0; 4]
+        } else {
+            bytemuck::cast_slice(data)
+        };
         device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents,
@@ -30,7 +42,10 @@ pub fn matmul(ctx: &GpuContext, m: u32, n: u32, k: u32, a: Operand, b: Operand, 
     };
     let a_buf = storage(a.data, wgpu::BufferUsages::empty());
     let b_buf = storage(b.data, wgpu::BufferUsages::empty());
-    let c_buf = storage(&vec![f32::NAN; (m * n) as usize], wgpu::BufferUsages::COPY_SRC);
+    let c_buf = storage(
+        &vec![f32::NAN; (m * n) as usize],
+        wgpu::BufferUsages::COPY_SRC,
+    );
     let bias_buf = storage(bias.unwrap_or(&[]), wgpu::BufferUsages::empty());
     let fields = [
         m,
@@ -51,7 +66,7 @@ pub fn matmul(ctx: &GpuContext, m: u32, n: u32, k: u32, a: Operand, b: Operand, 
         contents: bytemuck::cast_slice(&params(&fields)),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let pipelines = Pipelines::new(device);
+    let pipelines = Pipelines::new(device, ctx.recurrent_layout());
     let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("matmul"),
         layout: pipelines.layout(Kernel::Matmul),
@@ -64,10 +79,22 @@ pub fn matmul(ctx: &GpuContext, m: u32, n: u32, k: u32, a: Operand, b: Operand, 
                     size: wgpu::BufferSize::new(PARAMS_SIZE),
                 }),
             },
-            wgpu::BindGroupEntry { binding: 1, resource: a_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: b_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: c_buf.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 4, resource: bias_buf.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: a_buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: b_buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: c_buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 4,
+                resource: bias_buf.as_entire_binding(),
+            },
         ],
     });
     let readback = device.create_buffer(&wgpu::BufferDescriptor {

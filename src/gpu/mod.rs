@@ -16,8 +16,8 @@ use std::time::Instant;
 pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, list_adapters};
 use buffers::BufferSizes;
 use kernels::{PARAMS_SIZE, Pipelines};
-use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
 pub use schedule::Schedule;
+use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
 
 use crate::error::{Error, Result};
 use crate::model::{Activation, Grads, LossAt, LossFn, Problem, Shape, Targets};
@@ -77,7 +77,12 @@ pub struct GpuBptt {
 }
 
 /// The configuration with the most dispatches and bindings (biases on).
-const MOST: Config = Config { activation: Activation::Tanh, loss_fn: LossFn::Xent, loss_at: LossAt::All, bias: true };
+const MOST: Config = Config {
+    activation: Activation::Tanh,
+    loss_fn: LossFn::Xent,
+    loss_at: LossAt::All,
+    bias: true,
+};
 
 impl GpuBptt {
     /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
@@ -113,7 +118,7 @@ impl GpuBptt {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let pipelines = Pipelines::new(device);
+        let pipelines = Pipelines::new(device, ctx.recurrent_layout());
         let mut bind_groups = HashMap::new();
         for binding in most.iter().map(|d| d.binding) {
             if bind_groups.contains_key(&binding) {
@@ -166,7 +171,9 @@ impl GpuBptt {
         Ok(GpuBptt {
             shape,
             schedule_kind,
-            stage_stamps: ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            stage_stamps: ctx
+                .features
+                .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             sizes,
             buffers,
             params,
@@ -284,19 +291,30 @@ impl GpuBptt {
         first_query: u32,
     ) -> (Vec<Stage>, u32) {
         let set = self.timestamps.as_ref().map(|(set, _)| set);
-        let pass_stamps = set.filter(|_| !self.stage_stamps).map(|set| wgpu::ComputePassTimestampWrites {
-            query_set: set,
-            beginning_of_pass_write_index: Some(first_query),
-            end_of_pass_write_index: Some(first_query + 1),
-        });
+        let pass_stamps =
+            set.filter(|_| !self.stage_stamps)
+                .map(|set| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(first_query),
+                    end_of_pass_write_index: Some(first_query + 1),
+                });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(if phase == Phase::Forward { "forward" } else { "backward" }),
+            label: Some(if phase == Phase::Forward {
+                "forward"
+            } else {
+                "backward"
+            }),
             timestamp_writes: pass_stamps,
         });
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let mut stages: Vec<Stage> = Vec::new();
         let mut query = first_query;
-        for (i, d) in self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase) {
+        for (i, d) in self
+            .schedule
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.stage.phase() == phase)
+        {
             if stages.last() != Some(&d.stage) {
                 stages.push(d.stage);
                 if let (Some(set), true) = (set, self.stage_stamps) {
@@ -307,17 +325,26 @@ impl GpuBptt {
             let kernel = d.binding.kernel();
             let (gx, gy) = match d.work {
                 Work::Grid(x, y) => (x, y),
-                Work::Invocations(n) | Work::Workgroups(n) => {
+                Work::Invocations(n) | Work::Workgroups(n) | Work::Rows(n) => {
                     let groups = match d.work {
                         Work::Invocations(_) => n.div_ceil(kernel.workgroup_size()),
+                        Work::Rows(_) => n.div_ceil(self.pipelines.recurrent.rows),
                         _ => n,
                     };
                     // Past the per-dimension limit, spread over y; kernels linearise (x, y) back.
-                    if groups <= max_dim { (groups, 1) } else { (max_dim, groups.div_ceil(max_dim)) }
+                    if groups <= max_dim {
+                        (groups, 1)
+                    } else {
+                        (max_dim, groups.div_ceil(max_dim))
+                    }
                 }
             };
             pass.set_pipeline(self.pipelines.pipeline(kernel));
-            pass.set_bind_group(0, &self.bind_groups[&d.binding], &[(i as u64 * self.slot) as u32]);
+            pass.set_bind_group(
+                0,
+                &self.bind_groups[&d.binding],
+                &[(i as u64 * self.slot) as u32],
+            );
             pass.dispatch_workgroups(gx, gy, 1);
         }
         match (set, self.stage_stamps) {
@@ -397,7 +424,8 @@ impl GpuBptt {
             for (n, phase) in [Phase::Forward, Phase::Backward].into_iter().enumerate() {
                 let t = Instant::now();
                 self.record_pass(ctx, &mut encoder, phase, 0);
-                ctx.queue.submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
+                ctx.queue
+                    .submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
                 ctx.wait()?;
                 host_ms[n] = t.elapsed().as_secs_f64() * 1e3;
             }
@@ -448,7 +476,9 @@ impl GpuBptt {
         let (forward_ms, backward_ms) = if self.timestamps.is_some() {
             let ticks: &[u64] = bytemuck::cast_slice(&data[..8 * QUERIES as usize]);
             let ns = ctx.queue.get_timestamp_period() as f64;
-            let span = |a: u32, b: u32| ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6;
+            let span = |a: u32, b: u32| {
+                ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6
+            };
             let mut phase_ms = [0.0; 2];
             for (n, (_, names, first)) in stamped.iter().enumerate() {
                 if self.stage_stamps {

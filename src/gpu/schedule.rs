@@ -119,9 +119,9 @@ pub enum Binding {
     GradWHx,
     /// matmul: grad_o, h, grad_w_qh, (bias unused)
     GradWQh,
-    /// recurrent_step forward: w_hh, xproj, h, grad_h (unused), xproj (unused)
+    /// recurrent_step forward: w_hh_t, xproj, h, grad_h (unused), xproj (unused)
     RecurrentForward,
-    /// recurrent_step backward: w_hh_t, gq, grad_a, grad_h, h
+    /// recurrent_step backward: w_hh, gq, grad_a, grad_h, h
     RecurrentBackward,
 }
 
@@ -138,7 +138,9 @@ impl Binding {
             ColsumBH | ColsumBQ => Kernel::AccumulateColsum,
             Norms => Kernel::RowNorms,
             TransposeWHh => Kernel::Transpose,
-            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh => Kernel::Matmul,
+            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh => {
+                Kernel::Matmul
+            }
             RecurrentForward | RecurrentBackward => Kernel::RecurrentStep,
         }
     }
@@ -165,8 +167,8 @@ impl Binding {
             GradWHh => &["grad_a", "h", "grad_w_hh", "b_h"],
             GradWHx => &["grad_a", "x", "grad_w_hx", "b_h"],
             GradWQh => &["grad_o", "h", "grad_w_qh", "b_h"],
-            RecurrentForward => &["w_hh", "xproj", "h", "grad_h", "xproj"],
-            RecurrentBackward => &["w_hh_t", "gq", "grad_a", "grad_h", "h"],
+            RecurrentForward => &["w_hh_t", "xproj", "h", "grad_h", "xproj"],
+            RecurrentBackward => &["w_hh", "gq", "grad_a", "grad_h", "h"],
         }
     }
 }
@@ -180,6 +182,8 @@ pub enum Work {
     Workgroups(u32),
     /// An explicit (x, y) grid of workgroups (matmul's tiles).
     Grid(u32, u32),
+    /// recurrent_step: this many rows, `RecurrentLayout::rows` per workgroup.
+    Rows(u32),
 }
 
 /// One dispatch: a kernel with its bindings, its parameter block, and its size.
@@ -215,14 +219,26 @@ fn dims(s: Shape, c: Config) -> Dims {
         Activation::Identity => 0,
         Activation::Tanh => 1,
     };
-    Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
+    Dims {
+        nt: s.steps as u32,
+        b: s.batch as u32,
+        d: s.input as u32,
+        h: s.hidden as u32,
+        q: s.output as u32,
+        act,
+    }
 }
 
 struct Builder(Vec<Dispatch>);
 
 impl Builder {
     fn push(&mut self, stage: Stage, binding: Binding, fields: &[u32], work: Work) {
-        self.0.push(Dispatch { stage, binding, params: params(fields), work });
+        self.0.push(Dispatch {
+            stage,
+            binding,
+            params: params(fields),
+            work,
+        });
     }
 
     /// loss_grad_o and reduce_sum: ℓ and ∂L/∂o for all T·B rows, then L.
@@ -237,16 +253,52 @@ impl Builder {
             LossFn::Xent => 1,
         };
         let fields = [rows, z.b, z.q, loss_fn, weight.to_bits(), first_scored_row];
-        self.push(Stage::OutputAndLoss, Binding::Loss, &fields, Work::Workgroups(rows));
-        self.push(Stage::OutputAndLoss, Binding::LossSum, &[rows, 0, 0], Work::Workgroups(1));
+        self.push(
+            Stage::OutputAndLoss,
+            Binding::Loss,
+            &fields,
+            Work::Workgroups(rows),
+        );
+        self.push(
+            Stage::OutputAndLoss,
+            Binding::LossSum,
+            &[rows, 0, 0],
+            Work::Workgroups(1),
+        );
     }
 
     /// matmul: C[M,N] = A·B (+ bias), with A and B given as (offset, row stride, col stride).
     #[allow(clippy::too_many_arguments)]
-    fn matmul(&mut self, stage: Stage, binding: Binding, mnk: [u32; 3], a: [u32; 3], b: [u32; 3], add_bias: bool) {
+    fn matmul(
+        &mut self,
+        stage: Stage,
+        binding: Binding,
+        mnk: [u32; 3],
+        a: [u32; 3],
+        b: [u32; 3],
+        add_bias: bool,
+    ) {
         let [m, n, k] = mnk;
-        let fields = [m, n, k, a[0], a[1], a[2], b[0], b[1], b[2], 0, 0, add_bias as u32];
-        self.push(stage, binding, &fields, Work::Grid(n.div_ceil(64), m.div_ceil(64)));
+        let fields = [
+            m,
+            n,
+            k,
+            a[0],
+            a[1],
+            a[2],
+            b[0],
+            b[1],
+            b[2],
+            0,
+            0,
+            add_bias as u32,
+        ];
+        self.push(
+            stage,
+            binding,
+            &fields,
+            Work::Grid(n.div_ceil(64), m.div_ceil(64)),
+        );
     }
 }
 
@@ -263,30 +315,82 @@ pub fn build(schedule: Schedule, s: Shape, c: Config) -> Vec<Dispatch> {
 /// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms.
 pub fn stepwise(s: Shape, c: Config) -> Vec<Dispatch> {
     let z = dims(s, c);
-    let Dims { nt, b, d, h, q, act } = z;
+    let Dims {
+        nt,
+        b,
+        d,
+        h,
+        q,
+        act,
+    } = z;
     let mut v = Builder(Vec::new());
     use Stage::*;
     use Work::*;
     for t in 1..=nt {
-        v.push(ForwardSteps, Binding::Forward, &[t, b, d, h, act], Invocations(b * h));
-        v.push(ForwardSteps, Binding::Output, &[t, b, h, q], Invocations(b * q));
+        v.push(
+            ForwardSteps,
+            Binding::Forward,
+            &[t, b, d, h, act],
+            Invocations(b * h),
+        );
+        v.push(
+            ForwardSteps,
+            Binding::Output,
+            &[t, b, h, q],
+            Invocations(b * q),
+        );
     }
     v.loss(&z, c);
     for t in (1..=nt).rev() {
-        v.push(BackwardSteps, Binding::Backward, &[t, b, h, q, act], Invocations(b * h));
+        v.push(
+            BackwardSteps,
+            Binding::Backward,
+            &[t, b, h, q, act],
+            Invocations(b * h),
+        );
         // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
-        v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
+        v.push(
+            BackwardSteps,
+            Binding::OuterWQh,
+            &[q, h, b, (t - 1) * b * q, t * b * h],
+            Invocations(q * h),
+        );
         // ∂L/∂w_hh += ∂L/∂a_tᵀ·h_{t-1}
-        v.push(BackwardSteps, Binding::OuterWHh, &[h, h, b, t * b * h, (t - 1) * b * h], Invocations(h * h));
+        v.push(
+            BackwardSteps,
+            Binding::OuterWHh,
+            &[h, h, b, t * b * h, (t - 1) * b * h],
+            Invocations(h * h),
+        );
         // ∂L/∂w_hx += ∂L/∂a_tᵀ·x_t
-        v.push(BackwardSteps, Binding::OuterWHx, &[h, d, b, t * b * h, (t - 1) * b * d], Invocations(h * d));
+        v.push(
+            BackwardSteps,
+            Binding::OuterWHx,
+            &[h, d, b, t * b * h, (t - 1) * b * d],
+            Invocations(h * d),
+        );
         if c.bias {
-            v.push(BackwardSteps, Binding::ColsumBH, &[h, b, t * b * h], Invocations(h));
-            v.push(BackwardSteps, Binding::ColsumBQ, &[q, b, (t - 1) * b * q], Invocations(q));
+            v.push(
+                BackwardSteps,
+                Binding::ColsumBH,
+                &[h, b, t * b * h],
+                Invocations(h),
+            );
+            v.push(
+                BackwardSteps,
+                Binding::ColsumBQ,
+                &[q, b, (t - 1) * b * q],
+                Invocations(q),
+            );
         }
     }
     // ∂L/∂h0 = ∂L/∂a_1·w_hh: the backward kernel at t = 0.
-    v.push(Norms, Binding::Backward, &[0, b, h, q, act], Invocations(b * h));
+    v.push(
+        Norms,
+        Binding::Backward,
+        &[0, b, h, q, act],
+        Invocations(b * h),
+    );
     // grad_h_norm[t] = ‖∂L/∂h_t‖ for t = 1..T (grad_h's slot 0 is ∂L/∂h0).
     v.push(Norms, Binding::Norms, &[nt, b * h, 1], Workgroups(nt));
     v.0
@@ -296,41 +400,121 @@ pub fn stepwise(s: Shape, c: Config) -> Vec<Dispatch> {
 /// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases).
 pub fn fused(s: Shape, c: Config) -> Vec<Dispatch> {
     let z = dims(s, c);
-    let Dims { nt, b, d, h, q, act } = z;
+    let Dims {
+        nt,
+        b,
+        d,
+        h,
+        q,
+        act,
+    } = z;
     let rows = nt * b; // every (t, b) row at once
     let bh = b * h; // one slot
     let mut v = Builder(Vec::new());
     use Stage::*;
-    // w_hhᵀ for the backward recurrence, made on the GPU from this run's w_hh.
-    v.push(InputProjection, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
+    // w_hhᵀ for the forward recurrence (whose invocations then read rows of it), made on the
+    // GPU from this run's w_hh.
+    v.push(
+        InputProjection,
+        Binding::TransposeWHh,
+        &[h, h],
+        Work::Invocations(h * h),
+    );
     // xproj = X·w_hxᵀ + b_h: A = x [rows, d]; B[k, n] = w_hx[n, k].
-    v.matmul(InputProjection, Binding::InputProjection, [rows, h, d], [0, d, 1], [0, 1, d], c.bias);
+    v.matmul(
+        InputProjection,
+        Binding::InputProjection,
+        [rows, h, d],
+        [0, d, 1],
+        [0, 1, d],
+        c.bias,
+    );
     // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ)
-    let rec = Work::Workgroups(bh.div_ceil(4));
+    let rec = Work::Rows(bh);
     for t in 1..=nt {
-        v.push(ForwardSteps, Binding::RecurrentForward, &[0, b, h, act, t - 1, t, t - 1, t], rec);
+        v.push(
+            ForwardSteps,
+            Binding::RecurrentForward,
+            &[0, b, h, act, t - 1, t, t - 1, t],
+            rec,
+        );
     }
     // o = H·w_qhᵀ + b_q over h_1..h_T: A = h from slot 1; B[k, n] = w_qh[n, k].
-    v.matmul(OutputAndLoss, Binding::OutputProjection, [rows, q, h], [bh, h, 1], [0, 1, h], c.bias);
+    v.matmul(
+        OutputAndLoss,
+        Binding::OutputProjection,
+        [rows, q, h],
+        [bh, h, 1],
+        [0, 1, h],
+        c.bias,
+    );
     v.loss(&z, c);
     // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
-    v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false);
+    v.matmul(
+        OutputGradient,
+        Binding::OutputGradient,
+        [rows, h, q],
+        [0, q, 1],
+        [0, h, 1],
+        false,
+    );
     // ∂L/∂h_t = gq_t + ∂L/∂a_{t+1}·w_hh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'
     for t in (1..=nt).rev() {
-        v.push(BackwardSteps, Binding::RecurrentBackward, &[1, b, h, act, t + 1, t, t - 1, t], rec);
+        v.push(
+            BackwardSteps,
+            Binding::RecurrentBackward,
+            &[1, b, h, act, t + 1, t, t - 1, t],
+            rec,
+        );
     }
     // ∂L/∂h0 = ∂L/∂a_1·w_hh
-    v.push(BackwardSteps, Binding::RecurrentBackward, &[2, b, h, act, 1, 0, 0, 0], rec);
+    v.push(
+        BackwardSteps,
+        Binding::RecurrentBackward,
+        &[2, b, h, act, 1, 0, 0, 0],
+        rec,
+    );
     // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev: A[i, k] = grad_a[slot 1 + row k][i]; B = h from slot 0.
-    v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], [bh, 1, h], [0, h, 1], false);
+    v.matmul(
+        WeightGradients,
+        Binding::GradWHh,
+        [h, h, rows],
+        [bh, 1, h],
+        [0, h, 1],
+        false,
+    );
     // ∂L/∂w_hx = ∂L/∂Aᵀ·X
-    v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], [bh, 1, h], [0, d, 1], false);
+    v.matmul(
+        WeightGradients,
+        Binding::GradWHx,
+        [h, d, rows],
+        [bh, 1, h],
+        [0, d, 1],
+        false,
+    );
     // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
-    v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false);
+    v.matmul(
+        WeightGradients,
+        Binding::GradWQh,
+        [q, h, rows],
+        [0, 1, q],
+        [bh, h, 1],
+        false,
+    );
     if c.bias {
         // Column sums over all T·B rows.
-        v.push(WeightGradients, Binding::ColsumBH, &[h, rows, bh], Work::Invocations(h));
-        v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0], Work::Invocations(q));
+        v.push(
+            WeightGradients,
+            Binding::ColsumBH,
+            &[h, rows, bh],
+            Work::Invocations(h),
+        );
+        v.push(
+            WeightGradients,
+            Binding::ColsumBQ,
+            &[q, rows, 0],
+            Work::Invocations(q),
+        );
     }
     v.push(Norms, Binding::Norms, &[nt, bh, 1], Work::Workgroups(nt));
     v.0
