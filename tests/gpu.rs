@@ -160,7 +160,7 @@ fn shape_over_the_adapters_limits_is_rejected_before_any_dispatch() {
                 assert!(msg.contains("at most"), "{msg}");
             }
             Err(e) => panic!("wrong error: {e}"),
-            Ok(_) => panic!("a {} MiB w_hh was accepted", 4 * h * h >> 20),
+            Ok(_) => panic!("a {} MiB w_hh was accepted", (4 * h * h) >> 20),
         }
     }
 }
