@@ -1,5 +1,7 @@
 //! The command line: arguments (clap) and the one function the binary calls.
 
+use std::path::PathBuf;
+
 use clap::Parser;
 
 use crate::gpu::{BackendChoice, Schedule};
@@ -40,19 +42,19 @@ pub enum Compute {
 )]
 pub struct Args {
     /// Hidden size h.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), value_name = "H")]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), value_name = "H", conflicts_with = "load")]
     pub hidden: u32,
     /// Time steps T.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), value_name = "T")]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), value_name = "T", conflicts_with = "load")]
     pub steps: u32,
     /// Batch size B.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), value_name = "B")]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), value_name = "B", conflicts_with = "load")]
     pub batch: u32,
     /// Input size d.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "D")]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "D", conflicts_with = "load")]
     pub input: u32,
     /// Output size q (the number of classes with --loss xent).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "Q")]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "Q", conflicts_with = "load")]
     pub output: u32,
     /// φ in h_t = φ(a_t) [default: identity].
     #[arg(long, value_enum)]
@@ -60,21 +62,22 @@ pub struct Args {
     /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o)[label] [default: mse].
     #[arg(long, value_enum)]
     pub loss: Option<LossFn>,
-    /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one).
-    #[arg(long, value_enum, default_value_t = LossAt::All)]
-    pub loss_at: LossAt,
+    /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one)
+    /// [default: all].
+    #[arg(long, value_enum)]
+    pub loss_at: Option<LossAt>,
     /// Add the biases b_h and b_q.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "load")]
     pub bias: bool,
     /// Seed of the random problem (ChaCha8; the same problem on every machine).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "load")]
     pub seed: u64,
     /// Rescale w_hh to this spectral radius: below 1 gradients shrink going back in time, above 1
     /// they grow.
-    #[arg(long, value_name = "R", value_parser = parse_radius)]
+    #[arg(long, value_name = "R", value_parser = parse_radius, conflicts_with = "load")]
     pub spectral_radius: Option<f64>,
     /// Draw h0 ~ N(0,1) instead of zeros.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "load")]
     pub random_h0: bool,
     /// Which implementations run.
     #[arg(long, value_enum, default_value_t = Compute::Both)]
@@ -109,6 +112,17 @@ pub struct Args {
     /// Print ‖∂L/∂h_t‖ for every step.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Take the problem from a safetensors file (w_hx, w_hh, w_qh, x, optional h0, b_h, b_q, and
+    /// y or labels) instead of random numbers; its metadata may set loss and activation.
+    #[arg(long, value_name = "FILE")]
+    pub load: Option<PathBuf>,
+    /// Write the loss and gradients (F32 safetensors) of the GPU run, or of the path --compute
+    /// chose; only after every check passed. Written atomically.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// With --save, also write the states h [T,B,h] and o [T,B,q].
+    #[arg(long, requires = "save")]
+    pub save_states: bool,
 }
 
 fn parse_radius(s: &str) -> Result<f64, String> {

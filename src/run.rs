@@ -16,8 +16,15 @@ use crate::{cpu, flops};
 const TIME_BUDGET_MS: f64 = 2000.0;
 const MAX_REPEAT: u32 = 20;
 
-/// The problem the arguments describe.
+/// The problem the arguments describe: from `--load`, or random from the shape flags.
 pub fn problem_from_args(args: &Args) -> Result<Problem> {
+    if let Some(path) = &args.load {
+        let p = crate::io::load_problem(path, args.activation, args.loss)?;
+        return Ok(match args.loss_at {
+            Some(loss_at) => p.with_loss_at(loss_at),
+            None => p,
+        });
+    }
     let shape = Shape::new(
         args.steps as usize,
         args.batch as usize,
@@ -28,7 +35,7 @@ pub fn problem_from_args(args: &Args) -> Result<Problem> {
     let mut spec = ProblemSpec::new(shape);
     spec.activation = args.activation.unwrap_or_default();
     spec.loss = args.loss.unwrap_or_default();
-    spec.loss_at = args.loss_at;
+    spec.loss_at = args.loss_at.unwrap_or_default();
     spec.bias = args.bias;
     spec.seed = args.seed;
     spec.spectral_radius = args.spectral_radius;
@@ -147,10 +154,28 @@ pub fn non_finite_problems(g: &Grads) -> Vec<String> {
 /// code). Errors are user errors (exit 2) or run-time failures (exit 1).
 pub fn run(args: &Args) -> Result<Report> {
     let problem = problem_from_args(args)?;
-    run_problem(args, &problem)
+    let (report, result) = run_problem(args, &problem)?;
+    if let Some(path) = &args.save {
+        // Only a run that passed every check is written; a failed one leaves the file as it was.
+        if report.pass {
+            let mut meta = std::collections::BTreeMap::new();
+            meta.insert(
+                "command_line".to_string(),
+                std::env::args().collect::<Vec<_>>().join(" "),
+            );
+            meta.insert("result_from".to_string(), report.result_from.to_string());
+            if let Some(a) = &report.adapter {
+                meta.insert("adapter".to_string(), a.to_string());
+            }
+            crate::io::save_grads(path, &result, &problem.shape, args.save_states, &meta)?;
+        }
+    }
+    Ok(report)
 }
 
-pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
+/// Runs the paths `args` asks for on `p`; returns the report and the result it describes (the
+/// GPU's when it ran, else the CPU path's).
+pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     let shape = p.shape;
     let mut timings = Timings::default();
     let mut problems = Vec::new();
@@ -208,6 +233,12 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         dispatches = Some(gpu.dispatch_count());
         memory = Some(gpu.memory_bytes());
         problems.extend(non_finite_problems(&grads));
+        let grads = if args.save_states {
+            // The timed runs skip reading the states back; one more run keeps them.
+            gpu.run(&ctx, p, true)?.0
+        } else {
+            grads
+        };
         Some(grads)
     } else {
         None
@@ -248,12 +279,13 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         }
     }
 
-    let (result, from) = match (&gpu_result, &fast_result, &ref_result) {
+    let (result, from) = match (gpu_result, fast_result, ref_result.clone()) {
         (Some(g), _, _) => (g, "gpu"),
         (None, Some(g), _) => (g, "cpu"),
         (None, None, Some(g)) => (g, "cpu-ref"),
         _ => unreachable!("every --compute value runs at least one path"),
     };
+    let ran_gpu = from == "gpu";
     let grad_norms = result
         .tensors()
         .into_iter()
@@ -262,9 +294,9 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
         .map(|(n, v)| (n, crate::model::norm(v)))
         .collect();
     let fl = flops::flops(shape);
-    let adapter_schedule = gpu_result.as_ref().map(|_| args.schedule.name());
+    let adapter_schedule = ran_gpu.then(|| args.schedule.name());
     let gpu_total = timings.gpu_total;
-    Ok(Report {
+    let report = Report {
         adapter,
         shape,
         activation: p.activation,
@@ -298,5 +330,6 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<Report> {
             (Some(c), Some(g)) => Some(c / g),
             _ => None,
         },
-    })
+    };
+    Ok((report, result))
 }

@@ -135,3 +135,109 @@ fn a_failed_check_exits_1() {
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL"));
 }
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn load_and_save_reproduce_jax_through_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let out_s = out.to_str().unwrap();
+    for case in ["tanh_xent_bias_h0", "exploding_identity_mse"] {
+        let (code, stdout, stderr) = bptt(&[
+            "--load",
+            &fixture(case),
+            "--save",
+            out_s,
+            "--save-states",
+            "--compute",
+            "gpu",
+            "--repeat",
+            "1",
+        ]);
+        assert_eq!(code, 0, "{case}: {stderr}{stdout}");
+        let got = bptt::io::load_grads(&out).unwrap();
+        let want =
+            bptt::io::load_grads(std::path::Path::new(&fixture(&format!("{case}.expected"))))
+                .unwrap();
+        for ((name, g), (_, w)) in got.grads.tensors().into_iter().zip(want.grads.tensors()) {
+            let e = bptt::model::rel_err(g, w);
+            assert!(e <= 1e-4, "{case}: {name} {e:e}");
+        }
+        assert!(bptt::model::rel_err(&got.grads.h, &want.grads.h) <= 1e-4);
+        assert!(got.metadata["command_line"].contains("--load"));
+        assert!(!got.metadata["adapter"].is_empty());
+    }
+}
+
+#[test]
+fn load_errors_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file").unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let tanh_file = fixture("tanh_mse_batch");
+    for (args, needle) in [
+        (
+            vec!["--load", garbage.to_str().unwrap()],
+            "garbage.safetensors",
+        ),
+        (
+            vec!["--load", missing.to_str().unwrap()],
+            "missing.safetensors",
+        ),
+        (
+            vec!["--load", &tanh_file, "--activation", "identity"],
+            "activation",
+        ),
+        (vec!["--load", &tanh_file, "--loss", "xent"], "contradicts"),
+        (vec!["--load", &tanh_file, "--hidden", "8"], "--hidden"),
+    ] {
+        let (code, stdout, stderr) = bptt(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty());
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_failed_check_leaves_an_existing_output_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    std::fs::write(&out, b"previous result").unwrap();
+    let (code, _, _) = bptt(&[
+        "--load",
+        &fixture("identity_mse"),
+        "--save",
+        out.to_str().unwrap(),
+        "--repeat",
+        "1",
+        "--tolerance",
+        "1e-30",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous result");
+    // An unwritable destination (a missing folder) is a run-time failure, and writes nothing.
+    let nowhere = dir.path().join("no/such/dir/out.safetensors");
+    let (code, _, stderr) = bptt(&[
+        "--load",
+        &fixture("identity_mse"),
+        "--save",
+        nowhere.to_str().unwrap(),
+        "--compute",
+        "cpu-ref",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("out.safetensors"), "{stderr}");
+    assert!(!dir.path().join("no").exists());
+}

@@ -1,10 +1,14 @@
 //! The f64 CPU reference against JAX: every fixture in tests/fixtures/ (written by
 //! scripts/make_fixtures.py with `jax.lax.scan` + `jax.value_and_grad` in float64, an
-//! implementation independent of this crate) must agree to 1e-9 relative, tensor by tensor.
+//! implementation independent of this crate) must agree to 1e-9 relative, tensor by tensor;
+//! the GPU (f32, both schedules) to 1e-4.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use bptt::cpu::reference;
+use bptt::gpu::{GpuBptt, Schedule};
 use bptt::io::{load_grads, load_problem};
 use bptt::model::rel_err;
 
@@ -99,4 +103,27 @@ fn fixtures_carry_their_loss_and_activation_in_metadata() {
             "{name}: named for its loss"
         );
     }
+}
+
+#[test]
+fn the_gpu_matches_jax_on_every_fixture() {
+    let ctx = common::gpu();
+    let mut worst_all: f64 = 0.0;
+    for case in cases() {
+        let name = case.file_stem().unwrap().to_string_lossy().into_owned();
+        let p = load_problem(&case, None, None).unwrap();
+        let want = load_grads(&expected_path(&case)).unwrap().grads;
+        for schedule in [Schedule::Fused, Schedule::Stepwise] {
+            let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
+            let (got, _) = gpu.run(&ctx, &p, true).unwrap();
+            let worst = common::assert_close(&format!("{name} {schedule:?}"), &got, &want, 1e-4);
+            assert!(
+                rel_err(&got.h, &want.h) <= 1e-4 && rel_err(&got.o, &want.o) <= 1e-4,
+                "{name}: states"
+            );
+            println!("{name:24} {schedule:?}: max rel err vs JAX {worst:.2e}");
+            worst_all = worst_all.max(worst);
+        }
+    }
+    println!("largest GPU error against JAX: {worst_all:.2e}");
 }
