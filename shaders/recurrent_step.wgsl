@@ -8,7 +8,8 @@
 // read neighbouring addresses of row j of W — coalesced on a GPU, one vector load on a CPU.
 // The j range is split into CHUNKS slices (the workgroup's y) whose partial sums are added in
 // workgroup memory in a fixed order: more parallel work per step on a GPU; CHUNKS = 1 on a
-// software adapter, where barriers are expensive.
+// software adapter, where barriers are expensive. Each invocation serves up to 4 batch
+// entries of one i, so every W[j,i] it loads is used 4 times when B > 1.
 // Bindings: 0 params (uniform, dynamic offset), 1 w [h,h], 2 add [T,B,h],
 //           3 state [slots,B,h] (reads slot v_slot, writes slot out_slot: h forward, ∂L/∂a
 //           backward), 4 grad_h [T+1,B,h] (written backward and in mode 2),
@@ -32,55 +33,77 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> grad_h: array<f32>;
 @group(0) @binding(5) var<storage, read> h: array<f32>;
 
-// Rows (b, i) per workgroup, and slices of j per row; ROWS·CHUNKS ≤ 256.
+// Columns i per workgroup, and slices of j per column; ROWS·CHUNKS ≤ 256.
 override ROWS: u32 = 32u;
 override CHUNKS: u32 = 8u;
-var<workgroup> partial: array<f32, 256>;
+const BB: u32 = 4u; // batch entries per invocation
+var<workgroup> partial: array<f32, 1024>; // [CHUNKS][ROWS][BB]
 
 @compute @workgroup_size(ROWS, CHUNKS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = (wid.x + wid.y * nwg.x) * ROWS + lid.x; // row = b·h + i
-    let rows = p.batch * p.hidden;
-    let live = row < rows;
-    let b = row / p.hidden;
-    let i = row % p.hidden;
-    var part = 0.0;
+    // item = b_block·h + i, with b_block covering batch entries 4·b_block .. 4·b_block + 3
+    let item = (wid.x + wid.y * nwg.x) * ROWS + lid.x;
+    let blocks = (p.batch + BB - 1u) / BB;
+    let live = item < blocks * p.hidden;
+    let i = item % p.hidden;
+    let b0 = (item / p.hidden) * BB;
+    let nb = min(BB, p.batch - min(b0, p.batch));
+    // Four batch rows at once in a vec4; rows past the batch re-read row b0 and are dropped.
+    var part = vec4<f32>(0.0);
     if live {
         let slice = (p.hidden + CHUNKS - 1u) / CHUNKS;
         let j_end = min(p.hidden, (lid.y + 1u) * slice);
-        let v_base = (p.v_slot * p.batch + b) * p.hidden;
-        for (var j = lid.y * slice; j < j_end; j++) {
-            part += state[v_base + j] * w[j * p.hidden + i];
+        let v0 = (p.v_slot * p.batch + b0) * p.hidden;
+        let v1 = v0 + select(0u, p.hidden, nb > 1u);
+        let v2 = v0 + select(0u, 2u * p.hidden, nb > 2u);
+        let v3 = v0 + select(0u, 3u * p.hidden, nb > 3u);
+        if nb == 1u {
+            // One batch entry (B = 1, or the last block): no redundant loads.
+            var acc = 0.0;
+            for (var j = lid.y * slice; j < j_end; j++) {
+                acc += state[v0 + j] * w[j * p.hidden + i];
+            }
+            part.x = acc;
+        } else {
+            for (var j = lid.y * slice; j < j_end; j++) {
+                let v = vec4<f32>(state[v0 + j], state[v1 + j], state[v2 + j], state[v3 + j]);
+                part += v * w[j * p.hidden + i];
+            }
         }
     }
-    partial[lid.y * ROWS + lid.x] = part;
+    for (var bb = 0u; bb < BB; bb++) {
+        partial[(lid.y * ROWS + lid.x) * BB + bb] = part[bb];
+    }
     workgroupBarrier();
     if !live || lid.y != 0u {
         return;
     }
-    var acc = 0.0;
-    for (var c = 0u; c < CHUNKS; c++) {
-        acc += partial[c * ROWS + lid.x];
-    }
-    let at = row;
-    if p.mode != 2u {
-        acc += add[p.add_slot * rows + at];
-    }
-    if p.mode == 0u {
-        if p.activation == 1u {
-            acc = tanh(acc);
+    let rows = p.batch * p.hidden;
+    for (var bb = 0u; bb < nb; bb++) {
+        var acc = 0.0;
+        for (var c = 0u; c < CHUNKS; c++) {
+            acc += partial[(c * ROWS + lid.x) * BB + bb];
         }
-        state[p.out_slot * rows + at] = acc;
-    } else {
-        grad_h[p.t * rows + at] = acc;
-        if p.mode == 1u {
-            var dphi = 1.0;
+        let at = (b0 + bb) * p.hidden + i;
+        if p.mode != 2u {
+            acc += add[p.add_slot * rows + at];
+        }
+        if p.mode == 0u {
             if p.activation == 1u {
-                let h_t = h[p.t * rows + at];
-                dphi = 1.0 - h_t * h_t;
+                acc = tanh(acc);
             }
-            state[p.out_slot * rows + at] = acc * dphi;
+            state[p.out_slot * rows + at] = acc;
+        } else {
+            grad_h[p.t * rows + at] = acc;
+            if p.mode == 1u {
+                var dphi = 1.0;
+                if p.activation == 1u {
+                    let h_t = h[p.t * rows + at];
+                    dphi = 1.0 - h_t * h_t;
+                }
+                state[p.out_slot * rows + at] = acc * dphi;
+            }
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct Report {
     pub gpu_gflops: Option<f64>,
     pub gpu_gbps: Option<f64>,
     pub gpu_us_per_step: Option<f64>,
+    /// 2T empty dispatches in one pass: the latency floor of one dispatch per step each way.
+    pub gpu_dispatch_floor_ms: Option<f64>,
+    /// The GPU total over that floor (1 would mean the kernels cost nothing).
+    pub gpu_total_over_floor: Option<f64>,
     /// Fast CPU path's time over the GPU's (> 1: the GPU is faster).
     pub speedup_vs_cpu: Option<f64>,
 }
@@ -182,6 +186,14 @@ impl Report {
                 self.gpu_us_per_step.unwrap_or(f64::NAN),
                 self.dispatches.unwrap_or(0)
             );
+            if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
+                let _ = writeln!(
+                    s,
+                    "  floor    2T = {} empty dispatches in one pass: {f:.3} ms ({:.1} µs/step); total is {r:.1}× the floor",
+                    2 * self.shape.steps,
+                    f * 1e3 / self.shape.steps as f64
+                );
+            }
             let _ = writeln!(
                 s,
                 "  gpu      {:.2} GFLOP/s, {:.2} GB/s effective ({:.3} GFLOP per run; FLOP and byte model in README)",

@@ -183,6 +183,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     let mut repeat = 1;
     let (mut adapter, mut timing_source, mut dispatches, mut memory) = (None, None, None, None);
     let mut gpu_stages = Vec::new();
+    let mut floor = None;
     let progress = Progress::new(args, shape);
 
     let gpu_result = if matches!(args.compute, Compute::Both | Compute::Gpu) {
@@ -228,6 +229,12 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
                 )
             })
             .collect();
+        progress.say("GPU: dispatch-latency floor".into());
+        floor = Some(crate::gpu::floor::dispatch_floor_ms(
+            &ctx,
+            2 * shape.steps as u32,
+            5,
+        )?);
         adapter = Some(ctx.adapter.clone());
         timing_source = Some(gpu.timing_source());
         dispatches = Some(gpu.dispatch_count());
@@ -324,7 +331,15 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         gpu_memory_bytes: memory,
         flops: fl,
         gpu_gflops: gpu_total.map(|ms| fl / (ms * 1e6)),
-        gpu_gbps: gpu_total.map(|ms| flops::bytes_stepwise(shape) / (ms * 1e6)),
+        gpu_gbps: gpu_total.map(|ms| {
+            let bytes = match args.schedule {
+                crate::gpu::Schedule::Fused => flops::bytes_fused(shape),
+                crate::gpu::Schedule::Stepwise => flops::bytes_stepwise(shape),
+            };
+            bytes / (ms * 1e6)
+        }),
+        gpu_dispatch_floor_ms: floor,
+        gpu_total_over_floor: floor.zip(gpu_total).map(|(f, t)| t / f),
         gpu_us_per_step: gpu_total.map(|ms| ms * 1e3 / shape.steps as f64),
         speedup_vs_cpu: match (timings.cpu_total, gpu_total) {
             (Some(c), Some(g)) => Some(c / g),

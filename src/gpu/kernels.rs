@@ -27,10 +27,11 @@ pub enum Kernel {
     Matmul,
     RecurrentStep,
     Transpose,
+    Empty,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::ForwardStep,
         Kernel::OutputStep,
         Kernel::LossGradO,
@@ -42,6 +43,7 @@ impl Kernel {
         Kernel::Matmul,
         Kernel::RecurrentStep,
         Kernel::Transpose,
+        Kernel::Empty,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Kernel {
             Kernel::Matmul => "matmul",
             Kernel::RecurrentStep => "recurrent_step",
             Kernel::Transpose => "transpose",
+            Kernel::Empty => "empty",
         }
     }
 
@@ -73,6 +76,7 @@ impl Kernel {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::RecurrentStep => include_str!("../../shaders/recurrent_step.wgsl"),
             Kernel::Transpose => include_str!("../../shaders/transpose.wgsl"),
+            Kernel::Empty => include_str!("../../shaders/empty.wgsl"),
         }
     }
 
@@ -90,6 +94,7 @@ impl Kernel {
             Kernel::Matmul => &[true, true, false, true],
             Kernel::RecurrentStep => &[true, true, false, false, true],
             Kernel::Transpose => &[true, false],
+            Kernel::Empty => &[],
         }
     }
 

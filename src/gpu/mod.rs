@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod buffers;
+pub mod floor;
 pub mod kernels;
 pub mod matmul;
 pub mod schedule;

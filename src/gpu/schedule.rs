@@ -182,7 +182,7 @@ pub enum Work {
     Workgroups(u32),
     /// An explicit (x, y) grid of workgroups (matmul's tiles).
     Grid(u32, u32),
-    /// recurrent_step: this many rows, `RecurrentLayout::rows` per workgroup.
+    /// recurrent_step: this many items, `RecurrentLayout::rows` per workgroup.
     Rows(u32),
 }
 
@@ -430,7 +430,8 @@ pub fn fused(s: Shape, c: Config) -> Vec<Dispatch> {
         c.bias,
     );
     // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ)
-    let rec = Work::Rows(bh);
+    // recurrent_step: one item per (i, block of 4 batch entries).
+    let rec = Work::Rows(b.div_ceil(4) * h);
     for t in 1..=nt {
         v.push(
             ForwardSteps,
