@@ -4,10 +4,13 @@
 //! The model (DEVELOPERS.md): a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h), h_t = φ(a_t),
 //! o_t = h_t·w_qhᵀ (+ b_q), L = 1/(T·B) Σ_t Σ_b ℓ(o_tb, y_tb).
 
+pub mod clip;
 pub mod cpu;
+pub mod diagnostics;
 pub mod error;
 pub mod linalg;
 pub mod model;
+pub mod plot;
 pub mod problem;
 
 pub use error::{Error, Result};
