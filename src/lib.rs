@@ -22,13 +22,16 @@
 
 mod api;
 pub mod cli;
+pub mod clip;
 pub mod cpu;
+pub mod diagnostics;
 pub mod error;
 pub mod flops;
 pub mod gpu;
 pub mod io;
 pub mod linalg;
 pub mod model;
+pub mod plot;
 pub mod problem;
 pub mod report;
 pub mod run;

@@ -4,3 +4,5 @@
 pub mod reference;
 
 pub use reference::bptt as reference_bptt;
+pub mod segments;
+pub mod truncated;

@@ -1,0 +1,255 @@
+//! Line plots of per-step profiles (‖∂L/∂h_t‖, the reach profile) against t = 1..T on a log
+//! y axis, as SVG or PNG by the file's extension, with plotters.
+//!
+//! Text: plotters is built with its pure-Rust `ab_glyph` font backend (no fontconfig or
+//! FreeType to build or link), which needs a TrueType font registered at run time, for both
+//! formats (the SVG's layout is measured with it too). We load one from `$BPTT_PLOT_FONT` or
+//! the usual system locations (DejaVu Sans, Liberation Sans, Arial, …); when none is there the
+//! plot fails with one line naming the fix.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// One line of the plot: `values[i]` is drawn at t = i + 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub label: String,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    pub fn new(label: impl Into<String>, values: Vec<f64>) -> Self {
+        Series {
+            label: label.into(),
+            values,
+        }
+    }
+}
+
+/// The environment variable that names a .ttf/.otf font for plot text.
+pub const FONT_ENV: &str = "BPTT_PLOT_FONT";
+
+/// Where a font usually is: Debian/Ubuntu, Fedora, Arch, macOS, Windows.
+const FONT_CANDIDATES: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:\\Windows\\Fonts\\arial.ttf",
+];
+
+const SIZE: (u32, u32) = (900, 560);
+
+/// Writes the profiles to `path`: `.svg` or `.png` (any other extension is an error). Zero and
+/// non-finite values cannot sit on a log axis: they are left out (the line is broken there)
+/// and the series' legend entry says how many.
+pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    // Check the extension before looking for a font, so that mistake is named first.
+    let draw_err = |e: String| Error::Io {
+        path: path.display().to_string(),
+        reason: format!("drawing the plot failed: {e}"),
+    };
+    match ext.as_deref() {
+        Some("svg") => {
+            register_font(path)?;
+            let root = SVGBackend::new(path, SIZE).into_drawing_area();
+            draw(&root, title, series).map_err(|e| draw_err(e.to_string()))?;
+            root.present().map_err(|e| draw_err(e.to_string()))
+        }
+        Some("png") => {
+            register_font(path)?;
+            let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+            draw(&root, title, series).map_err(|e| draw_err(e.to_string()))?;
+            root.present().map_err(|e| draw_err(e.to_string()))
+        }
+        other => Err(Error::Invalid(format!(
+            "cannot plot to {}: the extension {} is not supported (use .svg or .png)",
+            path.display(),
+            other.map_or("(none)".to_string(), |e| format!("`.{e}`"))
+        ))),
+    }
+}
+
+/// Registers a font for plotters once per process; the error names the fix.
+fn register_font(path: &Path) -> Result<()> {
+    static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let from_env = std::env::var_os(FONT_ENV).map(std::path::PathBuf::from);
+        let candidates = from_env
+            .iter()
+            .cloned()
+            .chain(FONT_CANDIDATES.iter().map(std::path::PathBuf::from));
+        for candidate in candidates {
+            let Ok(bytes) = std::fs::read(&candidate) else {
+                continue;
+            };
+            // plotters keeps fonts for the whole process ('static); this runs at most once.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
+             DejaVu (`apt-get install fonts-dejavu-core`){}",
+            from_env.map_or(String::new(), |p| format!(
+                " ({FONT_ENV}={} is not a readable font)",
+                p.display()
+            ))
+        ))
+    })
+    .clone()
+    .map_err(|reason| Error::Io {
+        path: path.display().to_string(),
+        reason,
+    })
+}
+
+/// The maximal runs of consecutive plottable (finite, > 0) values, as (t, log10 value) points.
+fn runs(values: &[f64]) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current = Vec::new();
+    for (i, &v) in values.iter().enumerate() {
+        if v.is_finite() && v > 0.0 {
+            current.push(((i + 1) as f64, v.log10()));
+        } else if !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The label of the y tick at log10 value v: "1e-6" on whole decades, "3.2e-1" between them.
+fn decade_label(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("1e{}", v.round())
+    } else {
+        format!("{:.1e}", 10f64.powf(v))
+    }
+}
+
+/// Line colours (matplotlib's "tab10"): distinct, and dark enough on white.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The colour of series i (cycling after ten).
+pub fn series_color(i: usize) -> (u8, u8, u8) {
+    let c = COLORS[i % COLORS.len()];
+    (c.0, c.1, c.2)
+}
+
+const LEGEND_ROW: u32 = 22;
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[Series],
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    // The legend gets its own strip below the chart, so it never hides a line.
+    let legend_height = LEGEND_ROW * series.len() as u32 + 12;
+    let (chart_area, legend_area) = root.split_vertically(SIZE.1.saturating_sub(legend_height));
+
+    let steps = series.iter().map(|s| s.values.len()).max().unwrap_or(1);
+    let plotted: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    // The y axis is log10 of the value on a linear axis, labelled 1e-k: plotters' own log axis
+    // leaves values below f64::EPSILON unlabelled, and vanishing gradients go far below that.
+    let (lo, hi) = match (
+        plotted.iter().copied().reduce(f64::min),
+        plotted.iter().copied().reduce(f64::max),
+    ) {
+        // A margin of 0.3 decades (×2) above and below the data.
+        (Some(lo), Some(hi)) => (lo.log10() - 0.3, hi.log10() + 0.3),
+        _ => (-1.0, 1.0),
+    };
+    let x_range = if steps > 1 {
+        1.0..steps as f64
+    } else {
+        0.5..1.5
+    };
+
+    let mut chart = ChartBuilder::on(&chart_area)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("t")
+        .y_desc("norm (log scale)")
+        .y_label_formatter(&|v| decade_label(*v))
+        // Steps are whole numbers: no label on a fractional tick (a short x range has those).
+        .x_label_formatter(&|v| {
+            if v.fract() == 0.0 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .draw()?;
+
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        // Each run of plottable values is its own line: no segment bridges a left-out value.
+        for run in runs(&s.values) {
+            if let [point] = run[..] {
+                // A lone point makes no line; mark it so it is not lost.
+                chart.draw_series(std::iter::once(Circle::new(point, 3, color.filled())))?;
+            } else {
+                chart.draw_series(LineSeries::new(run, color.stroke_width(2)))?;
+            }
+        }
+        let skipped = s
+            .values
+            .iter()
+            .filter(|v| !(v.is_finite() && **v > 0.0))
+            .count();
+        let label = if skipped == 0 {
+            s.label.clone()
+        } else {
+            format!("{} ({skipped} zero/non-finite values not shown)", s.label)
+        };
+        let y = (LEGEND_ROW * i as u32 + LEGEND_ROW / 2) as i32;
+        legend_area.draw(&PathElement::new(
+            vec![(86, y), (116, y)],
+            color.stroke_width(3),
+        ))?;
+        legend_area.draw(&Text::new(
+            label,
+            (124, y - 8),
+            ("sans-serif", 15).into_font().color(&BLACK),
+        ))?;
+    }
+    Ok(())
+}

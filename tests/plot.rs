@@ -1,0 +1,196 @@
+//! The profile plots: the SVG's lines are read back and must sit where the values put them
+//! (pixel x linear in t, pixel y linear in log10 of the value, one scale for every series);
+//! the PNG must be a real image of the stated size with each series' colour drawn.
+
+use bptt::Error;
+use bptt::plot::{Series, plot_profiles, series_color};
+
+const STEPS: usize = 48;
+
+/// Three profiles: a geometric decay over 19 decades, one with a zero, a NaN and an Inf
+/// (left out, breaking its line into three runs), and one with no plottable value at all.
+fn profiles() -> Vec<Series> {
+    let decay: Vec<f64> = (1..=STEPS)
+        .map(|t| 0.4f64.powi((STEPS - t) as i32))
+        .collect();
+    let mut bumpy: Vec<f64> = (1..=STEPS)
+        .map(|t| 0.02 * 1.1f64.powi((STEPS - t) as i32) * (1.0 + 0.5 * (t as f64).sin()))
+        .collect();
+    bumpy[9] = 0.0;
+    bumpy[10] = f64::NAN;
+    bumpy[30] = f64::INFINITY;
+    vec![
+        Series::new("‖∂L/∂h_t‖ ρ=0.4", decay),
+        Series::new("reach ρ=1.1", bumpy),
+        Series::new("all zero", vec![0.0; STEPS]),
+    ]
+}
+
+/// The value of attribute `name` in one SVG element's text.
+fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
+    let len = element[start..].find('"')?;
+    Some(&element[start..start + len])
+}
+
+/// The data lines of one colour (plotted at stroke width 2; the legend's sample lines are 3).
+fn data_polylines(svg: &str, color: (u8, u8, u8)) -> Vec<Vec<(f64, f64)>> {
+    let hex = format!("#{:02X}{:02X}{:02X}", color.0, color.1, color.2);
+    svg.split("<polyline")
+        .skip(1)
+        .map(|e| &e[..e.find("/>").expect("closed polyline")])
+        .filter(|e| attr(e, "stroke") == Some(&hex) && attr(e, "stroke-width") == Some("2"))
+        .map(|e| {
+            attr(e, "points")
+                .expect("points")
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').expect("x,y");
+                    (x.parse().expect("x"), y.parse().expect("y"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Least-squares fit y ≈ a + b·x; returns (b, the largest |residual|).
+fn line_fit(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let b = sxy / sxx;
+    let worst = points
+        .iter()
+        .map(|p| (p.1 - (my + b * (p.0 - mx))).abs())
+        .fold(0.0, f64::max);
+    (b, worst)
+}
+
+#[test]
+fn svg_lines_sit_where_the_values_put_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("profiles.svg");
+    let series = profiles();
+    plot_profiles(&path, "Reach of the last step's gradient", &series).expect("plot");
+    let svg = std::fs::read_to_string(&path).expect("read svg");
+
+    // (t, log10 value) ↔ (pixel x, pixel y) for every drawn point of every series.
+    let mut x_pairs = Vec::new();
+    let mut y_pairs = Vec::new();
+    for (i, s) in series.iter().enumerate() {
+        let lines = data_polylines(&svg, series_color(i));
+        let expected: Vec<Vec<(usize, f64)>> = {
+            // The runs of plottable values, as the plot is documented to draw them.
+            let mut runs: Vec<Vec<(usize, f64)>> = vec![vec![]];
+            for (k, &v) in s.values.iter().enumerate() {
+                if v.is_finite() && v > 0.0 {
+                    runs.last_mut().unwrap().push((k + 1, v));
+                } else if !runs.last().unwrap().is_empty() {
+                    runs.push(vec![]);
+                }
+            }
+            runs.retain(|r| !r.is_empty());
+            runs
+        };
+        assert_eq!(
+            lines.iter().map(Vec::len).collect::<Vec<_>>(),
+            expected.iter().map(Vec::len).collect::<Vec<_>>(),
+            "series {i} ({}): lines and their point counts",
+            s.label
+        );
+        for (line, run) in lines.iter().zip(&expected) {
+            for (&(px, py), &(t, v)) in line.iter().zip(run) {
+                x_pairs.push((t as f64, px));
+                y_pairs.push((v.log10(), py));
+            }
+        }
+    }
+    // 48 + 45 points; the third series has none.
+    assert_eq!(x_pairs.len(), STEPS + STEPS - 3);
+
+    // plotters writes whole pixels, so a point is off its exact place by at most 0.5 px per
+    // axis; 1 px allows for the fitted line's own error.
+    let (x_scale, x_worst) = line_fit(&x_pairs);
+    let (y_scale, y_worst) = line_fit(&y_pairs);
+    println!(
+        "px per step {x_scale:.3} (worst {x_worst:.2}), px per decade {y_scale:.3} (worst {y_worst:.2})"
+    );
+    assert!(x_scale > 10.0, "x must grow with t: {x_scale} px/step");
+    assert!(
+        y_scale < -10.0,
+        "larger values must be higher: {y_scale} px/decade"
+    );
+    assert!(x_worst <= 1.0, "x off its linear axis by {x_worst} px");
+    assert!(y_worst <= 1.0, "y off its log axis by {y_worst} px");
+
+    // Title and legend, with the left-out values counted.
+    assert!(svg.contains("Reach of the last step&apos;s gradient"));
+    assert!(svg.contains("‖∂L/∂h_t‖ ρ=0.4\n"));
+    assert!(svg.contains("reach ρ=1.1 (3 zero/non-finite values not shown)"));
+    assert!(svg.contains("all zero (48 zero/non-finite values not shown)"));
+}
+
+#[test]
+fn png_is_an_image_with_every_series_drawn() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("profiles.png");
+    let series = profiles();
+    plot_profiles(&path, "Reach", &series).expect("plot");
+    let bytes = std::fs::read(&path).expect("read png");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    let be32 = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(&bytes[12..16], b"IHDR");
+    assert_eq!((be32(16), be32(20)), (900, 560), "width × height");
+
+    let image = image::load_from_memory(&bytes)
+        .expect("decodable PNG")
+        .to_rgb8();
+    let count = |c: (u8, u8, u8)| image.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count();
+    let counts: Vec<usize> = (0..series.len()).map(|i| count(series_color(i))).collect();
+    println!("pixels per series colour: {counts:?}");
+    // A data line across ~800 px at width 2 paints well over 1000 pixels; the legend's
+    // sample line alone (30 × 3) paints about 100. The all-zero series has only that.
+    assert!(counts[0] > 1000 && counts[1] > 1000, "{counts:?}");
+    assert!(
+        (50..200).contains(&counts[2]),
+        "only the legend sample: {counts:?}"
+    );
+    // Text was rendered: dark pixels well beyond the axes' lines.
+    let dark = image
+        .pixels()
+        .filter(|p| p.0.iter().all(|&c| c < 80))
+        .count();
+    assert!(dark > 3000, "{dark} dark pixels: is the text there?");
+}
+
+#[test]
+fn other_extensions_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, named) in [("plot.pdf", "`.pdf`"), ("plot", "(none)")] {
+        let path = dir.path().join(name);
+        match plot_profiles(&path, "t", &profiles()) {
+            Err(Error::Invalid(msg)) => {
+                assert!(msg.contains(named) && msg.contains(".svg or .png"), "{msg}")
+            }
+            other => panic!("{name}: expected Error::Invalid, got {other:?}"),
+        }
+        assert!(!path.exists());
+    }
+}
+
+#[test]
+fn empty_and_single_point_plots_still_draw() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["empty.svg", "one.png"] {
+        let path = dir.path().join(name);
+        let series = if name == "empty.svg" {
+            vec![]
+        } else {
+            vec![Series::new("one step", vec![0.5])]
+        };
+        plot_profiles(&path, "edge case", &series).expect("plot");
+        assert!(std::fs::metadata(&path).expect("written").len() > 1000);
+    }
+}
