@@ -1,13 +1,13 @@
 // accumulate_colsum: one step's bias-gradient term, added to the running sum
 //   g[r] += Σ_b U[b,r],  i.e. ∂L/∂b_h += Σ_b ∂L/∂a_t and ∂L/∂b_q += Σ_b ∂L/∂o_t
-// One invocation per r; U is a row-major [B, rows] block starting at u_offset.
+// One invocation per r; U is a block of B rows, row_stride apart, starting at u_offset.
 // Bindings: 0 params (uniform, dynamic offset), 1 u, 2 g [rows].
 
 struct Params {
     rows: u32,
     batch: u32,
     u_offset: u32,
-    _pad0: u32,
+    row_stride: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
@@ -26,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     var acc = g[r];
     for (var b = 0u; b < p.batch; b++) {
-        acc += u[p.u_offset + b * p.rows + r];
+        acc += u[p.u_offset + b * p.row_stride + r];
     }
     g[r] = acc;
 }

@@ -1,6 +1,7 @@
 // backward_step: one step of the backward recursion, last step to first
-//   ∂L/∂h_t = ∂L/∂a_{t+1}·w_hh + ∂L/∂o_t·w_qh,   ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
-// and, run once more with t = 0, ∂L/∂h0 = ∂L/∂a_1·w_hh (no output term, no φ').
+//   ∂L/∂h_t = c_t·∂L/∂a_{t+1}·w_hh + ∂L/∂o_t·w_qh,   ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
+// and, run once more with t = 0, ∂L/∂h0 = c_0·∂L/∂a_1·w_hh (no output term, no φ').
+// c_t = 1 is full BPTT; 0 cuts the gradient (segments), 1/(1−p) or 0 randomises truncation.
 // One invocation per (b, i): it walks column i of w_hh and w_qh, so neighbouring invocations
 // read neighbouring addresses.
 // φ'(a_t) is taken from h_t: 1 for identity, 1 − h_t² for tanh.
@@ -14,7 +15,7 @@ struct Params {
     hidden: u32,
     output: u32,
     activation: u32, // 0 identity, 1 tanh
-    _pad0: u32,
+    carry: f32,      // c_t
     _pad1: u32,
     _pad2: u32,
 }
@@ -40,6 +41,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var j = 0u; j < p.hidden; j++) {
         acc += grad_a[next_row + j] * w_hh[j * p.hidden + i];
     }
+    acc *= p.carry;
     let row = (p.t * p.batch + b) * p.hidden;
     if p.t > 0u {
         let o_row = ((p.t - 1u) * p.batch + b) * p.output;

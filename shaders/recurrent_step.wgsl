@@ -1,8 +1,10 @@
 // recurrent_step: the only sequential work of the fused schedule, one step per dispatch
 //   forward  (mode 0): h_t = φ(xproj_t + h_{t-1}·w_hhᵀ)            (xproj_t = x_t·w_hxᵀ + b_h)
-//   backward (mode 1): ∂L/∂h_t = gq_t + ∂L/∂a_{t+1}·w_hh,  ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
+//   backward (mode 1): ∂L/∂h_t = gq_t + c_t·∂L/∂a_{t+1}·w_hh,  ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t)
 //                                                               (gq_t = ∂L/∂o_t·w_qh)
-//   h0       (mode 2): ∂L/∂h0 = ∂L/∂a_1·w_hh
+//   h0       (mode 2): ∂L/∂h0 = c_0·∂L/∂a_1·w_hh
+// (c_t = 1 is full BPTT; 0 cuts the gradient at a segment boundary; randomised truncation
+// uses 0 or 1/(1−p)).
 // All three are out[b,i] = add[b,i] + Σ_j v[b,j]·W[j,i], with W = w_hhᵀ forward (a copy made
 // once per run) and W = w_hh backward: for each j, neighbouring invocations (neighbouring i)
 // read neighbouring addresses of row j of W — coalesced on a GPU, one vector load on a CPU.
@@ -24,6 +26,7 @@ struct Params {
     out_slot: u32,   // slot of `state` written (h_t or ∂L/∂a_t)
     add_slot: u32,   // slot of `add` (xproj_t or gq_t)
     t: u32,          // the math's step (slot of grad_h and h backward)
+    carry: f32,      // c_t (backward and mode 2)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -84,6 +87,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var acc = 0.0;
         for (var c = 0u; c < CHUNKS; c++) {
             acc += partial[(c * ROWS + lid.x) * BB + bb];
+        }
+        if p.mode != 0u {
+            acc *= p.carry;
         }
         let at = (b0 + bb) * p.hidden + i;
         if p.mode != 2u {

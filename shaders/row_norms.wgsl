@@ -1,5 +1,6 @@
-// row_norms: out[r] = ‖M[first_row + r]‖ for each of `rows` rows of length n, e.g.
-//   grad_h_norm[t] = ‖∂L/∂h_t‖ (Frobenius over the batch: a row is one step's [B, h] block)
+// row_norms: out[out_offset + r] = ‖M[first_row + r]‖ for each of `rows` rows of length n, e.g.
+//   grad_h_norm[t] = ‖∂L/∂h_t‖ (Frobenius over the batch: a row is one step's [B, h] block),
+//   and ‖∂L/∂w‖ of each parameter gradient for clipping (one row: the whole tensor)
 // computed as m·sqrt(Σ (v/m)²) with m = max |v|, so entries beyond 1.8e19 (whose squares
 // overflow f32) still give a finite norm; a NaN or Inf entry gives a non-finite norm.
 // One workgroup of 256 invocations per row: fixed strided partial results, then tree
@@ -10,7 +11,7 @@ struct Params {
     rows: u32,
     n: u32,          // row length
     first_row: u32,  // e.g. 1 to skip grad_h's slot 0 (∂L/∂h0)
-    _pad0: u32,
+    out_offset: u32,
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
@@ -80,6 +81,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if bad > 0.0 {
             norm = bitcast<f32>(0x7fc00000u); // NaN
         }
-        out[r] = norm;
+        out[p.out_offset + r] = norm;
     }
 }

@@ -41,13 +41,21 @@ pub fn segment_carry_scales(steps: usize, n: usize) -> Result<Vec<f64>> {
     Ok(scales)
 }
 
-/// BPTT over `n` segments, the gradient cut at their boundaries (see the module doc).
-/// grad_h0 is ∂L/∂h_0 within the first segment; grad_h_norm[t] the norm of the cut ∂L/∂h_t.
+/// BPTT over `n` segments, the gradient cut at their boundaries (see the module doc), with the
+/// f64 reference running each segment. grad_h0 is ∂L/∂h_0 within the first segment;
+/// grad_h_norm[t] the norm of the cut ∂L/∂h_t.
 pub fn bptt_segments(p: &Problem, n: usize) -> Result<Grads> {
+    run_in_segments(p, n, |segment| Ok(reference::bptt(segment)))
+}
+
+/// The segment driver shared by every path: splits `p` into `n` segments, runs each through
+/// `run` (which must return the forward states h and o) with h0 = the previous segment's last
+/// state, and sums the results with the weights of the full problem. The states of the whole
+/// sequence are the segments' states end to end.
+pub fn run_in_segments(p: &Problem, n: usize, mut run: impl FnMut(&Problem) -> Result<Grads>) -> Result<Grads> {
     let s = p.shape;
     let lengths = segment_lengths(s.steps, n)?;
     let (nb, d, nh, q) = (s.batch, s.input, s.hidden, s.output);
-    let fwd = reference::forward(p);
 
     let mut total = Grads {
         loss: 0.0,
@@ -58,25 +66,14 @@ pub fn bptt_segments(p: &Problem, n: usize) -> Result<Grads> {
         grad_b_q: p.has_bias().then(|| vec![0.0; q]),
         grad_h0: vec![0.0; nb * nh],
         grad_h_norm: Vec::with_capacity(s.steps),
-        h: fwd.h.clone(),
-        o: fwd.o,
+        h: Vec::with_capacity(s.steps * nb * nh),
+        o: Vec::with_capacity(s.steps * nb * q),
     };
 
     let mut start = 0;
     for (i, &len) in lengths.iter().enumerate() {
         let last_segment = i + 1 == lengths.len();
-        // Only the last segment holds the scored step of `LossAt::Last`; earlier ones have no
-        // loss term, so all their gradients are zero.
-        if p.loss_at == LossAt::Last && !last_segment {
-            total.grad_h_norm.extend(std::iter::repeat_n(0.0, len));
-            start += len;
-            continue;
-        }
-        let h0 = if start == 0 {
-            p.h0.clone()
-        } else {
-            fwd.h[(start - 1) * nb * nh..][..nb * nh].to_vec()
-        };
+        let h0 = if start == 0 { p.h0.clone() } else { total.h[(start - 1) * nb * nh..][..nb * nh].to_vec() };
         let targets = match &p.targets {
             Targets::Mse(y) => Targets::Mse(y[start * nb * q..][..len * nb * q].to_vec()),
             Targets::Xent(labels) => Targets::Xent(labels[start * nb..][..len * nb].to_vec()),
@@ -93,11 +90,19 @@ pub fn bptt_segments(p: &Problem, n: usize) -> Result<Grads> {
             h0,
             targets,
         };
-        let g = reference::bptt(&segment);
-        // 1/(T·B) = (T_seg/T)·1/(T_seg·B); `LossAt::Last` already has the full weight 1/B.
+        let g = run(&segment)?;
+        if g.h.len() != len * nb * nh || g.o.len() != len * nb * q {
+            return Err(Error::Invalid("a segment's run must return its forward states".into()));
+        }
+        total.h.extend_from_slice(&g.h);
+        total.o.extend_from_slice(&g.o);
+        // 1/(T·B) = (T_seg/T)·1/(T_seg·B). With `LossAt::Last` only the last segment holds the
+        // scored step (with the full weight 1/B already); earlier ones run for their states
+        // only and contribute no gradient.
         let scale = match p.loss_at {
             LossAt::All => len as f64 / s.steps as f64,
-            LossAt::Last => 1.0,
+            LossAt::Last if last_segment => 1.0,
+            LossAt::Last => 0.0,
         };
         total.loss += scale * g.loss;
         add_scaled(&mut total.grad_w_hx, &g.grad_w_hx, scale);
@@ -112,9 +117,7 @@ pub fn bptt_segments(p: &Problem, n: usize) -> Result<Grads> {
         if start == 0 {
             add_scaled(&mut total.grad_h0, &g.grad_h0, scale);
         }
-        total
-            .grad_h_norm
-            .extend(g.grad_h_norm.iter().map(|n| scale * n));
+        total.grad_h_norm.extend(g.grad_h_norm.iter().map(|n| scale * n));
         start += len;
     }
     Ok(total)

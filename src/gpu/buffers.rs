@@ -12,7 +12,8 @@ pub struct BufferSizes {
 
 impl BufferSizes {
     /// (name, description with dims, size in bytes) for a shape and schedule.
-    pub fn new(s: Shape, schedule: Schedule) -> Self {
+    pub fn new(s: Shape, schedule: Schedule, lanes: u32) -> Self {
+        let k = lanes as u64;
         let (t, b, d, h, q) = (
             s.steps as u64,
             s.batch as u64,
@@ -45,8 +46,12 @@ impl BufferSizes {
             ("loss", "loss".to_string(), f(1)),
             (
                 "grad_a",
-                "pre-activation gradients ∂L/∂a[T+2,B,h]".to_string(),
-                f((t + 2) * b * h),
+                if k == 1 {
+                    "pre-activation gradients ∂L/∂a[T+2,B,h]".to_string()
+                } else {
+                    format!("truncation lanes of ∂L/∂a[T+2,B,K={k},h]")
+                },
+                f((t + 2) * b * k * h),
             ),
             (
                 "grad_h",
@@ -59,6 +64,7 @@ impl BufferSizes {
             ("grad_b_h", "gradient grad_b_h[h]".to_string(), f(h)),
             ("grad_b_q", "gradient grad_b_q[q]".to_string(), f(q)),
             ("grad_h_norm", "norms grad_h_norm[T]".to_string(), f(t)),
+            ("clip_norms", "clipping norms [5]".to_string(), f(8)),
         ];
         if schedule == Schedule::Fused {
             list.extend([

@@ -28,10 +28,12 @@ pub enum Kernel {
     RecurrentStep,
     Transpose,
     Empty,
+    TruncatedStep,
+    ClipScale,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::ForwardStep,
         Kernel::OutputStep,
         Kernel::LossGradO,
@@ -44,6 +46,8 @@ impl Kernel {
         Kernel::RecurrentStep,
         Kernel::Transpose,
         Kernel::Empty,
+        Kernel::TruncatedStep,
+        Kernel::ClipScale,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +64,8 @@ impl Kernel {
             Kernel::RecurrentStep => "recurrent_step",
             Kernel::Transpose => "transpose",
             Kernel::Empty => "empty",
+            Kernel::TruncatedStep => "truncated_step",
+            Kernel::ClipScale => "clip_scale",
         }
     }
 
@@ -77,6 +83,8 @@ impl Kernel {
             Kernel::RecurrentStep => include_str!("../../shaders/recurrent_step.wgsl"),
             Kernel::Transpose => include_str!("../../shaders/transpose.wgsl"),
             Kernel::Empty => include_str!("../../shaders/empty.wgsl"),
+            Kernel::TruncatedStep => include_str!("../../shaders/truncated_step.wgsl"),
+            Kernel::ClipScale => include_str!("../../shaders/clip_scale.wgsl"),
         }
     }
 
@@ -95,6 +103,8 @@ impl Kernel {
             Kernel::RecurrentStep => &[true, true, false, false, true],
             Kernel::Transpose => &[true, false],
             Kernel::Empty => &[],
+            Kernel::TruncatedStep => &[true, true, false, false, true],
+            Kernel::ClipScale => &[true, false],
         }
     }
 

@@ -46,7 +46,8 @@ pub struct RunTimes {
 }
 
 /// The result buffers, in the order they are packed into the readback buffer.
-const RESULTS: [&str; 7] = [
+const RESULTS: [&str; 8] = [
+    "clip_norms",
     "loss",
     "grad_w_hx",
     "grad_w_hh",
@@ -75,22 +76,55 @@ pub struct GpuBptt {
     stage_stamps: bool,
     config: Option<Config>,
     schedule: Vec<Dispatch>,
+    /// K lanes for truncated BPTT (fused only), fixed when the object is built.
+    lanes: Option<u32>,
+    /// ‖g‖ over the parameter gradients before the last run's clipping, if it clipped.
+    clip_norm: Option<f64>,
 }
 
-/// The configuration with the most dispatches and bindings (biases on).
-const MOST: Config = Config {
-    activation: Activation::Tanh,
-    loss_fn: LossFn::Xent,
-    loss_at: LossAt::All,
-    bias: true,
-};
+/// What a run does beyond the plain forward + backward.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Read h_1..h_T and o_1..o_T back too.
+    pub keep_states: bool,
+    /// c_t for t = 0..T−1 multiplying the carried gradient (randomised truncation, segments).
+    pub carry: Option<Vec<f64>>,
+    /// Clip the parameter gradients to this global norm.
+    pub clip: Option<f64>,
+}
+
+/// The configuration with the most dispatches and bindings (biases and clipping on).
+fn most(lanes: Option<u32>) -> Config {
+    Config {
+        activation: Activation::Tanh,
+        loss_fn: LossFn::Xent,
+        loss_at: LossAt::All,
+        bias: true,
+        carry: Vec::new(),
+        lanes,
+        clip: Some(1.0),
+    }
+}
 
 impl GpuBptt {
     /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
     /// buffer against the adapter's limits.
     pub fn new(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule) -> Result<Self> {
-        let sizes = BufferSizes::new(shape, schedule_kind);
-        let most = schedule::build(schedule_kind, shape, MOST);
+        Self::build(ctx, shape, schedule_kind, None)
+    }
+
+    /// Like `new`, for BPTT truncated `k` steps back from each loss term (the fused schedule
+    /// with K lanes of ∂L/∂a; see `shaders/truncated_step.wgsl`). K > T is full BPTT: use `new`.
+    pub fn new_truncated(ctx: &GpuContext, shape: Shape, k: usize) -> Result<Self> {
+        if k == 0 || k > shape.steps {
+            return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
+        }
+        Self::build(ctx, shape, Schedule::Fused, Some(k as u32))
+    }
+
+    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
+        let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
+        let most = schedule::build(schedule_kind, shape, &most(lanes));
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
@@ -185,6 +219,8 @@ impl GpuBptt {
             timestamps,
             config: None,
             schedule: Vec::new(),
+            lanes,
+            clip_norm: None,
         })
     }
 
@@ -238,10 +274,10 @@ impl GpuBptt {
 
     /// Rebuilds the schedule and rewrites the parameter arena when the configuration changed.
     fn configure(&mut self, ctx: &GpuContext, config: Config) {
-        if self.config == Some(config) {
+        if self.config.as_ref() == Some(&config) {
             return;
         }
-        self.schedule = schedule::build(self.schedule_kind, self.shape, config);
+        self.schedule = schedule::build(self.schedule_kind, self.shape, &config);
         let mut arena = vec![0u8; self.slot as usize * self.schedule.len()];
         for (i, d) in self.schedule.iter().enumerate() {
             let at = i * self.slot as usize;
@@ -359,12 +395,28 @@ impl GpuBptt {
     }
 
     /// Forward + backward on the GPU. With `keep_states`, h_1..h_T and o_1..o_T are read back too.
-    pub fn run(
-        &mut self,
-        ctx: &GpuContext,
-        p: &Problem,
-        keep_states: bool,
-    ) -> Result<(Grads, RunTimes)> {
+    pub fn run(&mut self, ctx: &GpuContext, p: &Problem, keep_states: bool) -> Result<(Grads, RunTimes)> {
+        self.run_with(ctx, p, &RunOptions { keep_states, ..Default::default() })
+    }
+
+    /// ‖g‖ over the parameter gradients before the last run clipped them (None if it did not).
+    pub fn clip_norm(&self) -> Option<f64> {
+        self.clip_norm
+    }
+
+    /// Forward + backward on the GPU with the extras of `opts`.
+    pub fn run_with(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, RunTimes)> {
+        let keep_states = opts.keep_states;
+        if let Some(c) = &opts.carry {
+            if c.len() != p.shape.steps {
+                return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
+            }
+        }
+        if let Some(theta) = opts.clip {
+            if !(theta.is_finite() && theta > 0.0) {
+                return Err(Error::Invalid(format!("the clipping threshold must be a finite number > 0, got {theta}")));
+            }
+        }
         if p.shape != self.shape {
             return Err(Error::Invalid(format!(
                 "this GPU object was built for {}, not {}",
@@ -376,6 +428,9 @@ impl GpuBptt {
             loss_fn: p.loss_fn(),
             loss_at: p.loss_at,
             bias: p.has_bias(),
+            carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
+            lanes: self.lanes,
+            clip: opts.clip.map(|x| x as f32),
         };
         let start = Instant::now();
         self.configure(ctx, config);
@@ -398,16 +453,14 @@ impl GpuBptt {
             "grad_w_qh",
             "grad_b_h",
             "grad_b_q",
+            "clip_norms",
         ] {
             encoder.clear_buffer(&self.buffers[name], 0, None);
         }
         let s = self.shape;
         let slot_bytes = (s.batch * s.hidden * 4) as u64;
-        encoder.clear_buffer(
-            &self.buffers["grad_a"],
-            (s.steps as u64 + 1) * slot_bytes,
-            Some(slot_bytes),
-        );
+        let a_slot_bytes = slot_bytes * self.lanes.unwrap_or(1) as u64;
+        encoder.clear_buffer(&self.buffers["grad_a"], (s.steps as u64 + 1) * a_slot_bytes, Some(a_slot_bytes));
         let mut host_ms = [f64::NAN; 2];
         let mut stamped: Vec<(Phase, Vec<Stage>, u32)> = Vec::new();
         if let Some((set, resolve)) = &self.timestamps {
@@ -460,17 +513,19 @@ impl GpuBptt {
                 .collect()
         };
         let bias = p.has_bias();
+        // clip_norms holds ‖∂L/∂w_k‖ per parameter gradient (zeros for biases that are off).
+        self.clip_norm = opts.clip.map(|_| crate::model::norm(&floats(0)));
         let grads = Grads {
-            loss: floats(0)[0],
-            grad_w_hx: floats(1),
-            grad_w_hh: floats(2),
-            grad_w_qh: floats(3),
-            grad_b_h: bias.then(|| floats(4)),
-            grad_b_q: bias.then(|| floats(5)),
-            grad_h_norm: floats(6),
-            grad_h0: floats(7),
-            h: if keep_states { floats(8) } else { Vec::new() },
-            o: if keep_states { floats(9) } else { Vec::new() },
+            loss: floats(1)[0],
+            grad_w_hx: floats(2),
+            grad_w_hh: floats(3),
+            grad_w_qh: floats(4),
+            grad_b_h: bias.then(|| floats(5)),
+            grad_b_q: bias.then(|| floats(6)),
+            grad_h_norm: floats(7),
+            grad_h0: floats(8),
+            h: if keep_states { floats(9) } else { Vec::new() },
+            o: if keep_states { floats(10) } else { Vec::new() },
         };
         let done = Instant::now();
         let mut stages = Vec::new();

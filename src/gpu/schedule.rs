@@ -55,6 +55,8 @@ pub enum Stage {
     BackwardSteps,
     /// Fused: the weight and bias gradients as single products over all rows.
     WeightGradients,
+    /// Gradient clipping to a global norm.
+    Clip,
     /// ∂L/∂h0 (stepwise) and the norms ‖∂L/∂h_t‖.
     Norms,
 }
@@ -68,6 +70,7 @@ impl Stage {
             Stage::OutputGradient => "output_gradient",
             Stage::BackwardSteps => "backward_steps",
             Stage::WeightGradients => "weight_gradients",
+            Stage::Clip => "clip",
             Stage::Norms => "norms",
         }
     }
@@ -123,6 +126,20 @@ pub enum Binding {
     RecurrentForward,
     /// recurrent_step backward: w_hh, gq, grad_a, grad_h, h
     RecurrentBackward,
+    /// truncated_step: w_hh, gq, grad_a (lanes), grad_h, h
+    TruncatedBackward,
+    /// row_norms of one parameter gradient into clip_norms
+    ClipNormWHx,
+    ClipNormWHh,
+    ClipNormWQh,
+    ClipNormBH,
+    ClipNormBQ,
+    /// clip_scale: clip_norms, one parameter gradient
+    ClipScaleWHx,
+    ClipScaleWHh,
+    ClipScaleWQh,
+    ClipScaleBH,
+    ClipScaleBQ,
 }
 
 impl Binding {
@@ -142,6 +159,9 @@ impl Binding {
                 Kernel::Matmul
             }
             RecurrentForward | RecurrentBackward => Kernel::RecurrentStep,
+            TruncatedBackward => Kernel::TruncatedStep,
+            ClipNormWHx | ClipNormWHh | ClipNormWQh | ClipNormBH | ClipNormBQ => Kernel::RowNorms,
+            ClipScaleWHx | ClipScaleWHh | ClipScaleWQh | ClipScaleBH | ClipScaleBQ => Kernel::ClipScale,
         }
     }
 
@@ -169,6 +189,17 @@ impl Binding {
             GradWQh => &["grad_o", "h", "grad_w_qh", "b_h"],
             RecurrentForward => &["w_hh_t", "xproj", "h", "grad_h", "xproj"],
             RecurrentBackward => &["w_hh", "gq", "grad_a", "grad_h", "h"],
+            TruncatedBackward => &["w_hh", "gq", "grad_a", "grad_h", "h"],
+            ClipNormWHx => &["grad_w_hx", "clip_norms"],
+            ClipNormWHh => &["grad_w_hh", "clip_norms"],
+            ClipNormWQh => &["grad_w_qh", "clip_norms"],
+            ClipNormBH => &["grad_b_h", "clip_norms"],
+            ClipNormBQ => &["grad_b_q", "clip_norms"],
+            ClipScaleWHx => &["clip_norms", "grad_w_hx"],
+            ClipScaleWHh => &["clip_norms", "grad_w_hh"],
+            ClipScaleWQh => &["clip_norms", "grad_w_qh"],
+            ClipScaleBH => &["clip_norms", "grad_b_h"],
+            ClipScaleBQ => &["clip_norms", "grad_b_q"],
         }
     }
 }
@@ -196,12 +227,18 @@ pub struct Dispatch {
 }
 
 /// What, beyond the shape, changes a schedule or its parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub activation: Activation,
     pub loss_fn: LossFn,
     pub loss_at: LossAt,
     pub bias: bool,
+    /// c_t for t = 0..T−1 multiplying the carried gradient ∂L/∂a_{t+1}·w_hh (empty: all 1).
+    pub carry: Vec<f32>,
+    /// K for BPTT truncated K steps back from each loss term (fused only; the object's lanes).
+    pub lanes: Option<u32>,
+    /// θ for clipping the parameter gradients to global norm θ.
+    pub clip: Option<f32>,
 }
 
 /// Everything the schedules need, as u32.
@@ -214,35 +251,28 @@ struct Dims {
     act: u32,
 }
 
-fn dims(s: Shape, c: Config) -> Dims {
+fn dims(s: Shape, c: &Config) -> Dims {
     let act = match c.activation {
         Activation::Identity => 0,
         Activation::Tanh => 1,
     };
-    Dims {
-        nt: s.steps as u32,
-        b: s.batch as u32,
-        d: s.input as u32,
-        h: s.hidden as u32,
-        q: s.output as u32,
-        act,
-    }
+    Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
+}
+
+/// c_t's bits for a parameter block (1 where no scales are given).
+fn carry(c: &Config, t: u32) -> u32 {
+    c.carry.get(t as usize).copied().unwrap_or(1.0).to_bits()
 }
 
 struct Builder(Vec<Dispatch>);
 
 impl Builder {
     fn push(&mut self, stage: Stage, binding: Binding, fields: &[u32], work: Work) {
-        self.0.push(Dispatch {
-            stage,
-            binding,
-            params: params(fields),
-            work,
-        });
+        self.0.push(Dispatch { stage, binding, params: params(fields), work });
     }
 
     /// loss_grad_o and reduce_sum: ℓ and ∂L/∂o for all T·B rows, then L.
-    fn loss(&mut self, z: &Dims, c: Config) {
+    fn loss(&mut self, z: &Dims, c: &Config) {
         let rows = z.nt * z.b;
         let (weight, first_scored_row) = match c.loss_at {
             LossAt::All => (1.0 / rows as f32, 0),
@@ -253,57 +283,41 @@ impl Builder {
             LossFn::Xent => 1,
         };
         let fields = [rows, z.b, z.q, loss_fn, weight.to_bits(), first_scored_row];
-        self.push(
-            Stage::OutputAndLoss,
-            Binding::Loss,
-            &fields,
-            Work::Workgroups(rows),
-        );
-        self.push(
-            Stage::OutputAndLoss,
-            Binding::LossSum,
-            &[rows, 0, 0],
-            Work::Workgroups(1),
-        );
+        self.push(Stage::OutputAndLoss, Binding::Loss, &fields, Work::Workgroups(rows));
+        self.push(Stage::OutputAndLoss, Binding::LossSum, &[rows, 0, 0], Work::Workgroups(1));
     }
 
     /// matmul: C[M,N] = A·B (+ bias), with A and B given as (offset, row stride, col stride).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &mut self,
-        stage: Stage,
-        binding: Binding,
-        mnk: [u32; 3],
-        a: [u32; 3],
-        b: [u32; 3],
-        add_bias: bool,
-    ) {
+    fn matmul(&mut self, stage: Stage, binding: Binding, mnk: [u32; 3], a: [u32; 3], b: [u32; 3], add_bias: bool) {
         let [m, n, k] = mnk;
-        let fields = [
-            m,
-            n,
-            k,
-            a[0],
-            a[1],
-            a[2],
-            b[0],
-            b[1],
-            b[2],
-            0,
-            0,
-            add_bias as u32,
+        let fields = [m, n, k, a[0], a[1], a[2], b[0], b[1], b[2], 0, 0, add_bias as u32];
+        self.push(stage, binding, &fields, Work::Grid(n.div_ceil(64), m.div_ceil(64)));
+    }
+
+    /// Clipping: each parameter gradient's norm into `clip_norms`, then every one scaled by
+    /// min(1, θ/‖g‖) with ‖g‖ the global norm over all of them.
+    fn clip(&mut self, z: &Dims, c: &Config) {
+        let Some(theta) = c.clip else { return };
+        let grads = [
+            (Binding::ClipNormWHx, Binding::ClipScaleWHx, z.h * z.d),
+            (Binding::ClipNormWHh, Binding::ClipScaleWHh, z.h * z.h),
+            (Binding::ClipNormWQh, Binding::ClipScaleWQh, z.q * z.h),
+            (Binding::ClipNormBH, Binding::ClipScaleBH, z.h),
+            (Binding::ClipNormBQ, Binding::ClipScaleBQ, z.q),
         ];
-        self.push(
-            stage,
-            binding,
-            &fields,
-            Work::Grid(n.div_ceil(64), m.div_ceil(64)),
-        );
+        let count = if c.bias { 5 } else { 3 };
+        for (slot, &(norm, _, n)) in grads[..count].iter().enumerate() {
+            // row_norms with one row of n values, written to clip_norms[slot].
+            self.push(Stage::Clip, norm, &[1, n, 0, slot as u32], Work::Workgroups(1));
+        }
+        for &(_, scale, n) in &grads[..count] {
+            self.push(Stage::Clip, scale, &[n, count as u32, theta.to_bits()], Work::Invocations(n));
+        }
     }
 }
 
 /// The schedule's dispatches for a shape and configuration.
-pub fn build(schedule: Schedule, s: Shape, c: Config) -> Vec<Dispatch> {
+pub fn build(schedule: Schedule, s: Shape, c: &Config) -> Vec<Dispatch> {
     match schedule {
         Schedule::Stepwise => stepwise(s, c),
         Schedule::Fused => fused(s, c),
@@ -313,210 +327,96 @@ pub fn build(schedule: Schedule, s: Shape, c: Config) -> Vec<Dispatch> {
 /// The textbook schedule: per step a forward dispatch and an output dispatch; the loss and
 /// ∂L/∂o for all steps; then per step, in reverse, a backward dispatch and the accumulation of
 /// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms.
-pub fn stepwise(s: Shape, c: Config) -> Vec<Dispatch> {
+pub fn stepwise(s: Shape, c: &Config) -> Vec<Dispatch> {
+    assert!(c.lanes.is_none(), "truncation to K steps needs the fused schedule");
     let z = dims(s, c);
-    let Dims {
-        nt,
-        b,
-        d,
-        h,
-        q,
-        act,
-    } = z;
+    let Dims { nt, b, d, h, q, act } = z;
     let mut v = Builder(Vec::new());
     use Stage::*;
     use Work::*;
     for t in 1..=nt {
-        v.push(
-            ForwardSteps,
-            Binding::Forward,
-            &[t, b, d, h, act],
-            Invocations(b * h),
-        );
-        v.push(
-            ForwardSteps,
-            Binding::Output,
-            &[t, b, h, q],
-            Invocations(b * q),
-        );
+        v.push(ForwardSteps, Binding::Forward, &[t, b, d, h, act], Invocations(b * h));
+        v.push(ForwardSteps, Binding::Output, &[t, b, h, q], Invocations(b * q));
     }
     v.loss(&z, c);
     for t in (1..=nt).rev() {
-        v.push(
-            BackwardSteps,
-            Binding::Backward,
-            &[t, b, h, q, act],
-            Invocations(b * h),
-        );
+        v.push(BackwardSteps, Binding::Backward, &[t, b, h, q, act, carry(c, t)], Invocations(b * h));
         // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
-        v.push(
-            BackwardSteps,
-            Binding::OuterWQh,
-            &[q, h, b, (t - 1) * b * q, t * b * h],
-            Invocations(q * h),
-        );
+        v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
         // ∂L/∂w_hh += ∂L/∂a_tᵀ·h_{t-1}
-        v.push(
-            BackwardSteps,
-            Binding::OuterWHh,
-            &[h, h, b, t * b * h, (t - 1) * b * h],
-            Invocations(h * h),
-        );
+        v.push(BackwardSteps, Binding::OuterWHh, &[h, h, b, t * b * h, (t - 1) * b * h], Invocations(h * h));
         // ∂L/∂w_hx += ∂L/∂a_tᵀ·x_t
-        v.push(
-            BackwardSteps,
-            Binding::OuterWHx,
-            &[h, d, b, t * b * h, (t - 1) * b * d],
-            Invocations(h * d),
-        );
+        v.push(BackwardSteps, Binding::OuterWHx, &[h, d, b, t * b * h, (t - 1) * b * d], Invocations(h * d));
         if c.bias {
-            v.push(
-                BackwardSteps,
-                Binding::ColsumBH,
-                &[h, b, t * b * h],
-                Invocations(h),
-            );
-            v.push(
-                BackwardSteps,
-                Binding::ColsumBQ,
-                &[q, b, (t - 1) * b * q],
-                Invocations(q),
-            );
+            v.push(BackwardSteps, Binding::ColsumBH, &[h, b, t * b * h, h], Invocations(h));
+            v.push(BackwardSteps, Binding::ColsumBQ, &[q, b, (t - 1) * b * q, q], Invocations(q));
         }
     }
-    // ∂L/∂h0 = ∂L/∂a_1·w_hh: the backward kernel at t = 0.
-    v.push(
-        Norms,
-        Binding::Backward,
-        &[0, b, h, q, act],
-        Invocations(b * h),
-    );
+    // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh: the backward kernel at t = 0.
+    v.push(Norms, Binding::Backward, &[0, b, h, q, act, carry(c, 0)], Invocations(b * h));
+    v.clip(&z, c);
     // grad_h_norm[t] = ‖∂L/∂h_t‖ for t = 1..T (grad_h's slot 0 is ∂L/∂h0).
-    v.push(Norms, Binding::Norms, &[nt, b * h, 1], Workgroups(nt));
+    v.push(Norms, Binding::Norms, &[nt, b * h, 1, 0], Workgroups(nt));
     v.0
 }
 
 /// The fused schedule: the time-parallel work as single matrix products, the recurrences alone
 /// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases).
-pub fn fused(s: Shape, c: Config) -> Vec<Dispatch> {
+pub fn fused(s: Shape, c: &Config) -> Vec<Dispatch> {
     let z = dims(s, c);
-    let Dims {
-        nt,
-        b,
-        d,
-        h,
-        q,
-        act,
-    } = z;
+    let Dims { nt, b, d, h, q, act } = z;
     let rows = nt * b; // every (t, b) row at once
     let bh = b * h; // one slot
     let mut v = Builder(Vec::new());
     use Stage::*;
     // w_hhᵀ for the forward recurrence (whose invocations then read rows of it), made on the
     // GPU from this run's w_hh.
-    v.push(
-        InputProjection,
-        Binding::TransposeWHh,
-        &[h, h],
-        Work::Invocations(h * h),
-    );
+    v.push(InputProjection, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
     // xproj = X·w_hxᵀ + b_h: A = x [rows, d]; B[k, n] = w_hx[n, k].
-    v.matmul(
-        InputProjection,
-        Binding::InputProjection,
-        [rows, h, d],
-        [0, d, 1],
-        [0, 1, d],
-        c.bias,
-    );
-    // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ)
-    // recurrent_step: one item per (i, block of 4 batch entries).
+    v.matmul(InputProjection, Binding::InputProjection, [rows, h, d], [0, d, 1], [0, 1, d], c.bias);
+    // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ); recurrent_step serves (i, 4 batch entries) per item.
     let rec = Work::Rows(b.div_ceil(4) * h);
     for t in 1..=nt {
-        v.push(
-            ForwardSteps,
-            Binding::RecurrentForward,
-            &[0, b, h, act, t - 1, t, t - 1, t],
-            rec,
-        );
+        v.push(ForwardSteps, Binding::RecurrentForward, &[0, b, h, act, t - 1, t, t - 1, t], rec);
     }
     // o = H·w_qhᵀ + b_q over h_1..h_T: A = h from slot 1; B[k, n] = w_qh[n, k].
-    v.matmul(
-        OutputAndLoss,
-        Binding::OutputProjection,
-        [rows, q, h],
-        [bh, h, 1],
-        [0, 1, h],
-        c.bias,
-    );
+    v.matmul(OutputAndLoss, Binding::OutputProjection, [rows, q, h], [bh, h, 1], [0, 1, h], c.bias);
     v.loss(&z, c);
     // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
-    v.matmul(
-        OutputGradient,
-        Binding::OutputGradient,
-        [rows, h, q],
-        [0, q, 1],
-        [0, h, 1],
-        false,
-    );
-    // ∂L/∂h_t = gq_t + ∂L/∂a_{t+1}·w_hh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'
-    for t in (1..=nt).rev() {
-        v.push(
-            BackwardSteps,
-            Binding::RecurrentBackward,
-            &[1, b, h, act, t + 1, t, t - 1, t],
-            rec,
-        );
-    }
-    // ∂L/∂h0 = ∂L/∂a_1·w_hh
-    v.push(
-        BackwardSteps,
-        Binding::RecurrentBackward,
-        &[2, b, h, act, 1, 0, 0, 0],
-        rec,
-    );
-    // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev: A[i, k] = grad_a[slot 1 + row k][i]; B = h from slot 0.
-    v.matmul(
-        WeightGradients,
-        Binding::GradWHh,
-        [h, h, rows],
-        [bh, 1, h],
-        [0, h, 1],
-        false,
-    );
+    v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false);
+    // Where ∂L/∂a_t lives: one [B, h] block per slot, or with K lanes [B, K, h] per slot of
+    // which lane K (the last) is the truncated ∂L/∂a_t.
+    let (a_slot, a_off, a_stride) = match c.lanes {
+        None => {
+            // ∂L/∂h_t = gq_t + c_t·∂L/∂a_{t+1}·w_hh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'
+            for t in (1..=nt).rev() {
+                let fields = [1, b, h, act, t + 1, t, t - 1, t, carry(c, t)];
+                v.push(BackwardSteps, Binding::RecurrentBackward, &fields, rec);
+            }
+            // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh
+            v.push(BackwardSteps, Binding::RecurrentBackward, &[2, b, h, act, 1, 0, 0, 0, carry(c, 0)], rec);
+            (bh, 0, h)
+        }
+        Some(k) => {
+            for t in (1..=nt).rev() {
+                v.push(BackwardSteps, Binding::TruncatedBackward, &[1, b, h, act, k, t], Work::Invocations(b * k * h));
+            }
+            v.push(BackwardSteps, Binding::TruncatedBackward, &[2, b, h, act, k, 0], Work::Invocations(b * h));
+            (bh * k, (k - 1) * h, k * h)
+        }
+    };
+    // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev: A[i, k] = ∂L/∂a of row k (from slot 1); B = h from slot 0.
+    v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], [a_slot + a_off, 1, a_stride], [0, h, 1], false);
     // ∂L/∂w_hx = ∂L/∂Aᵀ·X
-    v.matmul(
-        WeightGradients,
-        Binding::GradWHx,
-        [h, d, rows],
-        [bh, 1, h],
-        [0, d, 1],
-        false,
-    );
+    v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], [a_slot + a_off, 1, a_stride], [0, d, 1], false);
     // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
-    v.matmul(
-        WeightGradients,
-        Binding::GradWQh,
-        [q, h, rows],
-        [0, 1, q],
-        [bh, h, 1],
-        false,
-    );
+    v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false);
     if c.bias {
         // Column sums over all T·B rows.
-        v.push(
-            WeightGradients,
-            Binding::ColsumBH,
-            &[h, rows, bh],
-            Work::Invocations(h),
-        );
-        v.push(
-            WeightGradients,
-            Binding::ColsumBQ,
-            &[q, rows, 0],
-            Work::Invocations(q),
-        );
+        v.push(WeightGradients, Binding::ColsumBH, &[h, rows, a_slot + a_off, a_stride], Work::Invocations(h));
+        v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0, q], Work::Invocations(q));
     }
-    v.push(Norms, Binding::Norms, &[nt, bh, 1], Work::Workgroups(nt));
+    v.clip(&z, c);
+    v.push(Norms, Binding::Norms, &[nt, bh, 1, 0], Work::Workgroups(nt));
     v.0
 }
