@@ -55,12 +55,16 @@ impl Stepper {
     ) {
         let (isa, nh) = (self.isa, self.nh);
         self.run(a_t, |rows, outs| {
-            let w = &w_hh[rows.start * nh..rows.end * nh];
-            for (b, out) in outs.iter_mut().enumerate() {
-                matvec_acc(isa, w, &h_prev[b * nh..][..nh], out, reverse);
-                if act == Activation::Tanh {
-                    out.iter_mut().for_each(|a| *a = a.tanh());
-                }
+            matvec_acc(
+                isa,
+                &w_hh[rows.start * nh..rows.end * nh],
+                h_prev,
+                outs,
+                reverse,
+            );
+            if act == Activation::Tanh {
+                outs.iter_mut()
+                    .for_each(|o| o.iter_mut().for_each(|a| *a = a.tanh()));
             }
             0.0
         });
@@ -81,12 +85,12 @@ impl Stepper {
     ) -> f64 {
         let (isa, nh) = (self.isa, self.nh);
         self.run(g_t, |rows, outs| {
-            let w = &w_hh_t[rows.start * nh..rows.end * nh];
+            if let Some(next) = grad_a_next {
+                let w = &w_hh_t[rows.start * nh..rows.end * nh];
+                matvec_acc(isa, w, next, outs, reverse);
+            }
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
-                if let Some(next) = grad_a_next {
-                    matvec_acc(isa, w, &next[b * nh..][..nh], out, reverse);
-                }
                 sq += sum_sq(out);
                 if act == Activation::Tanh {
                     let h = &h_t[b * nh + rows.start..b * nh + rows.end];

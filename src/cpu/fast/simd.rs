@@ -31,27 +31,36 @@ impl Isa {
     }
 }
 
-/// `out[r] += Σ_j w[r·n + j] · v[j]` for r in 0..out.len(), with n = v.len().
+/// `outs[b][r] += Σ_j w[r·n + j] · vs[b·n + j]` for every batch entry b and row r of the block
+/// w [rows, n], where outs[b] has the block's `rows` elements and vs is [B, n].
 ///
-/// `reverse` walks the rows last to first. The recurrences alternate it from step to step, so a
-/// step starts on the rows the previous one touched last, which are still in L2: a matrix
+/// Rows go in groups of four, and all batch entries are done for one group before the next, so
+/// the group's rows (16 KiB at n = 1024) are read from L2 once per step and reused from L1.
+/// `reverse` walks the groups last to first. The recurrences alternate it from step to step, so
+/// a step starts on the rows the previous one touched last, which are still in L2: a matrix
 /// about the size of L2 read in the same order every step would miss on every line (LRU).
-pub fn matvec_acc(isa: Isa, w: &[f32], v: &[f32], out: &mut [f32], reverse: bool) {
-    let n = v.len();
-    assert_eq!(
-        w.len(),
-        out.len() * n,
-        "matvec_acc: w must be [out.len(), v.len()]"
+pub fn matvec_acc(isa: Isa, w: &[f32], vs: &[f32], outs: &mut [&mut [f32]], reverse: bool) {
+    let Some(rows) = outs.first().map(|o| o.len()) else {
+        return;
+    };
+    let n = w.len() / rows.max(1);
+    assert!(
+        w.len() == rows * n && vs.len() == outs.len() * n && outs.iter().all(|o| o.len() == rows),
+        "matvec_acc: w must be [rows, n], vs [B, n] and every out [rows]"
     );
-    let groups = out.len().div_ceil(4);
+    let groups = rows.div_ceil(4);
     for g in 0..groups {
         let g = if reverse { groups - 1 - g } else { g };
-        let rows = g * 4..(g * 4 + 4).min(out.len());
-        let w_g = &w[rows.start * n..rows.end * n];
-        let row = |r: usize| &w_g[r.min(rows.len() - 1) * n..][..n];
-        let d = dot4(isa, [row(0), row(1), row(2), row(3)], v);
-        for (o, d) in out[rows].iter_mut().zip(d) {
-            *o += d;
+        let group = g * 4..(g * 4 + 4).min(rows);
+        let w_g = &w[group.start * n..group.end * n];
+        // A short last group repeats its last row; the extra results are dropped.
+        let row = |r: usize| &w_g[r.min(group.len() - 1) * n..][..n];
+        let w4 = [row(0), row(1), row(2), row(3)];
+        for (v, out) in vs.chunks_exact(n).zip(outs.iter_mut()) {
+            let d = dot4(isa, w4, v);
+            for (o, d) in out[group.clone()].iter_mut().zip(d) {
+                *o += d;
+            }
         }
     }
 }
@@ -170,28 +179,37 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// Every kernel the CPU has, on lengths that exercise the vector body and every tail.
+    /// Every kernel the CPU has, on lengths that exercise the vector body and every tail, for
+    /// one and two batch entries and both row orders. The values are small integers and halves,
+    /// so every sum is exact in f32 whatever the order of summation.
     #[test]
     fn kernels_match_plain_sums() {
-        let mut isas = vec![Isa::Portable];
-        if Isa::detect() != Isa::Portable {
-            isas.push(Isa::detect());
-        }
+        let mut isas = vec![Isa::Portable, Isa::detect()];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             isas.push(Isa::Avx2Fma);
         }
+        isas.dedup();
         for isa in isas {
             for n in [1, 7, 8, 15, 16, 17, 33, 70] {
                 for rows in [1, 3, 4, 5, 9] {
-                    let w: Vec<f32> = (0..rows * n).map(|i| ((i * 7 % 13) as f32) - 6.0).collect();
-                    let v: Vec<f32> = (0..n).map(|j| ((j * 5 % 11) as f32) * 0.5 - 2.0).collect();
-                    let mut out = vec![1.0f32; rows];
-                    matvec_acc(isa, &w, &v, &mut out, rows % 2 == 1);
-                    for r in 0..rows {
-                        let want: f32 = 1.0 + (0..n).map(|j| w[r * n + j] * v[j]).sum::<f32>();
-                        assert_eq!(out[r], want, "{isa:?} n={n} rows={rows} r={r}");
+                    for batch in [1, 2] {
+                        let w: Vec<f32> =
+                            (0..rows * n).map(|i| (i * 7 % 13) as f32 - 6.0).collect();
+                        let vs: Vec<f32> = (0..batch * n)
+                            .map(|j| (j * 5 % 11) as f32 * 0.5 - 2.0)
+                            .collect();
+                        let mut out = vec![vec![1.0f32; rows]; batch];
+                        let mut outs: Vec<&mut [f32]> =
+                            out.iter_mut().map(|o| &mut o[..]).collect();
+                        matvec_acc(isa, &w, &vs, &mut outs, rows % 2 == 1);
+                        for (b, v) in vs.chunks(n).enumerate() {
+                            for r in 0..rows {
+                                let dot: f32 = (0..n).map(|j| w[r * n + j] * v[j]).sum();
+                                assert_eq!(out[b][r], 1.0 + dot, "{isa:?} n={n} rows={rows} b={b}");
+                            }
+                        }
                     }
                 }
             }
