@@ -1,0 +1,219 @@
+//! The fast f32 CPU BPTT: the same results as `reference` (checked against it in
+//! tests/cpu_fast.rs), organised around GEMMs so that only the two recurrences run step by step.
+//!
+//! - Forward: the input side x_t·w_hxᵀ (+ b_h) of every step is one [T·B, d]×[d, h] GEMM written
+//!   straight into the state buffer; then each step adds h_{t-1}·w_hhᵀ (a matrix-vector product
+//!   over the rows of w_hh) and applies φ in place.
+//! - Output side, all steps at once: o = H·w_qhᵀ (+ b_q), L and ∂L/∂o, and the output's share
+//!   of ∂L/∂h_t, ∂L/∂o·w_qh, are GEMMs over [T·B] rows.
+//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh using a transposed copy of w_hh made once, so
+//!   every output element is a contiguous dot product, then multiplies by φ'.
+//! - Weight gradients are single GEMMs over time: ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev,
+//!   ∂L/∂w_hx = ∂L/∂Aᵀ·X, ∂L/∂w_qh = ∂L/∂Oᵀ·H; bias gradients are column sums.
+//!
+//! Conversions from and to the f64 of `Problem` and `Grads` are part of the call (and timed).
+//!
+//! Layout: the states live in one buffer hs [(T+1),B,h] = h0, h_1..h_T, so H_prev and H are two
+//! overlapping [T·B, h] views of it, and ∂L/∂a [T,B,h] is built in place over ∂L/∂o·w_qh.
+
+mod gemm;
+mod loss;
+mod recur;
+mod simd;
+
+use gemm::{View, gemm};
+use rayon::prelude::*;
+use recur::Stepper;
+
+use crate::model::{Activation, Grads, Problem};
+
+/// Forward, loss and backward in f32, returned in f64 like the reference's.
+pub fn bptt(p: &Problem) -> Grads {
+    // Run on one of rayon's workers: a step's parallel half is then a job on the local queue
+    // that the other (still spinning) worker picks up in about a microsecond, where a call from
+    // outside the pool would inject it and wait for a sleeping worker to wake, every step.
+    rayon::scope(|_| bptt_on_worker(p))
+}
+
+fn bptt_on_worker(p: &Problem) -> Grads {
+    let s = p.shape;
+    let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
+    let rows = nt * nb;
+    let (bh, w) = (nb * nh, &p.params);
+    let act = p.activation;
+    let stepper = Stepper::new(simd::Isa::detect(), nb, nh);
+
+    let w_hx = to_f32(&w.w_hx);
+    let w_hh = to_f32(&w.w_hh);
+    let w_hh_t = transpose(&w_hh, nh);
+    let w_qh = to_f32(&w.w_qh);
+    let x = to_f32(&p.x);
+
+    // hs = [h0; a_1..a_T], where a_t = x_t·w_hxᵀ + b_h until step t turns it into h_t.
+    let mut hs = vec![0.0f32; (nt + 1) * bh];
+    hs[..bh].copy_from_slice(&to_f32(&p.h0));
+    gemm(
+        View::new(&x, rows, d),
+        View::new(&w_hx, nh, d).t(),
+        &mut hs[bh..],
+        false,
+    );
+    if let Some(b_h) = &w.b_h {
+        add_to_rows(&mut hs[bh..], &to_f32(b_h));
+    }
+    for t in 0..nt {
+        let (done, rest) = hs.split_at_mut((t + 1) * bh);
+        stepper.forward(t % 2 == 1, act, &w_hh, &done[t * bh..], &mut rest[..bh]);
+    }
+    let h_prev_all = &hs[..rows * nh];
+    let h_all = &hs[bh..];
+
+    // o = H·w_qhᵀ + b_q, then L and ∂L/∂o for every step.
+    let mut o = vec![0.0f32; rows * q];
+    gemm(
+        View::new(h_all, rows, nh),
+        View::new(&w_qh, q, nh).t(),
+        &mut o,
+        false,
+    );
+    if let Some(b_q) = &w.b_q {
+        add_to_rows(&mut o, &to_f32(b_q));
+    }
+    let (loss, grad_o) = loss::loss_and_grad_o(p, &o);
+
+    // grad_a starts as ∂L/∂o·w_qh (the output's share of ∂L/∂h_t) and becomes ∂L/∂a step by
+    // step, last to first.
+    let mut grad_a = vec![0.0f32; rows * nh];
+    gemm(
+        View::new(&grad_o, rows, q),
+        View::new(&w_qh, q, nh),
+        &mut grad_a,
+        false,
+    );
+    let mut grad_h_norm = vec![0.0f64; nt];
+    for t in (0..nt).rev() {
+        let (upto, after) = grad_a.split_at_mut((t + 1) * bh);
+        let grad_a_next = (t + 1 < nt).then(|| &after[..bh]);
+        let h_t = &h_all[t * bh..][..bh];
+        let sq = stepper.backward(
+            t % 2 == 1,
+            act,
+            &w_hh_t,
+            grad_a_next,
+            h_t,
+            &mut upto[t * bh..],
+        );
+        grad_h_norm[t] = sq.sqrt();
+    }
+    // ∂L/∂h0 = ∂L/∂a_1·w_hh: a backward step with nothing from the output and no φ'.
+    let mut grad_h0 = vec![0.0f32; bh];
+    stepper.backward(
+        false,
+        Activation::Identity,
+        &w_hh_t,
+        Some(&grad_a[..bh]),
+        &hs[..bh],
+        &mut grad_h0,
+    );
+
+    let grad_a_view = View::new(&grad_a, rows, nh);
+    let mut grad_w_hh = vec![0.0f32; nh * nh];
+    gemm(
+        grad_a_view.t(),
+        View::new(h_prev_all, rows, nh),
+        &mut grad_w_hh,
+        false,
+    );
+    let mut grad_w_hx = vec![0.0f32; nh * d];
+    gemm(
+        grad_a_view.t(),
+        View::new(&x, rows, d),
+        &mut grad_w_hx,
+        false,
+    );
+    let mut grad_w_qh = vec![0.0f32; q * nh];
+    gemm(
+        View::new(&grad_o, rows, q).t(),
+        View::new(h_all, rows, nh),
+        &mut grad_w_qh,
+        false,
+    );
+    let bias = p.has_bias();
+
+    Grads {
+        loss,
+        grad_w_hx: to_f64(&grad_w_hx),
+        grad_w_hh: to_f64(&grad_w_hh),
+        grad_w_qh: to_f64(&grad_w_qh),
+        grad_b_h: bias.then(|| column_sums(&grad_a, nh)),
+        grad_b_q: bias.then(|| column_sums(&grad_o, q)),
+        grad_h0: to_f64(&grad_h0),
+        grad_h_norm,
+        h: to_f64(h_all),
+        o: to_f64(&o),
+    }
+}
+
+/// Element-wise conversions are split over rayon's threads in chunks this long: the big ones
+/// (w_hh in, grad_w_hh out) are memory-bound and page-fault-bound, and the second core helps.
+const CONVERT_CHUNK: usize = 1 << 15;
+
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    // collect() writes straight into the new Vec: no zero-fill pass over memory first.
+    v.par_iter()
+        .with_min_len(CONVERT_CHUNK)
+        .map(|&x| x as f32)
+        .collect()
+}
+
+fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.par_iter()
+        .with_min_len(CONVERT_CHUNK)
+        .map(|&x| x as f64)
+        .collect()
+}
+
+/// wᵀ for a square row-major w [n,n], in 32×32 tiles: each tile reads 32 source rows and writes
+/// 32 destination rows in whole lines through a tile buffer, so the 4 KiB row stride (which maps
+/// every row of a column to the same L1 set) costs no partial-line writes. Strips of 32 output
+/// rows go to rayon's threads.
+fn transpose(w: &[f32], n: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut w_t = vec![0.0f32; n * n];
+    w_t.par_chunks_mut(TILE * n)
+        .enumerate()
+        .for_each(|(strip, out)| {
+            let j0 = strip * TILE;
+            let tj = out.len() / n;
+            let mut tile = [[0.0f32; TILE]; TILE];
+            for i0 in (0..n).step_by(TILE) {
+                let ti = TILE.min(n - i0);
+                for i in 0..ti {
+                    let src = &w[(i0 + i) * n + j0..][..tj];
+                    for (j, &x) in src.iter().enumerate() {
+                        tile[j][i] = x;
+                    }
+                }
+                for (j, row) in tile.iter().enumerate().take(tj) {
+                    out[j * n + i0..][..ti].copy_from_slice(&row[..ti]);
+                }
+            }
+        });
+    w_t
+}
+
+/// Adds `v` to every row of the row-major `m` [*, v.len()].
+fn add_to_rows(m: &mut [f32], v: &[f32]) {
+    for row in m.chunks_exact_mut(v.len()) {
+        row.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Σ over rows of the row-major `m` [*, n], summed in f64 (the bias gradients).
+fn column_sums(m: &[f32], n: usize) -> Vec<f64> {
+    let mut sums = vec![0.0f64; n];
+    for row in m.chunks_exact(n) {
+        sums.iter_mut().zip(row).for_each(|(s, &g)| *s += g as f64);
+    }
+    sums
+}
