@@ -39,7 +39,7 @@ pub fn compute(p: &Problem, device: &Device) -> Result<Grads> {
             let mut gpu = GpuBptt::new(&ctx, p.shape, *schedule)?;
             Ok(gpu.run(&ctx, p, true)?.0)
         }
-        Device::Cpu => Ok(crate::cpu::reference::bptt(p)),
+        Device::Cpu => Ok(crate::cpu::fast::bptt(p)),
         Device::CpuRef => Ok(crate::cpu::reference::bptt(p)),
     }
 }

@@ -106,6 +106,28 @@ pub struct Args {
     /// Print every adapter wgpu can see, then exit.
     #[arg(long)]
     pub list_adapters: bool,
+    /// Truncated BPTT: K stops the backward recursion K steps back from each loss term (loss
+    /// term s reaches h_t only if s − t < K); random:P cuts the carried gradient at each step
+    /// with probability P and scales it by 1/(1−P) otherwise (Tallec & Ollivier 2017: unbiased).
+    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate)]
+    pub truncate: Option<TruncateArg>,
+    /// Seed of the random cuts of --truncate random:P.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub truncate_seed: u64,
+    /// Split the sequence into N consecutive segments: h is carried across the boundaries, the
+    /// gradient is cut there ("detach"), and the GPU holds one segment at a time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "truncate")]
+    pub segments: Option<u32>,
+    /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g.
+    #[arg(long, value_name = "θ", value_parser = parse_tolerance, conflicts_with = "segments")]
+    pub clip: Option<f64>,
+    /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
+    /// profiles in one table (and one plot with --plot).
+    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, conflicts_with_all = ["load", "spectral_radius"])]
+    pub sweep_radius: Option<Vec<f64>>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
@@ -123,6 +145,32 @@ pub struct Args {
     /// With --save, also write the states h [T,B,h] and o [T,B,q].
     #[arg(long, requires = "save")]
     pub save_states: bool,
+}
+
+/// `--truncate`'s value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TruncateArg {
+    Steps(usize),
+    Random(f64),
+}
+
+fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
+    if let Some(p) = s.strip_prefix("random:") {
+        let p: f64 = p
+            .parse()
+            .map_err(|_| format!("'{p}' is not a probability"))?;
+        return if (0.0..1.0).contains(&p) {
+            Ok(TruncateArg::Random(p))
+        } else {
+            Err(format!("P must be in [0, 1), got {p}"))
+        };
+    }
+    match s.parse::<usize>() {
+        Ok(k) if k >= 1 => Ok(TruncateArg::Steps(k)),
+        _ => Err(format!(
+            "expected a number of steps K ≥ 1 or random:P, got '{s}'"
+        )),
+    }
 }
 
 fn parse_radius(s: &str) -> Result<f64, String> {

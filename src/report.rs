@@ -24,6 +24,28 @@ pub struct Timings {
     pub cpu_ref_total: Option<f64>,
 }
 
+/// Gradient clipping: θ and the global norm before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClipReport {
+    pub theta: f64,
+    pub norm_before: f64,
+    pub norm_after: f64,
+}
+
+/// One radius of `--sweep-radius`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepRow {
+    pub radius: f64,
+    pub loss: f64,
+    pub grad_h_norm_first: f64,
+    pub grad_h_norm_last: f64,
+    pub reach_first: f64,
+    pub reach_growth_factor: Option<f64>,
+    pub pass: bool,
+    pub grad_h_norm: Vec<f64>,
+    pub grad_h_norm_from_last: Vec<f64>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub adapter: Option<AdapterSummary>,
@@ -34,6 +56,8 @@ pub struct Report {
     pub bias: bool,
     pub seed: Option<u64>,
     pub compute: Compute,
+    /// What is computed beyond plain BPTT (truncation, segments, clipping), one line each.
+    pub variant: Vec<String>,
     /// Spectral radius of w_hh (growth-rate power-iteration estimate).
     pub spectral_radius: f64,
     /// Largest singular value of w_hh (power iteration on w_hhᵀw_hh).
@@ -46,6 +70,14 @@ pub struct Report {
     pub grad_norms: BTreeMap<&'static str, f64>,
     /// ‖∂L/∂h_t‖ for t = 1..T.
     pub grad_h_norm: Vec<f64>,
+    /// The reach profile ‖∂L_T/∂h_t‖ for t = 1..T: the last step's loss alone.
+    pub grad_h_norm_from_last: Vec<f64>,
+    /// Per-step factor of the reach profile going back in time (log-linear fit).
+    pub reach_growth_factor: Option<f64>,
+    /// That factor in one sentence, next to the spectral radius.
+    pub reach_summary: Option<String>,
+    /// Gradient clipping, when asked for.
+    pub clip: Option<ClipReport>,
     /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
     pub rel_err: BTreeMap<&'static str, f64>,
     pub tolerance: f64,
@@ -74,6 +106,8 @@ pub struct Report {
     pub gpu_total_over_floor: Option<f64>,
     /// Fast CPU path's time over the GPU's (> 1: the GPU is faster).
     pub speedup_vs_cpu: Option<f64>,
+    /// `--sweep-radius`: one row per radius (the rest of the report is the first radius's).
+    pub sweep: Vec<SweepRow>,
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -106,6 +140,9 @@ impl Report {
             },
             self.seed.map(|x| format!(", seed {x}")).unwrap_or_default()
         );
+        for v in &self.variant {
+            let _ = writeln!(s, "variant    {v}");
+        }
         let _ = writeln!(
             s,
             "w_hh       spectral radius {:.4} (growth-rate estimate), largest singular value {:.4}",
@@ -134,6 +171,55 @@ impl Report {
                 let _ = writeln!(s, "           t={:<5} {v:.6e}", t + 1);
             }
         }
+        if let (Some(first), Some(last)) = (
+            self.grad_h_norm_from_last.first(),
+            self.grad_h_norm_from_last.last(),
+        ) {
+            let _ = writeln!(
+                s,
+                "reach      ‖∂L_T/∂h_t‖ (last step's loss alone) t=1: {first:.4e}, t=T: {last:.4e}"
+            );
+        }
+        if let Some(summary) = &self.reach_summary {
+            let _ = writeln!(s, "           {summary}");
+        }
+        if verbose && !self.grad_h_norm_from_last.is_empty() {
+            for (t, v) in self.grad_h_norm_from_last.iter().enumerate() {
+                let _ = writeln!(s, "           reach t={:<5} {v:.6e}", t + 1);
+            }
+        }
+        if let Some(c) = &self.clip {
+            let _ = writeln!(
+                s,
+                "clip       global norm ‖g‖ {:.4e} before, {:.4e} after clipping to θ = {}",
+                c.norm_before, c.norm_after, c.theta
+            );
+        }
+        if !self.sweep.is_empty() {
+            let _ = writeln!(
+                s,
+                "sweep      {:>8} {:>12} {:>12} {:>12} {:>12} {:>13}  check",
+                "radius", "loss", "‖∂L/∂h_1‖", "‖∂L/∂h_T‖", "reach t=1", "reach factor"
+            );
+            for r in &self.sweep {
+                let _ = writeln!(
+                    s,
+                    "           {:>8} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e} {:>13}  {}",
+                    r.radius,
+                    r.loss,
+                    r.grad_h_norm_first,
+                    r.grad_h_norm_last,
+                    r.reach_first,
+                    r.reach_growth_factor
+                        .map_or("-".into(), |f| format!("×{f:.4}")),
+                    if r.pass { "PASS" } else { "FAIL" }
+                );
+            }
+            let _ = writeln!(
+                s,
+                "           (the report above and below is the first radius's)"
+            );
+        }
         if !self.rel_err.is_empty() {
             let _ = writeln!(
                 s,
@@ -142,7 +228,7 @@ impl Report {
             );
             for (k, v) in &self.rel_err {
                 let ok = v.is_finite() && *v <= self.tolerance;
-                let _ = writeln!(s, "  {k:<12} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
+                let _ = writeln!(s, "  {k:<22} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
             }
         }
         for p in &self.problems {

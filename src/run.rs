@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::cli::{Args, Compute};
-use crate::error::Result;
-use crate::gpu::{AdapterRequest, GpuBptt, GpuContext, RunTimes};
-use crate::model::{Grads, Problem, Shape, rel_err};
+use crate::diagnostics::{describe_reach, fit_growth_factor};
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterRequest, GpuContext, RunTimes, Schedule};
+use crate::model::{Grads, LossAt, Problem, Shape, rel_err};
+use crate::plot::{Series, plot_profiles};
 use crate::problem::{ProblemSpec, random_problem};
-use crate::report::{Report, Timings};
+use crate::report::{ClipReport, Report, SweepRow, Timings};
+use crate::variant::{GpuRunner, Variant};
 use crate::{cpu, flops};
 
 /// Aim for about this much timed work per path when `--repeat` is not given.
@@ -153,12 +156,18 @@ pub fn non_finite_problems(g: &Grads) -> Vec<String> {
 /// Runs everything the arguments ask for and returns the report (whose `pass` decides the exit
 /// code). Errors are user errors (exit 2) or run-time failures (exit 1).
 pub fn run(args: &Args) -> Result<Report> {
+    if let Some(radii) = &args.sweep_radius {
+        return sweep(args, radii);
+    }
     let problem = problem_from_args(args)?;
     let (report, result) = run_problem(args, &problem)?;
+    if let Some(path) = &args.plot {
+        plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
+    }
     if let Some(path) = &args.save {
         // Only a run that passed every check is written; a failed one leaves the file as it was.
         if report.pass {
-            let mut meta = std::collections::BTreeMap::new();
+            let mut meta = BTreeMap::new();
             meta.insert(
                 "command_line".to_string(),
                 std::env::args().collect::<Vec<_>>().join(" "),
@@ -173,10 +182,98 @@ pub fn run(args: &Args) -> Result<Report> {
     Ok(report)
 }
 
+fn plot_title(r: &Report) -> String {
+    format!(
+        "{}, {}, spectral radius {:.3}",
+        r.shape,
+        r.activation.name(),
+        r.spectral_radius
+    )
+}
+
+/// A report's two profiles as plot series, labelled with `suffix`.
+fn report_series(r: &Report, suffix: &str) -> Vec<Series> {
+    vec![
+        Series::new(format!("‖∂L/∂h_t‖{suffix}"), r.grad_h_norm.clone()),
+        Series::new(
+            format!("reach ‖∂L_T/∂h_t‖{suffix}"),
+            r.grad_h_norm_from_last.clone(),
+        ),
+    ]
+}
+
+/// `--sweep-radius`: the same problem at each spectral radius; one table, one plot.
+fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
+    let mut rows = Vec::new();
+    let mut series = Vec::new();
+    let mut first: Option<Report> = None;
+    let mut problems = Vec::new();
+    for &r in radii {
+        let mut a = args.clone();
+        a.spectral_radius = Some(r);
+        a.sweep_radius = None;
+        // One timed run per radius unless asked: a sweep is about the profiles.
+        a.repeat = Some(args.repeat.unwrap_or(1));
+        let p = problem_from_args(&a)?;
+        let (report, _) = run_problem(&a, &p)?;
+        series.extend(report_series(&report, &format!(" ρ={r}")));
+        problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
+        rows.push(SweepRow {
+            radius: r,
+            loss: report.loss,
+            grad_h_norm_first: report.grad_h_norm.first().copied().unwrap_or(f64::NAN),
+            grad_h_norm_last: report.grad_h_norm.last().copied().unwrap_or(f64::NAN),
+            reach_first: report
+                .grad_h_norm_from_last
+                .first()
+                .copied()
+                .unwrap_or(f64::NAN),
+            reach_growth_factor: report.reach_growth_factor,
+            pass: report.pass,
+            grad_h_norm: report.grad_h_norm.clone(),
+            grad_h_norm_from_last: report.grad_h_norm_from_last.clone(),
+        });
+        first.get_or_insert(report);
+    }
+    let mut report =
+        first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{}, {}, spectral radius {}",
+            report.shape,
+            report.activation.name(),
+            {
+                let r: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
+                r.join(", ")
+            }
+        );
+        plot_profiles(path, &title, &series)?;
+    }
+    report.pass = rows.iter().all(|r| r.pass);
+    report.problems = problems;
+    report.sweep = rows;
+    Ok(report)
+}
+
+fn clip_report(theta: Option<f64>, before: Option<f64>, g: &Grads) -> Option<ClipReport> {
+    Some(ClipReport {
+        theta: theta?,
+        norm_before: before?,
+        norm_after: crate::clip::global_grad_norm(g),
+    })
+}
+
 /// Runs the paths `args` asks for on `p`; returns the report and the result it describes (the
 /// GPU's when it ran, else the CPU path's).
 pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     let shape = p.shape;
+    let variant = Variant::from_args(args, p)?;
+    if args.compute == Compute::Cpu && !variant.is_plain() {
+        return Err(Error::Invalid(
+            "--truncate, --segments and --clip run on the GPU and the f64 reference: use --compute gpu, both or cpu-ref"
+                .into(),
+        ));
+    }
     let mut timings = Timings::default();
     let mut problems = Vec::new();
     let mut rel = BTreeMap::new();
@@ -184,8 +281,12 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     let (mut adapter, mut timing_source, mut dispatches, mut memory) = (None, None, None, None);
     let mut gpu_stages = Vec::new();
     let mut floor = None;
+    let mut clip = None;
     let progress = Progress::new(args, shape);
+    let last_only = p.clone().with_loss_at(LossAt::Last);
 
+    // The GPU: timed runs of the problem, then one run scored at the last step only (the reach
+    // profile), then the dispatch floor.
     let gpu_result = if matches!(args.compute, Compute::Both | Compute::Gpu) {
         let req = AdapterRequest {
             backend: args.backend,
@@ -195,21 +296,23 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         progress.say("GPU: adapter, device, pipelines".into());
         let (built, setup) = clock(|| -> Result<_> {
             let ctx = GpuContext::new(&req)?;
-            let gpu = GpuBptt::new(&ctx, shape, args.schedule)?;
-            Ok((ctx, gpu))
+            Ok(ctx)
         });
-        let (ctx, mut gpu) = built?;
+        let ctx = built?;
+        let (runner, setup_obj) = clock(|| GpuRunner::new(&ctx, args.schedule, variant.clone(), p));
+        let mut runner = runner?;
         let mut runs: Vec<RunTimes> = Vec::new();
         let (grads, _, _) = timed(args, &progress, "GPU", || {
-            let (g, t) = gpu.run(&ctx, p, false)?;
+            let (g, t) = runner.run(p, args.save_states)?;
             let total = t.total;
             runs.push(t);
             Ok((g, total))
         })?;
+        clip = clip_report(variant.clip, runner.clip_norm, &grads);
         let timed_runs = &runs[1..];
         repeat = timed_runs.len() as u32;
         let med = |f: fn(&RunTimes) -> f64| Some(median(timed_runs.iter().map(f).collect()));
-        timings.gpu_setup = Some(setup);
+        timings.gpu_setup = Some(setup + setup_obj);
         timings.gpu_upload = med(|r| r.upload);
         timings.gpu_forward = med(|r| r.forward);
         timings.gpu_backward = med(|r| r.backward);
@@ -229,6 +332,11 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
                 )
             })
             .collect();
+        timing_source = Some(runner.timing_source());
+        dispatches = Some(runner.dispatch_count());
+        progress.say("GPU: reach profile (loss at the last step only)".into());
+        let reach = runner.run(&last_only, false)?.0.grad_h_norm;
+        memory = Some(runner.peak_memory);
         progress.say("GPU: dispatch-latency floor".into());
         floor = Some(crate::gpu::floor::dispatch_floor_ms(
             &ctx,
@@ -236,45 +344,54 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
             5,
         )?);
         adapter = Some(ctx.adapter.clone());
-        timing_source = Some(gpu.timing_source());
-        dispatches = Some(gpu.dispatch_count());
-        memory = Some(gpu.memory_bytes());
         problems.extend(non_finite_problems(&grads));
-        let grads = if args.save_states {
-            // The timed runs skip reading the states back; one more run keeps them.
-            gpu.run(&ctx, p, true)?.0
-        } else {
-            grads
-        };
-        Some(grads)
+        Some((grads, reach))
     } else {
         None
     };
 
-    let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) {
+    // The fast CPU path computes plain BPTT only: it is timed when the variant is plain.
+    let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) && variant.is_plain()
+    {
         let (g, med, times) = timed(args, &progress, "fast CPU path", || {
-            Ok(clock(|| cpu::reference::bptt(p)))
+            Ok(clock(|| cpu::fast::bptt(p)))
         })?;
         timings.cpu_total = Some(med);
         if gpu_result.is_none() {
             repeat = times.len() as u32;
         }
-        Some(g)
+        let reach = if gpu_result.is_none() {
+            cpu::fast::bptt(&last_only).grad_h_norm
+        } else {
+            Vec::new()
+        };
+        Some((g, reach))
     } else {
         None
     };
 
     let ref_result = if matches!(args.compute, Compute::Both | Compute::CpuRef) {
         progress.say("f64 CPU reference".into());
-        let (g, ms) = clock(|| cpu::reference::bptt(p));
+        let (g, ms) = clock(|| variant.reference(p));
+        let (g, before) = g?;
         timings.cpu_ref_total = Some(ms);
-        Some(g)
+        progress.say("f64 CPU reference: reach profile".into());
+        let reach = variant.reference(&last_only)?.0.grad_h_norm;
+        if gpu_result.is_none() {
+            clip = clip_report(variant.clip, before, &g);
+        }
+        Some((g, reach))
     } else {
         None
     };
 
-    if let (Some(g), Some(r)) = (&gpu_result, &ref_result) {
-        for ((name, a), (_, b)) in g.tensors().into_iter().zip(r.tensors()) {
+    if let (Some((g, g_reach)), Some((r, r_reach))) = (&gpu_result, &ref_result) {
+        let pairs = g
+            .tensors()
+            .into_iter()
+            .zip(r.tensors())
+            .map(|((n, a), (_, b))| (n, a, b));
+        for (name, a, b) in pairs.chain([("grad_h_norm_from_last", &g_reach[..], &r_reach[..])]) {
             let e = rel_err(a, b);
             if e.is_nan() || e > args.tolerance {
                 problems.push(format!(
@@ -286,13 +403,12 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         }
     }
 
-    let (result, from) = match (gpu_result, fast_result, ref_result.clone()) {
+    let ((result, reach), from) = match (gpu_result, fast_result, ref_result) {
         (Some(g), _, _) => (g, "gpu"),
         (None, Some(g), _) => (g, "cpu"),
         (None, None, Some(g)) => (g, "cpu-ref"),
         _ => unreachable!("every --compute value runs at least one path"),
     };
-    let ran_gpu = from == "gpu";
     let grad_norms = result
         .tensors()
         .into_iter()
@@ -301,8 +417,10 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         .map(|(n, v)| (n, crate::model::norm(v)))
         .collect();
     let fl = flops::flops(shape);
-    let adapter_schedule = ran_gpu.then(|| args.schedule.name());
     let gpu_total = timings.gpu_total;
+    let ran_gpu = from == "gpu";
+    let spectral_radius = crate::linalg::spectral_radius(&p.params.w_hh, shape.hidden);
+    let reach_growth_factor = fit_growth_factor(&reach);
     let report = Report {
         adapter,
         shape,
@@ -310,20 +428,30 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         loss_fn: p.loss_fn(),
         loss_at: p.loss_at,
         bias: p.has_bias(),
-        seed: Some(args.seed),
+        seed: args.load.is_none().then_some(args.seed),
         compute: args.compute,
-        spectral_radius: crate::linalg::spectral_radius(&p.params.w_hh, shape.hidden),
+        variant: variant.describe(),
+        spectral_radius,
         largest_singular_value: crate::linalg::largest_singular_value(&p.params.w_hh, shape.hidden),
         loss: result.loss,
         result_from: from,
         grad_norms,
         grad_h_norm: result.grad_h_norm.clone(),
+        reach_summary: reach_growth_factor.map(|f| {
+            format!(
+                "{} (spectral radius of w_hh: {spectral_radius:.3})",
+                describe_reach(f, shape.steps)
+            )
+        }),
+        grad_h_norm_from_last: reach,
+        reach_growth_factor,
+        clip,
         rel_err: rel,
         tolerance: args.tolerance,
         pass: problems.is_empty(),
         problems,
         timings_ms: timings.clone(),
-        schedule: adapter_schedule,
+        schedule: ran_gpu.then(|| args.schedule.name()),
         gpu_stages_ms: gpu_stages,
         timing_source,
         repeat,
@@ -333,8 +461,8 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         gpu_gflops: gpu_total.map(|ms| fl / (ms * 1e6)),
         gpu_gbps: gpu_total.map(|ms| {
             let bytes = match args.schedule {
-                crate::gpu::Schedule::Fused => flops::bytes_fused(shape),
-                crate::gpu::Schedule::Stepwise => flops::bytes_stepwise(shape),
+                Schedule::Fused => flops::bytes_fused(shape),
+                Schedule::Stepwise => flops::bytes_stepwise(shape),
             };
             bytes / (ms * 1e6)
         }),
@@ -345,6 +473,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
             (Some(c), Some(g)) => Some(c / g),
             _ => None,
         },
+        sweep: Vec::new(),
     };
     Ok((report, result))
 }

@@ -1,9 +1,11 @@
 //! CPU paths. `reference` is the oracle: f64, a line-by-line transcription of the contract.
-//! Faster CPU code lives beside it under its own name and is tested against it.
+//! Faster CPU code lives beside it under its own name and is tested against it:
+//! `fast` (f32, matrix products over all steps, threaded recurrences). `truncated` and
+//! `segments` are the reference's truncated-BPTT variants.
 
 pub mod fast;
 pub mod reference;
-
-pub use reference::bptt as reference_bptt;
 pub mod segments;
 pub mod truncated;
+
+pub use reference::bptt as reference_bptt;

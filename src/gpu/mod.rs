@@ -117,12 +117,20 @@ impl GpuBptt {
     /// with K lanes of ∂L/∂a; see `shaders/truncated_step.wgsl`). K > T is full BPTT: use `new`.
     pub fn new_truncated(ctx: &GpuContext, shape: Shape, k: usize) -> Result<Self> {
         if k == 0 || k > shape.steps {
-            return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
+            return Err(Error::Invalid(format!(
+                "truncation K must be in 1..={} (T), got {k}",
+                shape.steps
+            )));
         }
         Self::build(ctx, shape, Schedule::Fused, Some(k as u32))
     }
 
-    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
+    fn build(
+        ctx: &GpuContext,
+        shape: Shape,
+        schedule_kind: Schedule,
+        lanes: Option<u32>,
+    ) -> Result<Self> {
         let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
         let most = schedule::build(schedule_kind, shape, &most(lanes));
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
@@ -395,8 +403,20 @@ impl GpuBptt {
     }
 
     /// Forward + backward on the GPU. With `keep_states`, h_1..h_T and o_1..o_T are read back too.
-    pub fn run(&mut self, ctx: &GpuContext, p: &Problem, keep_states: bool) -> Result<(Grads, RunTimes)> {
-        self.run_with(ctx, p, &RunOptions { keep_states, ..Default::default() })
+    pub fn run(
+        &mut self,
+        ctx: &GpuContext,
+        p: &Problem,
+        keep_states: bool,
+    ) -> Result<(Grads, RunTimes)> {
+        self.run_with(
+            ctx,
+            p,
+            &RunOptions {
+                keep_states,
+                ..Default::default()
+            },
+        )
     }
 
     /// ‖g‖ over the parameter gradients before the last run clipped them (None if it did not).
@@ -405,16 +425,27 @@ impl GpuBptt {
     }
 
     /// Forward + backward on the GPU with the extras of `opts`.
-    pub fn run_with(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, RunTimes)> {
+    pub fn run_with(
+        &mut self,
+        ctx: &GpuContext,
+        p: &Problem,
+        opts: &RunOptions,
+    ) -> Result<(Grads, RunTimes)> {
         let keep_states = opts.keep_states;
         if let Some(c) = &opts.carry {
             if c.len() != p.shape.steps {
-                return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
+                return Err(Error::Invalid(format!(
+                    "{} carry scales for {} steps",
+                    c.len(),
+                    p.shape.steps
+                )));
             }
         }
         if let Some(theta) = opts.clip {
             if !(theta.is_finite() && theta > 0.0) {
-                return Err(Error::Invalid(format!("the clipping threshold must be a finite number > 0, got {theta}")));
+                return Err(Error::Invalid(format!(
+                    "the clipping threshold must be a finite number > 0, got {theta}"
+                )));
             }
         }
         if p.shape != self.shape {
@@ -428,7 +459,11 @@ impl GpuBptt {
             loss_fn: p.loss_fn(),
             loss_at: p.loss_at,
             bias: p.has_bias(),
-            carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
+            carry: opts
+                .carry
+                .as_ref()
+                .map(|c| c.iter().map(|&x| x as f32).collect())
+                .unwrap_or_default(),
             lanes: self.lanes,
             clip: opts.clip.map(|x| x as f32),
         };
@@ -460,7 +495,11 @@ impl GpuBptt {
         let s = self.shape;
         let slot_bytes = (s.batch * s.hidden * 4) as u64;
         let a_slot_bytes = slot_bytes * self.lanes.unwrap_or(1) as u64;
-        encoder.clear_buffer(&self.buffers["grad_a"], (s.steps as u64 + 1) * a_slot_bytes, Some(a_slot_bytes));
+        encoder.clear_buffer(
+            &self.buffers["grad_a"],
+            (s.steps as u64 + 1) * a_slot_bytes,
+            Some(a_slot_bytes),
+        );
         let mut host_ms = [f64::NAN; 2];
         let mut stamped: Vec<(Phase, Vec<Stage>, u32)> = Vec::new();
         if let Some((set, resolve)) = &self.timestamps {

@@ -1,0 +1,195 @@
+//! What a run computes beyond plain BPTT: truncation (K steps, or randomised), segments, and
+//! clipping; the same variant on the f64 reference (for the check) and on the GPU.
+
+use crate::cli::{Args, TruncateArg};
+use crate::clip::clip_grads;
+use crate::cpu::segments::{bptt_segments, run_in_segments, segment_lengths};
+use crate::cpu::truncated::{Truncation, bptt_truncated, random_carry_scales};
+use crate::error::{Error, Result};
+use crate::gpu::{GpuBptt, GpuContext, RunOptions, RunTimes, Schedule};
+use crate::model::{Grads, Problem};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Variant {
+    /// Said in the report when an option asked for has no effect (K > T).
+    pub note: Option<String>,
+    pub truncate: Option<Truncation>,
+    pub segments: Option<usize>,
+    pub clip: Option<f64>,
+}
+
+impl Variant {
+    pub fn from_args(args: &Args, p: &Problem) -> Result<Self> {
+        let steps = p.shape.steps;
+        let truncate = match args.truncate {
+            // K ≥ T + 1 keeps every term: plain BPTT, on any path.
+            Some(TruncateArg::Steps(k)) if k > steps => None,
+            Some(TruncateArg::Steps(k)) => Some(Truncation::Regular(k)),
+            Some(TruncateArg::Random(prob)) => Some(Truncation::Random {
+                p: prob,
+                seed: args.truncate_seed,
+            }),
+            None => None,
+        };
+        let note = match args.truncate {
+            Some(TruncateArg::Steps(k)) if k > steps => Some(format!(
+                "--truncate {k} reaches past T = {steps}: every term is kept, full BPTT"
+            )),
+            _ => None,
+        };
+        let segments = args.segments.map(|n| n as usize);
+        if let Some(n) = segments {
+            segment_lengths(steps, n)?;
+        }
+        Ok(Variant {
+            note,
+            truncate,
+            segments,
+            clip: args.clip,
+        })
+    }
+
+    pub fn is_plain(&self) -> bool {
+        self.truncate.is_none() && self.segments.is_none() && self.clip.is_none()
+    }
+
+    /// e.g. "truncated 8 steps back", for the report.
+    pub fn describe(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.note.iter().cloned().collect();
+        match self.truncate {
+            Some(Truncation::Regular(k)) => v.push(format!(
+                "truncated {k} step{} back from each loss term",
+                if k == 1 { "" } else { "s" }
+            )),
+            Some(Truncation::Random { p, seed }) => v.push(format!(
+                "randomised truncation p = {p} (seed {seed}), reweighted by 1/(1−p)"
+            )),
+            None => {}
+        }
+        if let Some(n) = self.segments {
+            v.push(format!("{n} segments, gradient cut at their boundaries"));
+        }
+        if let Some(theta) = self.clip {
+            v.push(format!("gradients clipped to global norm {theta}"));
+        }
+        v
+    }
+
+    /// c_t multipliers of the carried gradient, for randomised truncation.
+    fn carry(&self, steps: usize) -> Result<Option<Vec<f64>>> {
+        match self.truncate {
+            Some(Truncation::Random { p, seed }) => Ok(Some(random_carry_scales(steps, p, seed)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The variant on the f64 reference, and ‖g‖ before clipping when it clips.
+    pub fn reference(&self, p: &Problem) -> Result<(Grads, Option<f64>)> {
+        let mut g = match (self.truncate, self.segments) {
+            (Some(t), _) => bptt_truncated(p, t)?,
+            (None, Some(n)) => bptt_segments(p, n)?,
+            (None, None) => crate::cpu::reference::bptt(p),
+        };
+        let before = match self.clip {
+            Some(theta) => Some(clip_grads(&mut g, theta)?.0),
+            None => None,
+        };
+        Ok((g, before))
+    }
+}
+
+/// Runs a variant on the GPU, building (and, across segments of another length, rebuilding)
+/// the `GpuBptt` it needs, so at most one is alive at a time.
+pub struct GpuRunner<'a> {
+    ctx: &'a GpuContext,
+    schedule: Schedule,
+    variant: Variant,
+    object: Option<GpuBptt>,
+    /// The largest GPU memory one object held.
+    pub peak_memory: u64,
+    /// ‖g‖ before clipping, from the last run that clipped.
+    pub clip_norm: Option<f64>,
+}
+
+impl<'a> GpuRunner<'a> {
+    pub fn new(
+        ctx: &'a GpuContext,
+        schedule: Schedule,
+        variant: Variant,
+        p: &Problem,
+    ) -> Result<Self> {
+        if let (Some(Truncation::Regular(_)), Schedule::Stepwise) = (variant.truncate, schedule) {
+            return Err(Error::Invalid(
+                "--truncate K runs on the fused schedule (--schedule fused)".into(),
+            ));
+        }
+        let mut runner = GpuRunner {
+            ctx,
+            schedule,
+            variant,
+            object: None,
+            peak_memory: 0,
+            clip_norm: None,
+        };
+        // Build the first object now, so setup is timed apart from the runs.
+        let first = match runner.variant.segments {
+            Some(n) => segment_lengths(p.shape.steps, n)?[0],
+            None => p.shape.steps,
+        };
+        runner.object_for(crate::model::Shape {
+            steps: first,
+            ..p.shape
+        })?;
+        Ok(runner)
+    }
+
+    fn object_for(&mut self, shape: crate::model::Shape) -> Result<&mut GpuBptt> {
+        if self.object.as_ref().is_none_or(|o| o.shape() != shape) {
+            self.object = None; // free the old buffers first
+            let o = match self.variant.truncate {
+                Some(Truncation::Regular(k)) => GpuBptt::new_truncated(self.ctx, shape, k)?,
+                _ => GpuBptt::new(self.ctx, shape, self.schedule)?,
+            };
+            self.peak_memory = self.peak_memory.max(o.memory_bytes());
+            self.object = Some(o);
+        }
+        Ok(self.object.as_mut().expect("just built"))
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.object.as_ref().map_or(0, |o| o.dispatch_count())
+    }
+
+    pub fn timing_source(&self) -> crate::gpu::TimingSource {
+        self.object.as_ref().expect("built in new").timing_source()
+    }
+
+    /// One forward + backward of the variant; the times of segments add up.
+    pub fn run(&mut self, p: &Problem, keep_states: bool) -> Result<(Grads, RunTimes)> {
+        let carry = self.variant.carry(p.shape.steps)?;
+        let clip = self.variant.clip;
+        let ctx = self.ctx;
+        let Some(n) = self.variant.segments else {
+            let opts = RunOptions {
+                keep_states,
+                carry,
+                clip,
+            };
+            let o = self.object_for(p.shape)?;
+            let r = o.run_with(ctx, p, &opts)?;
+            self.clip_norm = o.clip_norm();
+            return Ok(r);
+        };
+        let mut total = RunTimes::default();
+        let g = run_in_segments(p, n, |seg| {
+            let (g, t) = self.object_for(seg.shape)?.run(ctx, seg, true)?;
+            total.upload += t.upload;
+            total.forward += t.forward;
+            total.backward += t.backward;
+            total.readback += t.readback;
+            total.total += t.total;
+            Ok(g)
+        })?;
+        Ok((g, total))
+    }
+}
