@@ -1,5 +1,7 @@
 //! The binary: exit codes, one-line errors, the report and its JSON.
 
+mod common;
+
 use std::process::Command;
 
 fn bptt(args: &[&str]) -> (i32, String, String) {
@@ -240,4 +242,139 @@ fn a_failed_check_leaves_an_existing_output_untouched() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("out.safetensors"), "{stderr}");
     assert!(!dir.path().join("no").exists());
+}
+
+#[test]
+fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
+    use bptt::plot::series_color;
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("grads.svg");
+    let args = [
+        "--hidden",
+        "24",
+        "--steps",
+        "40",
+        "--input",
+        "4",
+        "--output",
+        "4",
+        "--sweep-radius",
+        "0.8,1.0,1.1",
+    ];
+    let (code, stdout, stderr) =
+        bptt(&[&args[..], &["--plot", svg_path.to_str().unwrap(), "--json"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = v["sweep"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    // Decay, about flat, growth: the fitted factor of the reach profile tracks the radius.
+    let factors: Vec<f64> = rows
+        .iter()
+        .map(|r| r["reach_growth_factor"].as_f64().unwrap())
+        .collect();
+    for (f, r) in factors.iter().zip([0.8, 1.0, 1.1]) {
+        assert!((f - r).abs() < 0.05 * r, "factor {f} for radius {r}");
+    }
+    // The plot's lines are the table's numbers: for each radius, ‖∂L/∂h_t‖ then the reach
+    // profile, every point at pixel y linear in log10 of its value on one shared scale.
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let mut pairs = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        for (k, key) in ["grad_h_norm", "grad_h_norm_from_last"].iter().enumerate() {
+            let values: Vec<f64> = row[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let lines = common::svg::data_polylines(&svg, series_color(2 * i + k));
+            assert_eq!(lines.len(), 1, "{key} ρ={}", row["radius"]);
+            assert_eq!(lines[0].len(), values.len());
+            for (&(_, py), v) in lines[0].iter().zip(&values) {
+                pairs.push((v.log10(), py));
+            }
+        }
+    }
+    let (px_per_decade, worst) = common::svg::line_fit(&pairs);
+    assert!(
+        px_per_decade < 0.0 && worst <= 1.0,
+        "{px_per_decade} px/decade, worst {worst} px"
+    );
+    // And the text report has the table.
+    let (code, stdout, _) = bptt(&args);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("reach factor") && stdout.contains("×1.0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn loss_at_last_makes_grad_h_norm_the_reach_profile() {
+    let (code, stdout, stderr) = bptt(&[
+        "--hidden",
+        "16",
+        "--steps",
+        "12",
+        "--loss-at",
+        "last",
+        "--repeat",
+        "1",
+        "--json",
+        "--activation",
+        "tanh",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["grad_h_norm"], v["grad_h_norm_from_last"]);
+    assert!(v["rel_err"]["grad_h_norm_from_last"].as_f64().unwrap() < 1e-4);
+}
+
+#[test]
+fn variants_run_checked_from_the_command_line() {
+    for extra in [
+        &["--truncate", "3"][..],
+        &["--truncate", "random:0.25", "--truncate-seed", "7"],
+        &["--segments", "3"],
+        &["--clip", "0.5"],
+    ] {
+        let args = [
+            &[
+                "--hidden", "20", "--steps", "9", "--batch", "2", "--repeat", "1", "--json",
+                "--bias",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let (code, stdout, stderr) = bptt(&args);
+        assert_eq!(code, 0, "{extra:?}: {stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["pass"], true, "{extra:?}");
+        assert_eq!(v["variant"].as_array().unwrap().len(), 1, "{extra:?}");
+        assert!(v["rel_err"]["grad_w_hh"].as_f64().unwrap() < 1e-4);
+        if extra[0] == "--clip" {
+            let c = &v["clip"];
+            assert!(c["norm_before"].as_f64().unwrap() > 0.5);
+            assert!((c["norm_after"].as_f64().unwrap() - 0.5).abs() < 1e-5);
+        }
+    }
+    // Combinations that make no sense are refused in one line.
+    for bad in [
+        &["--truncate", "2", "--segments", "2"][..],
+        &["--truncate", "0"],
+        &["--segments", "20"],
+        &["--compute", "cpu", "--clip", "1"],
+    ] {
+        let args = [&["--hidden", "8", "--steps", "9"][..], bad].concat();
+        let (code, _, stderr) = bptt(&args);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert_eq!(
+            stderr
+                .lines()
+                .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+                .count(),
+            1,
+            "{bad:?}: {stderr}"
+        );
+    }
 }

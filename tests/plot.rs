@@ -2,6 +2,10 @@
 //! (pixel x linear in t, pixel y linear in log10 of the value, one scale for every series);
 //! the PNG must be a real image of the stated size with each series' colour drawn.
 
+mod common;
+
+use common::svg::{data_polylines, line_fit};
+
 use bptt::Error;
 use bptt::plot::{Series, plot_profiles, series_color};
 
@@ -24,48 +28,6 @@ fn profiles() -> Vec<Series> {
         Series::new("reach ρ=1.1", bumpy),
         Series::new("all zero", vec![0.0; STEPS]),
     ]
-}
-
-/// The value of attribute `name` in one SVG element's text.
-fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
-    let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
-    let len = element[start..].find('"')?;
-    Some(&element[start..start + len])
-}
-
-/// The data lines of one colour (plotted at stroke width 2; the legend's sample lines are 3).
-fn data_polylines(svg: &str, color: (u8, u8, u8)) -> Vec<Vec<(f64, f64)>> {
-    let hex = format!("#{:02X}{:02X}{:02X}", color.0, color.1, color.2);
-    svg.split("<polyline")
-        .skip(1)
-        .map(|e| &e[..e.find("/>").expect("closed polyline")])
-        .filter(|e| attr(e, "stroke") == Some(&hex) && attr(e, "stroke-width") == Some("2"))
-        .map(|e| {
-            attr(e, "points")
-                .expect("points")
-                .split_whitespace()
-                .map(|p| {
-                    let (x, y) = p.split_once(',').expect("x,y");
-                    (x.parse().expect("x"), y.parse().expect("y"))
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Least-squares fit y ≈ a + b·x; returns (b, the largest |residual|).
-fn line_fit(points: &[(f64, f64)]) -> (f64, f64) {
-    let n = points.len() as f64;
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    let b = sxy / sxx;
-    let worst = points
-        .iter()
-        .map(|p| (p.1 - (my + b * (p.0 - mx))).abs())
-        .fold(0.0, f64::max);
-    (b, worst)
 }
 
 #[test]

@@ -432,21 +432,17 @@ impl GpuBptt {
         opts: &RunOptions,
     ) -> Result<(Grads, RunTimes)> {
         let keep_states = opts.keep_states;
-        if let Some(c) = &opts.carry {
-            if c.len() != p.shape.steps {
-                return Err(Error::Invalid(format!(
-                    "{} carry scales for {} steps",
-                    c.len(),
-                    p.shape.steps
-                )));
-            }
+        if let Some(c) = opts.carry.as_ref().filter(|c| c.len() != p.shape.steps) {
+            return Err(Error::Invalid(format!(
+                "{} carry scales for {} steps",
+                c.len(),
+                p.shape.steps
+            )));
         }
-        if let Some(theta) = opts.clip {
-            if !(theta.is_finite() && theta > 0.0) {
-                return Err(Error::Invalid(format!(
-                    "the clipping threshold must be a finite number > 0, got {theta}"
-                )));
-            }
+        if let Some(theta) = opts.clip.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(Error::Invalid(format!(
+                "the clipping threshold must be a finite number > 0, got {theta}"
+            )));
         }
         if p.shape != self.shape {
             return Err(Error::Invalid(format!(

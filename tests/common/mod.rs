@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod svg;
+
 use bptt::gpu::{AdapterRequest, GpuContext};
 use bptt::model::{Grads, rel_err};
 
