@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::flush_tiny;
 use super::simd::{Isa, matvec_acc};
 use crate::model::Activation;
 
@@ -92,9 +93,13 @@ impl Stepper {
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
                 sq += sum_sq(out);
-                if act == Activation::Tanh {
-                    let h = &h_t[b * nh + rows.start..b * nh + rows.end];
-                    out.iter_mut().zip(h).for_each(|(g, h)| *g *= 1.0 - h * h);
+                match act {
+                    Activation::Identity => out.iter_mut().for_each(|g| *g = flush_tiny(*g)),
+                    Activation::Tanh => {
+                        let h = &h_t[b * nh + rows.start..b * nh + rows.end];
+                        let grad_a = |(g, h): (&mut f32, &f32)| *g = flush_tiny(*g * (1.0 - h * h));
+                        out.iter_mut().zip(h).for_each(grad_a);
+                    }
                 }
             }
             sq
