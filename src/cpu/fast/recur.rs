@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::aligned::padded;
 use super::flush_tiny;
 use super::simd::{Isa, matvec_acc};
 use crate::model::Activation;
@@ -42,7 +43,8 @@ impl Stepper {
         }
     }
 
-    /// `reverse` (alternate it between steps) is the row order, see `matvec_acc`.
+    /// `reverse` (alternate it between steps) is the row order, see `matvec_acc`. The weight
+    /// matrices come with rows at the padded stride `padded(h)`.
     ///
     /// Forward: a_t ← φ(a_t + h_{t-1}·w_hhᵀ), in place, where `a_t` [B,h] holds
     /// x_t·w_hxᵀ + b_h on entry and h_t on return.
@@ -56,16 +58,20 @@ impl Stepper {
     ) {
         let (isa, nh) = (self.isa, self.nh);
         self.run(a_t, |rows, outs| {
+            let ld = padded(nh);
             matvec_acc(
                 isa,
-                &w_hh[rows.start * nh..rows.end * nh],
+                &w_hh[rows.start * ld..rows.end * ld],
+                ld,
                 h_prev,
                 outs,
                 reverse,
             );
-            if act == Activation::Tanh {
-                outs.iter_mut()
-                    .for_each(|o| o.iter_mut().for_each(|a| *a = a.tanh()));
+            for out in outs.iter_mut() {
+                match act {
+                    Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
+                    Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(a.tanh())),
+                }
             }
             0.0
         });
@@ -87,8 +93,15 @@ impl Stepper {
         let (isa, nh) = (self.isa, self.nh);
         self.run(g_t, |rows, outs| {
             if let Some(next) = grad_a_next {
-                let w = &w_hh_t[rows.start * nh..rows.end * nh];
-                matvec_acc(isa, w, next, outs, reverse);
+                let ld = padded(nh);
+                matvec_acc(
+                    isa,
+                    &w_hh_t[rows.start * ld..rows.end * ld],
+                    ld,
+                    next,
+                    outs,
+                    reverse,
+                );
             }
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
