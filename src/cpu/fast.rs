@@ -11,16 +11,25 @@
 //! - Weight gradients are single GEMMs over time: ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev,
 //!   ∂L/∂w_hx = ∂L/∂Aᵀ·X, ∂L/∂w_qh = ∂L/∂Oᵀ·H; bias gradients are column sums.
 //!
+//! What makes the recurrences fast (each step streams w_hh, 4 MiB at h = 1024, so they are
+//! bound by cache bandwidth): the rows are split over rayon's threads (two here: a half of w_hh
+//! per core's L2), kept on 64-byte-aligned padded rows (`aligned`), walked in alternating order
+//! so each step starts where the last one ended (`simd::matvec_acc`), and read four at a time by
+//! an AVX-512 or AVX2+FMA kernel chosen at run time (`simd`); values below f32's normal range
+//! are flushed to zero (`flush_tiny`).
+//!
 //! Conversions from and to the f64 of `Problem` and `Grads` are part of the call (and timed).
 //!
 //! Layout: the states live in one buffer hs [(T+1),B,h] = h0, h_1..h_T, so H_prev and H are two
 //! overlapping [T·B, h] views of it, and ∂L/∂a [T,B,h] is built in place over ∂L/∂o·w_qh.
 
+mod aligned;
 mod gemm;
 mod loss;
 mod recur;
 mod simd;
 
+use aligned::{AlignedVec, padded};
 use gemm::{View, gemm};
 use rayon::prelude::*;
 use recur::Stepper;
@@ -44,13 +53,13 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     let stepper = Stepper::new(simd::Isa::detect(), nb, nh);
 
     let w_hx = to_f32(&w.w_hx);
-    let w_hh = to_f32(&w.w_hh);
-    let w_hh_t = transpose(&w_hh, nh);
+    let w_hh = to_f32_padded(&w.w_hh, nh, nh);
+    let w_hh_t = transpose_padded(&w_hh, nh);
     let w_qh = to_f32(&w.w_qh);
     let x = to_f32(&p.x);
 
     // hs = [h0; a_1..a_T], where a_t = x_t·w_hxᵀ + b_h until step t turns it into h_t.
-    let mut hs = vec![0.0f32; (nt + 1) * bh];
+    let mut hs = AlignedVec::zeros((nt + 1) * bh);
     hs[..bh].copy_from_slice(&to_f32(&p.h0));
     gemm(
         View::new(&x, rows, d),
@@ -83,7 +92,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
 
     // grad_a starts as ∂L/∂o·w_qh (the output's share of ∂L/∂h_t) and becomes ∂L/∂a step by
     // step, last to first.
-    let mut grad_a = vec![0.0f32; rows * nh];
+    let mut grad_a = AlignedVec::zeros(rows * nh);
     gemm(
         View::new(&grad_o, rows, q),
         View::new(&w_qh, q, nh),
@@ -154,6 +163,15 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     }
 }
 
+/// x, or 0 where |x| is below f32's normal range (1.2e-38). A subnormal operand makes each
+/// FMA that touches it take a microcode assist (~100× slower), and they do arise: softmax
+/// probabilities of far-off logits, gradients that vanish over many steps. Dropping them
+/// changes no sum at f32 precision; every result is still checked against the f64 reference.
+#[inline]
+fn flush_tiny(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x }
+}
+
 /// Element-wise conversions are split over rayon's threads in chunks this long: the big ones
 /// (w_hh in, grad_w_hh out) are memory-bound and page-fault-bound, and the second core helps.
 const CONVERT_CHUNK: usize = 1 << 15;
@@ -173,29 +191,41 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-/// wᵀ for a square row-major w [n,n], in 32×32 tiles: each tile reads 32 source rows and writes
-/// 32 destination rows in whole lines through a tile buffer, so the 4 KiB row stride (which maps
-/// every row of a column to the same L1 set) costs no partial-line writes. Strips of 32 output
-/// rows go to rayon's threads.
-fn transpose(w: &[f32], n: usize) -> Vec<f32> {
+/// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.
+fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
+    let ld = padded(cols);
+    let mut out = AlignedVec::zeros(rows * ld);
+    out.par_chunks_mut(ld)
+        .zip(w.par_chunks(cols))
+        .with_min_len(CONVERT_CHUNK / ld.max(1))
+        .for_each(|(o, w)| o.iter_mut().zip(w).for_each(|(o, &w)| *o = w as f32));
+    out
+}
+
+/// wᵀ for a square w [n,n] (both at the padded row stride), in 32×32 tiles: each tile reads 32
+/// source rows and writes 32 destination rows in whole lines through a tile buffer, so the 4 KiB
+/// row stride (which maps every row of a column to the same L1 set) costs no partial-line
+/// writes. Strips of 32 output rows go to rayon's threads.
+fn transpose_padded(w: &[f32], n: usize) -> AlignedVec {
     const TILE: usize = 32;
-    let mut w_t = vec![0.0f32; n * n];
-    w_t.par_chunks_mut(TILE * n)
+    let ld = padded(n);
+    let mut w_t = AlignedVec::zeros(n * ld);
+    w_t.par_chunks_mut(TILE * ld)
         .enumerate()
         .for_each(|(strip, out)| {
             let j0 = strip * TILE;
-            let tj = out.len() / n;
+            let tj = out.len() / ld;
             let mut tile = [[0.0f32; TILE]; TILE];
             for i0 in (0..n).step_by(TILE) {
                 let ti = TILE.min(n - i0);
                 for i in 0..ti {
-                    let src = &w[(i0 + i) * n + j0..][..tj];
+                    let src = &w[(i0 + i) * ld + j0..][..tj];
                     for (j, &x) in src.iter().enumerate() {
                         tile[j][i] = x;
                     }
                 }
                 for (j, row) in tile.iter().enumerate().take(tj) {
-                    out[j * n + i0..][..ti].copy_from_slice(&row[..ti]);
+                    out[j * ld + i0..][..ti].copy_from_slice(&row[..ti]);
                 }
             }
         });

@@ -1,6 +1,7 @@
 //! L and ∂L/∂o over all steps at once, in f32 with the loss summed in f64 (it is a sum of
 //! T·B·q terms that would otherwise lose digits). Same formulas and weights as the reference.
 
+use super::flush_tiny;
 use crate::cpu::reference::loss_weight;
 use crate::model::{Problem, Targets};
 
@@ -26,7 +27,7 @@ pub fn loss_and_grad_o(p: &Problem, o: &[f32]) -> (f64, Vec<f32>) {
                     for ((g, &o), &y) in g.iter_mut().zip(o_tb).zip(&y[row..][..q]) {
                         let diff = o - y as f32;
                         l += 0.5 * (diff as f64) * (diff as f64);
-                        *g = scale as f32 * diff;
+                        *g = flush_tiny(scale as f32 * diff);
                     }
                     l
                 }
@@ -39,7 +40,7 @@ pub fn loss_and_grad_o(p: &Problem, o: &[f32]) -> (f64, Vec<f32>) {
                     let log_z = m + sum_exp.ln();
                     for (k, (g, &o)) in g.iter_mut().zip(o_tb).enumerate() {
                         let onehot = if k == label { 1.0 } else { 0.0 };
-                        *g = scale as f32 * ((o - log_z).exp() - onehot);
+                        *g = flush_tiny(scale as f32 * ((o - log_z).exp() - onehot));
                     }
                     (log_z - o_tb[label]) as f64
                 }

@@ -2,15 +2,25 @@
 //! threads when the step is big enough to pay for the hand-off (a few µs per step).
 //!
 //! Each block owns a contiguous range of rows of the (possibly transposed) w_hh and the same
-//! columns of every batch row of the output, so blocks never share a written element.
+//! columns of every batch row of the output, so blocks never share a written element. With two
+//! threads each half of w_hh (2 MiB at h = 1024) stays in its core's L2 from step to step.
+//!
+//! States and gradients are flushed to zero below f32's normal range after each step (see
+//! `flush_tiny`), so a vanishing gradient cannot slow every later step down.
 
 use std::ops::Range;
 
+use super::aligned::padded;
+use super::flush_tiny;
 use super::simd::{Isa, matvec_acc};
 use crate::model::Activation;
 
-/// Below this many multiply-adds per step a second thread costs more than it saves.
+/// Below this many multiply-adds per step a second thread costs more than it saves (measured:
+/// about break-even at h = 256, B = 1; a loss at h = 128).
 const PAR_MIN_WORK: usize = 1 << 16;
+
+/// Fewer rows than this per block and the per-step hand-off outweighs the work (many cores).
+const MIN_BLOCK_ROWS: usize = 64;
 
 /// What every step of one pass shares: the kernel, the sizes and the row blocks.
 pub struct Stepper {
@@ -23,7 +33,7 @@ pub struct Stepper {
 impl Stepper {
     pub fn new(isa: Isa, nb: usize, nh: usize) -> Self {
         let threads = if nb * nh * nh >= PAR_MIN_WORK {
-            rayon::current_num_threads().max(1)
+            rayon::current_num_threads().clamp(1, (nh / MIN_BLOCK_ROWS).max(1))
         } else {
             1
         };
@@ -41,7 +51,8 @@ impl Stepper {
         }
     }
 
-    /// `reverse` (alternate it between steps) is the row order, see `matvec_acc`.
+    /// `reverse` (alternate it between steps) is the row order, see `matvec_acc`. The weight
+    /// matrices come with rows at the padded stride `padded(h)`.
     ///
     /// Forward: a_t ← φ(a_t + h_{t-1}·w_hhᵀ), in place, where `a_t` [B,h] holds
     /// x_t·w_hxᵀ + b_h on entry and h_t on return.
@@ -55,16 +66,20 @@ impl Stepper {
     ) {
         let (isa, nh) = (self.isa, self.nh);
         self.run(a_t, |rows, outs| {
+            let ld = padded(nh);
             matvec_acc(
                 isa,
-                &w_hh[rows.start * nh..rows.end * nh],
+                &w_hh[rows.start * ld..rows.end * ld],
+                ld,
                 h_prev,
                 outs,
                 reverse,
             );
-            if act == Activation::Tanh {
-                outs.iter_mut()
-                    .for_each(|o| o.iter_mut().for_each(|a| *a = a.tanh()));
+            for out in outs.iter_mut() {
+                match act {
+                    Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
+                    Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(a.tanh())),
+                }
             }
             0.0
         });
@@ -86,15 +101,26 @@ impl Stepper {
         let (isa, nh) = (self.isa, self.nh);
         self.run(g_t, |rows, outs| {
             if let Some(next) = grad_a_next {
-                let w = &w_hh_t[rows.start * nh..rows.end * nh];
-                matvec_acc(isa, w, next, outs, reverse);
+                let ld = padded(nh);
+                matvec_acc(
+                    isa,
+                    &w_hh_t[rows.start * ld..rows.end * ld],
+                    ld,
+                    next,
+                    outs,
+                    reverse,
+                );
             }
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
                 sq += sum_sq(out);
-                if act == Activation::Tanh {
-                    let h = &h_t[b * nh + rows.start..b * nh + rows.end];
-                    out.iter_mut().zip(h).for_each(|(g, h)| *g *= 1.0 - h * h);
+                match act {
+                    Activation::Identity => out.iter_mut().for_each(|g| *g = flush_tiny(*g)),
+                    Activation::Tanh => {
+                        let h = &h_t[b * nh + rows.start..b * nh + rows.end];
+                        let grad_a = |(g, h): (&mut f32, &f32)| *g = flush_tiny(*g * (1.0 - h * h));
+                        out.iter_mut().zip(h).for_each(grad_a);
+                    }
                 }
             }
             sq

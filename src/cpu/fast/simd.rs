@@ -31,30 +31,40 @@ impl Isa {
     }
 }
 
-/// `outs[b][r] += Σ_j w[r·n + j] · vs[b·n + j]` for every batch entry b and row r of the block
-/// w [rows, n], where outs[b] has the block's `rows` elements and vs is [B, n].
+/// `outs[b][r] += Σ_j w[r·ld + j] · vs[b·n + j]` (j < n) for every batch entry b and row r of
+/// the block w [rows, ld], where outs[b] has the block's `rows` elements, vs is [B, n] and the
+/// row stride ld ≥ n (see `aligned::padded`).
 ///
 /// Rows go in groups of four, and all batch entries are done for one group before the next, so
 /// the group's rows (16 KiB at n = 1024) are read from L2 once per step and reused from L1.
 /// `reverse` walks the groups last to first. The recurrences alternate it from step to step, so
 /// a step starts on the rows the previous one touched last, which are still in L2: a matrix
 /// about the size of L2 read in the same order every step would miss on every line (LRU).
-pub fn matvec_acc(isa: Isa, w: &[f32], vs: &[f32], outs: &mut [&mut [f32]], reverse: bool) {
+pub fn matvec_acc(
+    isa: Isa,
+    w: &[f32],
+    ld: usize,
+    vs: &[f32],
+    outs: &mut [&mut [f32]],
+    reverse: bool,
+) {
     let Some(rows) = outs.first().map(|o| o.len()) else {
         return;
     };
-    let n = w.len() / rows.max(1);
+    let n = vs.len() / outs.len();
     assert!(
-        w.len() == rows * n && vs.len() == outs.len() * n && outs.iter().all(|o| o.len() == rows),
-        "matvec_acc: w must be [rows, n], vs [B, n] and every out [rows]"
+        n <= ld
+            && w.len() == rows * ld
+            && vs.len() == outs.len() * n
+            && outs.iter().all(|o| o.len() == rows),
+        "matvec_acc: w must be [rows, ld ≥ n], vs [B, n] and every out [rows]"
     );
     let groups = rows.div_ceil(4);
     for g in 0..groups {
         let g = if reverse { groups - 1 - g } else { g };
         let group = g * 4..(g * 4 + 4).min(rows);
-        let w_g = &w[group.start * n..group.end * n];
         // A short last group repeats its last row; the extra results are dropped.
-        let row = |r: usize| &w_g[r.min(group.len() - 1) * n..][..n];
+        let row = |r: usize| &w[(group.start + r.min(group.len() - 1)) * ld..][..n];
         let w4 = [row(0), row(1), row(2), row(3)];
         for (v, out) in vs.chunks_exact(n).zip(outs.iter_mut()) {
             let d = dot4(isa, w4, v);
@@ -195,18 +205,27 @@ mod tests {
             for n in [1, 7, 8, 15, 16, 17, 33, 70] {
                 for rows in [1, 3, 4, 5, 9] {
                     for batch in [1, 2] {
-                        let w: Vec<f32> =
-                            (0..rows * n).map(|i| (i * 7 % 13) as f32 - 6.0).collect();
+                        // Rows at a stride of n + 3, whose padding must not be read.
+                        let ld = n + 3;
+                        let w: Vec<f32> = (0..rows * ld)
+                            .map(|i| {
+                                if i % ld < n {
+                                    (i * 7 % 13) as f32 - 6.0
+                                } else {
+                                    f32::NAN
+                                }
+                            })
+                            .collect();
                         let vs: Vec<f32> = (0..batch * n)
                             .map(|j| (j * 5 % 11) as f32 * 0.5 - 2.0)
                             .collect();
                         let mut out = vec![vec![1.0f32; rows]; batch];
                         let mut outs: Vec<&mut [f32]> =
                             out.iter_mut().map(|o| &mut o[..]).collect();
-                        matvec_acc(isa, &w, &vs, &mut outs, rows % 2 == 1);
+                        matvec_acc(isa, &w, ld, &vs, &mut outs, rows % 2 == 1);
                         for (b, v) in vs.chunks(n).enumerate() {
                             for r in 0..rows {
-                                let dot: f32 = (0..n).map(|j| w[r * n + j] * v[j]).sum();
+                                let dot: f32 = (0..n).map(|j| w[r * ld + j] * v[j]).sum();
                                 assert_eq!(out[b][r], 1.0 + dot, "{isa:?} n={n} rows={rows} b={b}");
                             }
                         }
