@@ -13,19 +13,12 @@
 
 use std::time::Duration;
 
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 use bptt::gpu::{AdapterRequest, GpuBptt, GpuContext, Schedule};
 use bptt::{Problem, ProblemSpec, Shape, random_problem};
 
-const SHAPES: [(usize, usize, usize); 4] = [
-    (256, 64, 1),
-    (1024, 256, 1),
-    (1024, 256, 32),
-    (2048, 512, 1),
-];
+const SHAPES: [(usize, usize, usize); 4] = [(256, 64, 1), (1024, 256, 1), (1024, 256, 32), (2048, 512, 1)];
 
 fn full() -> bool {
     std::env::var("BPTT_BENCH_FULL").is_ok_and(|v| v == "1")
@@ -39,14 +32,9 @@ fn id(h: usize, t: usize, b: usize) -> String {
     format!("h{h}_T{t}_B{b}")
 }
 
-fn configure<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn configure<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(1));
+    g.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(1));
     g.measurement_time(Duration::from_millis(1));
     g
 }
@@ -76,13 +64,10 @@ fn cpu(c: &mut Criterion) {
 }
 
 fn gpu(c: &mut Criterion) {
-    let ctx = GpuContext::new(&AdapterRequest::default())
-        .unwrap_or_else(|e| panic!("the GPU benches need an adapter: {e}"));
-    let shapes: Vec<(usize, usize, usize)> = if full() {
-        SHAPES.to_vec()
-    } else {
-        vec![(256, 64, 1), (1024, 256, 1), (256, 64, 32)]
-    };
+    let ctx =
+        GpuContext::new(&AdapterRequest::default()).unwrap_or_else(|e| panic!("the GPU benches need an adapter: {e}"));
+    let shapes: Vec<(usize, usize, usize)> =
+        if full() { SHAPES.to_vec() } else { vec![(256, 64, 1), (1024, 256, 1), (256, 64, 32)] };
     for schedule in [Schedule::Fused, Schedule::Stepwise] {
         let mut g = configure(c, &format!("gpu_{}", schedule.name()));
         for &(h, t, b) in &shapes {

@@ -33,9 +33,7 @@ fn median_ms(mut f: impl FnMut(), runs: usize) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .map_or(default, |i| args[i + 1].parse().expect("a number"))
+        args.iter().position(|a| a == name).map_or(default, |i| args[i + 1].parse().expect("a number"))
     };
     let flag = |name: &str| args.iter().any(|a| a == name);
     let shape = Shape::new(
@@ -115,16 +113,12 @@ fn save_problem(path: &str, p: &Problem, g: &Grads) {
         ("grad_w_qh", &g.grad_w_qh, vec![q, nh]),
         ("grad_h0", &g.grad_h0, vec![nb, nh]),
     ];
-    let bytes: Vec<Vec<u8>> = tensors
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, v, _)| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect()).collect();
+    let views = tensors
         .iter()
-        .map(|(_, v, _)| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect())
-        .collect();
-    let views = tensors.iter().zip(&bytes).map(|((name, _, shape), b)| {
-        (
-            *name,
-            TensorView::new(Dtype::F32, shape.clone(), b).unwrap(),
-        )
-    });
+        .zip(&bytes)
+        .map(|((name, _, shape), b)| (*name, TensorView::new(Dtype::F32, shape.clone(), b).unwrap()));
     safetensors::serialize_to_file(views, None, std::path::Path::new(path)).unwrap();
     println!("saved the problem and the fast path's results to {path}");
 }

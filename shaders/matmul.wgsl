@@ -4,8 +4,10 @@
 // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev, ∂L/∂w_hx = ∂L/∂Aᵀ·X, ∂L/∂w_qh = ∂L/∂Oᵀ·H.
 // A and B are read through (offset, row stride, column stride), so a transpose is just a swap of
 // strides; C is row-major [M, N] at c_offset.
-// Each workgroup computes a 64×64 tile of C; each of its 256 invocations a 4×4 block, from
-// 16-deep slices of A and B staged in workgroup memory. Sums run in a fixed order (no atomics).
+// Each workgroup computes a 64×64 tile of C (tiles numbered row by row, the workgroup grid
+// linearised, so any number of tiles fits the per-dimension limit); each of its 256 invocations
+// a 4×4 block, from 16-deep slices of A and B staged in workgroup memory. Sums run in a fixed
+// order (no atomics).
 // Bindings: 0 params (uniform, dynamic offset), 1 a, 2 b, 3 c, 4 bias [N] (read when add_bias).
 
 struct Params {
@@ -39,10 +41,15 @@ var<workgroup> a_tile: array<f32, 1024>; // [DEPTH][TILE]: a_tile[kk * TILE + mm
 var<workgroup> b_tile: array<f32, 1024>; // [DEPTH][TILE]: b_tile[kk * TILE + nn]
 
 @compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-    let tile_m = wid.y * TILE;
-    let tile_n = wid.x * TILE;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let tiles_n = (p.n + TILE - 1u) / TILE;
+    let tile = wid.x + wid.y * nwg.x;
+    if tile >= tiles_n * ((p.m + TILE - 1u) / TILE) {
+        return; // workgroup-uniform: the barriers below stay in uniform control flow
+    }
+    let tile_m = (tile / tiles_n) * TILE;
+    let tile_n = (tile % tiles_n) * TILE;
     var acc: array<array<f32, 4>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += DEPTH) {
         // Stage A[tile_m.., k0..] and B[k0.., tile_n..]: 1024 values each, 4 per invocation.

@@ -8,10 +8,7 @@ use crate::model::{Grads, Problem};
 #[derive(Clone, Debug)]
 pub enum Device {
     /// A wgpu adapter, with the dispatch schedule to use.
-    Gpu {
-        adapter: AdapterRequest,
-        schedule: Schedule,
-    },
+    Gpu { adapter: AdapterRequest, schedule: Schedule },
     /// The fast f32 CPU path.
     Cpu,
     /// The f64 CPU reference.
@@ -21,10 +18,7 @@ pub enum Device {
 impl Device {
     /// The best adapter wgpu finds, with the default (fused) schedule.
     pub fn gpu() -> Self {
-        Device::Gpu {
-            adapter: AdapterRequest::default(),
-            schedule: Schedule::default(),
-        }
+        Device::Gpu { adapter: AdapterRequest::default(), schedule: Schedule::default() }
     }
 }
 

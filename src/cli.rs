@@ -122,11 +122,11 @@ pub struct Args {
     #[arg(long, value_name = "θ", value_parser = parse_tolerance, conflicts_with = "segments")]
     pub clip: Option<f64>,
     /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
-    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, conflicts_with_all = ["load", "spectral_radius"])]
+    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, conflicts_with_all = ["load", "spectral_radius", "save"])]
     pub sweep_radius: Option<Vec<f64>>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
@@ -147,6 +147,14 @@ pub struct Args {
     pub save_states: bool,
 }
 
+fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match p.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+        Some("svg") | Some("png") => Ok(p),
+        _ => Err(format!("the plot is written as .svg or .png, not '{s}'")),
+    }
+}
+
 /// `--truncate`'s value.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TruncateArg {
@@ -156,9 +164,7 @@ pub enum TruncateArg {
 
 fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     if let Some(p) = s.strip_prefix("random:") {
-        let p: f64 = p
-            .parse()
-            .map_err(|_| format!("'{p}' is not a probability"))?;
+        let p: f64 = p.parse().map_err(|_| format!("'{p}' is not a probability"))?;
         return if (0.0..1.0).contains(&p) {
             Ok(TruncateArg::Random(p))
         } else {
@@ -167,26 +173,16 @@ fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     }
     match s.parse::<usize>() {
         Ok(k) if k >= 1 => Ok(TruncateArg::Steps(k)),
-        _ => Err(format!(
-            "expected a number of steps K ≥ 1 or random:P, got '{s}'"
-        )),
+        _ => Err(format!("expected a number of steps K ≥ 1 or random:P, got '{s}'")),
     }
 }
 
 fn parse_radius(s: &str) -> Result<f64, String> {
     let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if r.is_finite() && r >= 0.0 {
-        Ok(r)
-    } else {
-        Err(format!("must be a finite number ≥ 0, got {s}"))
-    }
+    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
 }
 
 fn parse_tolerance(s: &str) -> Result<f64, String> {
     let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if r.is_finite() && r > 0.0 {
-        Ok(r)
-    } else {
-        Err(format!("must be a finite number > 0, got {s}"))
-    }
+    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
 }

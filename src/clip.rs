@@ -29,9 +29,7 @@ pub fn global_grad_norm(g: &Grads) -> f64 {
 /// are then left as they are and both norms report it.
 pub fn clip_grads(g: &mut Grads, theta: f64) -> Result<(f64, f64)> {
     if !(theta.is_finite() && theta >= 0.0) {
-        return Err(Error::Invalid(format!(
-            "clipping threshold θ must be a finite number ≥ 0, got {theta}"
-        )));
+        return Err(Error::Invalid(format!("clipping threshold θ must be a finite number ≥ 0, got {theta}")));
     }
     let before = global_grad_norm(g);
     if !before.is_finite() || before <= theta {

@@ -35,10 +35,7 @@ impl Error {
     }
 
     pub(crate) fn tensor(tensor: &str, reason: impl Into<String>) -> Self {
-        Error::Tensor {
-            tensor: tensor.to_string(),
-            reason: reason.into(),
-        }
+        Error::Tensor { tensor: tensor.to_string(), reason: reason.into() }
     }
 }
 

@@ -18,38 +18,19 @@
 use crate::model::Shape;
 
 pub fn flops(s: Shape) -> f64 {
-    let (t, b, d, h, q) = (
-        s.steps as f64,
-        s.batch as f64,
-        s.input as f64,
-        s.hidden as f64,
-        s.output as f64,
-    );
+    let (t, b, d, h, q) = (s.steps as f64, s.batch as f64, s.input as f64, s.hidden as f64, s.output as f64);
     2.0 * t * b * (2.0 * h * d + 3.0 * h * h + 3.0 * q * h)
 }
 
 /// Bytes the fused schedule moves (see the module comment).
 pub fn bytes_fused(s: Shape) -> f64 {
-    let (t, b, d, h, q) = (
-        s.steps as f64,
-        s.batch as f64,
-        s.input as f64,
-        s.hidden as f64,
-        s.output as f64,
-    );
-    4.0 * (2.0 * t * h * h + 3.0 * (h * d + h * h + q * h))
-        + 4.0 * t * b * (2.0 * d + 8.0 * h + 4.0 * q)
+    let (t, b, d, h, q) = (s.steps as f64, s.batch as f64, s.input as f64, s.hidden as f64, s.output as f64);
+    4.0 * (2.0 * t * h * h + 3.0 * (h * d + h * h + q * h)) + 4.0 * t * b * (2.0 * d + 8.0 * h + 4.0 * q)
 }
 
 /// Bytes the stepwise schedule moves (see the module comment).
 pub fn bytes_stepwise(s: Shape) -> f64 {
-    let (t, b, d, h, q) = (
-        s.steps as f64,
-        s.batch as f64,
-        s.input as f64,
-        s.hidden as f64,
-        s.output as f64,
-    );
+    let (t, b, d, h, q) = (s.steps as f64, s.batch as f64, s.input as f64, s.hidden as f64, s.output as f64);
     let weights = h * d + h * h + q * h;
     4.0 * t * (3.0 * weights + h * h + q * h) + 4.0 * 4.0 * t * b * (d + h + q)
 }

@@ -27,9 +27,7 @@ fn matvec_t(a: &[f64], v: &[f64], y: &mut [f64]) {
 fn start_vector(n: usize) -> Vec<f64> {
     // Fixed seed: the estimate is a deterministic function of the matrix.
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
-    let v: Vec<f64> = (0..n)
-        .map(|_| Distribution::<f64>::sample(&StandardNormal, &mut rng))
-        .collect();
+    let v: Vec<f64> = (0..n).map(|_| Distribution::<f64>::sample(&StandardNormal, &mut rng)).collect();
     let nv = crate::model::norm(&v);
     v.into_iter().map(|x| x / nv).collect()
 }
@@ -114,11 +112,7 @@ mod tests {
     fn non_normal_matrix_radius_differs_from_norm() {
         // Upper triangular: eigenvalues 0.5 and 0.2 on the diagonal, but σ_max > 2.
         let a = [0.5, 2.0, 0.0, 0.2];
-        assert!(
-            (spectral_radius(&a, 2) - 0.5).abs() < 1e-6,
-            "{}",
-            spectral_radius(&a, 2)
-        );
+        assert!((spectral_radius(&a, 2) - 0.5).abs() < 1e-6, "{}", spectral_radius(&a, 2));
         assert!(largest_singular_value(&a, 2) > 2.0);
     }
 }

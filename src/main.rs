@@ -12,10 +12,16 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) if e.use_stderr() => {
-            // One line: clap's reason, without the usage block.
+            // One line: clap's reason (all of it, e.g. the missing argument's name), without
+            // the usage block.
             let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{first} (see bptt --help)");
+            let reason: Vec<&str> = msg
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("{} (see bptt --help)", reason.join(" "));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -27,10 +33,7 @@ fn main() -> ExitCode {
     if args.list_adapters {
         let adapters = bptt::gpu::list_adapters(args.backend);
         if adapters.is_empty() {
-            eprintln!(
-                "error: no adapters found. To get one, {}",
-                bptt::gpu::adapter::HOW_TO_GET_AN_ADAPTER
-            );
+            eprintln!("error: no adapters found. To get one, {}", bptt::gpu::adapter::HOW_TO_GET_AN_ADAPTER);
             return ExitCode::from(1);
         }
         for a in adapters {
@@ -41,18 +44,11 @@ fn main() -> ExitCode {
     match bptt::run::run(&args) {
         Ok(report) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("the report serialises")
-                );
+                println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
             } else {
                 print!("{}", report.text(args.verbose));
             }
-            if report.pass {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            if report.pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
             eprintln!("error: {e}");

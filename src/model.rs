@@ -16,27 +16,10 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn new(
-        steps: usize,
-        batch: usize,
-        input: usize,
-        hidden: usize,
-        output: usize,
-    ) -> Result<Self> {
-        let s = Shape {
-            steps,
-            batch,
-            input,
-            hidden,
-            output,
-        };
-        for (name, v) in [
-            ("steps", steps),
-            ("batch", batch),
-            ("input", input),
-            ("hidden", hidden),
-            ("output", output),
-        ] {
+    pub fn new(steps: usize, batch: usize, input: usize, hidden: usize, output: usize) -> Result<Self> {
+        let s = Shape { steps, batch, input, hidden, output };
+        for (name, v) in [("steps", steps), ("batch", batch), ("input", input), ("hidden", hidden), ("output", output)]
+        {
             if v == 0 {
                 return Err(Error::Invalid(format!("{name} must be at least 1")));
             }
@@ -54,13 +37,8 @@ impl Shape {
             elements(&[s.hidden, s.input]),
             elements(&[s.output, s.hidden]),
         ];
-        if largest
-            .iter()
-            .any(|n| n.is_none_or(|n| n > u32::MAX as usize / 4))
-        {
-            return Err(Error::Invalid(format!(
-                "shape {s} is too large (a tensor would exceed 2^30 elements)"
-            )));
+        if largest.iter().any(|n| n.is_none_or(|n| n > u32::MAX as usize / 4)) {
+            return Err(Error::Invalid(format!("shape {s} is too large (a tensor would exceed 2^30 elements)")));
         }
         Ok(s)
     }
@@ -68,11 +46,7 @@ impl Shape {
 
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "T={} B={} d={} h={} q={}",
-            self.steps, self.batch, self.input, self.hidden, self.output
-        )
+        write!(f, "T={} B={} d={} h={} q={}", self.steps, self.batch, self.input, self.hidden, self.output)
     }
 }
 
@@ -185,21 +159,13 @@ impl Problem {
         h0: Option<Vec<f64>>,
         targets: Targets,
     ) -> Result<Self> {
-        let Shape {
-            steps: t,
-            batch: b,
-            input: d,
-            hidden: h,
-            output: q,
-        } = shape;
+        let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = shape;
         let h0 = h0.unwrap_or_else(|| vec![0.0; b * h]);
         check_tensor("w_hx", &params.w_hx, &[h, d])?;
         check_tensor("w_hh", &params.w_hh, &[h, h])?;
         check_tensor("w_qh", &params.w_qh, &[q, h])?;
         if params.b_h.is_some() != params.b_q.is_some() {
-            return Err(Error::Invalid(
-                "biases come as a pair: give both b_h and b_q, or neither".into(),
-            ));
+            return Err(Error::Invalid("biases come as a pair: give both b_h and b_q, or neither".into()));
         }
         if let Some(b_h) = &params.b_h {
             check_tensor("b_h", b_h, &[h])?;
@@ -215,30 +181,15 @@ impl Problem {
                 if labels.len() != t * b {
                     return Err(Error::tensor(
                         "labels",
-                        format!(
-                            "expected {} values for shape [{t}, {b}], got {}",
-                            t * b,
-                            labels.len()
-                        ),
+                        format!("expected {} values for shape [{t}, {b}], got {}", t * b, labels.len()),
                     ));
                 }
                 if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= q) {
-                    return Err(Error::tensor(
-                        "labels",
-                        format!("label {l} at index {i} is out of range [0, {q})"),
-                    ));
+                    return Err(Error::tensor("labels", format!("label {l} at index {i} is out of range [0, {q})")));
                 }
             }
         }
-        Ok(Problem {
-            shape,
-            activation,
-            loss_at: LossAt::All,
-            params,
-            x,
-            h0,
-            targets,
-        })
+        Ok(Problem { shape, activation, loss_at: LossAt::All, params, x, h0, targets })
     }
 
     pub fn loss_fn(&self) -> LossFn {
@@ -260,17 +211,11 @@ impl Problem {
 pub(crate) fn check_tensor(name: &str, v: &[f64], dims: &[usize]) -> Result<()> {
     let n: usize = dims.iter().product();
     if v.len() != n {
-        return Err(Error::tensor(
-            name,
-            format!("expected {n} values for shape {dims:?}, got {}", v.len()),
-        ));
+        return Err(Error::tensor(name, format!("expected {n} values for shape {dims:?}, got {}", v.len())));
     }
     let bad = v.iter().filter(|x| !x.is_finite()).count();
     if bad > 0 {
-        return Err(Error::tensor(
-            name,
-            format!("{bad} non-finite value(s) (NaN or Inf)"),
-        ));
+        return Err(Error::tensor(name, format!("{bad} non-finite value(s) (NaN or Inf)")));
     }
     Ok(())
 }
@@ -324,12 +269,7 @@ impl Grads {
 /// ‖a − b‖ / ‖b‖ (or ‖a − b‖ when b is zero): the relative error used for every check.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "rel_err on tensors of different lengths");
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt();
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
     let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     if norm == 0.0 { diff } else { diff / norm }
 }

@@ -24,10 +24,7 @@ pub struct Series {
 
 impl Series {
     pub fn new(label: impl Into<String>, values: Vec<f64>) -> Self {
-        Series {
-            label: label.into(),
-            values,
-        }
+        Series { label: label.into(), values }
     }
 }
 
@@ -53,15 +50,10 @@ const SIZE: (u32, u32) = (900, 560);
 /// non-finite values cannot sit on a log axis: they are left out (the line is broken there)
 /// and the series' legend entry says how many.
 pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     // Check the extension before looking for a font, so that mistake is named first.
-    let draw_err = |e: String| Error::Io {
-        path: path.display().to_string(),
-        reason: format!("drawing the plot failed: {e}"),
-    };
+    let draw_err =
+        |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the plot failed: {e}") };
     match ext.as_deref() {
         Some("svg") => {
             register_font(path)?;
@@ -88,10 +80,7 @@ fn register_font(path: &Path) -> Result<()> {
     static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
         let from_env = std::env::var_os(FONT_ENV).map(std::path::PathBuf::from);
-        let candidates = from_env
-            .iter()
-            .cloned()
-            .chain(FONT_CANDIDATES.iter().map(std::path::PathBuf::from));
+        let candidates = from_env.iter().cloned().chain(FONT_CANDIDATES.iter().map(std::path::PathBuf::from));
         for candidate in candidates {
             let Ok(bytes) = std::fs::read(&candidate) else {
                 continue;
@@ -105,17 +94,11 @@ fn register_font(path: &Path) -> Result<()> {
         Err(format!(
             "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
              DejaVu (`apt-get install fonts-dejavu-core`){}",
-            from_env.map_or(String::new(), |p| format!(
-                " ({FONT_ENV}={} is not a readable font)",
-                p.display()
-            ))
+            from_env.map_or(String::new(), |p| format!(" ({FONT_ENV}={} is not a readable font)", p.display()))
         ))
     })
     .clone()
-    .map_err(|reason| Error::Io {
-        path: path.display().to_string(),
-        reason,
-    })
+    .map_err(|reason| Error::Io { path: path.display().to_string(), reason })
 }
 
 /// The maximal runs of consecutive plottable (finite, > 0) values, as (t, log10 value) points.
@@ -137,11 +120,7 @@ fn runs(values: &[f64]) -> Vec<Vec<(f64, f64)>> {
 
 /// The label of the y tick at log10 value v: "1e-6" on whole decades, "3.2e-1" between them.
 fn decade_label(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("1e{}", v.round())
-    } else {
-        format!("{:.1e}", 10f64.powf(v))
-    }
+    if (v - v.round()).abs() < 1e-9 { format!("1e{}", v.round()) } else { format!("{:.1e}", 10f64.powf(v)) }
 }
 
 /// Line colours (matplotlib's "tab10"): distinct, and dark enough on white.
@@ -177,26 +156,16 @@ fn draw<DB: DrawingBackend>(
     let (chart_area, legend_area) = root.split_vertically(SIZE.1.saturating_sub(legend_height));
 
     let steps = series.iter().map(|s| s.values.len()).max().unwrap_or(1);
-    let plotted: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .collect();
+    let plotted: Vec<f64> =
+        series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite() && *v > 0.0).collect();
     // The y axis is log10 of the value on a linear axis, labelled 1e-k: plotters' own log axis
     // leaves values below f64::EPSILON unlabelled, and vanishing gradients go far below that.
-    let (lo, hi) = match (
-        plotted.iter().copied().reduce(f64::min),
-        plotted.iter().copied().reduce(f64::max),
-    ) {
+    let (lo, hi) = match (plotted.iter().copied().reduce(f64::min), plotted.iter().copied().reduce(f64::max)) {
         // A margin of 0.3 decades (×2) above and below the data.
         (Some(lo), Some(hi)) => (lo.log10() - 0.3, hi.log10() + 0.3),
         _ => (-1.0, 1.0),
     };
-    let x_range = if steps > 1 {
-        1.0..steps as f64
-    } else {
-        0.5..1.5
-    };
+    let x_range = if steps > 1 { 1.0..steps as f64 } else { 0.5..1.5 };
 
     let mut chart = ChartBuilder::on(&chart_area)
         .caption(title, ("sans-serif", 22))
@@ -211,11 +180,7 @@ fn draw<DB: DrawingBackend>(
         .y_label_formatter(&|v| decade_label(*v))
         // Steps are whole numbers: no label on a fractional tick (a short x range has those).
         .x_label_formatter(&|v| {
-            if v.fract() == 0.0 {
-                format!("{v:.0}")
-            } else {
-                String::new()
-            }
+            if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() }
         })
         .draw()?;
 
@@ -230,26 +195,15 @@ fn draw<DB: DrawingBackend>(
                 chart.draw_series(LineSeries::new(run, color.stroke_width(2)))?;
             }
         }
-        let skipped = s
-            .values
-            .iter()
-            .filter(|v| !(v.is_finite() && **v > 0.0))
-            .count();
+        let skipped = s.values.iter().filter(|v| !(v.is_finite() && **v > 0.0)).count();
         let label = if skipped == 0 {
             s.label.clone()
         } else {
             format!("{} ({skipped} zero/non-finite values not shown)", s.label)
         };
         let y = (LEGEND_ROW * i as u32 + LEGEND_ROW / 2) as i32;
-        legend_area.draw(&PathElement::new(
-            vec![(86, y), (116, y)],
-            color.stroke_width(3),
-        ))?;
-        legend_area.draw(&Text::new(
-            label,
-            (124, y - 8),
-            ("sans-serif", 15).into_font().color(&BLACK),
-        ))?;
+        legend_area.draw(&PathElement::new(vec![(86, y), (116, y)], color.stroke_width(3)))?;
+        legend_area.draw(&Text::new(label, (124, y - 8), ("sans-serif", 15).into_font().color(&BLACK)))?;
     }
     Ok(())
 }

@@ -64,27 +64,17 @@ fn rng(seed: u64, stream: Stream) -> ChaCha8Rng {
 /// n samples of N(0, std²).
 fn normal(seed: u64, stream: Stream, n: usize, std: f64) -> Vec<f64> {
     let mut r = rng(seed, stream);
-    (0..n)
-        .map(|_| std * Distribution::<f64>::sample(&StandardNormal, &mut r))
-        .collect()
+    (0..n).map(|_| std * Distribution::<f64>::sample(&StandardNormal, &mut r)).collect()
 }
 
 /// Builds the random problem `spec` describes.
 pub fn random_problem(spec: &ProblemSpec) -> Result<Problem> {
-    let Shape {
-        steps: t,
-        batch: b,
-        input: d,
-        hidden: h,
-        output: q,
-    } = spec.shape;
+    let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = spec.shape;
     let seed = spec.seed;
     let mut w_hh = normal(seed, Stream::WHh, h * h, (1.0 / h as f64).sqrt());
     if let Some(r) = spec.spectral_radius {
         if !(r.is_finite() && r >= 0.0) {
-            return Err(Error::Invalid(format!(
-                "spectral radius must be a finite number ≥ 0, got {r}"
-            )));
+            return Err(Error::Invalid(format!("spectral radius must be a finite number ≥ 0, got {r}")));
         }
         let rho = crate::linalg::spectral_radius(&w_hh, h);
         let scale = if rho > 0.0 { r / rho } else { 0.0 };
@@ -106,8 +96,5 @@ pub fn random_problem(spec: &ProblemSpec) -> Result<Problem> {
             Targets::Xent((0..t * b).map(|_| r.random_range(0..q as u32)).collect())
         }
     };
-    Ok(
-        Problem::new(spec.shape, spec.activation, params, x, h0, targets)?
-            .with_loss_at(spec.loss_at),
-    )
+    Ok(Problem::new(spec.shape, spec.activation, params, x, h0, targets)?.with_loss_at(spec.loss_at))
 }

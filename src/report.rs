@@ -102,7 +102,8 @@ pub struct Report {
     pub gpu_us_per_step: Option<f64>,
     /// 2T empty dispatches in one pass: the latency floor of one dispatch per step each way.
     pub gpu_dispatch_floor_ms: Option<f64>,
-    /// The GPU total over that floor (1 would mean the kernels cost nothing).
+    /// The GPU's forward + backward passes over that floor (1 would mean the kernels cost
+    /// nothing beyond launching them).
     pub gpu_total_over_floor: Option<f64>,
     /// Fast CPU path's time over the GPU's (> 1: the GPU is faster).
     pub speedup_vs_cpu: Option<f64>,
@@ -128,16 +129,8 @@ impl Report {
             "problem    {} activation, {} loss at {}, {}{}",
             self.activation.name(),
             self.loss_fn.name(),
-            if self.loss_at == LossAt::All {
-                "every step"
-            } else {
-                "the last step"
-            },
-            if self.bias {
-                "with biases"
-            } else {
-                "no biases"
-            },
+            if self.loss_at == LossAt::All { "every step" } else { "the last step" },
+            if self.bias { "with biases" } else { "no biases" },
             self.seed.map(|x| format!(", seed {x}")).unwrap_or_default()
         );
         for v in &self.variant {
@@ -152,33 +145,19 @@ impl Report {
             let _ = writeln!(s, "adapter    {a}");
         }
         let _ = writeln!(s, "loss       {:.9} (from {})", self.loss, self.result_from);
-        let norms: Vec<String> = self
-            .grad_norms
-            .iter()
-            .map(|(k, v)| format!("‖{k}‖ {v:.4e}"))
-            .collect();
+        let norms: Vec<String> = self.grad_norms.iter().map(|(k, v)| format!("‖{k}‖ {v:.4e}")).collect();
         let _ = writeln!(s, "gradients  {}", norms.join(", "));
         let g = &self.grad_h_norm;
         if let (Some(first), Some(last)) = (g.first(), g.last()) {
-            let _ = writeln!(
-                s,
-                "‖∂L/∂h_t‖  t=1: {first:.4e}, t=T: {last:.4e}, ratio first/last {:.4e}",
-                first / last
-            );
+            let _ = writeln!(s, "‖∂L/∂h_t‖  t=1: {first:.4e}, t=T: {last:.4e}, ratio first/last {:.4e}", first / last);
         }
         if verbose {
             for (t, v) in g.iter().enumerate() {
                 let _ = writeln!(s, "           t={:<5} {v:.6e}", t + 1);
             }
         }
-        if let (Some(first), Some(last)) = (
-            self.grad_h_norm_from_last.first(),
-            self.grad_h_norm_from_last.last(),
-        ) {
-            let _ = writeln!(
-                s,
-                "reach      ‖∂L_T/∂h_t‖ (last step's loss alone) t=1: {first:.4e}, t=T: {last:.4e}"
-            );
+        if let (Some(first), Some(last)) = (self.grad_h_norm_from_last.first(), self.grad_h_norm_from_last.last()) {
+            let _ = writeln!(s, "reach      ‖∂L_T/∂h_t‖ (last step's loss alone) t=1: {first:.4e}, t=T: {last:.4e}");
         }
         if let Some(summary) = &self.reach_summary {
             let _ = writeln!(s, "           {summary}");
@@ -210,22 +189,14 @@ impl Report {
                     r.grad_h_norm_first,
                     r.grad_h_norm_last,
                     r.reach_first,
-                    r.reach_growth_factor
-                        .map_or("-".into(), |f| format!("×{f:.4}")),
+                    r.reach_growth_factor.map_or("-".into(), |f| format!("×{f:.4}")),
                     if r.pass { "PASS" } else { "FAIL" }
                 );
             }
-            let _ = writeln!(
-                s,
-                "           (the report above and below is the first radius's)"
-            );
+            let _ = writeln!(s, "           (the report above and below is the first radius's)");
         }
         if !self.rel_err.is_empty() {
-            let _ = writeln!(
-                s,
-                "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {:e}",
-                self.tolerance
-            );
+            let _ = writeln!(s, "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {:e}", self.tolerance);
             for (k, v) in &self.rel_err {
                 let ok = v.is_finite() && *v <= self.tolerance;
                 let _ = writeln!(s, "  {k:<22} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
@@ -235,11 +206,7 @@ impl Report {
             let _ = writeln!(s, "PROBLEM    {p}");
         }
         let t = &self.timings_ms;
-        let _ = writeln!(
-            s,
-            "timings    median of {} run(s) after a warm-up",
-            self.repeat
-        );
+        let _ = writeln!(s, "timings    median of {} run(s) after a warm-up", self.repeat);
         if t.gpu_total.is_some() {
             let src = match self.timing_source {
                 Some(TimingSource::Timestamp) => "GPU timestamp queries",
@@ -255,11 +222,7 @@ impl Report {
                 ms(t.gpu_readback)
             );
             if !self.gpu_stages_ms.is_empty() {
-                let st: Vec<String> = self
-                    .gpu_stages_ms
-                    .iter()
-                    .map(|(n, v)| format!("{n} {v:.3}"))
-                    .collect();
+                let st: Vec<String> = self.gpu_stages_ms.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
                 let _ = writeln!(s, "  stages   {} (ms)", st.join(", "));
             }
             let _ = writeln!(
@@ -275,7 +238,7 @@ impl Report {
             if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
                 let _ = writeln!(
                     s,
-                    "  floor    2T = {} empty dispatches in one pass: {f:.3} ms ({:.1} µs/step); total is {r:.1}× the floor",
+                    "  floor    2T = {} empty dispatches in one pass: {f:.3} ms ({:.1} µs/step); forward + backward is {r:.1}× the floor",
                     2 * self.shape.steps,
                     f * 1e3 / self.shape.steps as f64
                 );
@@ -292,11 +255,7 @@ impl Report {
             let _ = writeln!(s, "  cpu      fast f32 path {}", ms(t.cpu_total));
         }
         if t.cpu_ref_total.is_some() {
-            let _ = writeln!(
-                s,
-                "  cpu-ref  f64 reference {} (one run)",
-                ms(t.cpu_ref_total)
-            );
+            let _ = writeln!(s, "  cpu-ref  f64 reference {} (one run)", ms(t.cpu_ref_total));
         }
         if let Some(x) = self.speedup_vs_cpu {
             let _ = writeln!(s, "speedup    GPU total vs fast CPU path: {x:.2}×");

@@ -48,18 +48,13 @@ pub fn problem_from_args(args: &Args) -> Result<Problem> {
 
 /// How many timed runs to make after a warm-up that took `warmup_ms`.
 fn repeats(args: &Args, warmup_ms: f64) -> u32 {
-    args.repeat
-        .unwrap_or_else(|| ((TIME_BUDGET_MS / warmup_ms.max(1e-3)) as u32).clamp(1, MAX_REPEAT))
+    args.repeat.unwrap_or_else(|| ((TIME_BUDGET_MS / warmup_ms.max(1e-3)) as u32).clamp(1, MAX_REPEAT))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
 /// Times `f` after one warm-up call: returns its last result, the median and every time. The
@@ -95,10 +90,7 @@ impl Progress {
         use std::io::IsTerminal;
         // About a second of work or more on a software adapter or the reference.
         let long = flops::flops(shape) >= 1e8 || args.repeat.is_some_and(|r| r > 5);
-        let show = long
-            && !args.json
-            && std::io::stdout().is_terminal()
-            && std::io::stderr().is_terminal();
+        let show = long && !args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         Progress(show.then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -133,18 +125,12 @@ pub fn non_finite_problems(g: &Grads) -> Vec<String> {
     for (name, v) in g.tensors() {
         let bad = v.iter().filter(|x| !x.is_finite()).count();
         if bad > 0 {
-            let mut line = format!(
-                "{name} has {bad} non-finite entr{}",
-                if bad == 1 { "y" } else { "ies" }
-            );
+            let mut line = format!("{name} has {bad} non-finite entr{}", if bad == 1 { "y" } else { "ies" });
             if name == "grad_h_norm" {
                 // The backward pass runs from t = T down to 1: the first overflow in that
                 // order is the largest t whose norm is not finite.
                 if let Some(t) = v.iter().rposition(|x| !x.is_finite()) {
-                    line.push_str(&format!(
-                        "; ‖∂L/∂h_t‖ first overflows at step {} (counting down from T)",
-                        t + 1
-                    ));
+                    line.push_str(&format!("; ‖∂L/∂h_t‖ first overflows at step {} (counting down from T)", t + 1));
                 }
             }
             out.push(line);
@@ -161,17 +147,11 @@ pub fn run(args: &Args) -> Result<Report> {
     }
     let problem = problem_from_args(args)?;
     let (report, result) = run_problem(args, &problem)?;
-    if let Some(path) = &args.plot {
-        plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
-    }
     if let Some(path) = &args.save {
         // Only a run that passed every check is written; a failed one leaves the file as it was.
         if report.pass {
             let mut meta = BTreeMap::new();
-            meta.insert(
-                "command_line".to_string(),
-                std::env::args().collect::<Vec<_>>().join(" "),
-            );
+            meta.insert("command_line".to_string(), std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "));
             meta.insert("result_from".to_string(), report.result_from.to_string());
             if let Some(a) = &report.adapter {
                 meta.insert("adapter".to_string(), a.to_string());
@@ -179,26 +159,21 @@ pub fn run(args: &Args) -> Result<Report> {
             crate::io::save_grads(path, &result, &problem.shape, args.save_states, &meta)?;
         }
     }
+    if let Some(path) = &args.plot {
+        plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
+    }
     Ok(report)
 }
 
 fn plot_title(r: &Report) -> String {
-    format!(
-        "{}, {}, spectral radius {:.3}",
-        r.shape,
-        r.activation.name(),
-        r.spectral_radius
-    )
+    format!("{}, {}, spectral radius {:.3}", r.shape, r.activation.name(), r.spectral_radius)
 }
 
 /// A report's two profiles as plot series, labelled with `suffix`.
 fn report_series(r: &Report, suffix: &str) -> Vec<Series> {
     vec![
         Series::new(format!("‖∂L/∂h_t‖{suffix}"), r.grad_h_norm.clone()),
-        Series::new(
-            format!("reach ‖∂L_T/∂h_t‖{suffix}"),
-            r.grad_h_norm_from_last.clone(),
-        ),
+        Series::new(format!("reach ‖∂L_T/∂h_t‖{suffix}"), r.grad_h_norm_from_last.clone()),
     ]
 }
 
@@ -223,11 +198,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
             loss: report.loss,
             grad_h_norm_first: report.grad_h_norm.first().copied().unwrap_or(f64::NAN),
             grad_h_norm_last: report.grad_h_norm.last().copied().unwrap_or(f64::NAN),
-            reach_first: report
-                .grad_h_norm_from_last
-                .first()
-                .copied()
-                .unwrap_or(f64::NAN),
+            reach_first: report.grad_h_norm_from_last.first().copied().unwrap_or(f64::NAN),
             reach_growth_factor: report.reach_growth_factor,
             pass: report.pass,
             grad_h_norm: report.grad_h_norm.clone(),
@@ -235,18 +206,12 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
         });
         first.get_or_insert(report);
     }
-    let mut report =
-        first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
+    let mut report = first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
     if let Some(path) = &args.plot {
-        let title = format!(
-            "{}, {}, spectral radius {}",
-            report.shape,
-            report.activation.name(),
-            {
-                let r: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
-                r.join(", ")
-            }
-        );
+        let title = format!("{}, {}, spectral radius {}", report.shape, report.activation.name(), {
+            let r: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
+            r.join(", ")
+        });
         plot_profiles(path, &title, &series)?;
     }
     report.pass = rows.iter().all(|r| r.pass);
@@ -256,11 +221,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
 }
 
 fn clip_report(theta: Option<f64>, before: Option<f64>, g: &Grads) -> Option<ClipReport> {
-    Some(ClipReport {
-        theta: theta?,
-        norm_before: before?,
-        norm_after: crate::clip::global_grad_norm(g),
-    })
+    Some(ClipReport { theta: theta?, norm_before: before?, norm_after: crate::clip::global_grad_norm(g) })
 }
 
 /// Runs the paths `args` asks for on `p`; returns the report and the result it describes (the
@@ -288,11 +249,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     // The GPU: timed runs of the problem, then one run scored at the last step only (the reach
     // profile), then the dispatch floor.
     let gpu_result = if matches!(args.compute, Compute::Both | Compute::Gpu) {
-        let req = AdapterRequest {
-            backend: args.backend,
-            name: args.adapter.clone(),
-            software: args.software,
-        };
+        let req = AdapterRequest { backend: args.backend, name: args.adapter.clone(), software: args.software };
         progress.say("GPU: adapter, device, pipelines".into());
         let (built, setup) = clock(|| -> Result<_> {
             let ctx = GpuContext::new(&req)?;
@@ -325,12 +282,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
             .stages
             .iter()
             .enumerate()
-            .map(|(k, (stage, _))| {
-                (
-                    stage.name(),
-                    median(timed_runs.iter().map(|r| r.stages[k].1).collect()),
-                )
-            })
+            .map(|(k, (stage, _))| (stage.name(), median(timed_runs.iter().map(|r| r.stages[k].1).collect())))
             .collect();
         timing_source = Some(runner.timing_source());
         dispatches = Some(runner.dispatch_count());
@@ -338,11 +290,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         let reach = runner.run(&last_only, false)?.0.grad_h_norm;
         memory = Some(runner.peak_memory);
         progress.say("GPU: dispatch-latency floor".into());
-        floor = Some(crate::gpu::floor::dispatch_floor_ms(
-            &ctx,
-            2 * shape.steps as u32,
-            5,
-        )?);
+        floor = Some(crate::gpu::floor::dispatch_floor_ms(&ctx, 2 * shape.steps as u32, 5)?);
         adapter = Some(ctx.adapter.clone());
         problems.extend(non_finite_problems(&grads));
         Some((grads, reach))
@@ -351,20 +299,13 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     };
 
     // The fast CPU path computes plain BPTT only: it is timed when the variant is plain.
-    let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) && variant.is_plain()
-    {
-        let (g, med, times) = timed(args, &progress, "fast CPU path", || {
-            Ok(clock(|| cpu::fast::bptt(p)))
-        })?;
+    let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) && variant.is_plain() {
+        let (g, med, times) = timed(args, &progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
         timings.cpu_total = Some(med);
         if gpu_result.is_none() {
             repeat = times.len() as u32;
         }
-        let reach = if gpu_result.is_none() {
-            cpu::fast::bptt(&last_only).grad_h_norm
-        } else {
-            Vec::new()
-        };
+        let reach = if gpu_result.is_none() { cpu::fast::bptt(&last_only).grad_h_norm } else { Vec::new() };
         Some((g, reach))
     } else {
         None
@@ -386,18 +327,11 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     };
 
     if let (Some((g, g_reach)), Some((r, r_reach))) = (&gpu_result, &ref_result) {
-        let pairs = g
-            .tensors()
-            .into_iter()
-            .zip(r.tensors())
-            .map(|((n, a), (_, b))| (n, a, b));
+        let pairs = g.tensors().into_iter().zip(r.tensors()).map(|((n, a), (_, b))| (n, a, b));
         for (name, a, b) in pairs.chain([("grad_h_norm_from_last", &g_reach[..], &r_reach[..])]) {
             let e = rel_err(a, b);
             if e.is_nan() || e > args.tolerance {
-                problems.push(format!(
-                    "{name}: relative error {e:.3e} exceeds the tolerance {:e}",
-                    args.tolerance
-                ));
+                problems.push(format!("{name}: relative error {e:.3e} exceeds the tolerance {:e}", args.tolerance));
             }
             rel.insert(name, e);
         }
@@ -409,13 +343,8 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         (None, None, Some(g)) => (g, "cpu-ref"),
         _ => unreachable!("every --compute value runs at least one path"),
     };
-    let grad_norms = result
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("grad_") && *n != "grad_h_norm");
-    let grad_norms = grad_norms
-        .map(|(n, v)| (n, crate::model::norm(v)))
-        .collect();
+    let grad_norms = result.tensors().into_iter().filter(|(n, _)| n.starts_with("grad_") && *n != "grad_h_norm");
+    let grad_norms = grad_norms.map(|(n, v)| (n, crate::model::norm(v))).collect();
     let fl = flops::flops(shape);
     let gpu_total = timings.gpu_total;
     let ran_gpu = from == "gpu";
@@ -437,12 +366,8 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         result_from: from,
         grad_norms,
         grad_h_norm: result.grad_h_norm.clone(),
-        reach_summary: reach_growth_factor.map(|f| {
-            format!(
-                "{} (spectral radius of w_hh: {spectral_radius:.3})",
-                describe_reach(f, shape.steps)
-            )
-        }),
+        reach_summary: reach_growth_factor
+            .map(|f| format!("{} (spectral radius of w_hh: {spectral_radius:.3})", describe_reach(f, shape.steps))),
         grad_h_norm_from_last: reach,
         reach_growth_factor,
         clip,
@@ -467,7 +392,10 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
             bytes / (ms * 1e6)
         }),
         gpu_dispatch_floor_ms: floor,
-        gpu_total_over_floor: floor.zip(gpu_total).map(|(f, t)| t / f),
+        // The floor is one pass of empty dispatches: compare it with the passes themselves.
+        gpu_total_over_floor: floor
+            .zip(timings.gpu_forward.zip(timings.gpu_backward))
+            .map(|(f, (fw, bw))| (fw + bw) / f),
         gpu_us_per_step: gpu_total.map(|ms| ms * 1e3 / shape.steps as f64),
         speedup_vs_cpu: match (timings.cpu_total, gpu_total) {
             (Some(c), Some(g)) => Some(c / g),

@@ -25,28 +25,20 @@ impl Variant {
             // K ≥ T + 1 keeps every term: plain BPTT, on any path.
             Some(TruncateArg::Steps(k)) if k > steps => None,
             Some(TruncateArg::Steps(k)) => Some(Truncation::Regular(k)),
-            Some(TruncateArg::Random(prob)) => Some(Truncation::Random {
-                p: prob,
-                seed: args.truncate_seed,
-            }),
+            Some(TruncateArg::Random(prob)) => Some(Truncation::Random { p: prob, seed: args.truncate_seed }),
             None => None,
         };
         let note = match args.truncate {
-            Some(TruncateArg::Steps(k)) if k > steps => Some(format!(
-                "--truncate {k} reaches past T = {steps}: every term is kept, full BPTT"
-            )),
+            Some(TruncateArg::Steps(k)) if k > steps => {
+                Some(format!("--truncate {k} reaches past T = {steps}: every term is kept, full BPTT"))
+            }
             _ => None,
         };
         let segments = args.segments.map(|n| n as usize);
         if let Some(n) = segments {
             segment_lengths(steps, n)?;
         }
-        Ok(Variant {
-            note,
-            truncate,
-            segments,
-            clip: args.clip,
-        })
+        Ok(Variant { note, truncate, segments, clip: args.clip })
     }
 
     pub fn is_plain(&self) -> bool {
@@ -57,13 +49,12 @@ impl Variant {
     pub fn describe(&self) -> Vec<String> {
         let mut v: Vec<String> = self.note.iter().cloned().collect();
         match self.truncate {
-            Some(Truncation::Regular(k)) => v.push(format!(
-                "truncated {k} step{} back from each loss term",
-                if k == 1 { "" } else { "s" }
-            )),
-            Some(Truncation::Random { p, seed }) => v.push(format!(
-                "randomised truncation p = {p} (seed {seed}), reweighted by 1/(1−p)"
-            )),
+            Some(Truncation::Regular(k)) => {
+                v.push(format!("truncated {k} step{} back from each loss term", if k == 1 { "" } else { "s" }))
+            }
+            Some(Truncation::Random { p, seed }) => {
+                v.push(format!("randomised truncation p = {p} (seed {seed}), reweighted by 1/(1−p)"))
+            }
             None => {}
         }
         if let Some(n) = self.segments {
@@ -104,7 +95,9 @@ pub struct GpuRunner<'a> {
     ctx: &'a GpuContext,
     schedule: Schedule,
     variant: Variant,
-    object: Option<GpuBptt>,
+    /// One object per segment length (at most two: the segments differ by at most one step).
+    objects: Vec<GpuBptt>,
+    dispatches: usize,
     /// The largest GPU memory one object held.
     pub peak_memory: u64,
     /// ‖g‖ before clipping, from the last run that clipped.
@@ -112,56 +105,52 @@ pub struct GpuRunner<'a> {
 }
 
 impl<'a> GpuRunner<'a> {
-    pub fn new(
-        ctx: &'a GpuContext,
-        schedule: Schedule,
-        variant: Variant,
-        p: &Problem,
-    ) -> Result<Self> {
+    pub fn new(ctx: &'a GpuContext, schedule: Schedule, variant: Variant, p: &Problem) -> Result<Self> {
         if let (Some(Truncation::Regular(_)), Schedule::Stepwise) = (variant.truncate, schedule) {
-            return Err(Error::Invalid(
-                "--truncate K runs on the fused schedule (--schedule fused)".into(),
-            ));
+            return Err(Error::Invalid("--truncate K runs on the fused schedule (--schedule fused)".into()));
         }
-        let mut runner = GpuRunner {
-            ctx,
-            schedule,
-            variant,
-            object: None,
-            peak_memory: 0,
-            clip_norm: None,
+        let mut runner =
+            GpuRunner { ctx, schedule, variant, objects: Vec::new(), dispatches: 0, peak_memory: 0, clip_norm: None };
+        // Build the objects now, so setup is timed apart from the runs.
+        let mut lengths = match runner.variant.segments {
+            Some(n) => segment_lengths(p.shape.steps, n)?,
+            None => vec![p.shape.steps],
         };
-        // Build the first object now, so setup is timed apart from the runs.
-        let first = match runner.variant.segments {
-            Some(n) => segment_lengths(p.shape.steps, n)?[0],
-            None => p.shape.steps,
-        };
-        runner.object_for(crate::model::Shape {
-            steps: first,
-            ..p.shape
-        })?;
+        lengths.dedup();
+        for steps in lengths {
+            runner.object_for(crate::model::Shape { steps, ..p.shape })?;
+        }
         Ok(runner)
     }
 
     fn object_for(&mut self, shape: crate::model::Shape) -> Result<&mut GpuBptt> {
-        if self.object.as_ref().is_none_or(|o| o.shape() != shape) {
-            self.object = None; // free the old buffers first
-            let o = match self.variant.truncate {
-                Some(Truncation::Regular(k)) => GpuBptt::new_truncated(self.ctx, shape, k)?,
-                _ => GpuBptt::new(self.ctx, shape, self.schedule)?,
-            };
-            self.peak_memory = self.peak_memory.max(o.memory_bytes());
-            self.object = Some(o);
-        }
-        Ok(self.object.as_mut().expect("just built"))
+        let at = match self.objects.iter().position(|o| o.shape() == shape) {
+            Some(at) => at,
+            None => {
+                let o = match self.variant.truncate {
+                    Some(Truncation::Regular(k)) => GpuBptt::new_truncated(self.ctx, shape, k)?,
+                    _ => GpuBptt::new(self.ctx, shape, self.schedule)?,
+                };
+                self.objects.push(o);
+                self.objects.len() - 1
+            }
+        };
+        Ok(&mut self.objects[at])
     }
 
+    /// Dispatches of the last run (over all its segments).
     pub fn dispatch_count(&self) -> usize {
-        self.object.as_ref().map_or(0, |o| o.dispatch_count())
+        self.dispatches
     }
 
     pub fn timing_source(&self) -> crate::gpu::TimingSource {
-        self.object.as_ref().expect("built in new").timing_source()
+        self.objects[0].timing_source()
+    }
+
+    fn update_memory(&mut self) {
+        // Every object stays alive between runs, so the peak is their sum.
+        let held: u64 = self.objects.iter().map(|o| o.memory_bytes()).sum();
+        self.peak_memory = self.peak_memory.max(held);
     }
 
     /// One forward + backward of the variant; the times of segments add up.
@@ -170,14 +159,12 @@ impl<'a> GpuRunner<'a> {
         let clip = self.variant.clip;
         let ctx = self.ctx;
         let Some(n) = self.variant.segments else {
-            let opts = RunOptions {
-                keep_states,
-                carry,
-                clip,
-            };
+            let opts = RunOptions { keep_states, carry, clip };
             let o = self.object_for(p.shape)?;
             let r = o.run_with(ctx, p, &opts)?;
             self.clip_norm = o.clip_norm();
+            self.dispatches = r.1.dispatches;
+            self.update_memory();
             return Ok(r);
         };
         let mut total = RunTimes::default();
@@ -188,8 +175,19 @@ impl<'a> GpuRunner<'a> {
             total.backward += t.backward;
             total.readback += t.readback;
             total.total += t.total;
+            total.dispatches += t.dispatches;
+            // Every segment runs the same stages: add them up in order.
+            if total.stages.is_empty() {
+                total.stages = t.stages;
+            } else {
+                for (acc, (_, ms)) in total.stages.iter_mut().zip(t.stages) {
+                    acc.1 += ms;
+                }
+            }
             Ok(g)
         })?;
+        self.dispatches = total.dispatches;
+        self.update_memory();
         Ok((g, total))
     }
 }

@@ -5,10 +5,7 @@ mod common;
 use std::process::Command;
 
 fn bptt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt"))
-        .args(args)
-        .output()
-        .expect("run bptt");
+    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -30,10 +27,7 @@ fn bad_arguments_exit_2_with_one_line() {
         let (code, stdout, stderr) = bptt(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stdout.is_empty(), "{args:?}");
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-            .collect();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).collect();
         assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
         assert!(lines[0].starts_with("error:"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}");
@@ -42,45 +36,16 @@ fn bad_arguments_exit_2_with_one_line() {
 
 #[test]
 fn cpu_ref_report_and_json() {
-    let (code, stdout, stderr) = bptt(&[
-        "--compute",
-        "cpu-ref",
-        "--hidden",
-        "8",
-        "--steps",
-        "5",
-        "--input",
-        "3",
-        "--output",
-        "2",
-    ]);
+    let (code, stdout, stderr) =
+        bptt(&["--compute", "cpu-ref", "--hidden", "8", "--steps", "5", "--input", "3", "--output", "2"]);
     assert_eq!(code, 0, "{stderr}");
-    for want in [
-        "T=5 B=1 d=3 h=8 q=2",
-        "spectral radius",
-        "loss",
-        "‖∂L/∂h_t‖",
-        "cpu-ref",
-        "PASS",
-    ] {
+    for want in ["T=5 B=1 d=3 h=8 q=2", "spectral radius", "loss", "‖∂L/∂h_t‖", "cpu-ref", "PASS"] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
-    let (code, stdout, _) = bptt(&[
-        "--compute",
-        "cpu-ref",
-        "--hidden",
-        "8",
-        "--steps",
-        "5",
-        "--input",
-        "3",
-        "--output",
-        "2",
-        "--json",
-    ]);
+    let (code, stdout, _) =
+        bptt(&["--compute", "cpu-ref", "--hidden", "8", "--steps", "5", "--input", "3", "--output", "2", "--json"]);
     assert_eq!(code, 0);
-    let v: serde_json::Value =
-        serde_json::from_str(&stdout).expect("--json prints one JSON object");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints one JSON object");
     assert_eq!(v["shape"]["hidden"], 8);
     assert_eq!(v["grad_h_norm"].as_array().unwrap().len(), 5);
     assert!(v["loss"].as_f64().unwrap() > 0.0);
@@ -89,21 +54,12 @@ fn cpu_ref_report_and_json() {
 
 #[test]
 fn gpu_check_passes_and_json_has_the_gpu_fields() {
-    let (code, stdout, stderr) = bptt(&[
-        "--hidden", "16", "--steps", "4", "--batch", "2", "--repeat", "1", "--json",
-    ]);
+    let (code, stdout, stderr) = bptt(&["--hidden", "16", "--steps", "4", "--batch", "2", "--repeat", "1", "--json"]);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["pass"], true);
     assert!(v["adapter"]["name"].as_str().is_some_and(|s| !s.is_empty()));
-    for t in [
-        "loss",
-        "grad_w_hx",
-        "grad_w_hh",
-        "grad_w_qh",
-        "grad_h0",
-        "grad_h_norm",
-    ] {
+    for t in ["loss", "grad_w_hx", "grad_w_hh", "grad_w_qh", "grad_h0", "grad_h_norm"] {
         assert!(v["rel_err"][t].as_f64().unwrap() < 1e-4, "{t}");
     }
     for t in [
@@ -124,25 +80,13 @@ fn gpu_check_passes_and_json_has_the_gpu_fields() {
 #[test]
 fn a_failed_check_exits_1() {
     // A tolerance far below f32 rounding cannot pass.
-    let (code, stdout, _) = bptt(&[
-        "--hidden",
-        "16",
-        "--steps",
-        "4",
-        "--repeat",
-        "1",
-        "--tolerance",
-        "1e-30",
-    ]);
+    let (code, stdout, _) = bptt(&["--hidden", "16", "--steps", "4", "--repeat", "1", "--tolerance", "1e-30"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL"));
 }
 
 fn fixture(name: &str) -> String {
-    format!(
-        "{}/tests/fixtures/{name}.safetensors",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
@@ -151,22 +95,11 @@ fn load_and_save_reproduce_jax_through_the_command() {
     let out = dir.path().join("out.safetensors");
     let out_s = out.to_str().unwrap();
     for case in ["tanh_xent_bias_h0", "exploding_identity_mse"] {
-        let (code, stdout, stderr) = bptt(&[
-            "--load",
-            &fixture(case),
-            "--save",
-            out_s,
-            "--save-states",
-            "--compute",
-            "gpu",
-            "--repeat",
-            "1",
-        ]);
+        let (code, stdout, stderr) =
+            bptt(&["--load", &fixture(case), "--save", out_s, "--save-states", "--compute", "gpu", "--repeat", "1"]);
         assert_eq!(code, 0, "{case}: {stderr}{stdout}");
         let got = bptt::io::load_grads(&out).unwrap();
-        let want =
-            bptt::io::load_grads(std::path::Path::new(&fixture(&format!("{case}.expected"))))
-                .unwrap();
+        let want = bptt::io::load_grads(std::path::Path::new(&fixture(&format!("{case}.expected")))).unwrap();
         for ((name, g), (_, w)) in got.grads.tensors().into_iter().zip(want.grads.tensors()) {
             let e = bptt::model::rel_err(g, w);
             assert!(e <= 1e-4, "{case}: {name} {e:e}");
@@ -185,28 +118,16 @@ fn load_errors_are_one_line_and_exit_2() {
     let missing = dir.path().join("missing.safetensors");
     let tanh_file = fixture("tanh_mse_batch");
     for (args, needle) in [
-        (
-            vec!["--load", garbage.to_str().unwrap()],
-            "garbage.safetensors",
-        ),
-        (
-            vec!["--load", missing.to_str().unwrap()],
-            "missing.safetensors",
-        ),
-        (
-            vec!["--load", &tanh_file, "--activation", "identity"],
-            "activation",
-        ),
+        (vec!["--load", garbage.to_str().unwrap()], "garbage.safetensors"),
+        (vec!["--load", missing.to_str().unwrap()], "missing.safetensors"),
+        (vec!["--load", &tanh_file, "--activation", "identity"], "activation"),
         (vec!["--load", &tanh_file, "--loss", "xent"], "contradicts"),
         (vec!["--load", &tanh_file, "--hidden", "8"], "--hidden"),
     ] {
         let (code, stdout, stderr) = bptt(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stdout.is_empty());
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-            .collect();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).collect();
         assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
         assert!(lines[0].contains(needle), "{args:?}: {stderr}");
     }
@@ -231,14 +152,8 @@ fn a_failed_check_leaves_an_existing_output_untouched() {
     assert_eq!(std::fs::read(&out).unwrap(), b"previous result");
     // An unwritable destination (a missing folder) is a run-time failure, and writes nothing.
     let nowhere = dir.path().join("no/such/dir/out.safetensors");
-    let (code, _, stderr) = bptt(&[
-        "--load",
-        &fixture("identity_mse"),
-        "--save",
-        nowhere.to_str().unwrap(),
-        "--compute",
-        "cpu-ref",
-    ]);
+    let (code, _, stderr) =
+        bptt(&["--load", &fixture("identity_mse"), "--save", nowhere.to_str().unwrap(), "--compute", "cpu-ref"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("out.safetensors"), "{stderr}");
     assert!(!dir.path().join("no").exists());
@@ -249,29 +164,14 @@ fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
     use bptt::plot::series_color;
     let dir = tempfile::tempdir().unwrap();
     let svg_path = dir.path().join("grads.svg");
-    let args = [
-        "--hidden",
-        "24",
-        "--steps",
-        "40",
-        "--input",
-        "4",
-        "--output",
-        "4",
-        "--sweep-radius",
-        "0.8,1.0,1.1",
-    ];
-    let (code, stdout, stderr) =
-        bptt(&[&args[..], &["--plot", svg_path.to_str().unwrap(), "--json"]].concat());
+    let args = ["--hidden", "24", "--steps", "40", "--input", "4", "--output", "4", "--sweep-radius", "0.8,1.0,1.1"];
+    let (code, stdout, stderr) = bptt(&[&args[..], &["--plot", svg_path.to_str().unwrap(), "--json"]].concat());
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows = v["sweep"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     // Decay, about flat, growth: the fitted factor of the reach profile tracks the radius.
-    let factors: Vec<f64> = rows
-        .iter()
-        .map(|r| r["reach_growth_factor"].as_f64().unwrap())
-        .collect();
+    let factors: Vec<f64> = rows.iter().map(|r| r["reach_growth_factor"].as_f64().unwrap()).collect();
     for (f, r) in factors.iter().zip([0.8, 1.0, 1.1]) {
         assert!((f - r).abs() < 0.05 * r, "factor {f} for radius {r}");
     }
@@ -281,12 +181,7 @@ fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
     let mut pairs = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         for (k, key) in ["grad_h_norm", "grad_h_norm_from_last"].iter().enumerate() {
-            let values: Vec<f64> = row[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let values: Vec<f64> = row[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             let lines = common::svg::data_polylines(&svg, series_color(2 * i + k));
             assert_eq!(lines.len(), 1, "{key} ρ={}", row["radius"]);
             assert_eq!(lines[0].len(), values.len());
@@ -296,17 +191,11 @@ fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
         }
     }
     let (px_per_decade, worst) = common::svg::line_fit(&pairs);
-    assert!(
-        px_per_decade < 0.0 && worst <= 1.0,
-        "{px_per_decade} px/decade, worst {worst} px"
-    );
+    assert!(px_per_decade < 0.0 && worst <= 1.0, "{px_per_decade} px/decade, worst {worst} px");
     // And the text report has the table.
     let (code, stdout, _) = bptt(&args);
     assert_eq!(code, 0);
-    assert!(
-        stdout.contains("reach factor") && stdout.contains("×1.0"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("reach factor") && stdout.contains("×1.0"), "{stdout}");
 }
 
 #[test]
@@ -338,14 +227,9 @@ fn variants_run_checked_from_the_command_line() {
         &["--segments", "3"],
         &["--clip", "0.5"],
     ] {
-        let args = [
-            &[
-                "--hidden", "20", "--steps", "9", "--batch", "2", "--repeat", "1", "--json",
-                "--bias",
-            ][..],
-            extra,
-        ]
-        .concat();
+        let args =
+            [&["--hidden", "20", "--steps", "9", "--batch", "2", "--repeat", "1", "--json", "--bias"][..], extra]
+                .concat();
         let (code, stdout, stderr) = bptt(&args);
         assert_eq!(code, 0, "{extra:?}: {stderr}");
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -368,13 +252,6 @@ fn variants_run_checked_from_the_command_line() {
         let args = [&["--hidden", "8", "--steps", "9"][..], bad].concat();
         let (code, _, stderr) = bptt(&args);
         assert_eq!(code, 2, "{bad:?}: {stderr}");
-        assert_eq!(
-            stderr
-                .lines()
-                .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-                .count(),
-            1,
-            "{bad:?}: {stderr}"
-        );
+        assert_eq!(stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).count(), 1, "{bad:?}: {stderr}");
     }
 }

@@ -64,10 +64,7 @@ fn matches_reference_on_the_grid() {
 #[test]
 fn matches_reference_when_steps_are_split_over_threads() {
     for threads in [2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for activation in [Activation::Identity, Activation::Tanh] {
             let shape = Shape::new(4, 2, 7, 258, 6).unwrap();
             let mut spec = ProblemSpec::new(shape);
@@ -105,10 +102,7 @@ fn matches_reference_when_gradients_vanish() {
     assert!(bptt::model::norm(&want.grad_h0) < f32::MIN_POSITIVE as f64);
     assert!(got.grad_h0.iter().all(|&g| g == 0.0));
     let tiny = want.grad_h_norm.iter().filter(|&&n| n < 1e-40).count();
-    assert!(
-        tiny > 10,
-        "the case should reach below f32's range ({tiny} steps do)"
-    );
+    assert!(tiny > 10, "the case should reach below f32's range ({tiny} steps do)");
     for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
         if name != "grad_h0" {
             let e = rel_err(a, b);

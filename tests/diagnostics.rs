@@ -12,31 +12,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-fn problem(
-    steps: usize,
-    hidden: usize,
-    activation: Activation,
-    loss: LossFn,
-    seed: u64,
-) -> Problem {
+fn problem(steps: usize, hidden: usize, activation: Activation, loss: LossFn, seed: u64) -> Problem {
     let shape = Shape::new(steps, 2, 3, hidden, 4).expect("shape");
-    let spec = ProblemSpec {
-        activation,
-        loss,
-        seed,
-        bias: true,
-        random_h0: true,
-        ..ProblemSpec::new(shape)
-    };
+    let spec = ProblemSpec { activation, loss, seed, bias: true, random_h0: true, ..ProblemSpec::new(shape) };
     random_problem(&spec).expect("problem")
 }
 
 /// A random orthogonal Q [n,n] (Gram–Schmidt on a Gaussian matrix, twice for accuracy).
 fn orthogonal(n: usize, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut cols: Vec<Vec<f64>> = (0..n)
-        .map(|_| (0..n).map(|_| StandardNormal.sample(&mut rng)).collect())
-        .collect();
+    let mut cols: Vec<Vec<f64>> = (0..n).map(|_| (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()).collect();
     for j in 0..n {
         for _ in 0..2 {
             for k in 0..j {
@@ -116,10 +101,7 @@ fn growth_factor_is_the_radius_for_a_scaled_orthogonal_w_hh() {
     // w_hh = ρ·Q: every |λ| = ρ and ‖(w_hhᵀ)^k v‖ = ρ^k‖v‖ exactly, so the profile is exactly
     // geometric and the fit returns ρ to rounding.
     for (i, &rho) in [0.5, 0.9, 1.1].iter().enumerate() {
-        let w_hh: Vec<f64> = orthogonal(H, 100 + i as u64)
-            .iter()
-            .map(|x| rho * x)
-            .collect();
+        let w_hh: Vec<f64> = orthogonal(H, 100 + i as u64).iter().map(|x| rho * x).collect();
         let (factor, _) = fitted(w_hh, 3);
         println!("ρ·Q, ρ = {rho}: fitted factor {factor:.15}");
         assert!((factor - rho).abs() <= 1e-10 * rho, "ρ = {rho}: {factor}");
@@ -135,15 +117,8 @@ fn growth_factor_tracks_the_radius_of_a_normal_w_hh_with_spread_eigenvalues() {
     // (c_i/c_1)² up to ~10 that moves the factor by far less than 1e-4 of ρ, the tolerance.
     // Fitting the whole profile instead errs by ~2e-3 (asserted far worse: the skip matters).
     for (i, &rho) in [0.5, 0.9, 1.1].iter().enumerate() {
-        let radii: Vec<f64> = (0..H / 2)
-            .map(|k| {
-                if k == 3 {
-                    rho
-                } else {
-                    rho * (0.2 + 0.5 * k as f64 / 7.0)
-                }
-            })
-            .collect();
+        let radii: Vec<f64> =
+            (0..H / 2).map(|k| if k == 3 { rho } else { rho * (0.2 + 0.5 * k as f64 / 7.0) }).collect();
         let w_hh = normal_matrix(&radii, 200 + i as u64);
         let radius = bptt::linalg::spectral_radius(&w_hh, H);
         assert!((radius - rho).abs() < 1e-6, "built radius {radius} ≠ {rho}");
@@ -156,10 +131,7 @@ fn growth_factor_tracks_the_radius_of_a_normal_w_hh_with_spread_eigenvalues() {
         );
         assert!(err < 1e-4, "ρ = {rho}: fitted {factor}");
         // The skip is what makes it accurate: the transient biases the whole-profile fit.
-        assert!(
-            err_whole > 1e-3 && err_whole > 100.0 * err,
-            "ρ = {rho}: {whole} vs {factor}"
-        );
+        assert!(err_whole > 1e-3 && err_whole > 100.0 * err, "ρ = {rho}: {whole} vs {factor}");
     }
 }
 
@@ -171,20 +143,13 @@ fn reach_profile_is_the_unrolled_last_step_gradient() {
     let p = problem(steps, hidden, Activation::Identity, LossFn::Mse, 11);
     let (nb, q) = (p.shape.batch, p.shape.output);
     let fwd = reference::forward(&p);
-    let bptt::Targets::Mse(y) = &p.targets else {
-        unreachable!()
-    };
+    let bptt::Targets::Mse(y) = &p.targets else { unreachable!() };
     let mut g: Vec<Vec<f64>> = (0..nb)
         .map(|b| {
             let row = ((steps - 1) * nb + b) * q;
             (0..hidden)
                 .map(|i| {
-                    (0..q)
-                        .map(|k| {
-                            (fwd.o[row + k] - y[row + k]) / nb as f64
-                                * p.params.w_qh[k * hidden + i]
-                        })
-                        .sum()
+                    (0..q).map(|k| (fwd.o[row + k] - y[row + k]) / nb as f64 * p.params.w_qh[k * hidden + i]).sum()
                 })
                 .collect()
         })
@@ -194,13 +159,7 @@ fn reach_profile_is_the_unrolled_last_step_gradient() {
         want[t] = g.iter().flatten().map(|x| x * x).sum::<f64>().sqrt();
         // One step back: v ← w_hhᵀ v.
         for v in g.iter_mut() {
-            *v = (0..hidden)
-                .map(|i| {
-                    (0..hidden)
-                        .map(|j| v[j] * p.params.w_hh[j * hidden + i])
-                        .sum()
-                })
-                .collect();
+            *v = (0..hidden).map(|i| (0..hidden).map(|j| v[j] * p.params.w_hh[j * hidden + i]).sum()).collect();
         }
     }
     let got = reach_profile(&p);
@@ -217,10 +176,7 @@ fn reach_profile_is_grad_h_norm_with_loss_at_last() {
             let last = reference::bptt(&p.clone().with_loss_at(LossAt::Last));
             // Exactly equal, whatever loss_at the problem itself has.
             assert_eq!(reach_profile(&p), last.grad_h_norm);
-            assert_eq!(
-                reach_profile(&p.clone().with_loss_at(LossAt::Last)),
-                last.grad_h_norm
-            );
+            assert_eq!(reach_profile(&p.clone().with_loss_at(LossAt::Last)), last.grad_h_norm);
             // And not the all-steps loss's norms (the profile really changed the loss).
             let all = reference::bptt(&p).grad_h_norm;
             assert!(bptt::model::rel_err(&all, &last.grad_h_norm) > 1e-3);
@@ -301,10 +257,7 @@ fn clipping_rescales_all_parameter_gradients_to_theta() {
     let cosine = before.iter().zip(&after).map(|(a, b)| a * b).sum::<f64>() / (norm * after_norm);
     println!("‖g‖ {norm:.6e} → {after_norm:.6e} (θ = {theta:.6e}), cosine {cosine:.17}");
     assert!((n_before - norm).abs() <= 1e-15 * norm);
-    assert!(
-        (n_after - theta).abs() <= 1e-14 * theta,
-        "{n_after} vs θ {theta}"
-    );
+    assert!((n_after - theta).abs() <= 1e-14 * theta, "{n_after} vs θ {theta}");
     assert!((after_norm - theta).abs() <= 1e-14 * theta);
     assert!((cosine - 1.0).abs() <= 1e-14, "{cosine}");
     // Every entry scaled by the same θ/‖g‖, biases included.
@@ -329,10 +282,7 @@ fn clipping_below_threshold_changes_nothing() {
     }
     for theta in [-1.0, f64::NAN, f64::INFINITY] {
         let mut clipped = g.clone();
-        assert!(matches!(
-            clip_grads(&mut clipped, theta),
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(clip_grads(&mut clipped, theta), Err(Error::Invalid(_))));
         assert_eq!(clipped, g);
     }
 }

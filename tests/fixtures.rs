@@ -76,10 +76,7 @@ fn the_reference_matches_jax_on_every_fixture() {
                 worst = (e, tensor);
             }
         }
-        println!(
-            "{name:24} {}  max rel err {:.2e} ({})  loss {:.6}",
-            p.shape, worst.0, worst.1, got.loss
-        );
+        println!("{name:24} {}  max rel err {:.2e} ({})  loss {:.6}", p.shape, worst.0, worst.1, got.loss);
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -94,14 +91,8 @@ fn fixtures_carry_their_loss_and_activation_in_metadata() {
         let meta = load_grads(&expected_path(&case)).unwrap().metadata;
         assert_eq!(meta["loss"], p.loss_fn().name(), "{name}");
         assert_eq!(meta["activation"], p.activation.name(), "{name}");
-        assert!(
-            name.contains(p.activation.name()),
-            "{name}: named for its activation"
-        );
-        assert!(
-            name.contains(p.loss_fn().name()),
-            "{name}: named for its loss"
-        );
+        assert!(name.contains(p.activation.name()), "{name}: named for its activation");
+        assert!(name.contains(p.loss_fn().name()), "{name}: named for its loss");
     }
 }
 
@@ -117,10 +108,7 @@ fn the_gpu_matches_jax_on_every_fixture() {
             let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
             let (got, _) = gpu.run(&ctx, &p, true).unwrap();
             let worst = common::assert_close(&format!("{name} {schedule:?}"), &got, &want, 1e-4);
-            assert!(
-                rel_err(&got.h, &want.h) <= 1e-4 && rel_err(&got.o, &want.o) <= 1e-4,
-                "{name}: states"
-            );
+            assert!(rel_err(&got.h, &want.h) <= 1e-4 && rel_err(&got.o, &want.o) <= 1e-4, "{name}: states");
             println!("{name:24} {schedule:?}: max rel err vs JAX {worst:.2e}");
             worst_all = worst_all.max(worst);
         }

@@ -65,11 +65,7 @@ fn gpu_matches_reference_on_a_grid() {
             s.loss = loss;
             s.bias = (n + m) % 3 != 0;
             s.random_h0 = m >= 2;
-            s.loss_at = if n == 2 && m == 1 {
-                LossAt::Last
-            } else {
-                LossAt::All
-            };
+            s.loss_at = if n == 2 && m == 1 { LossAt::Last } else { LossAt::All };
             s.seed = (10 * n + m) as u64;
             worst = worst.max(check(&ctx, &random_problem(&s).unwrap()));
             cases += 1;
@@ -81,10 +77,7 @@ fn gpu_matches_reference_on_a_grid() {
 #[test]
 fn longer_sequences_and_loss_at_last_match() {
     let ctx = common::gpu();
-    for (loss_at, act) in [
-        (LossAt::Last, Activation::Tanh),
-        (LossAt::All, Activation::Identity),
-    ] {
+    for (loss_at, act) in [(LossAt::Last, Activation::Tanh), (LossAt::All, Activation::Identity)] {
         let mut s = spec(24, 2, 4, 40, 3);
         s.loss_at = loss_at;
         s.activation = act;
@@ -105,17 +98,11 @@ fn runs_are_bit_identical() {
         let (first, _) = gpu.run(&ctx, &p, false).unwrap();
         let memory = gpu.memory_bytes();
         let (second, _) = gpu.run(&ctx, &p, false).unwrap();
-        assert_eq!(
-            first, second,
-            "{schedule:?}: a second call on the same object must give the same bits"
-        );
+        assert_eq!(first, second, "{schedule:?}: a second call on the same object must give the same bits");
         assert_eq!(memory, gpu.memory_bytes());
         let mut other = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
         let (third, _) = other.run(&ctx, &p, false).unwrap();
-        assert_eq!(
-            first, third,
-            "{schedule:?}: a fresh object on the same adapter must give the same bits"
-        );
+        assert_eq!(first, third, "{schedule:?}: a fresh object on the same adapter must give the same bits");
         // And the result is a real one, not a constant.
         assert!(first.grad_w_hh.iter().any(|&v| v != 0.0));
     }
@@ -126,10 +113,7 @@ fn one_object_serves_problems_of_its_shape_with_other_settings() {
     let ctx = common::gpu();
     let s = spec(5, 2, 3, 9, 4);
     let mut gpu = GpuBptt::new(&ctx, s.shape, Schedule::Fused).unwrap();
-    for (act, loss, bias) in [
-        (Activation::Tanh, LossFn::Xent, true),
-        (Activation::Identity, LossFn::Mse, false),
-    ] {
+    for (act, loss, bias) in [(Activation::Tanh, LossFn::Xent, true), (Activation::Identity, LossFn::Mse, false)] {
         let mut s = s.clone();
         (s.activation, s.loss, s.bias) = (act, loss, bias);
         let p = random_problem(&s).unwrap();
@@ -137,19 +121,13 @@ fn one_object_serves_problems_of_its_shape_with_other_settings() {
         common::assert_close("reconfigured", &g, &reference::bptt(&p), 1e-4);
     }
     let other = random_problem(&spec(6, 2, 3, 9, 4)).unwrap();
-    assert!(matches!(
-        gpu.run(&ctx, &other, false),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(gpu.run(&ctx, &other, false), Err(Error::Invalid(_))));
 }
 
 #[test]
 fn shape_over_the_adapters_limits_is_rejected_before_any_dispatch() {
     let ctx = common::gpu();
-    let limit = ctx
-        .limits
-        .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
     // The smallest hidden size whose w_hh [h,h] no longer fits in one binding.
     let h = ((limit / 4) as f64).sqrt() as usize + 1;
     let shape = Shape::new(1, 1, 1, h, 1).unwrap();
@@ -175,17 +153,8 @@ fn non_finite_results_are_named() {
     let mut gpu = GpuBptt::new(&ctx, p.shape, Schedule::Fused).unwrap();
     let (g, _) = gpu.run(&ctx, &p, false).unwrap();
     let problems = bptt::run::non_finite_problems(&g);
-    assert!(
-        problems.iter().any(|l| l.starts_with("grad_w_hh has ")),
-        "{problems:?}"
-    );
-    let norm_line = problems
-        .iter()
-        .find(|l| l.starts_with("grad_h_norm"))
-        .expect("grad_h_norm overflows");
+    assert!(problems.iter().any(|l| l.starts_with("grad_w_hh has ")), "{problems:?}");
+    let norm_line = problems.iter().find(|l| l.starts_with("grad_h_norm")).expect("grad_h_norm overflows");
     let first_bad = g.grad_h_norm.iter().rposition(|x| !x.is_finite()).unwrap() + 1;
-    assert!(
-        norm_line.contains(&format!("first overflows at step {first_bad} ")),
-        "{norm_line}"
-    );
+    assert!(norm_line.contains(&format!("first overflows at step {first_bad} ")), "{norm_line}");
 }

@@ -39,12 +39,7 @@ fn truncation_to_k_steps_matches_the_reference() {
             gpu.poison(&ctx);
             let (g, _) = gpu.run(&ctx, &p, false).unwrap();
             let want = bptt_truncated(&p, Truncation::Regular(k)).unwrap();
-            common::assert_close(
-                &format!("K={k} {:?} {:?}", p.activation, p.loss_at),
-                &g,
-                &want,
-                1e-4,
-            );
+            common::assert_close(&format!("K={k} {:?} {:?}", p.activation, p.loss_at), &g, &want, 1e-4);
         }
     }
     // K > T needs no lanes: it is full BPTT, and the object refuses it.
@@ -60,14 +55,8 @@ fn carry_scales_randomised_truncation_match_the_reference() {
             let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
             for seed in [1, 2] {
                 let scales = random_carry_scales(p.shape.steps, 0.3, seed).unwrap();
-                assert!(
-                    scales.contains(&0.0) && scales.iter().any(|&c| c > 1.0),
-                    "{scales:?}"
-                );
-                let opts = RunOptions {
-                    carry: Some(scales.clone()),
-                    ..Default::default()
-                };
+                assert!(scales.contains(&0.0) && scales.iter().any(|&c| c > 1.0), "{scales:?}");
+                let opts = RunOptions { carry: Some(scales.clone()), ..Default::default() };
                 let (g, _) = gpu.run_with(&ctx, &p, &opts).unwrap();
                 let want = bptt_truncated(&p, Truncation::Random { p: 0.3, seed }).unwrap();
                 common::assert_close(&format!("random seed {seed} {schedule:?}"), &g, &want, 1e-4);
@@ -93,12 +82,7 @@ fn segments_on_the_gpu_match_the_reference() {
                 Ok(objects.last_mut().unwrap().run(&ctx, seg, true)?.0)
             })
             .unwrap();
-            common::assert_close(
-                &format!("{n} segments {:?}", p.loss_at),
-                &g,
-                &bptt_segments(&p, n).unwrap(),
-                1e-4,
-            );
+            common::assert_close(&format!("{n} segments {:?}", p.loss_at), &g, &bptt_segments(&p, n).unwrap(), 1e-4);
         }
     }
 }
@@ -113,29 +97,14 @@ fn clipping_on_the_gpu_matches_the_reference() {
             let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
             // θ below ‖g‖ clips to θ; above it changes nothing.
             for theta in [0.25 * norm, 4.0 * norm] {
-                let (g, _) = gpu
-                    .run_with(
-                        &ctx,
-                        &p,
-                        &RunOptions {
-                            clip: Some(theta),
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap();
+                let (g, _) = gpu.run_with(&ctx, &p, &RunOptions { clip: Some(theta), ..Default::default() }).unwrap();
                 let mut want = full.clone();
                 let (before, after) = clip_grads(&mut want, theta).unwrap();
                 common::assert_close(&format!("clip {theta:.3e} {schedule:?}"), &g, &want, 1e-4);
                 let gpu_before = gpu.clip_norm().unwrap();
-                assert!(
-                    (gpu_before - before).abs() <= 1e-4 * before,
-                    "{gpu_before} vs {before}"
-                );
+                assert!((gpu_before - before).abs() <= 1e-4 * before, "{gpu_before} vs {before}");
                 let gpu_after = global_grad_norm(&g);
-                assert!(
-                    (gpu_after - after).abs() <= 1e-4 * after,
-                    "{gpu_after} vs {after}"
-                );
+                assert!((gpu_after - after).abs() <= 1e-4 * after, "{gpu_after} vs {after}");
                 if theta < norm {
                     assert!((gpu_after - theta).abs() <= 1e-5 * theta);
                 }

@@ -38,10 +38,7 @@ const Q: usize = 4;
 impl RawFile {
     /// A valid mse problem with T=3 B=2 d=2 h=3 q=4, no metadata.
     fn good() -> Self {
-        let mut f = RawFile {
-            tensors: BTreeMap::new(),
-            metadata: HashMap::new(),
-        };
+        let mut f = RawFile { tensors: BTreeMap::new(), metadata: HashMap::new() };
         f.set("w_hx", &[H, D], &values(H * D, 1.0));
         f.set("w_hh", &[H, H], &values(H * H, 2.0));
         f.set("w_qh", &[Q, H], &values(Q * H, 3.0));
@@ -68,8 +65,7 @@ impl RawFile {
     }
 
     fn set_raw(&mut self, name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> &mut Self {
-        self.tensors
-            .insert(name.to_string(), (dtype, shape.to_vec(), bytes));
+        self.tensors.insert(name.to_string(), (dtype, shape.to_vec(), bytes));
         self
     }
 
@@ -87,9 +83,7 @@ impl RawFile {
         let views: Vec<(&str, TensorView)> = self
             .tensors
             .iter()
-            .map(|(n, (dt, shape, b))| {
-                (n.as_str(), TensorView::new(*dt, shape.clone(), b).unwrap())
-            })
+            .map(|(n, (dt, shape, b))| (n.as_str(), TensorView::new(*dt, shape.clone(), b).unwrap()))
             .collect();
         let meta = (!self.metadata.is_empty()).then(|| self.metadata.clone());
         safetensors::serialize(views, meta).unwrap()
@@ -101,11 +95,7 @@ impl RawFile {
         path
     }
 
-    fn load(
-        &self,
-        activation: Option<Activation>,
-        loss: Option<LossFn>,
-    ) -> bptt::Result<bptt::Problem> {
+    fn load(&self, activation: Option<Activation>, loss: Option<LossFn>) -> bptt::Result<bptt::Problem> {
         let dir = tempfile::tempdir().unwrap();
         load_problem(&self.write(dir.path()), activation, loss)
     }
@@ -117,10 +107,7 @@ fn assert_rejected(f: &RawFile, tensor: &str, expect: &str) -> String {
     let err = f.load(None, None).expect_err("a bad file must not load");
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2, "exit code for: {msg}");
-    assert!(
-        msg.contains(&format!("`{tensor}`")),
-        "message should name `{tensor}`: {msg}"
-    );
+    assert!(msg.contains(&format!("`{tensor}`")), "message should name `{tensor}`: {msg}");
     assert!(msg.contains(expect), "message should say {expect:?}: {msg}");
     msg
 }
@@ -137,8 +124,7 @@ fn save_then_load_gives_the_same_problem_and_the_same_gradients() {
     let shape = Shape::new(5, 3, 4, 6, 3).unwrap();
     let mut specs = vec![spec(shape)];
     let mut s = spec(shape);
-    (s.activation, s.loss, s.bias, s.random_h0, s.seed) =
-        (Activation::Tanh, LossFn::Xent, true, true, 7);
+    (s.activation, s.loss, s.bias, s.random_h0, s.seed) = (Activation::Tanh, LossFn::Xent, true, true, 7);
     specs.push(s);
     let mut s = spec(shape);
     (s.loss_at, s.bias, s.seed, s.spectral_radius) = (LossAt::Last, true, 3, Some(1.2));
@@ -160,19 +146,9 @@ fn save_then_load_gives_the_same_problem_and_the_same_gradients() {
 fn f32_floats_and_i32_labels_are_read_as_f64_and_u32() {
     let mut f = RawFile::good_xent();
     let w_hh: Vec<f32> = vec![0.5, -0.25, 1.5e-3, 2.0, -3.0, 0.1, 7.0, 1e-7, -0.3];
-    f.set_raw(
-        "w_hh",
-        Dtype::F32,
-        &[H, H],
-        w_hh.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    );
+    f.set_raw("w_hh", Dtype::F32, &[H, H], w_hh.iter().flat_map(|x| x.to_le_bytes()).collect());
     let labels: [i32; 6] = [3, 2, 1, 0, 0, 3];
-    f.set_raw(
-        "labels",
-        Dtype::I32,
-        &[T, B],
-        labels.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    );
+    f.set_raw("labels", Dtype::I32, &[T, B], labels.iter().flat_map(|x| x.to_le_bytes()).collect());
     let p = f.load(None, None).unwrap();
     let want: Vec<f64> = w_hh.iter().map(|&x| x as f64).collect();
     assert_eq!(p.params.w_hh, want);
@@ -202,18 +178,10 @@ fn metadata_sets_the_activation_and_an_argument_overrides_nothing_it_contradicts
     let mut f = RawFile::good();
     f.meta("activation", "tanh").meta("loss", "mse");
     assert_eq!(f.load(None, None).unwrap().activation, Activation::Tanh);
-    assert_eq!(
-        f.load(Some(Activation::Tanh), Some(LossFn::Mse))
-            .unwrap()
-            .activation,
-        Activation::Tanh
-    );
+    assert_eq!(f.load(Some(Activation::Tanh), Some(LossFn::Mse)).unwrap().activation, Activation::Tanh);
     // Without metadata, the argument applies.
     let plain = RawFile::good();
-    assert_eq!(
-        plain.load(Some(Activation::Tanh), None).unwrap().activation,
-        Activation::Tanh
-    );
+    assert_eq!(plain.load(Some(Activation::Tanh), None).unwrap().activation, Activation::Tanh);
 }
 
 #[test]
@@ -222,11 +190,7 @@ fn an_activation_argument_contradicting_the_metadata_is_an_error() {
     f.meta("activation", "identity");
     let err = f.load(Some(Activation::Tanh), None).unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        err.to_string()
-            .contains("--activation tanh contradicts the file's metadata activation=identity"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("--activation tanh contradicts the file's metadata activation=identity"), "{err}");
 }
 
 #[test]
@@ -235,11 +199,7 @@ fn a_loss_argument_contradicting_the_metadata_is_an_error() {
     f.meta("loss", "mse");
     let err = f.load(None, Some(LossFn::Xent)).unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        err.to_string()
-            .contains("--loss xent contradicts the file's metadata loss=mse"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("--loss xent contradicts the file's metadata loss=mse"), "{err}");
 }
 
 #[test]
@@ -247,20 +207,12 @@ fn a_loss_argument_contradicting_the_targets_is_an_error() {
     let err = RawFile::good().load(None, Some(LossFn::Xent)).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        msg.contains("--loss xent") && msg.contains("`y`") && msg.contains("`labels`"),
-        "{msg}"
-    );
+    assert!(msg.contains("--loss xent") && msg.contains("`y`") && msg.contains("`labels`"), "{msg}");
 
-    let err = RawFile::good_xent()
-        .load(None, Some(LossFn::Mse))
-        .unwrap_err();
+    let err = RawFile::good_xent().load(None, Some(LossFn::Mse)).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        msg.contains("--loss mse") && msg.contains("`labels`"),
-        "{msg}"
-    );
+    assert!(msg.contains("--loss mse") && msg.contains("`labels`"), "{msg}");
 }
 
 #[test]
@@ -270,10 +222,7 @@ fn metadata_loss_contradicting_the_targets_is_an_error() {
     let err = f.load(None, None).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        msg.contains("metadata loss=mse") && msg.contains("`labels`"),
-        "{msg}"
-    );
+    assert!(msg.contains("metadata loss=mse") && msg.contains("`labels`"), "{msg}");
 }
 
 #[test]
@@ -281,10 +230,7 @@ fn unknown_metadata_values_are_errors() {
     let mut f = RawFile::good();
     f.meta("activation", "relu");
     let msg = f.load(None, None).unwrap_err().to_string();
-    assert!(
-        msg.contains("activation=relu") && msg.contains("tanh"),
-        "{msg}"
-    );
+    assert!(msg.contains("activation=relu") && msg.contains("tanh"), "{msg}");
     let mut f = RawFile::good();
     f.meta("loss", "hinge");
     let err = f.load(None, None).unwrap_err();
@@ -421,11 +367,7 @@ fn a_zero_size() {
 fn integer_weights_are_rejected() {
     let mut f = RawFile::good();
     f.set_raw("w_hx", Dtype::I32, &[H, D], vec![0; 4 * H * D]);
-    assert_rejected(
-        &f,
-        "w_hx",
-        "dtype I32 is not supported; expected F32 or F64",
-    );
+    assert_rejected(&f, "w_hx", "dtype I32 is not supported; expected F32 or F64");
 }
 
 #[test]
@@ -479,12 +421,7 @@ fn an_infinite_f32_h0() {
     let mut f = RawFile::good();
     let mut h0 = [0.0f32; B * H];
     h0[1] = f32::INFINITY;
-    f.set_raw(
-        "h0",
-        Dtype::F32,
-        &[B, H],
-        h0.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    );
+    f.set_raw("h0", Dtype::F32, &[B, H], h0.iter().flat_map(|x| x.to_le_bytes()).collect());
     assert_rejected(&f, "h0", "NaN or Inf");
 }
 
@@ -495,10 +432,7 @@ fn both_y_and_labels() {
     let err = f.load(None, None).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        msg.contains("both `y`") && msg.contains("`labels`"),
-        "{msg}"
-    );
+    assert!(msg.contains("both `y`") && msg.contains("`labels`"), "{msg}");
 }
 
 #[test]
@@ -508,10 +442,7 @@ fn neither_y_nor_labels() {
     let err = f.load(None, None).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        msg.contains("`y` [T, B, q]") && msg.contains("`labels` [T, B]"),
-        "{msg}"
-    );
+    assert!(msg.contains("`y` [T, B, q]") && msg.contains("`labels` [T, B]"), "{msg}");
 }
 
 #[test]
@@ -523,10 +454,7 @@ fn a_truncated_file_names_the_path() {
     let err = load_problem(&path, None, None).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(
-        msg.contains("cut.safetensors") && msg.contains("truncated or malformed"),
-        "{msg}"
-    );
+    assert!(msg.contains("cut.safetensors") && msg.contains("truncated or malformed"), "{msg}");
     // Cut inside the header too.
     std::fs::write(&path, &bytes[..20]).unwrap();
     assert_eq!(load_problem(&path, None, None).unwrap_err().exit_code(), 2);
@@ -556,10 +484,7 @@ fn an_error_about_a_tensor_also_names_the_file() {
     let mut f = RawFile::good();
     f.remove("w_hh");
     let err = f.load(None, None).unwrap_err();
-    assert!(
-        matches!(&err, Error::Tensor { tensor, .. } if tensor == "w_hh"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Tensor { tensor, .. } if tensor == "w_hh"), "{err:?}");
     assert!(err.to_string().contains("problem.safetensors"), "{err}");
 }
 
@@ -579,10 +504,8 @@ fn f32_rounded(v: &[f64]) -> Vec<f64> {
 
 /// The names in `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -605,11 +528,7 @@ fn save_grads_writes_f32_results_and_metadata_that_load_back() {
     for ((name, got), (_, want)) in gb.tensors().iter().zip(g.tensors()) {
         assert_eq!(*got, f32_rounded(want).as_slice(), "{name}");
     }
-    assert_eq!(
-        gb.tensors().len(),
-        8,
-        "loss, 5 gradients with biases, grad_h0, grad_h_norm"
-    );
+    assert_eq!(gb.tensors().len(), 8, "loss, 5 gradients with biases, grad_h0, grad_h_norm");
     assert_eq!(gb.h, f32_rounded(&g.h));
     assert_eq!(gb.o, f32_rounded(&g.o));
 }
@@ -633,10 +552,7 @@ fn a_save_replaces_an_existing_file_and_leaves_no_temporary() {
     let path = dir.path().join("out.safetensors");
     std::fs::write(&path, b"old contents").unwrap();
     save_grads(&path, &g, &shape, false, &BTreeMap::new()).unwrap();
-    assert_eq!(
-        load_grads(&path).unwrap().grads.grad_h0,
-        f32_rounded(&g.grad_h0)
-    );
+    assert_eq!(load_grads(&path).unwrap().grads.grad_h0, f32_rounded(&g.grad_h0));
     assert_eq!(listing(dir.path()), ["out.safetensors"]);
 }
 
@@ -647,10 +563,7 @@ fn a_save_into_a_missing_folder_fails_and_creates_nothing() {
     let path = dir.path().join("no_such_dir").join("out.safetensors");
     let err = save_grads(&path, &g, &shape, false, &BTreeMap::new()).unwrap_err();
     assert_eq!(err.exit_code(), 1);
-    assert!(
-        err.to_string().contains("no_such_dir/out.safetensors"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no_such_dir/out.safetensors"), "{err}");
     assert!(listing(dir.path()).is_empty());
 
     let p = random_problem(&ProblemSpec::new(shape)).unwrap();
@@ -709,11 +622,7 @@ fn load_grads_rejects_unknown_names_and_half_pairs() {
     // Rewrite the file without grad_b_q, and with a stray tensor.
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let keep: Vec<(String, TensorView)> = st
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| n != "grad_b_q")
-        .collect();
+    let keep: Vec<(String, TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != "grad_b_q").collect();
     std::fs::write(&path, safetensors::serialize(keep.clone(), None).unwrap()).unwrap();
     let err = load_grads(&path).unwrap_err();
     assert_eq!(err.exit_code(), 2);
@@ -721,10 +630,7 @@ fn load_grads_rejects_unknown_names_and_half_pairs() {
 
     let mut extra = keep;
     let one = 1.0f64.to_le_bytes();
-    extra.push((
-        "grad_w_xh".into(),
-        TensorView::new(Dtype::F64, vec![1], &one).unwrap(),
-    ));
+    extra.push(("grad_w_xh".into(), TensorView::new(Dtype::F64, vec![1], &one).unwrap()));
     std::fs::write(&path, safetensors::serialize(extra, None).unwrap()).unwrap();
     let err = load_grads(&path).unwrap_err();
     assert!(err.to_string().contains("`grad_w_xh`"), "{err}");

@@ -27,16 +27,8 @@ fn at(o: &Operand, r: usize, c: usize) -> f64 {
 fn matmul_matches_a_cpu_product_on_awkward_sizes() {
     let ctx = common::gpu();
     let mut worst: f64 = 0.0;
-    for (case, &(m, n, k)) in [
-        (1, 1, 1),
-        (3, 5, 7),
-        (65, 63, 17),
-        (64, 64, 16),
-        (130, 70, 33),
-        (7, 129, 200),
-    ]
-    .iter()
-    .enumerate()
+    for (case, &(m, n, k)) in
+        [(1, 1, 1), (3, 5, 7), (65, 63, 17), (64, 64, 16), (130, 70, 33), (7, 129, 200)].iter().enumerate()
     {
         for transpose_a in [false, true] {
             for transpose_b in [false, true] {
@@ -45,47 +37,18 @@ fn matmul_matches_a_cpu_product_on_awkward_sizes() {
                 let b_data = values(3 + k * n, case as u32 * 4 + 2);
                 // A stored [m,k] row-major, or [k,m] read transposed; likewise B.
                 let a = if transpose_a {
-                    Operand {
-                        data: &a_data,
-                        offset: a_off as u32,
-                        row_stride: 1,
-                        col_stride: m as u32,
-                    }
+                    Operand { data: &a_data, offset: a_off as u32, row_stride: 1, col_stride: m as u32 }
                 } else {
-                    Operand {
-                        data: &a_data,
-                        offset: a_off as u32,
-                        row_stride: k as u32,
-                        col_stride: 1,
-                    }
+                    Operand { data: &a_data, offset: a_off as u32, row_stride: k as u32, col_stride: 1 }
                 };
                 let b = if transpose_b {
-                    Operand {
-                        data: &b_data,
-                        offset: 3,
-                        row_stride: 1,
-                        col_stride: k as u32,
-                    }
+                    Operand { data: &b_data, offset: 3, row_stride: 1, col_stride: k as u32 }
                 } else {
-                    Operand {
-                        data: &b_data,
-                        offset: 3,
-                        row_stride: n as u32,
-                        col_stride: 1,
-                    }
+                    Operand { data: &b_data, offset: 3, row_stride: n as u32, col_stride: 1 }
                 };
                 let bias = values(n, 99);
                 let with_bias = case % 2 == 1;
-                let got = matmul(
-                    &ctx,
-                    m as u32,
-                    n as u32,
-                    k as u32,
-                    a,
-                    b,
-                    with_bias.then_some(&bias[..]),
-                )
-                .unwrap();
+                let got = matmul(&ctx, m as u32, n as u32, k as u32, a, b, with_bias.then_some(&bias[..])).unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         let mut want: f64 = (0..k).map(|l| at(&a, i, l) * at(&b, l, j)).sum();

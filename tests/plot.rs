@@ -14,12 +14,9 @@ const STEPS: usize = 48;
 /// Three profiles: a geometric decay over 19 decades, one with a zero, a NaN and an Inf
 /// (left out, breaking its line into three runs), and one with no plottable value at all.
 fn profiles() -> Vec<Series> {
-    let decay: Vec<f64> = (1..=STEPS)
-        .map(|t| 0.4f64.powi((STEPS - t) as i32))
-        .collect();
-    let mut bumpy: Vec<f64> = (1..=STEPS)
-        .map(|t| 0.02 * 1.1f64.powi((STEPS - t) as i32) * (1.0 + 0.5 * (t as f64).sin()))
-        .collect();
+    let decay: Vec<f64> = (1..=STEPS).map(|t| 0.4f64.powi((STEPS - t) as i32)).collect();
+    let mut bumpy: Vec<f64> =
+        (1..=STEPS).map(|t| 0.02 * 1.1f64.powi((STEPS - t) as i32) * (1.0 + 0.5 * (t as f64).sin())).collect();
     bumpy[9] = 0.0;
     bumpy[10] = f64::NAN;
     bumpy[30] = f64::INFINITY;
@@ -76,14 +73,9 @@ fn svg_lines_sit_where_the_values_put_them() {
     // axis; 1 px allows for the fitted line's own error.
     let (x_scale, x_worst) = line_fit(&x_pairs);
     let (y_scale, y_worst) = line_fit(&y_pairs);
-    println!(
-        "px per step {x_scale:.3} (worst {x_worst:.2}), px per decade {y_scale:.3} (worst {y_worst:.2})"
-    );
+    println!("px per step {x_scale:.3} (worst {x_worst:.2}), px per decade {y_scale:.3} (worst {y_worst:.2})");
     assert!(x_scale > 10.0, "x must grow with t: {x_scale} px/step");
-    assert!(
-        y_scale < -10.0,
-        "larger values must be higher: {y_scale} px/decade"
-    );
+    assert!(y_scale < -10.0, "larger values must be higher: {y_scale} px/decade");
     assert!(x_worst <= 1.0, "x off its linear axis by {x_worst} px");
     assert!(y_worst <= 1.0, "y off its log axis by {y_worst} px");
 
@@ -106,24 +98,16 @@ fn png_is_an_image_with_every_series_drawn() {
     assert_eq!(&bytes[12..16], b"IHDR");
     assert_eq!((be32(16), be32(20)), (900, 560), "width × height");
 
-    let image = image::load_from_memory(&bytes)
-        .expect("decodable PNG")
-        .to_rgb8();
+    let image = image::load_from_memory(&bytes).expect("decodable PNG").to_rgb8();
     let count = |c: (u8, u8, u8)| image.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count();
     let counts: Vec<usize> = (0..series.len()).map(|i| count(series_color(i))).collect();
     println!("pixels per series colour: {counts:?}");
     // A data line across ~800 px at width 2 paints well over 1000 pixels; the legend's
     // sample line alone (30 × 3) paints about 100. The all-zero series has only that.
     assert!(counts[0] > 1000 && counts[1] > 1000, "{counts:?}");
-    assert!(
-        (50..200).contains(&counts[2]),
-        "only the legend sample: {counts:?}"
-    );
+    assert!((50..200).contains(&counts[2]), "only the legend sample: {counts:?}");
     // Text was rendered: dark pixels well beyond the axes' lines.
-    let dark = image
-        .pixels()
-        .filter(|p| p.0.iter().all(|&c| c < 80))
-        .count();
+    let dark = image.pixels().filter(|p| p.0.iter().all(|&c| c < 80)).count();
     assert!(dark > 3000, "{dark} dark pixels: is the text there?");
 }
 
@@ -147,11 +131,7 @@ fn empty_and_single_point_plots_still_draw() {
     let dir = tempfile::tempdir().expect("temp dir");
     for name in ["empty.svg", "one.png"] {
         let path = dir.path().join(name);
-        let series = if name == "empty.svg" {
-            vec![]
-        } else {
-            vec![Series::new("one step", vec![0.5])]
-        };
+        let series = if name == "empty.svg" { vec![] } else { vec![Series::new("one step", vec![0.5])] };
         plot_profiles(&path, "edge case", &series).expect("plot");
         assert!(std::fs::metadata(&path).expect("written").len() > 1000);
     }

@@ -4,14 +4,11 @@
 use bptt::gpu::kernels::Kernel;
 
 fn validate(name: &str, source: &str) {
-    let module = naga::front::wgsl::parse_str(source)
+    let module =
+        naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
 }
 
 #[test]
@@ -30,23 +27,14 @@ fn every_shader_file_is_a_loaded_kernel_and_documents_itself() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     files.sort();
-    let mut kernels: Vec<String> = Kernel::ALL
-        .iter()
-        .map(|k| format!("{}.wgsl", k.name()))
-        .collect();
+    let mut kernels: Vec<String> = Kernel::ALL.iter().map(|k| format!("{}.wgsl", k.name())).collect();
     kernels.sort();
-    assert_eq!(
-        files, kernels,
-        "shaders/ and Kernel::ALL must list the same kernels"
-    );
+    assert_eq!(files, kernels, "shaders/ and Kernel::ALL must list the same kernels");
     for f in files {
         let text = std::fs::read_to_string(dir.join(&f)).unwrap();
         validate(&f, &text);
         let stem = f.trim_end_matches(".wgsl");
-        assert!(
-            text.starts_with(&format!("// {stem}:")),
-            "{f} must open with '// {stem}: <the equation>'"
-        );
+        assert!(text.starts_with(&format!("// {stem}:")), "{f} must open with '// {stem}: <the equation>'");
         assert!(text.contains("Bindings:"), "{f} must document its bindings");
     }
 }

@@ -61,11 +61,7 @@ fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
     let (loss, go) = loss_and_grad_o(p, &fwd.o);
     // h_t for math t = 0..T, batch entry b.
     let h = |t: usize, b: usize| -> &[f64] {
-        if t == 0 {
-            &p.h0[b * nh..][..nh]
-        } else {
-            &fwd.h[((t - 1) * nb + b) * nh..][..nh]
-        }
+        if t == 0 { &p.h0[b * nh..][..nh] } else { &fwd.h[((t - 1) * nb + b) * nh..][..nh] }
     };
     let mut grad_h = vec![0.0; nt * nb * nh]; // [t−1, b, i]
     let mut grad_a = vec![0.0; nt * nb * nh];
@@ -88,15 +84,10 @@ fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
                     })
                     .collect();
                 if t == 0 {
-                    grad_h0[b * nh..][..nh]
-                        .iter_mut()
-                        .zip(&gh)
-                        .for_each(|(a, g)| *a += g);
+                    grad_h0[b * nh..][..nh].iter_mut().zip(&gh).for_each(|(a, g)| *a += g);
                     break;
                 }
-                let ga: Vec<f64> = (0..nh)
-                    .map(|i| gh[i] * phi_prime(p.activation, h(t, b)[i]))
-                    .collect();
+                let ga: Vec<f64> = (0..nh).map(|i| gh[i] * phi_prime(p.activation, h(t, b)[i])).collect();
                 let at = ((t - 1) * nb + b) * nh;
                 for i in 0..nh {
                     grad_h[at + i] += gh[i];
@@ -114,9 +105,7 @@ fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
         grad_b_h: Some(vec![0.0; nh]),
         grad_b_q: Some(vec![0.0; q]),
         grad_h0,
-        grad_h_norm: (0..nt)
-            .map(|t| norm(&grad_h[t * nb * nh..][..nb * nh]))
-            .collect(),
+        grad_h_norm: (0..nt).map(|t| norm(&grad_h[t * nb * nh..][..nb * nh])).collect(),
         h: Vec::new(),
         o: Vec::new(),
     };
@@ -171,27 +160,12 @@ fn regular_truncation_at_t_or_more_is_full_bptt_bit_for_bit() {
         // K = T keeps everything but the last loss term's path to h_0, which is T steps back.
         let g = bptt_truncated(&p, Truncation::Regular(T)).expect("truncated");
         assert_eq!(
-            (
-                &g.grad_w_hx,
-                &g.grad_w_hh,
-                &g.grad_w_qh,
-                &g.grad_b_h,
-                &g.grad_h_norm
-            ),
-            (
-                &full.grad_w_hx,
-                &full.grad_w_hh,
-                &full.grad_w_qh,
-                &full.grad_b_h,
-                &full.grad_h_norm
-            ),
+            (&g.grad_w_hx, &g.grad_w_hh, &g.grad_w_qh, &g.grad_b_h, &g.grad_h_norm),
+            (&full.grad_w_hx, &full.grad_w_hh, &full.grad_w_qh, &full.grad_b_h, &full.grad_h_norm),
             "{name}, K = T"
         );
         let want_h0 = direct(&p, |s, t| s - t < T).grad_h0;
-        assert!(
-            rel_err(&g.grad_h0, &want_h0) < 1e-12,
-            "{name}: grad_h0 at K = T"
-        );
+        assert!(rel_err(&g.grad_h0, &want_h0) < 1e-12, "{name}: grad_h0 at K = T");
         if p.loss_at == LossAt::Last {
             // The only loss term is T steps from h_0: nothing reaches it.
             assert!(g.grad_h0.iter().all(|&v| v == 0.0), "{name}");
@@ -207,25 +181,14 @@ fn regular_truncation_matches_the_direct_cut() {
         for k in [1, 2, 3, T - 1] {
             let g = bptt_truncated(&p, Truncation::Regular(k)).expect("truncated");
             let want = direct(&p, |s, t| s - t < k);
-            worst = worst.max(assert_grads_close(
-                &format!("{name}, K = {k}"),
-                &g,
-                &want,
-                1e-12,
-            ));
+            worst = worst.max(assert_grads_close(&format!("{name}, K = {k}"), &g, &want, 1e-12));
             // A real cut: grad_w_hh differs from the full gradient.
-            assert!(
-                rel_err(&g.grad_w_hh, &full.grad_w_hh) > 1e-6,
-                "{name}, K = {k}"
-            );
+            assert!(rel_err(&g.grad_w_hh, &full.grad_w_hh) > 1e-6, "{name}, K = {k}");
         }
     }
     println!("regular truncation vs direct cut: worst relative error {worst:.1e}");
     let p = problem(T, Activation::Tanh, LossFn::Mse, LossAt::All);
-    assert!(matches!(
-        bptt_truncated(&p, Truncation::Regular(0)),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(bptt_truncated(&p, Truncation::Regular(0)), Err(Error::Invalid(_))));
 }
 
 #[test]
@@ -252,11 +215,7 @@ fn regular_truncation_at_one_is_the_gradient_without_recurrent_path() {
                         grad_w_hx[i * d + j] += ga * p.x[row * d + j];
                     }
                     for j in 0..nh {
-                        let h_prev = if t == 0 {
-                            p.h0[b * nh + j]
-                        } else {
-                            fwd.h[(row - nb) * nh + j]
-                        };
+                        let h_prev = if t == 0 { p.h0[b * nh + j] } else { fwd.h[(row - nb) * nh + j] };
                         grad_w_hh[i * nh + j] += ga * h_prev;
                     }
                 }
@@ -293,10 +252,7 @@ fn random_carry_scales_follow_the_documented_draws() {
     assert_ne!(random_carry_scales(64, p, 43).unwrap(), scales[1936..]);
     assert_eq!(random_carry_scales(7, 0.0, 1).unwrap(), vec![1.0; 7]);
     for bad in [-0.1, 1.0, f64::NAN] {
-        assert!(matches!(
-            random_carry_scales(4, bad, 0),
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(random_carry_scales(4, bad, 0), Err(Error::Invalid(_))));
     }
 }
 
@@ -323,35 +279,17 @@ fn random_truncation_is_unbiased_exactly() {
         let mut mean_hx = vec![0.0; full.grad_w_hx.len()];
         let mut mean_h0 = vec![0.0; full.grad_h0.len()];
         for pattern in 0..1u32 << steps {
-            let scales: Vec<f64> = (0..steps)
-                .map(|t| {
-                    if pattern >> t & 1 == 1 {
-                        0.0
-                    } else {
-                        1.0 / (1.0 - p_cut)
-                    }
-                })
-                .collect();
+            let scales: Vec<f64> =
+                (0..steps).map(|t| if pattern >> t & 1 == 1 { 0.0 } else { 1.0 / (1.0 - p_cut) }).collect();
             let cuts = pattern.count_ones() as i32;
             let prob = p_cut.powi(cuts) * (1.0 - p_cut).powi(steps as i32 - cuts);
             let g = bptt_carry_scaled(&p, &scales).unwrap();
-            mean.iter_mut()
-                .zip(&g.grad_w_hh)
-                .for_each(|(m, v)| *m += prob * v);
-            mean_hx
-                .iter_mut()
-                .zip(&g.grad_w_hx)
-                .for_each(|(m, v)| *m += prob * v);
-            mean_h0
-                .iter_mut()
-                .zip(&g.grad_h0)
-                .for_each(|(m, v)| *m += prob * v);
+            mean.iter_mut().zip(&g.grad_w_hh).for_each(|(m, v)| *m += prob * v);
+            mean_hx.iter_mut().zip(&g.grad_w_hx).for_each(|(m, v)| *m += prob * v);
+            mean_h0.iter_mut().zip(&g.grad_h0).for_each(|(m, v)| *m += prob * v);
         }
         assert!(rel_err(&mean, &full.grad_w_hh) < 1e-12, "{name}: grad_w_hh");
-        assert!(
-            rel_err(&mean_hx, &full.grad_w_hx) < 1e-12,
-            "{name}: grad_w_hx"
-        );
+        assert!(rel_err(&mean_hx, &full.grad_w_hx) < 1e-12, "{name}: grad_w_hx");
         assert!(rel_err(&mean_h0, &full.grad_h0) < 1e-12, "{name}: grad_h0");
     }
 }
@@ -374,34 +312,17 @@ fn random_truncation_mean_over_seeds_approaches_full() {
             sum[i] += g[i];
             sum_sq[i] += g[i] * g[i];
         }
-        let plain: Vec<f64> = scales
-            .iter()
-            .map(|&c| if c == 0.0 { 0.0 } else { 1.0 })
-            .collect();
+        let plain: Vec<f64> = scales.iter().map(|&c| if c == 0.0 { 0.0 } else { 1.0 }).collect();
         let g = bptt_carry_scaled(&p, &plain).unwrap().grad_w_hh;
         sum_unscaled.iter_mut().zip(&g).for_each(|(s, v)| *s += v);
     }
     let nf = n as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / nf).collect();
-    let var_sum: f64 = (0..full.len())
-        .map(|i| sum_sq[i] / nf - mean[i] * mean[i])
-        .sum();
+    let var_sum: f64 = (0..full.len()).map(|i| sum_sq[i] / nf - mean[i] * mean[i]).sum();
     let bound = 3.0 * (var_sum / nf).sqrt();
-    let miss = norm(
-        &mean
-            .iter()
-            .zip(&full)
-            .map(|(a, b)| a - b)
-            .collect::<Vec<_>>(),
-    );
+    let miss = norm(&mean.iter().zip(&full).map(|(a, b)| a - b).collect::<Vec<_>>());
     let unscaled: Vec<f64> = sum_unscaled.iter().map(|s| s / nf).collect();
-    let miss_unscaled = norm(
-        &unscaled
-            .iter()
-            .zip(&full)
-            .map(|(a, b)| a - b)
-            .collect::<Vec<_>>(),
-    );
+    let miss_unscaled = norm(&unscaled.iter().zip(&full).map(|(a, b)| a - b).collect::<Vec<_>>());
     println!(
         "‖full‖ {:.3e}: ‖mean − full‖ {miss:.3e} (bound {bound:.3e}); one sample's std {:.3e}; \
          unscaled cuts miss by {miss_unscaled:.3e}",
@@ -409,14 +330,8 @@ fn random_truncation_mean_over_seeds_approaches_full() {
         var_sum.sqrt()
     );
     assert!(miss < bound, "{miss} ≥ {bound}");
-    assert!(
-        miss_unscaled > 3.0 * bound,
-        "the test must tell a biased estimator apart"
-    );
-    assert!(
-        var_sum.sqrt() > 10.0 * bound,
-        "single samples are far from the mean"
-    );
+    assert!(miss_unscaled > 3.0 * bound, "the test must tell a biased estimator apart");
+    assert!(var_sum.sqrt() > 10.0 * bound, "single samples are far from the mean");
 }
 
 #[test]
@@ -427,10 +342,7 @@ fn segment_lengths_are_balanced_first_ones_longer() {
     assert_eq!(segment_lengths(7, 1).unwrap(), vec![7]);
     assert!(matches!(segment_lengths(5, 0), Err(Error::Invalid(_))));
     assert!(matches!(segment_lengths(5, 6), Err(Error::Invalid(_))));
-    assert_eq!(
-        segment_carry_scales(10, 3).unwrap(),
-        vec![1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
-    );
+    assert_eq!(segment_carry_scales(10, 3).unwrap(), vec![1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
     let p = problem(4, Activation::Identity, LossFn::Mse, LossAt::All);
     assert!(matches!(bptt_segments(&p, 0), Err(Error::Invalid(_))));
     assert!(matches!(bptt_segments(&p, 5), Err(Error::Invalid(_))));
@@ -469,14 +381,8 @@ fn segments_cut_the_gradient_at_their_boundaries() {
             worst = worst.max(assert_grads_close(&what, &g, &lanes, 1e-12));
             // The forward is the full one; L is the same sum, regrouped by segment.
             assert!(g.h == full.h && g.o == full.o, "{what}: forward states");
-            assert!(
-                (g.loss - full.loss).abs() <= 1e-14 * full.loss,
-                "{what}: loss"
-            );
-            assert!(
-                rel_err(&g.grad_w_hh, &full.grad_w_hh) > 1e-6,
-                "{what}: a real cut"
-            );
+            assert!((g.loss - full.loss).abs() <= 1e-14 * full.loss, "{what}: loss");
+            assert!(rel_err(&g.grad_w_hh, &full.grad_w_hh) > 1e-6, "{what}: a real cut");
         }
         // One-step segments keep only the output path, like K = 1 (but h_0 still gets the
         // first step's term, as it belongs to the first segment).

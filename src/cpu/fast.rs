@@ -61,12 +61,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     // hs = [h0; a_1..a_T], where a_t = x_t·w_hxᵀ + b_h until step t turns it into h_t.
     let mut hs = AlignedVec::zeros((nt + 1) * bh);
     hs[..bh].copy_from_slice(&to_f32(&p.h0));
-    gemm(
-        View::new(&x, rows, d),
-        View::new(&w_hx, nh, d).t(),
-        &mut hs[bh..],
-        false,
-    );
+    gemm(View::new(&x, rows, d), View::new(&w_hx, nh, d).t(), &mut hs[bh..], false);
     if let Some(b_h) = &w.b_h {
         add_to_rows(&mut hs[bh..], &to_f32(b_h));
     }
@@ -79,12 +74,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
 
     // o = H·w_qhᵀ + b_q, then L and ∂L/∂o for every step.
     let mut o = vec![0.0f32; rows * q];
-    gemm(
-        View::new(h_all, rows, nh),
-        View::new(&w_qh, q, nh).t(),
-        &mut o,
-        false,
-    );
+    gemm(View::new(h_all, rows, nh), View::new(&w_qh, q, nh).t(), &mut o, false);
     if let Some(b_q) = &w.b_q {
         add_to_rows(&mut o, &to_f32(b_q));
     }
@@ -93,60 +83,26 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     // grad_a starts as ∂L/∂o·w_qh (the output's share of ∂L/∂h_t) and becomes ∂L/∂a step by
     // step, last to first.
     let mut grad_a = AlignedVec::zeros(rows * nh);
-    gemm(
-        View::new(&grad_o, rows, q),
-        View::new(&w_qh, q, nh),
-        &mut grad_a,
-        false,
-    );
+    gemm(View::new(&grad_o, rows, q), View::new(&w_qh, q, nh), &mut grad_a, false);
     let mut grad_h_norm = vec![0.0f64; nt];
     for t in (0..nt).rev() {
         let (upto, after) = grad_a.split_at_mut((t + 1) * bh);
         let grad_a_next = (t + 1 < nt).then(|| &after[..bh]);
         let h_t = &h_all[t * bh..][..bh];
-        let sq = stepper.backward(
-            t % 2 == 1,
-            act,
-            &w_hh_t,
-            grad_a_next,
-            h_t,
-            &mut upto[t * bh..],
-        );
+        let sq = stepper.backward(t % 2 == 1, act, &w_hh_t, grad_a_next, h_t, &mut upto[t * bh..]);
         grad_h_norm[t] = sq.sqrt();
     }
     // ∂L/∂h0 = ∂L/∂a_1·w_hh: a backward step with nothing from the output and no φ'.
     let mut grad_h0 = vec![0.0f32; bh];
-    stepper.backward(
-        false,
-        Activation::Identity,
-        &w_hh_t,
-        Some(&grad_a[..bh]),
-        &hs[..bh],
-        &mut grad_h0,
-    );
+    stepper.backward(false, Activation::Identity, &w_hh_t, Some(&grad_a[..bh]), &hs[..bh], &mut grad_h0);
 
     let grad_a_view = View::new(&grad_a, rows, nh);
     let mut grad_w_hh = vec![0.0f32; nh * nh];
-    gemm(
-        grad_a_view.t(),
-        View::new(h_prev_all, rows, nh),
-        &mut grad_w_hh,
-        false,
-    );
+    gemm(grad_a_view.t(), View::new(h_prev_all, rows, nh), &mut grad_w_hh, false);
     let mut grad_w_hx = vec![0.0f32; nh * d];
-    gemm(
-        grad_a_view.t(),
-        View::new(&x, rows, d),
-        &mut grad_w_hx,
-        false,
-    );
+    gemm(grad_a_view.t(), View::new(&x, rows, d), &mut grad_w_hx, false);
     let mut grad_w_qh = vec![0.0f32; q * nh];
-    gemm(
-        View::new(&grad_o, rows, q).t(),
-        View::new(h_all, rows, nh),
-        &mut grad_w_qh,
-        false,
-    );
+    gemm(View::new(&grad_o, rows, q).t(), View::new(h_all, rows, nh), &mut grad_w_qh, false);
     let bias = p.has_bias();
 
     Grads {
@@ -178,17 +134,11 @@ const CONVERT_CHUNK: usize = 1 << 15;
 
 fn to_f32(v: &[f64]) -> Vec<f32> {
     // collect() writes straight into the new Vec: no zero-fill pass over memory first.
-    v.par_iter()
-        .with_min_len(CONVERT_CHUNK)
-        .map(|&x| x as f32)
-        .collect()
+    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f32).collect()
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.par_iter()
-        .with_min_len(CONVERT_CHUNK)
-        .map(|&x| x as f64)
-        .collect()
+    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f64).collect()
 }
 
 /// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.
@@ -210,25 +160,23 @@ fn transpose_padded(w: &[f32], n: usize) -> AlignedVec {
     const TILE: usize = 32;
     let ld = padded(n);
     let mut w_t = AlignedVec::zeros(n * ld);
-    w_t.par_chunks_mut(TILE * ld)
-        .enumerate()
-        .for_each(|(strip, out)| {
-            let j0 = strip * TILE;
-            let tj = out.len() / ld;
-            let mut tile = [[0.0f32; TILE]; TILE];
-            for i0 in (0..n).step_by(TILE) {
-                let ti = TILE.min(n - i0);
-                for i in 0..ti {
-                    let src = &w[(i0 + i) * ld + j0..][..tj];
-                    for (j, &x) in src.iter().enumerate() {
-                        tile[j][i] = x;
-                    }
-                }
-                for (j, row) in tile.iter().enumerate().take(tj) {
-                    out[j * ld + i0..][..ti].copy_from_slice(&row[..ti]);
+    w_t.par_chunks_mut(TILE * ld).enumerate().for_each(|(strip, out)| {
+        let j0 = strip * TILE;
+        let tj = out.len() / ld;
+        let mut tile = [[0.0f32; TILE]; TILE];
+        for i0 in (0..n).step_by(TILE) {
+            let ti = TILE.min(n - i0);
+            for i in 0..ti {
+                let src = &w[(i0 + i) * ld + j0..][..tj];
+                for (j, &x) in src.iter().enumerate() {
+                    tile[j][i] = x;
                 }
             }
-        });
+            for (j, row) in tile.iter().enumerate().take(tj) {
+                out[j * ld + i0..][..ti].copy_from_slice(&row[..ti]);
+            }
+        }
+    });
     w_t
 }
 

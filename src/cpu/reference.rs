@@ -31,11 +31,8 @@ pub fn forward(p: &Problem) -> Forward {
         for b in 0..nb {
             let x_t = &p.x[(t * nb + b) * d..][..d];
             // h_{t-1}: the initial state at t = 0, else the previous step's output.
-            let h_prev: Vec<f64> = if t == 0 {
-                p.h0[b * nh..][..nh].to_vec()
-            } else {
-                h[((t - 1) * nb + b) * nh..][..nh].to_vec()
-            };
+            let h_prev: Vec<f64> =
+                if t == 0 { p.h0[b * nh..][..nh].to_vec() } else { h[((t - 1) * nb + b) * nh..][..nh].to_vec() };
             for i in 0..nh {
                 // a_t[i] = Σ_j x_t[j] w_hx[i,j] + Σ_j h_{t-1}[j] w_hh[i,j] + b_h[i]
                 let mut acc = w.b_h.as_ref().map_or(0.0, |b_h| b_h[i]);
@@ -175,11 +172,7 @@ pub fn bptt(p: &Problem) -> Grads {
         for b in 0..nb {
             let row = t * nb + b;
             let h_t = &fwd.h[row * nh..][..nh];
-            let h_prev = if t == 0 {
-                &p.h0[b * nh..][..nh]
-            } else {
-                &fwd.h[((t - 1) * nb + b) * nh..][..nh]
-            };
+            let h_prev = if t == 0 { &p.h0[b * nh..][..nh] } else { &fwd.h[((t - 1) * nb + b) * nh..][..nh] };
             let x_t = &p.x[row * d..][..d];
             let grad_o_tb = &grad_o[row * q..][..q];
             // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t,  ∂L/∂b_q += ∂L/∂o_t

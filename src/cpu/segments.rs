@@ -18,9 +18,7 @@ use crate::model::{Grads, LossAt, Problem, Shape, Targets};
 /// longer (T = 10, n = 3 → [4, 3, 3]). Errors when n == 0 or n > T.
 pub fn segment_lengths(steps: usize, n: usize) -> Result<Vec<usize>> {
     if n == 0 || n > steps {
-        return Err(Error::Invalid(format!(
-            "cannot split {steps} steps into {n} segments: need 1 ≤ segments ≤ steps"
-        )));
+        return Err(Error::Invalid(format!("cannot split {steps} steps into {n} segments: need 1 ≤ segments ≤ steps")));
     }
     let (base, longer) = (steps / n, steps % n);
     Ok((0..n).map(|i| base + usize::from(i < longer)).collect())
@@ -52,11 +50,7 @@ pub fn bptt_segments(p: &Problem, n: usize) -> Result<Grads> {
 /// `run` (which must return the forward states h and o) with h0 = the previous segment's last
 /// state, and sums the results with the weights of the full problem. The states of the whole
 /// sequence are the segments' states end to end.
-pub fn run_in_segments(
-    p: &Problem,
-    n: usize,
-    mut run: impl FnMut(&Problem) -> Result<Grads>,
-) -> Result<Grads> {
+pub fn run_in_segments(p: &Problem, n: usize, mut run: impl FnMut(&Problem) -> Result<Grads>) -> Result<Grads> {
     let s = p.shape;
     let lengths = segment_lengths(s.steps, n)?;
     let (nb, d, nh, q) = (s.batch, s.input, s.hidden, s.output);
@@ -77,11 +71,7 @@ pub fn run_in_segments(
     let mut start = 0;
     for (i, &len) in lengths.iter().enumerate() {
         let last_segment = i + 1 == lengths.len();
-        let h0 = if start == 0 {
-            p.h0.clone()
-        } else {
-            total.h[(start - 1) * nb * nh..][..nb * nh].to_vec()
-        };
+        let h0 = if start == 0 { p.h0.clone() } else { total.h[(start - 1) * nb * nh..][..nb * nh].to_vec() };
         let targets = match &p.targets {
             Targets::Mse(y) => Targets::Mse(y[start * nb * q..][..len * nb * q].to_vec()),
             Targets::Xent(labels) => Targets::Xent(labels[start * nb..][..len * nb].to_vec()),
@@ -100,9 +90,7 @@ pub fn run_in_segments(
         };
         let g = run(&segment)?;
         if g.h.len() != len * nb * nh || g.o.len() != len * nb * q {
-            return Err(Error::Invalid(
-                "a segment's run must return its forward states".into(),
-            ));
+            return Err(Error::Invalid("a segment's run must return its forward states".into()));
         }
         total.h.extend_from_slice(&g.h);
         total.o.extend_from_slice(&g.o);
@@ -127,9 +115,7 @@ pub fn run_in_segments(
         if start == 0 {
             add_scaled(&mut total.grad_h0, &g.grad_h0, scale);
         }
-        total
-            .grad_h_norm
-            .extend(g.grad_h_norm.iter().map(|n| scale * n));
+        total.grad_h_norm.extend(g.grad_h_norm.iter().map(|n| scale * n));
         start += len;
     }
     Ok(total)

@@ -50,9 +50,7 @@ pub enum Truncation {
 /// the end, and p = 0 gives all ones (exactly full BPTT).
 pub fn random_carry_scales(steps: usize, p: f64, seed: u64) -> Result<Vec<f64>> {
     if !(0.0..1.0).contains(&p) {
-        return Err(Error::Invalid(format!(
-            "random truncation needs a cut probability p in [0, 1), got {p}"
-        )));
+        return Err(Error::Invalid(format!("random truncation needs a cut probability p in [0, 1), got {p}")));
     }
     let kept = 1.0 / (1.0 - p);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -68,9 +66,7 @@ pub fn random_carry_scales(steps: usize, p: f64, seed: u64) -> Result<Vec<f64>> 
 pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<Grads> {
     let nt = p.shape.steps;
     match trunc {
-        Truncation::Regular(0) => Err(Error::Invalid(
-            "truncation length K must be at least 1".into(),
-        )),
+        Truncation::Regular(0) => Err(Error::Invalid("truncation length K must be at least 1".into())),
         Truncation::Regular(k) => Ok(backward_lanes(p, k, &vec![1.0; nt])),
         Truncation::Random { p: cut, seed } => {
             let scales = random_carry_scales(nt, cut, seed)?;
@@ -167,11 +163,7 @@ fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> Grads {
         for b in 0..nb {
             let row = t * nb + b;
             let h_t = &fwd.h[row * nh..][..nh];
-            let h_prev = if t == 0 {
-                &p.h0[b * nh..][..nh]
-            } else {
-                &fwd.h[((t - 1) * nb + b) * nh..][..nh]
-            };
+            let h_prev = if t == 0 { &p.h0[b * nh..][..nh] } else { &fwd.h[((t - 1) * nb + b) * nh..][..nh] };
             let x_t = &p.x[row * d..][..d];
             let grad_o_tb = &grad_o[row * q..][..q];
             for kk in 0..q {

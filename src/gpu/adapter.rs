@@ -57,11 +57,7 @@ impl AdapterSummary {
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}, {}, driver {})",
-            self.name, self.backend, self.device_type, self.driver
-        )
+        write!(f, "{} ({}, {}, driver {})", self.name, self.backend, self.device_type, self.driver)
     }
 }
 
@@ -111,10 +107,7 @@ or on headless Linux Mesa's software adapter: `apt-get install mesa-vulkan-drive
 pub fn list_adapters(choice: BackendChoice) -> Vec<AdapterSummary> {
     let inst = instance(choice);
     let adapters = pollster::block_on(inst.enumerate_adapters(backends(choice)));
-    adapters
-        .iter()
-        .map(|a| AdapterSummary::from_info(&a.get_info()))
-        .collect()
+    adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
 }
 
 /// A device and queue ready for compute, with what we learnt about the adapter.
@@ -127,6 +120,8 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     /// The first error wgpu reported outside an error scope, if any (validation, out of memory).
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Compiled once per device, on first use, and shared by every object built on it.
+    pipelines: std::sync::OnceLock<Arc<crate::gpu::kernels::Pipelines>>,
 }
 
 impl GpuContext {
@@ -135,40 +130,25 @@ impl GpuContext {
     pub fn new(req: &AdapterRequest) -> Result<Self> {
         let inst = instance(req.backend);
         let adapters = pollster::block_on(inst.enumerate_adapters(backends(req.backend)));
-        let seen: Vec<String> = adapters
-            .iter()
-            .map(|a| AdapterSummary::from_info(&a.get_info()).to_string())
-            .collect();
-        let name = req
-            .name
-            .clone()
-            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
-            .map(|n| n.to_lowercase());
+        let seen: Vec<String> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info()).to_string()).collect();
+        let name = req.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).map(|n| n.to_lowercase());
         let chosen = adapters
             .into_iter()
             .filter(|a| {
                 let info = a.get_info();
                 (!req.software || info.device_type == wgpu::DeviceType::Cpu)
-                    && name
-                        .as_ref()
-                        .is_none_or(|n| info.name.to_lowercase().contains(n))
+                    && name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(n))
             })
             .min_by_key(|a| rank(a.get_info().device_type));
         let Some(adapter) = chosen else {
             let wanted = format!(
                 "backend {:?}{}{}",
                 req.backend,
-                name.as_ref()
-                    .map(|n| format!(", name containing \"{n}\""))
-                    .unwrap_or_default(),
+                name.as_ref().map(|n| format!(", name containing \"{n}\"")).unwrap_or_default(),
                 if req.software { ", software only" } else { "" }
             )
             .to_lowercase();
-            let found = if seen.is_empty() {
-                "none".to_string()
-            } else {
-                seen.join("; ")
-            };
+            let found = if seen.is_empty() { "none".to_string() } else { seen.join("; ") };
             return Err(Error::NoAdapter(format!(
                 "no GPU adapter matches ({wanted}); adapters found: {found}. To get one, {HOW_TO_GET_AN_ADAPTER}"
             )));
@@ -194,15 +174,13 @@ impl GpuContext {
             // wgpu's description spans several lines ("Validation Error", "Caused by:", ...):
             // keep them all, joined into one line.
             let text = match &e {
-                wgpu::Error::Validation { description, .. }
-                | wgpu::Error::Internal { description, .. } => description.clone(),
+                wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => {
+                    description.clone()
+                }
                 wgpu::Error::OutOfMemory { source } => format!("out of GPU memory: {source}"),
             };
-            let parts: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && *l != "Caused by:")
-                .collect();
+            let parts: Vec<&str> =
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "Caused by:").collect();
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| parts.join(": "));
         }));
@@ -214,20 +192,23 @@ impl GpuContext {
             limits,
             features,
             uncaptured,
+            pipelines: std::sync::OnceLock::new(),
         })
     }
 
     /// Fails with the first error wgpu reported since the last check.
     pub fn check_errors(&self) -> Result<()> {
-        match self
-            .uncaptured
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        match self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(msg) => Err(Error::Gpu(msg)),
             None => Ok(()),
         }
+    }
+
+    /// Every kernel's pipeline on this device, compiled on the first call.
+    pub fn pipelines(&self) -> Arc<crate::gpu::kernels::Pipelines> {
+        self.pipelines
+            .get_or_init(|| Arc::new(crate::gpu::kernels::Pipelines::new(&self.device, self.recurrent_layout())))
+            .clone()
     }
 
     /// recurrent_step's workgroup shape for this device.

@@ -14,13 +14,7 @@ impl BufferSizes {
     /// (name, description with dims, size in bytes) for a shape and schedule.
     pub fn new(s: Shape, schedule: Schedule, lanes: u32) -> Self {
         let k = lanes as u64;
-        let (t, b, d, h, q) = (
-            s.steps as u64,
-            s.batch as u64,
-            s.input as u64,
-            s.hidden as u64,
-            s.output as u64,
-        );
+        let (t, b, d, h, q) = (s.steps as u64, s.batch as u64, s.input as u64, s.hidden as u64, s.output as u64);
         let f = |n: u64| 4 * n.max(1);
         let mut list = vec![
             ("w_hx", "weights w_hx[h,d]".to_string(), f(h * d)),
@@ -29,19 +23,11 @@ impl BufferSizes {
             ("b_h", "bias b_h[h]".to_string(), f(h)),
             ("b_q", "bias b_q[q]".to_string(), f(q)),
             ("x", "inputs x[T,B,d]".to_string(), f(t * b * d)),
-            (
-                "h",
-                "hidden states h[T+1,B,h]".to_string(),
-                f((t + 1) * b * h),
-            ),
+            ("h", "hidden states h[T+1,B,h]".to_string(), f((t + 1) * b * h)),
             ("o", "outputs o[T,B,q]".to_string(), f(t * b * q)),
             ("y", "targets y[T,B,q]".to_string(), f(t * b * q)),
             ("labels", "labels[T,B]".to_string(), f(t * b)),
-            (
-                "grad_o",
-                "output gradients ∂L/∂o[T,B,q]".to_string(),
-                f(t * b * q),
-            ),
+            ("grad_o", "output gradients ∂L/∂o[T,B,q]".to_string(), f(t * b * q)),
             ("loss_rows", "per-row losses [T·B]".to_string(), f(t * b)),
             ("loss", "loss".to_string(), f(1)),
             (
@@ -53,11 +39,7 @@ impl BufferSizes {
                 },
                 f((t + 2) * b * k * h),
             ),
-            (
-                "grad_h",
-                "hidden-state gradients ∂L/∂h[T+1,B,h]".to_string(),
-                f((t + 1) * b * h),
-            ),
+            ("grad_h", "hidden-state gradients ∂L/∂h[T+1,B,h]".to_string(), f((t + 1) * b * h)),
             ("grad_w_hx", "gradient grad_w_hx[h,d]".to_string(), f(h * d)),
             ("grad_w_hh", "gradient grad_w_hh[h,h]".to_string(), f(h * h)),
             ("grad_w_qh", "gradient grad_w_qh[q,h]".to_string(), f(q * h)),
@@ -68,32 +50,16 @@ impl BufferSizes {
         ];
         if schedule == Schedule::Fused {
             list.extend([
-                (
-                    "xproj",
-                    "input projections x·w_hxᵀ[T,B,h]".to_string(),
-                    f(t * b * h),
-                ),
-                (
-                    "gq",
-                    "output-gradient projections ∂L/∂o·w_qh[T,B,h]".to_string(),
-                    f(t * b * h),
-                ),
-                (
-                    "w_hh_t",
-                    "transposed weights w_hhᵀ[h,h]".to_string(),
-                    f(h * h),
-                ),
+                ("xproj", "input projections x·w_hxᵀ[T,B,h]".to_string(), f(t * b * h)),
+                ("gq", "output-gradient projections ∂L/∂o·w_qh[T,B,h]".to_string(), f(t * b * h)),
+                ("w_hh_t", "transposed weights w_hhᵀ[h,h]".to_string(), f(h * h)),
             ]);
         }
         BufferSizes { list }
     }
 
     pub fn get(&self, name: &str) -> u64 {
-        self.list
-            .iter()
-            .find(|e| e.0 == name)
-            .map(|e| e.2)
-            .expect("known buffer")
+        self.list.iter().find(|e| e.0 == name).map(|e| e.2).expect("known buffer")
     }
 
     /// Fails, naming the first buffer that does not fit, if any exceeds what the adapter binds
@@ -103,11 +69,7 @@ impl BufferSizes {
             let bind = limits.max_storage_buffer_binding_size;
             let alloc = limits.max_buffer_size;
             if *bytes > bind.min(alloc) {
-                let (what, limit) = if bind <= alloc {
-                    ("binds", bind)
-                } else {
-                    ("allocates", alloc)
-                };
+                let (what, limit) = if bind <= alloc { ("binds", bind) } else { ("allocates", alloc) };
                 return Err(Error::Limit(format!(
                     "{desc} needs {}; this adapter ({adapter}) {what} at most {} per buffer: use a smaller shape",
                     human_bytes(*bytes),

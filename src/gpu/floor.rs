@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Kernel, PARAMS_SIZE, Pipelines, params};
+use super::kernels::{Kernel, PARAMS_SIZE, params};
 use super::{GpuContext, read_buffer};
 use crate::error::Result;
 
@@ -13,7 +13,7 @@ use crate::error::Result;
 /// warm-up, from timestamp queries where the adapter has them, else the host clock.
 pub fn dispatch_floor_ms(ctx: &GpuContext, count: u32, repeat: usize) -> Result<f64> {
     let device = &ctx.device;
-    let pipelines = Pipelines::new(device, ctx.recurrent_layout());
+    let pipelines = ctx.pipelines();
     let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("empty params"),
         contents: bytemuck::cast_slice(&params(&[64])),
@@ -57,12 +57,10 @@ pub fn dispatch_floor_ms(ctx: &GpuContext, count: u32, repeat: usize) -> Result<
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("empty dispatches"),
-                timestamp_writes: stamps.as_ref().map(|(set, _, _)| {
-                    wgpu::ComputePassTimestampWrites {
-                        query_set: set,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }
+                timestamp_writes: stamps.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
                 }),
             });
             pass.set_pipeline(pipelines.pipeline(Kernel::Empty));
@@ -83,8 +81,7 @@ pub fn dispatch_floor_ms(ctx: &GpuContext, count: u32, repeat: usize) -> Result<
             Some((_, _, readback)) => {
                 let bytes = read_buffer(ctx, readback, 16)?;
                 let ticks: &[u64] = bytemuck::cast_slice(&bytes);
-                ticks[1].saturating_sub(ticks[0]) as f64 * ctx.queue.get_timestamp_period() as f64
-                    / 1e6
+                ticks[1].saturating_sub(ticks[0]) as f64 * ctx.queue.get_timestamp_period() as f64 / 1e6
             }
             None => host_ms,
         };

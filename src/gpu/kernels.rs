@@ -132,21 +132,12 @@ impl RecurrentLayout {
     /// `BPTT_RECURRENT_LAYOUT=ROWSxCHUNKS` (e.g. `64x1`, `32x8`; ROWS·CHUNKS ≤ 256) overrides
     /// the choice, for tuning on a new GPU.
     pub fn for_device_type(t: wgpu::DeviceType) -> Self {
-        if let Some(layout) = std::env::var("BPTT_RECURRENT_LAYOUT")
-            .ok()
-            .and_then(|v| Self::parse(&v))
-        {
+        if let Some(layout) = std::env::var("BPTT_RECURRENT_LAYOUT").ok().and_then(|v| Self::parse(&v)) {
             return layout;
         }
         match t {
-            wgpu::DeviceType::Cpu => RecurrentLayout {
-                rows: 64,
-                chunks: 1,
-            },
-            _ => RecurrentLayout {
-                rows: 32,
-                chunks: 8,
-            },
+            wgpu::DeviceType::Cpu => RecurrentLayout { rows: 64, chunks: 1 },
+            _ => RecurrentLayout { rows: 32, chunks: 8 },
         }
     }
 }
@@ -155,8 +146,7 @@ impl RecurrentLayout {
     fn parse(v: &str) -> Option<Self> {
         let (r, c) = v.split_once('x')?;
         let (rows, chunks) = (r.trim().parse::<u32>().ok()?, c.trim().parse::<u32>().ok()?);
-        (rows >= 1 && chunks >= 1 && rows * chunks <= 256)
-            .then_some(RecurrentLayout { rows, chunks })
+        (rows >= 1 && chunks >= 1 && rows * chunks <= 256).then_some(RecurrentLayout { rows, chunks })
     }
 }
 
@@ -169,10 +159,7 @@ pub struct Pipelines {
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device, recurrent: RecurrentLayout) -> Self {
-        let constants = [
-            ("ROWS", recurrent.rows as f64),
-            ("CHUNKS", recurrent.chunks as f64),
-        ];
+        let constants = [("ROWS", recurrent.rows as f64), ("CHUNKS", recurrent.chunks as f64)];
         let entries = Kernel::ALL
             .iter()
             .map(|&k| {
@@ -217,11 +204,7 @@ impl Pipelines {
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: if k == Kernel::RecurrentStep {
-                            &constants
-                        } else {
-                            &[]
-                        },
+                        constants: if k == Kernel::RecurrentStep { &constants } else { &[] },
                         ..Default::default()
                     },
                     cache: None,
@@ -233,10 +216,7 @@ impl Pipelines {
     }
 
     fn entry(&self, k: Kernel) -> &(Kernel, wgpu::BindGroupLayout, wgpu::ComputePipeline) {
-        self.entries
-            .iter()
-            .find(|e| e.0 == k)
-            .expect("every kernel has a pipeline")
+        self.entries.iter().find(|e| e.0 == k).expect("every kernel has a pipeline")
     }
 
     pub fn layout(&self, k: Kernel) -> &wgpu::BindGroupLayout {

@@ -4,7 +4,7 @@
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Kernel, PARAMS_SIZE, Pipelines, params};
+use super::kernels::{Kernel, PARAMS_SIZE, params};
 use super::{GpuContext, read_buffer};
 use crate::error::Result;
 
@@ -29,11 +29,7 @@ pub fn matmul(
 ) -> Result<Vec<f32>> {
     let device = &ctx.device;
     let storage = |data: &[f32], extra: wgpu::BufferUsages| {
-        let contents: &[u8] = if data.is_empty() {
-            &[0; 4]
-        } else {
-            bytemuck::cast_slice(data)
-        };
+        let contents: &[u8] = if data.is_empty() { &[0; 4] } else { bytemuck::cast_slice(data) };
         device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents,
@@ -42,10 +38,7 @@ pub fn matmul(
     };
     let a_buf = storage(a.data, wgpu::BufferUsages::empty());
     let b_buf = storage(b.data, wgpu::BufferUsages::empty());
-    let c_buf = storage(
-        &vec![f32::NAN; (m * n) as usize],
-        wgpu::BufferUsages::COPY_SRC,
-    );
+    let c_buf = storage(&vec![f32::NAN; (m * n) as usize], wgpu::BufferUsages::COPY_SRC);
     let bias_buf = storage(bias.unwrap_or(&[]), wgpu::BufferUsages::empty());
     let fields = [
         m,
@@ -66,7 +59,7 @@ pub fn matmul(
         contents: bytemuck::cast_slice(&params(&fields)),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let pipelines = Pipelines::new(device, ctx.recurrent_layout());
+    let pipelines = ctx.pipelines();
     let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("matmul"),
         layout: pipelines.layout(Kernel::Matmul),
@@ -79,22 +72,10 @@ pub fn matmul(
                     size: wgpu::BufferSize::new(PARAMS_SIZE),
                 }),
             },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: a_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: b_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: c_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 4,
-                resource: bias_buf.as_entire_binding(),
-            },
+            wgpu::BindGroupEntry { binding: 1, resource: a_buf.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 2, resource: b_buf.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 3, resource: c_buf.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 4, resource: bias_buf.as_entire_binding() },
         ],
     });
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
@@ -108,7 +89,8 @@ pub fn matmul(
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(pipelines.pipeline(Kernel::Matmul));
         pass.set_bind_group(0, &bind_group, &[0]);
-        pass.dispatch_workgroups(n.div_ceil(64), m.div_ceil(64), 1);
+        let (gx, gy) = super::spread(n.div_ceil(64) * m.div_ceil(64), ctx.limits.max_compute_workgroups_per_dimension);
+        pass.dispatch_workgroups(gx, gy, 1);
     }
     encoder.copy_buffer_to_buffer(&c_buf, 0, &readback, 0, c_buf.size());
     ctx.queue.submit([encoder.finish()]);

@@ -43,19 +43,13 @@ pub struct RunTimes {
     pub total: f64,
     /// Per stage, in schedule order, where the adapter writes timestamps inside passes.
     pub stages: Vec<(Stage, f64)>,
+    /// Compute dispatches recorded.
+    pub dispatches: usize,
 }
 
 /// The result buffers, in the order they are packed into the readback buffer.
-const RESULTS: [&str; 8] = [
-    "clip_norms",
-    "loss",
-    "grad_w_hx",
-    "grad_w_hh",
-    "grad_w_qh",
-    "grad_b_h",
-    "grad_b_q",
-    "grad_h_norm",
-];
+const RESULTS: [&str; 8] =
+    ["clip_norms", "loss", "grad_w_hx", "grad_w_hh", "grad_w_qh", "grad_b_h", "grad_b_q", "grad_h_norm"];
 /// Timestamp slots: enough for a stamp before every stage and at the end of each pass.
 const QUERIES: u32 = 16;
 
@@ -68,9 +62,11 @@ pub struct GpuBptt {
     params: wgpu::Buffer,
     slot: u64,
     bind_groups: HashMap<Binding, wgpu::BindGroup>,
-    pipelines: Pipelines,
-    /// Mappable copy of the results (and of h and o when states are kept).
+    pipelines: std::sync::Arc<Pipelines>,
+    /// Mappable copy of the results (and timestamps).
     readback: wgpu::Buffer,
+    /// Mappable copy of h_1..h_T and o_1..o_T, made on the first run that keeps states.
+    states_readback: Option<wgpu::Buffer>,
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
     /// Timestamps between stages inside a pass (else one pair per pass).
     stage_stamps: bool,
@@ -117,27 +113,20 @@ impl GpuBptt {
     /// with K lanes of ∂L/∂a; see `shaders/truncated_step.wgsl`). K > T is full BPTT: use `new`.
     pub fn new_truncated(ctx: &GpuContext, shape: Shape, k: usize) -> Result<Self> {
         if k == 0 || k > shape.steps {
-            return Err(Error::Invalid(format!(
-                "truncation K must be in 1..={} (T), got {k}",
-                shape.steps
-            )));
+            return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
         }
         Self::build(ctx, shape, Schedule::Fused, Some(k as u32))
     }
 
-    fn build(
-        ctx: &GpuContext,
-        shape: Shape,
-        schedule_kind: Schedule,
-        lanes: Option<u32>,
-    ) -> Result<Self> {
+    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
         let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
         let most = schedule::build(schedule_kind, shape, &most(lanes));
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
         let params_bytes = slot * most.len() as u64;
-        if params_bytes > ctx.limits.max_buffer_size {
+        // Dynamic offsets are u32.
+        if params_bytes > ctx.limits.max_buffer_size || params_bytes > u32::MAX as u64 {
             return Err(Error::Limit(format!(
                 "the parameter arena ({}) exceeds this adapter's buffer size limit",
                 buffers::human_bytes(params_bytes)
@@ -148,9 +137,7 @@ impl GpuBptt {
             let buf = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(name),
                 size: *bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
             buffers.insert(*name, buf);
@@ -161,7 +148,7 @@ impl GpuBptt {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let pipelines = Pipelines::new(device, ctx.recurrent_layout());
+        let pipelines = ctx.pipelines();
         let mut bind_groups = HashMap::new();
         for binding in most.iter().map(|d| d.binding) {
             if bind_groups.contains_key(&binding) {
@@ -176,10 +163,8 @@ impl GpuBptt {
                 }),
             }];
             for (n, name) in binding.buffers().iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: n as u32 + 1,
-                    resource: buffers[name].as_entire_binding(),
-                });
+                entries
+                    .push(wgpu::BindGroupEntry { binding: n as u32 + 1, resource: buffers[name].as_entire_binding() });
             }
             let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(binding.kernel().name()),
@@ -188,11 +173,10 @@ impl GpuBptt {
             });
             bind_groups.insert(binding, bg);
         }
-        let results_bytes: u64 =
-            RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+        let results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: 8 * QUERIES as u64 + results_bytes + sizes.get("h") + sizes.get("o"),
+            size: 8 * QUERIES as u64 + results_bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -214,9 +198,7 @@ impl GpuBptt {
         Ok(GpuBptt {
             shape,
             schedule_kind,
-            stage_stamps: ctx
-                .features
-                .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            stage_stamps: ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             sizes,
             buffers,
             params,
@@ -224,6 +206,7 @@ impl GpuBptt {
             bind_groups,
             pipelines,
             readback,
+            states_readback: None,
             timestamps,
             config: None,
             schedule: Vec::new(),
@@ -242,7 +225,8 @@ impl GpuBptt {
 
     /// Bytes of GPU memory this object holds.
     pub fn memory_bytes(&self) -> u64 {
-        self.sizes.total() + self.params.size() + self.readback.size()
+        let states = self.states_readback.as_ref().map_or(0, |b| b.size());
+        self.sizes.total() + self.params.size() + self.readback.size() + states
     }
 
     /// Dispatches in the current schedule (after the first run).
@@ -251,32 +235,15 @@ impl GpuBptt {
     }
 
     pub fn timing_source(&self) -> TimingSource {
-        if self.timestamps.is_some() {
-            TimingSource::Timestamp
-        } else {
-            TimingSource::Host
-        }
+        if self.timestamps.is_some() { TimingSource::Timestamp } else { TimingSource::Host }
     }
 
     /// Fills every buffer a run must write with NaN, so an element no kernel writes shows up
     /// as NaN in the results (used by the tests).
     pub fn poison(&self, ctx: &GpuContext) {
-        for name in [
-            "h",
-            "o",
-            "grad_o",
-            "loss_rows",
-            "loss",
-            "grad_a",
-            "grad_h",
-            "grad_h_norm",
-        ] {
+        for name in ["h", "o", "grad_o", "loss_rows", "loss", "grad_a", "grad_h", "grad_h_norm"] {
             let n = (self.sizes.get(name) / 4) as usize;
-            ctx.queue.write_buffer(
-                &self.buffers[name],
-                0,
-                bytemuck::cast_slice(&vec![f32::NAN; n]),
-            );
+            ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&vec![f32::NAN; n]));
         }
     }
 
@@ -298,29 +265,19 @@ impl GpuBptt {
     fn upload(&self, ctx: &GpuContext, p: &Problem) {
         let q = &ctx.queue;
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let write = |name: &str, v: &[f64]| {
-            q.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)))
-        };
+        let write = |name: &str, v: &[f64]| q.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
         let s = self.shape;
         write("w_hx", &p.params.w_hx);
         write("w_hh", &p.params.w_hh);
         write("w_qh", &p.params.w_qh);
-        write(
-            "b_h",
-            p.params.b_h.as_deref().unwrap_or(&vec![0.0; s.hidden]),
-        );
-        write(
-            "b_q",
-            p.params.b_q.as_deref().unwrap_or(&vec![0.0; s.output]),
-        );
+        write("b_h", p.params.b_h.as_deref().unwrap_or(&vec![0.0; s.hidden]));
+        write("b_q", p.params.b_q.as_deref().unwrap_or(&vec![0.0; s.output]));
         write("x", &p.x);
         // h's slot 0 is h0.
         write("h", &p.h0);
         match &p.targets {
             Targets::Mse(y) => write("y", y),
-            Targets::Xent(labels) => {
-                q.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels))
-            }
+            Targets::Xent(labels) => q.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels)),
         }
     }
 
@@ -336,30 +293,19 @@ impl GpuBptt {
         first_query: u32,
     ) -> (Vec<Stage>, u32) {
         let set = self.timestamps.as_ref().map(|(set, _)| set);
-        let pass_stamps =
-            set.filter(|_| !self.stage_stamps)
-                .map(|set| wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: Some(first_query),
-                    end_of_pass_write_index: Some(first_query + 1),
-                });
+        let pass_stamps = set.filter(|_| !self.stage_stamps).map(|set| wgpu::ComputePassTimestampWrites {
+            query_set: set,
+            beginning_of_pass_write_index: Some(first_query),
+            end_of_pass_write_index: Some(first_query + 1),
+        });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(if phase == Phase::Forward {
-                "forward"
-            } else {
-                "backward"
-            }),
+            label: Some(if phase == Phase::Forward { "forward" } else { "backward" }),
             timestamp_writes: pass_stamps,
         });
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let mut stages: Vec<Stage> = Vec::new();
         let mut query = first_query;
-        for (i, d) in self
-            .schedule
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.stage.phase() == phase)
-        {
+        for (i, d) in self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase) {
             if stages.last() != Some(&d.stage) {
                 stages.push(d.stage);
                 if let (Some(set), true) = (set, self.stage_stamps) {
@@ -368,28 +314,14 @@ impl GpuBptt {
                 }
             }
             let kernel = d.binding.kernel();
-            let (gx, gy) = match d.work {
-                Work::Grid(x, y) => (x, y),
-                Work::Invocations(n) | Work::Workgroups(n) | Work::Rows(n) => {
-                    let groups = match d.work {
-                        Work::Invocations(_) => n.div_ceil(kernel.workgroup_size()),
-                        Work::Rows(_) => n.div_ceil(self.pipelines.recurrent.rows),
-                        _ => n,
-                    };
-                    // Past the per-dimension limit, spread over y; kernels linearise (x, y) back.
-                    if groups <= max_dim {
-                        (groups, 1)
-                    } else {
-                        (max_dim, groups.div_ceil(max_dim))
-                    }
-                }
+            let groups = match d.work {
+                Work::Invocations(n) => n.div_ceil(kernel.workgroup_size()),
+                Work::Rows(n) => n.div_ceil(self.pipelines.recurrent.rows),
+                Work::Workgroups(n) => n,
             };
+            let (gx, gy) = spread(groups, max_dim);
             pass.set_pipeline(self.pipelines.pipeline(kernel));
-            pass.set_bind_group(
-                0,
-                &self.bind_groups[&d.binding],
-                &[(i as u64 * self.slot) as u32],
-            );
+            pass.set_bind_group(0, &self.bind_groups[&d.binding], &[(i as u64 * self.slot) as u32]);
             pass.dispatch_workgroups(gx, gy, 1);
         }
         match (set, self.stage_stamps) {
@@ -403,20 +335,8 @@ impl GpuBptt {
     }
 
     /// Forward + backward on the GPU. With `keep_states`, h_1..h_T and o_1..o_T are read back too.
-    pub fn run(
-        &mut self,
-        ctx: &GpuContext,
-        p: &Problem,
-        keep_states: bool,
-    ) -> Result<(Grads, RunTimes)> {
-        self.run_with(
-            ctx,
-            p,
-            &RunOptions {
-                keep_states,
-                ..Default::default()
-            },
-        )
+    pub fn run(&mut self, ctx: &GpuContext, p: &Problem, keep_states: bool) -> Result<(Grads, RunTimes)> {
+        self.run_with(ctx, p, &RunOptions { keep_states, ..Default::default() })
     }
 
     /// ‖g‖ over the parameter gradients before the last run clipped them (None if it did not).
@@ -425,41 +345,23 @@ impl GpuBptt {
     }
 
     /// Forward + backward on the GPU with the extras of `opts`.
-    pub fn run_with(
-        &mut self,
-        ctx: &GpuContext,
-        p: &Problem,
-        opts: &RunOptions,
-    ) -> Result<(Grads, RunTimes)> {
+    pub fn run_with(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, RunTimes)> {
         let keep_states = opts.keep_states;
         if let Some(c) = opts.carry.as_ref().filter(|c| c.len() != p.shape.steps) {
-            return Err(Error::Invalid(format!(
-                "{} carry scales for {} steps",
-                c.len(),
-                p.shape.steps
-            )));
+            return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
         }
         if let Some(theta) = opts.clip.filter(|t| !(t.is_finite() && *t > 0.0)) {
-            return Err(Error::Invalid(format!(
-                "the clipping threshold must be a finite number > 0, got {theta}"
-            )));
+            return Err(Error::Invalid(format!("the clipping threshold must be a finite number > 0, got {theta}")));
         }
         if p.shape != self.shape {
-            return Err(Error::Invalid(format!(
-                "this GPU object was built for {}, not {}",
-                self.shape, p.shape
-            )));
+            return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));
         }
         let config = Config {
             activation: p.activation,
             loss_fn: p.loss_fn(),
             loss_at: p.loss_at,
             bias: p.has_bias(),
-            carry: opts
-                .carry
-                .as_ref()
-                .map(|c| c.iter().map(|&x| x as f32).collect())
-                .unwrap_or_default(),
+            carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
             lanes: self.lanes,
             clip: opts.clip.map(|x| x as f32),
         };
@@ -470,32 +372,16 @@ impl GpuBptt {
         ctx.wait()?;
         let uploaded = Instant::now();
 
-        let new_encoder = || {
-            ctx.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("bptt"),
-                })
-        };
+        let new_encoder = || ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bptt") });
         let mut encoder = new_encoder();
         // The gradients are sums over steps: start them at zero. ∂L/∂a_{T+1} = 0 too.
-        for name in [
-            "grad_w_hx",
-            "grad_w_hh",
-            "grad_w_qh",
-            "grad_b_h",
-            "grad_b_q",
-            "clip_norms",
-        ] {
+        for name in ["grad_w_hx", "grad_w_hh", "grad_w_qh", "grad_b_h", "grad_b_q", "clip_norms"] {
             encoder.clear_buffer(&self.buffers[name], 0, None);
         }
         let s = self.shape;
         let slot_bytes = (s.batch * s.hidden * 4) as u64;
         let a_slot_bytes = slot_bytes * self.lanes.unwrap_or(1) as u64;
-        encoder.clear_buffer(
-            &self.buffers["grad_a"],
-            (s.steps as u64 + 1) * a_slot_bytes,
-            Some(a_slot_bytes),
-        );
+        encoder.clear_buffer(&self.buffers["grad_a"], (s.steps as u64 + 1) * a_slot_bytes, Some(a_slot_bytes));
         let mut host_ms = [f64::NAN; 2];
         let mut stamped: Vec<(Phase, Vec<Stage>, u32)> = Vec::new();
         if let Some((set, resolve)) = &self.timestamps {
@@ -513,15 +399,31 @@ impl GpuBptt {
             for (n, phase) in [Phase::Forward, Phase::Backward].into_iter().enumerate() {
                 let t = Instant::now();
                 self.record_pass(ctx, &mut encoder, phase, 0);
-                ctx.queue
-                    .submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
+                ctx.queue.submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
                 ctx.wait()?;
                 host_ms[n] = t.elapsed().as_secs_f64() * 1e3;
             }
         }
         let computed = Instant::now();
 
-        // Pack results (and states) into the readback buffer after the timestamps.
+        // States go to their own mappable buffer, made the first time they are asked for.
+        let state_bytes = s.steps as u64 * slot_bytes + self.sizes.get("o");
+        if keep_states && self.states_readback.is_none() {
+            if state_bytes > ctx.limits.max_buffer_size {
+                return Err(Error::Limit(format!(
+                    "reading back the states h and o needs {}; this adapter allocates at most {} per buffer",
+                    buffers::human_bytes(state_bytes),
+                    buffers::human_bytes(ctx.limits.max_buffer_size)
+                )));
+            }
+            self.states_readback = Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("states readback"),
+                size: state_bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        // Pack the results into the readback buffer after the timestamps.
         let mut encoder = new_encoder();
         let mut at = 8 * QUERIES as u64;
         let mut places = Vec::new();
@@ -534,12 +436,23 @@ impl GpuBptt {
             copy(name, 0, self.sizes.get(name));
         }
         copy("grad_h", 0, grad_h0_bytes(s)); // slot 0 of grad_h is ∂L/∂h0
-        if keep_states {
-            copy("h", slot_bytes, s.steps as u64 * slot_bytes); // h_1..h_T
-            copy("o", 0, self.sizes.get("o"));
+        let states = self.states_readback.as_ref().filter(|_| keep_states);
+        if let Some(dst) = states {
+            let h_bytes = s.steps as u64 * slot_bytes;
+            encoder.copy_buffer_to_buffer(&self.buffers["h"], slot_bytes, dst, 0, h_bytes); // h_1..h_T
+            encoder.copy_buffer_to_buffer(&self.buffers["o"], 0, dst, h_bytes, self.sizes.get("o"));
         }
         ctx.queue.submit([encoder.finish()]);
         let data = read_buffer(ctx, &self.readback, at)?;
+        let (h_states, o_states) = match states {
+            Some(buf) => {
+                let bytes = read_buffer(ctx, buf, state_bytes)?;
+                let all: Vec<f64> = bytemuck::cast_slice::<u8, f32>(&bytes).iter().map(|&x| x as f64).collect();
+                let h_len = s.steps * s.batch * s.hidden;
+                (all[..h_len].to_vec(), all[h_len..].to_vec())
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let floats = |i: usize| -> Vec<f64> {
             let (off, len) = places[i];
             bytemuck::cast_slice::<u8, f32>(&data[off as usize..(off + len) as usize])
@@ -559,17 +472,15 @@ impl GpuBptt {
             grad_b_q: bias.then(|| floats(6)),
             grad_h_norm: floats(7),
             grad_h0: floats(8),
-            h: if keep_states { floats(9) } else { Vec::new() },
-            o: if keep_states { floats(10) } else { Vec::new() },
+            h: h_states,
+            o: o_states,
         };
         let done = Instant::now();
         let mut stages = Vec::new();
         let (forward_ms, backward_ms) = if self.timestamps.is_some() {
             let ticks: &[u64] = bytemuck::cast_slice(&data[..8 * QUERIES as usize]);
             let ns = ctx.queue.get_timestamp_period() as f64;
-            let span = |a: u32, b: u32| {
-                ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6
-            };
+            let span = |a: u32, b: u32| ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6;
             let mut phase_ms = [0.0; 2];
             for (n, (_, names, first)) in stamped.iter().enumerate() {
                 if self.stage_stamps {
@@ -592,6 +503,7 @@ impl GpuBptt {
             readback: (done - computed).as_secs_f64() * 1e3,
             total: (done - start).as_secs_f64() * 1e3,
             stages,
+            dispatches: self.schedule.len(),
         };
         Ok((grads, times))
     }
@@ -602,6 +514,12 @@ fn grad_h0_bytes(s: Shape) -> u64 {
 }
 
 /// Maps the first `len` bytes of `buffer`, copies them out, and unmaps.
+/// A workgroup count as an (x, y) grid within the per-dimension limit; the kernels linearise
+/// (x, y) back and skip the few workgroups past the count.
+pub(crate) fn spread(groups: u32, max_dim: u32) -> (u32, u32) {
+    if groups <= max_dim { (groups, 1) } else { (max_dim, groups.div_ceil(max_dim)) }
+}
+
 pub(crate) fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
     let slice = buffer.slice(..len);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -613,15 +531,10 @@ pub(crate) fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: u64) -> 
         Some(Ok(())) => {}
         Some(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
         None => {
-            return Err(Error::Gpu(
-                "reading results back: the map request was dropped".into(),
-            ));
+            return Err(Error::Gpu("reading results back: the map request was dropped".into()));
         }
     }
-    let data = slice
-        .get_mapped_range()
-        .map_err(|e| Error::Gpu(format!("reading results back: {e}")))?
-        .to_vec();
+    let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading results back: {e}")))?.to_vec();
     buffer.unmap();
     Ok(data)
 }

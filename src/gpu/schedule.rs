@@ -155,15 +155,11 @@ impl Binding {
             ColsumBH | ColsumBQ => Kernel::AccumulateColsum,
             Norms => Kernel::RowNorms,
             TransposeWHh => Kernel::Transpose,
-            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh => {
-                Kernel::Matmul
-            }
+            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh => Kernel::Matmul,
             RecurrentForward | RecurrentBackward => Kernel::RecurrentStep,
             TruncatedBackward => Kernel::TruncatedStep,
             ClipNormWHx | ClipNormWHh | ClipNormWQh | ClipNormBH | ClipNormBQ => Kernel::RowNorms,
-            ClipScaleWHx | ClipScaleWHh | ClipScaleWQh | ClipScaleBH | ClipScaleBQ => {
-                Kernel::ClipScale
-            }
+            ClipScaleWHx | ClipScaleWHh | ClipScaleWQh | ClipScaleBH | ClipScaleBQ => Kernel::ClipScale,
         }
     }
 
@@ -213,8 +209,6 @@ pub enum Work {
     Invocations(u32),
     /// One workgroup per item.
     Workgroups(u32),
-    /// An explicit (x, y) grid of workgroups (matmul's tiles).
-    Grid(u32, u32),
     /// recurrent_step: this many items, `RecurrentLayout::rows` per workgroup.
     Rows(u32),
 }
@@ -258,14 +252,7 @@ fn dims(s: Shape, c: &Config) -> Dims {
         Activation::Identity => 0,
         Activation::Tanh => 1,
     };
-    Dims {
-        nt: s.steps as u32,
-        b: s.batch as u32,
-        d: s.input as u32,
-        h: s.hidden as u32,
-        q: s.output as u32,
-        act,
-    }
+    Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
 }
 
 /// c_t's bits for a parameter block (1 where no scales are given).
@@ -277,12 +264,7 @@ struct Builder(Vec<Dispatch>);
 
 impl Builder {
     fn push(&mut self, stage: Stage, binding: Binding, fields: &[u32], work: Work) {
-        self.0.push(Dispatch {
-            stage,
-            binding,
-            params: params(fields),
-            work,
-        });
+        self.0.push(Dispatch { stage, binding, params: params(fields), work });
     }
 
     /// loss_grad_o and reduce_sum: ℓ and ∂L/∂o for all T·B rows, then L.
@@ -297,51 +279,15 @@ impl Builder {
             LossFn::Xent => 1,
         };
         let fields = [rows, z.b, z.q, loss_fn, weight.to_bits(), first_scored_row];
-        self.push(
-            Stage::OutputAndLoss,
-            Binding::Loss,
-            &fields,
-            Work::Workgroups(rows),
-        );
-        self.push(
-            Stage::OutputAndLoss,
-            Binding::LossSum,
-            &[rows, 0, 0],
-            Work::Workgroups(1),
-        );
+        self.push(Stage::OutputAndLoss, Binding::Loss, &fields, Work::Workgroups(rows));
+        self.push(Stage::OutputAndLoss, Binding::LossSum, &[rows, 0, 0], Work::Workgroups(1));
     }
 
     /// matmul: C[M,N] = A·B (+ bias), with A and B given as (offset, row stride, col stride).
-    fn matmul(
-        &mut self,
-        stage: Stage,
-        binding: Binding,
-        mnk: [u32; 3],
-        a: [u32; 3],
-        b: [u32; 3],
-        add_bias: bool,
-    ) {
+    fn matmul(&mut self, stage: Stage, binding: Binding, mnk: [u32; 3], a: [u32; 3], b: [u32; 3], add_bias: bool) {
         let [m, n, k] = mnk;
-        let fields = [
-            m,
-            n,
-            k,
-            a[0],
-            a[1],
-            a[2],
-            b[0],
-            b[1],
-            b[2],
-            0,
-            0,
-            add_bias as u32,
-        ];
-        self.push(
-            stage,
-            binding,
-            &fields,
-            Work::Grid(n.div_ceil(64), m.div_ceil(64)),
-        );
+        let fields = [m, n, k, a[0], a[1], a[2], b[0], b[1], b[2], 0, 0, add_bias as u32];
+        self.push(stage, binding, &fields, Work::Workgroups(n.div_ceil(64) * m.div_ceil(64)));
     }
 
     /// Clipping: each parameter gradient's norm into `clip_norms`, then every one scaled by
@@ -358,20 +304,10 @@ impl Builder {
         let count = if c.bias { 5 } else { 3 };
         for (slot, &(norm, _, n)) in grads[..count].iter().enumerate() {
             // row_norms with one row of n values, written to clip_norms[slot].
-            self.push(
-                Stage::Clip,
-                norm,
-                &[1, n, 0, slot as u32],
-                Work::Workgroups(1),
-            );
+            self.push(Stage::Clip, norm, &[1, n, 0, slot as u32], Work::Workgroups(1));
         }
         for &(_, scale, n) in &grads[..count] {
-            self.push(
-                Stage::Clip,
-                scale,
-                &[n, count as u32, theta.to_bits()],
-                Work::Invocations(n),
-            );
+            self.push(Stage::Clip, scale, &[n, count as u32, theta.to_bits()], Work::Invocations(n));
         }
     }
 }
@@ -388,87 +324,32 @@ pub fn build(schedule: Schedule, s: Shape, c: &Config) -> Vec<Dispatch> {
 /// ∂L/∂o for all steps; then per step, in reverse, a backward dispatch and the accumulation of
 /// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms.
 pub fn stepwise(s: Shape, c: &Config) -> Vec<Dispatch> {
-    assert!(
-        c.lanes.is_none(),
-        "truncation to K steps needs the fused schedule"
-    );
+    assert!(c.lanes.is_none(), "truncation to K steps needs the fused schedule");
     let z = dims(s, c);
-    let Dims {
-        nt,
-        b,
-        d,
-        h,
-        q,
-        act,
-    } = z;
+    let Dims { nt, b, d, h, q, act } = z;
     let mut v = Builder(Vec::new());
     use Stage::*;
     use Work::*;
     for t in 1..=nt {
-        v.push(
-            ForwardSteps,
-            Binding::Forward,
-            &[t, b, d, h, act],
-            Invocations(b * h),
-        );
-        v.push(
-            ForwardSteps,
-            Binding::Output,
-            &[t, b, h, q],
-            Invocations(b * q),
-        );
+        v.push(ForwardSteps, Binding::Forward, &[t, b, d, h, act], Invocations(b * h));
+        v.push(ForwardSteps, Binding::Output, &[t, b, h, q], Invocations(b * q));
     }
     v.loss(&z, c);
     for t in (1..=nt).rev() {
-        v.push(
-            BackwardSteps,
-            Binding::Backward,
-            &[t, b, h, q, act, carry(c, t)],
-            Invocations(b * h),
-        );
+        v.push(BackwardSteps, Binding::Backward, &[t, b, h, q, act, carry(c, t)], Invocations(b * h));
         // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
-        v.push(
-            BackwardSteps,
-            Binding::OuterWQh,
-            &[q, h, b, (t - 1) * b * q, t * b * h],
-            Invocations(q * h),
-        );
+        v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
         // ∂L/∂w_hh += ∂L/∂a_tᵀ·h_{t-1}
-        v.push(
-            BackwardSteps,
-            Binding::OuterWHh,
-            &[h, h, b, t * b * h, (t - 1) * b * h],
-            Invocations(h * h),
-        );
+        v.push(BackwardSteps, Binding::OuterWHh, &[h, h, b, t * b * h, (t - 1) * b * h], Invocations(h * h));
         // ∂L/∂w_hx += ∂L/∂a_tᵀ·x_t
-        v.push(
-            BackwardSteps,
-            Binding::OuterWHx,
-            &[h, d, b, t * b * h, (t - 1) * b * d],
-            Invocations(h * d),
-        );
+        v.push(BackwardSteps, Binding::OuterWHx, &[h, d, b, t * b * h, (t - 1) * b * d], Invocations(h * d));
         if c.bias {
-            v.push(
-                BackwardSteps,
-                Binding::ColsumBH,
-                &[h, b, t * b * h, h],
-                Invocations(h),
-            );
-            v.push(
-                BackwardSteps,
-                Binding::ColsumBQ,
-                &[q, b, (t - 1) * b * q, q],
-                Invocations(q),
-            );
+            v.push(BackwardSteps, Binding::ColsumBH, &[h, b, t * b * h, h], Invocations(h));
+            v.push(BackwardSteps, Binding::ColsumBQ, &[q, b, (t - 1) * b * q, q], Invocations(q));
         }
     }
     // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh: the backward kernel at t = 0.
-    v.push(
-        Norms,
-        Binding::Backward,
-        &[0, b, h, q, act, carry(c, 0)],
-        Invocations(b * h),
-    );
+    v.push(BackwardSteps, Binding::Backward, &[0, b, h, q, act, carry(c, 0)], Invocations(b * h));
     v.clip(&z, c);
     // grad_h_norm[t] = ‖∂L/∂h_t‖ for t = 1..T (grad_h's slot 0 is ∂L/∂h0).
     v.push(Norms, Binding::Norms, &[nt, b * h, 1, 0], Workgroups(nt));
@@ -479,64 +360,26 @@ pub fn stepwise(s: Shape, c: &Config) -> Vec<Dispatch> {
 /// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases).
 pub fn fused(s: Shape, c: &Config) -> Vec<Dispatch> {
     let z = dims(s, c);
-    let Dims {
-        nt,
-        b,
-        d,
-        h,
-        q,
-        act,
-    } = z;
+    let Dims { nt, b, d, h, q, act } = z;
     let rows = nt * b; // every (t, b) row at once
     let bh = b * h; // one slot
     let mut v = Builder(Vec::new());
     use Stage::*;
     // w_hhᵀ for the forward recurrence (whose invocations then read rows of it), made on the
     // GPU from this run's w_hh.
-    v.push(
-        InputProjection,
-        Binding::TransposeWHh,
-        &[h, h],
-        Work::Invocations(h * h),
-    );
+    v.push(InputProjection, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
     // xproj = X·w_hxᵀ + b_h: A = x [rows, d]; B[k, n] = w_hx[n, k].
-    v.matmul(
-        InputProjection,
-        Binding::InputProjection,
-        [rows, h, d],
-        [0, d, 1],
-        [0, 1, d],
-        c.bias,
-    );
+    v.matmul(InputProjection, Binding::InputProjection, [rows, h, d], [0, d, 1], [0, 1, d], c.bias);
     // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ); recurrent_step serves (i, 4 batch entries) per item.
     let rec = Work::Rows(b.div_ceil(4) * h);
     for t in 1..=nt {
-        v.push(
-            ForwardSteps,
-            Binding::RecurrentForward,
-            &[0, b, h, act, t - 1, t, t - 1, t],
-            rec,
-        );
+        v.push(ForwardSteps, Binding::RecurrentForward, &[0, b, h, act, t - 1, t, t - 1, t], rec);
     }
     // o = H·w_qhᵀ + b_q over h_1..h_T: A = h from slot 1; B[k, n] = w_qh[n, k].
-    v.matmul(
-        OutputAndLoss,
-        Binding::OutputProjection,
-        [rows, q, h],
-        [bh, h, 1],
-        [0, 1, h],
-        c.bias,
-    );
+    v.matmul(OutputAndLoss, Binding::OutputProjection, [rows, q, h], [bh, h, 1], [0, 1, h], c.bias);
     v.loss(&z, c);
     // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
-    v.matmul(
-        OutputGradient,
-        Binding::OutputGradient,
-        [rows, h, q],
-        [0, q, 1],
-        [0, h, 1],
-        false,
-    );
+    v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false);
     // Where ∂L/∂a_t lives: one [B, h] block per slot, or with K lanes [B, K, h] per slot of
     // which lane K (the last) is the truncated ∂L/∂a_t.
     let (a_slot, a_off, a_stride) = match c.lanes {
@@ -547,73 +390,27 @@ pub fn fused(s: Shape, c: &Config) -> Vec<Dispatch> {
                 v.push(BackwardSteps, Binding::RecurrentBackward, &fields, rec);
             }
             // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh
-            v.push(
-                BackwardSteps,
-                Binding::RecurrentBackward,
-                &[2, b, h, act, 1, 0, 0, 0, carry(c, 0)],
-                rec,
-            );
+            v.push(BackwardSteps, Binding::RecurrentBackward, &[2, b, h, act, 1, 0, 0, 0, carry(c, 0)], rec);
             (bh, 0, h)
         }
         Some(k) => {
             for t in (1..=nt).rev() {
-                v.push(
-                    BackwardSteps,
-                    Binding::TruncatedBackward,
-                    &[1, b, h, act, k, t],
-                    Work::Invocations(b * k * h),
-                );
+                v.push(BackwardSteps, Binding::TruncatedBackward, &[1, b, h, act, k, t], Work::Invocations(b * k * h));
             }
-            v.push(
-                BackwardSteps,
-                Binding::TruncatedBackward,
-                &[2, b, h, act, k, 0],
-                Work::Invocations(b * h),
-            );
+            v.push(BackwardSteps, Binding::TruncatedBackward, &[2, b, h, act, k, 0], Work::Invocations(b * h));
             (bh * k, (k - 1) * h, k * h)
         }
     };
     // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev: A[i, k] = ∂L/∂a of row k (from slot 1); B = h from slot 0.
-    v.matmul(
-        WeightGradients,
-        Binding::GradWHh,
-        [h, h, rows],
-        [a_slot + a_off, 1, a_stride],
-        [0, h, 1],
-        false,
-    );
+    v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], [a_slot + a_off, 1, a_stride], [0, h, 1], false);
     // ∂L/∂w_hx = ∂L/∂Aᵀ·X
-    v.matmul(
-        WeightGradients,
-        Binding::GradWHx,
-        [h, d, rows],
-        [a_slot + a_off, 1, a_stride],
-        [0, d, 1],
-        false,
-    );
+    v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], [a_slot + a_off, 1, a_stride], [0, d, 1], false);
     // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
-    v.matmul(
-        WeightGradients,
-        Binding::GradWQh,
-        [q, h, rows],
-        [0, 1, q],
-        [bh, h, 1],
-        false,
-    );
+    v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false);
     if c.bias {
         // Column sums over all T·B rows.
-        v.push(
-            WeightGradients,
-            Binding::ColsumBH,
-            &[h, rows, a_slot + a_off, a_stride],
-            Work::Invocations(h),
-        );
-        v.push(
-            WeightGradients,
-            Binding::ColsumBQ,
-            &[q, rows, 0, q],
-            Work::Invocations(q),
-        );
+        v.push(WeightGradients, Binding::ColsumBH, &[h, rows, a_slot + a_off, a_stride], Work::Invocations(h));
+        v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0, q], Work::Invocations(q));
     }
     v.clip(&z, c);
     v.push(Norms, Binding::Norms, &[nt, bh, 1, 0], Work::Workgroups(nt));

@@ -10,18 +10,8 @@ use crate::error::{Error, Result};
 use crate::model::{Grads, Shape};
 
 /// The tensor names a result file may hold.
-const RESULTS: [&str; 10] = [
-    "loss",
-    "grad_w_hx",
-    "grad_w_hh",
-    "grad_w_qh",
-    "grad_b_h",
-    "grad_b_q",
-    "grad_h0",
-    "grad_h_norm",
-    "h",
-    "o",
-];
+const RESULTS: [&str; 10] =
+    ["loss", "grad_w_hx", "grad_w_hh", "grad_w_qh", "grad_b_h", "grad_b_q", "grad_h0", "grad_h_norm", "h", "o"];
 
 /// A result file read back: the gradients (as f64), the shape they imply, and the metadata.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,13 +33,7 @@ pub fn save_grads(
     save_states: bool,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let Shape {
-        steps: t,
-        batch: b,
-        input: d,
-        hidden: h,
-        output: q,
-    } = *shape;
+    let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = *shape;
     let mut tensors: Vec<(&'static str, Vec<usize>, &[f64])> = vec![
         ("loss", vec![], std::slice::from_ref(&g.loss)),
         ("grad_w_hx", vec![h, d], &g.grad_w_hx),
@@ -83,10 +67,7 @@ pub fn save_grads(
                 // rather than written as a file that would not load.
                 return Err(Error::tensor(
                     name,
-                    format!(
-                        "expected {n} values for shape {dims:?} ({shape}), got {}",
-                        v.len()
-                    ),
+                    format!("expected {n} values for shape {dims:?} ({shape}), got {}", v.len()),
                 ));
             }
             Ok(tensor::f32_tensor(name, dims, v))
@@ -131,18 +112,11 @@ fn from_tensors(st: &SafeTensors, metadata: HashMap<String, String>) -> Result<L
     let grad_b_q = read("grad_b_q", &["q"], false)?;
     let h = read("h", &["T", "B", "h"], false)?;
     let o = read("o", &["T", "B", "q"], false)?;
-    for (a, b, what) in [
-        (
-            "grad_b_h",
-            "grad_b_q",
-            grad_b_h.is_some() != grad_b_q.is_some(),
-        ),
-        ("h", "o", h.is_some() != o.is_some()),
-    ] {
+    for (a, b, what) in
+        [("grad_b_h", "grad_b_q", grad_b_h.is_some() != grad_b_q.is_some()), ("h", "o", h.is_some() != o.is_some())]
+    {
         if what {
-            return Err(Error::Invalid(format!(
-                "`{a}` and `{b}` come as a pair: the file has one without the other"
-            )));
+            return Err(Error::Invalid(format!("`{a}` and `{b}` come as a pair: the file has one without the other")));
         }
     }
     let size = |sym: &str| dims.get(sym).unwrap_or(0);

@@ -37,10 +37,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
 /// Parses safetensors bytes, returning the tensors and the header's `__metadata__`.
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
     let malformed = |e: safetensors::SafeTensorError| {
-        Error::Invalid(format!(
-            "{}: not a valid safetensors file (truncated or malformed): {e}",
-            path.display()
-        ))
+        Error::Invalid(format!("{}: not a valid safetensors file (truncated or malformed): {e}", path.display()))
     };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(malformed)?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -52,10 +49,9 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<S
 /// which file is wrong.
 fn in_file(e: Error, path: &Path) -> Error {
     match e {
-        Error::Tensor { tensor, reason } => Error::Tensor {
-            tensor,
-            reason: format!("{reason} (in {})", path.display()),
-        },
+        Error::Tensor { tensor, reason } => {
+            Error::Tensor { tensor, reason: format!("{reason} (in {})", path.display()) }
+        }
         Error::Invalid(msg) => Error::Invalid(format!("{}: {msg}", path.display())),
         other => other,
     }
@@ -68,32 +64,20 @@ fn in_file(e: Error, path: &Path) -> Error {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     // Distinguishes saves from several threads of one process.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io_err = |reason: String| Error::Io {
-        path: path.display().to_string(),
-        reason,
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err("cannot write: the path does not name a file".into()))?;
+    let io_err = |reason: String| Error::Io { path: path.display().to_string(), reason };
+    let name = path.file_name().ok_or_else(|| io_err("cannot write: the path does not name a file".into()))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(tmp_name);
 
     // create_new: never truncate someone else's file; only what we created is ours to remove.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_err(format!("cannot write: {e}")))?;
+    let mut f =
+        OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io_err(format!("cannot write: {e}")))?;
     let written = (|| {
         f.write_all(bytes)?;
         f.sync_all()?;

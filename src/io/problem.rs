@@ -10,19 +10,13 @@ use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn, Params, Problem, Shape, Targets};
 
 /// The tensor names a problem file may hold (DEVELOPERS.md).
-const INPUTS: [&str; 9] = [
-    "w_hx", "w_hh", "w_qh", "b_h", "b_q", "x", "h0", "y", "labels",
-];
+const INPUTS: [&str; 9] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q", "x", "h0", "y", "labels"];
 
 /// Reads a problem. `activation` and `loss` (from the command line) apply where given; else
 /// the file's `__metadata__` says; else identity, and the loss that the targets present imply.
 /// A given value that contradicts the metadata, or a loss that contradicts the targets, is an
 /// error. All sizes are inferred from the tensors and cross-checked.
-pub fn load_problem(
-    path: &Path,
-    activation: Option<Activation>,
-    loss: Option<LossFn>,
-) -> Result<Problem> {
+pub fn load_problem(path: &Path, activation: Option<Activation>, loss: Option<LossFn>) -> Result<Problem> {
     let bytes = super::read_bytes(path)?;
     let (st, metadata) = super::parse(path, &bytes)?;
     from_tensors(&st, &metadata, activation, loss).map_err(|e| super::in_file(e, path))
@@ -31,13 +25,7 @@ pub fn load_problem(
 /// Writes a problem's inputs as F64 (labels I64), with `loss`, `activation` and `loss_at` in
 /// the metadata, so that `load_problem` gives back exactly the same `Problem`.
 pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
-    let Shape {
-        steps: t,
-        batch: b,
-        input: d,
-        hidden: h,
-        output: q,
-    } = p.shape;
+    let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = p.shape;
     let w = &p.params;
     let mut tensors = vec![
         tensor::f64_tensor("w_hx", &[h, d], &w.w_hx),
@@ -80,28 +68,15 @@ fn from_tensors(
     loss: Option<LossFn>,
 ) -> Result<Problem> {
     tensor::reject_unknown(st, &INPUTS)?;
-    let activation = resolve(
-        "activation",
-        activation,
-        metadata,
-        &[Activation::Identity, Activation::Tanh],
-        Activation::name,
-    )?
-    .map_or(Activation::default(), |(a, _)| a);
-    let loss = resolve(
-        "loss",
-        loss,
-        metadata,
-        &[LossFn::Mse, LossFn::Xent],
-        LossFn::name,
-    )?;
+    let activation =
+        resolve("activation", activation, metadata, &[Activation::Identity, Activation::Tanh], Activation::name)?
+            .map_or(Activation::default(), |(a, _)| a);
+    let loss = resolve("loss", loss, metadata, &[LossFn::Mse, LossFn::Xent], LossFn::name)?;
     let loss_at = match metadata.get("loss_at").map(String::as_str) {
         None | Some("all") => LossAt::All,
         Some("last") => LossAt::Last,
         Some(other) => {
-            return Err(Error::Invalid(format!(
-                "the file's metadata loss_at={other} is not one of: all last"
-            )));
+            return Err(Error::Invalid(format!("the file's metadata loss_at={other} is not one of: all last")));
         }
     };
 
@@ -134,8 +109,7 @@ fn from_tensors(
         }
         (None, None) => {
             return Err(Error::Invalid(
-                "missing targets: the file needs `y` [T, B, q] (mse) or `labels` [T, B] (xent)"
-                    .into(),
+                "missing targets: the file needs `y` [T, B, q] (mse) or `labels` [T, B] (xent)".into(),
             ));
         }
         (Some(_), None) => LossFn::Mse,
@@ -169,24 +143,13 @@ fn from_tensors(
     };
 
     let shape = Shape::new(t, b, d, h, q)?;
-    let params = Params {
-        w_hx,
-        w_hh,
-        w_qh,
-        b_h,
-        b_q,
-    };
+    let params = Params { w_hx, w_hh, w_qh, b_h, b_q };
     // Problem::new checks every value is finite, naming the tensor.
     Ok(Problem::new(shape, activation, params, x, h0, targets)?.with_loss_at(loss_at))
 }
 
 /// Reads the required float tensor `name`, checking its dtype and its shape against `spec`.
-fn float(
-    st: &SafeTensors,
-    dims: &mut Dims,
-    name: &'static str,
-    spec: &[&'static str],
-) -> Result<Vec<f64>> {
+fn float(st: &SafeTensors, dims: &mut Dims, name: &'static str, spec: &[&'static str]) -> Result<Vec<f64>> {
     let view = required(st, name, &format!("[{}]", spec.join(", ")))?;
     let values = floats(name, &view)?;
     dims.check(name, view.shape(), spec)?;
@@ -237,26 +200,15 @@ fn resolve<V: Copy + PartialEq>(
 ) -> Result<Option<(V, Source)>> {
     let from_file = match metadata.get(key) {
         None => None,
-        Some(s) => Some(
-            values
-                .iter()
-                .copied()
-                .find(|&v| name(v) == s)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = values.iter().map(|&v| name(v)).collect();
-                    Error::Invalid(format!(
-                        "the file's metadata {key}={s} is not one of: {}",
-                        known.join(" ")
-                    ))
-                })?,
-        ),
+        Some(s) => Some(values.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+            let known: Vec<&str> = values.iter().map(|&v| name(v)).collect();
+            Error::Invalid(format!("the file's metadata {key}={s} is not one of: {}", known.join(" ")))
+        })?),
     };
     match (arg, from_file) {
-        (Some(a), Some(f)) if a != f => Err(Error::Invalid(format!(
-            "--{key} {} contradicts the file's metadata {key}={}",
-            name(a),
-            name(f)
-        ))),
+        (Some(a), Some(f)) if a != f => {
+            Err(Error::Invalid(format!("--{key} {} contradicts the file's metadata {key}={}", name(a), name(f))))
+        }
         (Some(a), _) => Ok(Some((a, Source::Argument))),
         (None, Some(f)) => Ok(Some((f, Source::Metadata))),
         (None, None) => Ok(None),
@@ -264,10 +216,7 @@ fn resolve<V: Copy + PartialEq>(
 }
 
 fn missing_pair(missing: &str, present: &str) -> Error {
-    Error::tensor(
-        missing,
-        format!("missing: the file has {present}, and biases come as a pair (b_h [h] and b_q [q])"),
-    )
+    Error::tensor(missing, format!("missing: the file has {present}, and biases come as a pair (b_h [h] and b_q [q])"))
 }
 
 /// Labels [T·B] as u32, each in [0, q).
@@ -277,15 +226,9 @@ fn labels_in_range(raw: &[i64], b: usize, q: usize) -> Result<Vec<u32>> {
         .map(|(i, &l)| {
             let at = format!("[{}, {}]", i / b, i % b);
             if l < 0 {
-                Err(Error::tensor(
-                    "labels",
-                    format!("label {l} at {at} is negative; labels must be in [0, {q})"),
-                ))
+                Err(Error::tensor("labels", format!("label {l} at {at} is negative; labels must be in [0, {q})")))
             } else if l as u64 >= q as u64 {
-                Err(Error::tensor(
-                    "labels",
-                    format!("label {l} at {at} is out of range [0, {q}) (q from `w_qh`)"),
-                ))
+                Err(Error::tensor("labels", format!("label {l} at {at} is out of range [0, {q}) (q from `w_qh`)")))
             } else {
                 Ok(l as u32)
             }

@@ -22,21 +22,12 @@ impl Dims {
 
     /// Checks `shape` against `spec` (e.g. `["h", "d"]`): the rank, that no size is zero, and
     /// that each named size agrees with earlier tensors. Unknown sizes are learned from it.
-    pub(super) fn check(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        spec: &[&'static str],
-    ) -> Result<()> {
+    pub(super) fn check(&mut self, name: &str, shape: &[usize], spec: &[&'static str]) -> Result<()> {
         let spec_str = format!("[{}]", spec.join(", "));
         if shape.len() != spec.len() {
             return Err(Error::tensor(
                 name,
-                format!(
-                    "expected rank {} {spec_str}, got rank {} with shape {shape:?}",
-                    spec.len(),
-                    shape.len()
-                ),
+                format!("expected rank {} {spec_str}, got rank {} with shape {shape:?}", spec.len(), shape.len()),
             ));
         }
         for (&n, &sym) in shape.iter().zip(spec) {
@@ -48,10 +39,8 @@ impl Dims {
             }
             if let Some((_, want, from)) = self.known.iter().find(|k| k.0 == sym) {
                 if *want != n {
-                    let expected: Vec<String> = spec
-                        .iter()
-                        .map(|s| self.get(s).map_or("?".into(), |v| v.to_string()))
-                        .collect();
+                    let expected: Vec<String> =
+                        spec.iter().map(|s| self.get(s).map_or("?".into(), |v| v.to_string())).collect();
                     return Err(Error::tensor(
                         name,
                         format!(
@@ -73,18 +62,13 @@ impl Dims {
 pub(super) fn floats(name: &str, v: &TensorView) -> Result<Vec<f64>> {
     let data = v.data();
     match v.dtype() {
-        Dtype::F64 => Ok(data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8")))
-            .collect()),
-        Dtype::F32 => Ok(data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4")) as f64)
-            .collect()),
-        other => Err(Error::tensor(
-            name,
-            format!("dtype {other} is not supported; expected F32 or F64"),
-        )),
+        Dtype::F64 => {
+            Ok(data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8"))).collect())
+        }
+        Dtype::F32 => {
+            Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("chunks of 4")) as f64).collect())
+        }
+        other => Err(Error::tensor(name, format!("dtype {other} is not supported; expected F32 or F64"))),
     }
 }
 
@@ -92,29 +76,20 @@ pub(super) fn floats(name: &str, v: &TensorView) -> Result<Vec<f64>> {
 pub(super) fn ints(name: &str, v: &TensorView) -> Result<Vec<i64>> {
     let data = v.data();
     match v.dtype() {
-        Dtype::I64 => Ok(data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8")))
-            .collect()),
-        Dtype::I32 => Ok(data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().expect("chunks of 4")) as i64)
-            .collect()),
-        other => Err(Error::tensor(
-            name,
-            format!("dtype {other} is not supported; expected I32 or I64"),
-        )),
+        Dtype::I64 => {
+            Ok(data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8"))).collect())
+        }
+        Dtype::I32 => {
+            Ok(data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("chunks of 4")) as i64).collect())
+        }
+        other => Err(Error::tensor(name, format!("dtype {other} is not supported; expected I32 or I64"))),
     }
 }
 
 /// Fails naming every tensor in the file that is not in `allowed`: a misspelt name (`w_xh`)
 /// must not be silently ignored.
 pub(super) fn reject_unknown(st: &SafeTensors, allowed: &[&str]) -> Result<()> {
-    let mut unknown: Vec<&str> = st
-        .names()
-        .into_iter()
-        .filter(|n| !allowed.contains(n))
-        .collect();
+    let mut unknown: Vec<&str> = st.names().into_iter().filter(|n| !allowed.contains(n)).collect();
     if unknown.is_empty() {
         return Ok(());
     }
@@ -131,8 +106,7 @@ pub(super) fn reject_unknown(st: &SafeTensors, allowed: &[&str]) -> Result<()> {
 
 /// A tensor the file must have.
 pub(super) fn required<'a>(st: &SafeTensors<'a>, name: &str, what: &str) -> Result<TensorView<'a>> {
-    st.tensor(name)
-        .map_err(|_| Error::tensor(name, format!("missing: the file needs {name} {what}")))
+    st.tensor(name).map_err(|_| Error::tensor(name, format!("missing: the file needs {name} {what}")))
 }
 
 /// A tensor the file may have.
@@ -162,12 +136,9 @@ pub(super) fn i64_tensor(name: &'static str, shape: &[usize], v: &[i64]) -> Raw 
 pub(super) fn serialize(tensors: &[Raw], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (*name, v))
-        })
+        .map(|(name, dtype, shape, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|v| (*name, v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))?;
     let metadata = (!metadata.is_empty()).then_some(metadata);
-    safetensors::serialize(views, metadata)
-        .map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))
+    safetensors::serialize(views, metadata).map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))
 }

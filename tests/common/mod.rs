@@ -24,10 +24,7 @@ pub fn assert_close(what: &str, got: &Grads, want: &Grads, tol: f64) -> f64 {
     assert_eq!(a.len(), b.len(), "{what}: different tensor sets");
     for ((name, x), (name2, y)) in a.into_iter().zip(b) {
         assert_eq!(name, name2);
-        assert!(
-            x.iter().all(|v| v.is_finite()),
-            "{what}: {name} has non-finite entries"
-        );
+        assert!(x.iter().all(|v| v.is_finite()), "{what}: {name} has non-finite entries");
         let e = rel_err(x, y);
         assert!(e <= tol, "{what}: {name} relative error {e:.3e} > {tol:e}");
         worst = worst.max(e);

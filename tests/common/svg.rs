@@ -35,9 +35,6 @@ pub fn line_fit(points: &[(f64, f64)]) -> (f64, f64) {
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
     let b = sxy / sxx;
-    let worst = points
-        .iter()
-        .map(|p| (p.1 - (my + b * (p.0 - mx))).abs())
-        .fold(0.0, f64::max);
+    let worst = points.iter().map(|p| (p.1 - (my + b * (p.0 - mx))).abs()).fold(0.0, f64::max);
     (b, worst)
 }

@@ -8,23 +8,8 @@ pub fn shape(steps: usize, batch: usize, input: usize, hidden: usize, output: us
 }
 
 /// A random-problem spec with every knob the tests turn.
-pub fn spec(
-    shape: Shape,
-    activation: Activation,
-    loss: LossFn,
-    bias: bool,
-    random_h0: bool,
-    seed: u64,
-) -> ProblemSpec {
-    ProblemSpec {
-        activation,
-        loss,
-        loss_at: LossAt::All,
-        bias,
-        seed,
-        random_h0,
-        ..ProblemSpec::new(shape)
-    }
+pub fn spec(shape: Shape, activation: Activation, loss: LossFn, bias: bool, random_h0: bool, seed: u64) -> ProblemSpec {
+    ProblemSpec { activation, loss, loss_at: LossAt::All, bias, seed, random_h0, ..ProblemSpec::new(shape) }
 }
 
 /// C [n,k] = A [n,m] · B [m,k].
@@ -69,10 +54,7 @@ pub fn identity(n: usize) -> Vec<f64> {
 /// |a − b| ≤ tol·|b|, with a message that shows both.
 #[track_caller]
 pub fn assert_close(what: &str, a: f64, b: f64, tol: f64) {
-    assert!(
-        (a - b).abs() <= tol * b.abs(),
-        "{what}: got {a:e}, expected {b:e} (relative tolerance {tol:e})"
-    );
+    assert!((a - b).abs() <= tol * b.abs(), "{what}: got {a:e}, expected {b:e} (relative tolerance {tol:e})");
 }
 
 /// ∂L/∂o [T,B,q] for outputs o [T,B,q], from the loss definitions: o − y for mse,

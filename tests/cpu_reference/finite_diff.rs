@@ -65,25 +65,14 @@ fn fd_grad(p: &Problem, wrt: Wrt) -> Vec<f64> {
 fn check(p: &Problem, case: &str) -> (f64, f64) {
     let g = reference::bptt(p);
     let l = reference::loss(p);
-    assert!(
-        (g.loss - l).abs() <= 1e-14 * l.abs(),
-        "{case}: bptt's loss {} differs from loss() {l}",
-        g.loss
-    );
-    let mut wrts = vec![
-        (Wrt::WHx, &g.grad_w_hx),
-        (Wrt::WHh, &g.grad_w_hh),
-        (Wrt::WQh, &g.grad_w_qh),
-        (Wrt::H0, &g.grad_h0),
-    ];
+    assert!((g.loss - l).abs() <= 1e-14 * l.abs(), "{case}: bptt's loss {} differs from loss() {l}", g.loss);
+    let mut wrts =
+        vec![(Wrt::WHx, &g.grad_w_hx), (Wrt::WHh, &g.grad_w_hh), (Wrt::WQh, &g.grad_w_qh), (Wrt::H0, &g.grad_h0)];
     if p.has_bias() {
         wrts.push((Wrt::BH, g.grad_b_h.as_ref().expect("grad_b_h with biases")));
         wrts.push((Wrt::BQ, g.grad_b_q.as_ref().expect("grad_b_q with biases")));
     } else {
-        assert!(
-            g.grad_b_h.is_none() && g.grad_b_q.is_none(),
-            "{case}: bias grads without biases"
-        );
+        assert!(g.grad_b_h.is_none() && g.grad_b_q.is_none(), "{case}: bias grads without biases");
     }
     let h0_is_zero = p.h0.iter().all(|&v| v == 0.0);
     let mut worst = 0.0f64;
@@ -92,10 +81,7 @@ fn check(p: &Problem, case: &str) -> (f64, f64) {
         if matches!(wrt, Wrt::WHh) && p.shape.steps == 1 && h0_is_zero {
             // With one step from h0 = 0, w_hh multiplies only zeros: L does not depend on it,
             // and both gradients must be exactly zero (rel_err would fall back to absolute).
-            assert!(
-                analytic.iter().chain(&fd).all(|&v| v == 0.0),
-                "{case}: grad_w_hh must be 0 for T=1 and h0=0"
-            );
+            assert!(analytic.iter().chain(&fd).all(|&v| v == 0.0), "{case}: grad_w_hh must be 0 for T=1 and h0=0");
             continue;
         }
         assert!(norm(analytic) > 0.0, "{case}: {wrt:?} gradient is all zero");
@@ -149,10 +135,7 @@ fn check_grad_h_norm(p: &Problem, g: &Grads, case: &str) -> f64 {
                 LossAt::Last => 1.0,
             };
             let fd = fd_grad(&suffix, Wrt::H0);
-            grad_h_t
-                .iter_mut()
-                .zip(&fd)
-                .for_each(|(acc, v)| *acc += c * v);
+            grad_h_t.iter_mut().zip(&fd).for_each(|(acc, v)| *acc += c * v);
         }
         let expected = norm(&grad_h_t);
         let err = (g.grad_h_norm[t] - expected).abs() / expected;

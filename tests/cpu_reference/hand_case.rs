@@ -25,13 +25,7 @@ fn two_step_identity_mse_by_hand() {
     let p = Problem::new(
         shape(2, 1, 1, 2, 1),
         Activation::Identity,
-        Params {
-            w_hx: vec![1.0, 2.0],
-            w_hh: vec![0.5, 1.0, 0.0, -0.5],
-            w_qh: vec![1.0, -1.0],
-            b_h: None,
-            b_q: None,
-        },
+        Params { w_hx: vec![1.0, 2.0], w_hh: vec![0.5, 1.0, 0.0, -0.5], w_qh: vec![1.0, -1.0], b_h: None, b_q: None },
         vec![1.0, 2.0],
         None,
         Targets::Mse(vec![0.0, 1.0]),
@@ -68,10 +62,6 @@ fn two_step_identity_mse_by_hand() {
     assert_values("grad_w_hh", &g.grad_w_hh, &[0.25, 0.5, -0.25, -0.5]);
     assert_values("grad_w_qh", &g.grad_w_qh, &[0.625, -0.25]);
     assert_values("grad_h0", &g.grad_h0, &[-0.1875, -0.8125]);
-    assert_values(
-        "grad_h_norm",
-        &g.grad_h_norm,
-        &[0.90625f64.sqrt(), 0.125f64.sqrt()],
-    );
+    assert_values("grad_h_norm", &g.grad_h_norm, &[0.90625f64.sqrt(), 0.125f64.sqrt()]);
     assert!(g.grad_b_h.is_none() && g.grad_b_q.is_none());
 }

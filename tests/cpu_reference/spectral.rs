@@ -33,11 +33,7 @@ fn block_diagonal(blocks: &[(f64, f64, f64)]) -> Vec<f64> {
     for (k, &(r, theta, second)) in blocks.iter().enumerate() {
         let i = 2 * k;
         let (c, s) = (theta.cos(), theta.sin());
-        let block = if theta == 0.0 {
-            [r, 0.0, 0.0, second]
-        } else {
-            [r * c, -r * s, r * s, r * c]
-        };
+        let block = if theta == 0.0 { [r, 0.0, 0.0, second] } else { [r * c, -r * s, r * s, r * c] };
         m[i * n + i] = block[0];
         m[i * n + i + 1] = block[1];
         m[(i + 1) * n + i] = block[2];
@@ -67,10 +63,7 @@ fn conjugate(d: &[f64], n: usize) -> Vec<f64> {
             p_inv[i * n + j] -= u[i] * v[j] / (1.0 + vu);
         }
     }
-    assert!(
-        rel_err(&matmul(&p, &p_inv, n, n, n), &identity(n)) < 1e-14,
-        "P·P⁻¹ = I"
-    );
+    assert!(rel_err(&matmul(&p, &p_inv, n, n, n), &identity(n)) < 1e-14, "P·P⁻¹ = I");
     matmul(&matmul(&p, d, n, n, n), &p_inv, n, n, n)
 }
 
@@ -87,19 +80,10 @@ fn non_normality(a: &[f64], n: usize) -> f64 {
 fn radius_of_matrices_with_known_eigenvalues() {
     let n = 6;
     // Dominant eigenvalues a complex pair 0.9·e^{±0.4i} (where plain power iteration fails).
-    let complex = conjugate(
-        &block_diagonal(&[(0.6, 1.3, 0.0), (0.9, 0.4, 0.0), (0.3, 2.2, 0.0)]),
-        n,
-    );
+    let complex = conjugate(&block_diagonal(&[(0.6, 1.3, 0.0), (0.9, 0.4, 0.0), (0.3, 2.2, 0.0)]), n);
     // Dominant eigenvalue real and negative, −0.95, with a complex pair of modulus 0.9 close by.
-    let real = conjugate(
-        &block_diagonal(&[(0.9, 0.7, 0.0), (-0.95, 0.0, 0.2), (0.5, 2.0, 0.0)]),
-        n,
-    );
-    for (name, a, rho) in [
-        ("complex pair 0.9", complex, 0.9),
-        ("real −0.95", real, 0.95),
-    ] {
+    let real = conjugate(&block_diagonal(&[(0.9, 0.7, 0.0), (-0.95, 0.0, 0.2), (0.5, 2.0, 0.0)]), n);
+    for (name, a, rho) in [("complex pair 0.9", complex, 0.9), ("real −0.95", real, 0.95)] {
         let departure = non_normality(&a, n);
         assert!(departure > 0.05, "{name}: test matrix should be non-normal");
         let estimate = spectral_radius(&a, n);
@@ -108,72 +92,32 @@ fn radius_of_matrices_with_known_eigenvalues() {
             "{name} (non-normality {departure:.3}): linalg {estimate:.9}, \
              Gelfand {gelfand:.9}, exact {rho}"
         );
-        assert_close(
-            &format!("{name}: Gelfand check of the test itself"),
-            gelfand,
-            rho,
-            1e-3,
-        );
-        assert_close(
-            &format!("{name}: linalg::spectral_radius"),
-            estimate,
-            rho,
-            1e-3,
-        );
+        assert_close(&format!("{name}: Gelfand check of the test itself"), gelfand, rho, 1e-3);
+        assert_close(&format!("{name}: linalg::spectral_radius"), estimate, rho, 1e-3);
     }
 }
 
 #[test]
 fn random_problem_scales_w_hh_to_the_requested_radius() {
     for (h, seed) in [(6, 1), (16, 2), (64, 3)] {
-        let base = ProblemSpec {
-            seed,
-            ..ProblemSpec::new(shape(2, 1, 2, h, 2))
-        };
-        let unscaled = random_problem(&base)
-            .expect("valid random problem")
-            .params
-            .w_hh;
+        let base = ProblemSpec { seed, ..ProblemSpec::new(shape(2, 1, 2, h, 2)) };
+        let unscaled = random_problem(&base).expect("valid random problem").params.w_hh;
         let rho_unscaled = spectral_radius(&unscaled, h);
         if h == 6 {
             // Independent check of the estimator on a random matrix, not one built for it.
-            assert_close(
-                "ρ(random 6×6 w_hh) vs Gelfand",
-                rho_unscaled,
-                gelfand_radius(&unscaled, h),
-                1e-3,
-            );
+            assert_close("ρ(random 6×6 w_hh) vs Gelfand", rho_unscaled, gelfand_radius(&unscaled, h), 1e-3);
         }
         for r in [0.5, 1.0, 1.5] {
-            let spec = ProblemSpec {
-                spectral_radius: Some(r),
-                ..base.clone()
-            };
-            let w_hh = random_problem(&spec)
-                .expect("valid random problem")
-                .params
-                .w_hh;
+            let spec = ProblemSpec { spectral_radius: Some(r), ..base.clone() };
+            let w_hh = random_problem(&spec).expect("valid random problem").params.w_hh;
             // The estimator is homogeneous (ρ(cA) = c·ρ(A) step by step), so rescaling by
             // r/ρ gives back r up to rounding.
-            assert_close(
-                &format!("h={h}: ρ(w_hh) for r={r}"),
-                spectral_radius(&w_hh, h),
-                r,
-                1e-6,
-            );
+            assert_close(&format!("h={h}: ρ(w_hh) for r={r}"), spectral_radius(&w_hh, h), r, 1e-6);
             // Only w_hh's scale changes: same stream, same direction.
             let expected: Vec<f64> = unscaled.iter().map(|w| w * r / rho_unscaled).collect();
-            assert!(
-                rel_err(&w_hh, &expected) < 1e-14,
-                "h={h}, r={r}: w_hh is not a rescaled copy"
-            );
+            assert!(rel_err(&w_hh, &expected) < 1e-14, "h={h}, r={r}: w_hh is not a rescaled copy");
             if h == 6 {
-                assert_close(
-                    &format!("h=6: Gelfand ρ(w_hh) for r={r}"),
-                    gelfand_radius(&w_hh, h),
-                    r,
-                    1e-3,
-                );
+                assert_close(&format!("h=6: Gelfand ρ(w_hh) for r={r}"), gelfand_radius(&w_hh, h), r, 1e-3);
             }
         }
     }

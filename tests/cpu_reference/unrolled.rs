@@ -24,9 +24,7 @@ fn forward(p: &Problem) -> (Steps, Steps) {
     let s = p.shape;
     let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
     let w = &p.params;
-    let h0: Vec<Vec<f64>> = (0..nb)
-        .map(|b| p.h0[b * nh..(b + 1) * nh].to_vec())
-        .collect();
+    let h0: Vec<Vec<f64>> = (0..nb).map(|b| p.h0[b * nh..(b + 1) * nh].to_vec()).collect();
     let mut h = vec![h0];
     let mut o = Vec::new();
     for t in 0..nt {
@@ -36,15 +34,10 @@ fn forward(p: &Problem) -> (Steps, Steps) {
             let x_tb = &p.x[(t * nb + b) * d..(t * nb + b + 1) * d];
             let from_x = matvec(&w.w_hx, x_tb, nh, d);
             let from_h = matvec(&w.w_hh, h_prev, nh, nh);
-            let a: Vec<f64> = (0..nh)
-                .map(|i| from_x[i] + from_h[i] + w.b_h.as_ref().map_or(0.0, |b_h| b_h[i]))
-                .collect();
+            let a: Vec<f64> =
+                (0..nh).map(|i| from_x[i] + from_h[i] + w.b_h.as_ref().map_or(0.0, |b_h| b_h[i])).collect();
             let out = matvec(&w.w_qh, &a, q, nh);
-            o_t.push(
-                (0..q)
-                    .map(|k| out[k] + w.b_q.as_ref().map_or(0.0, |b_q| b_q[k]))
-                    .collect(),
-            );
+            o_t.push((0..q).map(|k| out[k] + w.b_q.as_ref().map_or(0.0, |b_q| b_q[k])).collect());
             h_t.push(a);
         }
         h.push(h_t);
@@ -64,10 +57,7 @@ fn check(p: &Problem, case: &str) {
     // The rebuilt forward pass and ∂L/∂o agree with the reference's, so the comparison below
     // is about the backward pass alone.
     let fwd = reference::forward(p);
-    assert!(
-        rel_err(&fwd.o, &o_flat) < 1e-12,
-        "{case}: forward o differs"
-    );
+    assert!(rel_err(&fwd.o, &o_flat) < 1e-12, "{case}: forward o differs");
     let (_, ref_g_o) = reference::loss_and_grad_o(p, &fwd.o);
     assert!(rel_err(&ref_g_o, &g_o) < 1e-12, "{case}: ∂L/∂o differs");
 
@@ -105,9 +95,7 @@ fn check(p: &Problem, case: &str) {
     }
 
     // ∂L/∂h0 = w_hhᵀ ∂L/∂h_1;  ∂L/∂w_hh = Σ_t ∂L/∂h_t ⊗ h_{t−1};  ∂L/∂w_hx = Σ_t ∂L/∂h_t ⊗ x_t.
-    let grad_h0: Vec<f64> = (0..nb)
-        .flat_map(|b| matvec(&w_hh_t, &dh[0][b], nh, nh))
-        .collect();
+    let grad_h0: Vec<f64> = (0..nb).flat_map(|b| matvec(&w_hh_t, &dh[0][b], nh, nh)).collect();
     let mut grad_w_hh = vec![0.0; nh * nh];
     let mut grad_w_hx = vec![0.0; nh * d];
     for t in 0..nt {
@@ -129,20 +117,13 @@ fn check(p: &Problem, case: &str) {
         ("grad_w_hx", &g.grad_w_hx, &grad_w_hx),
     ] {
         let err = rel_err(got, expected);
-        assert!(
-            err <= TOL,
-            "{case}: {name} differs from the closed form by {err:e}"
-        );
+        assert!(err <= TOL, "{case}: {name} differs from the closed form by {err:e}");
     }
 }
 
 #[test]
 fn identity_grad_h_matches_unrolled_matrix_powers() {
-    let shapes = [
-        shape(12, 2, 3, 5, 3),
-        shape(1, 3, 2, 4, 2),
-        shape(7, 1, 2, 6, 4),
-    ];
+    let shapes = [shape(12, 2, 3, 5, 3), shape(1, 3, 2, 4, 2), shape(7, 1, 2, 6, 4)];
     let mut cases = 0;
     for (n, s) in shapes.into_iter().enumerate() {
         for loss in [LossFn::Mse, LossFn::Xent] {
@@ -151,16 +132,12 @@ fn identity_grad_h_matches_unrolled_matrix_powers() {
                     // A random h0 in every other case, so h_0 ≠ 0 enters grad_w_hh.
                     let random_h0 = (n + cases) % 2 == 0;
                     let seed = 200 + cases as u64;
-                    let p =
-                        random_problem(&spec(s, Activation::Identity, loss, bias, random_h0, seed))
-                            .expect("valid random problem")
-                            .with_loss_at(loss_at);
+                    let p = random_problem(&spec(s, Activation::Identity, loss, bias, random_h0, seed))
+                        .expect("valid random problem")
+                        .with_loss_at(loss_at);
                     check(
                         &p,
-                        &format!(
-                            "{s} {} {loss_at:?} bias={bias} random_h0={random_h0} seed={seed}",
-                            loss.name()
-                        ),
+                        &format!("{s} {} {loss_at:?} bias={bias} random_h0={random_h0} seed={seed}", loss.name()),
                     );
                     cases += 1;
                 }

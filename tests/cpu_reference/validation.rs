@@ -1,9 +1,7 @@
 //! Bad shapes and values are rejected with an input error (exit code 2) whose message names
 //! what is wrong.
 
-use bptt::{
-    Activation, Error, LossFn, Params, Problem, ProblemSpec, Shape, Targets, random_problem,
-};
+use bptt::{Activation, Error, LossFn, Params, Problem, ProblemSpec, Shape, Targets, random_problem};
 
 use crate::common::shape;
 
@@ -12,10 +10,7 @@ fn assert_rejected<T: std::fmt::Debug>(result: Result<T, Error>, needle: &str) {
     let err = result.expect_err(&format!("expected an error mentioning {needle}"));
     assert_eq!(err.exit_code(), 2, "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains(needle),
-        "message {msg:?} should mention {needle:?}"
-    );
+    assert!(msg.contains(needle), "message {msg:?} should mention {needle:?}");
 }
 
 /// A valid T=3, B=2, d=2, h=3, q=2 problem's pieces, to break one at a time.
@@ -51,11 +46,7 @@ fn build(p: Pieces) -> bptt::Result<Problem> {
 fn the_unbroken_pieces_are_accepted() {
     // Guards the tests below: each fails because of the one thing it breaks.
     build(pieces()).expect("valid problem");
-    build(Pieces {
-        targets: Targets::Xent(vec![0, 1, 1, 0, 1, 0]),
-        ..pieces()
-    })
-    .expect("valid xent problem");
+    build(Pieces { targets: Targets::Xent(vec![0, 1, 1, 0, 1, 0]), ..pieces() }).expect("valid xent problem");
 }
 
 #[test]
@@ -64,10 +55,7 @@ fn zero_sizes_are_rejected() {
     for (zero, name) in names.iter().enumerate() {
         let mut dims = [2usize; 5];
         dims[zero] = 0;
-        assert_rejected(
-            Shape::new(dims[0], dims[1], dims[2], dims[3], dims[4]),
-            name,
-        );
+        assert_rejected(Shape::new(dims[0], dims[1], dims[2], dims[3], dims[4]), name);
     }
 }
 
@@ -153,9 +141,7 @@ fn non_finite_values_are_rejected() {
         p.h0.as_mut().unwrap()[2] = bad;
         assert_rejected(build(p), "tensor `h0`");
         let mut p = pieces();
-        p.targets = Targets::Mse(vec![
-            0.0, 0.0, 0.0, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-        ]);
+        p.targets = Targets::Mse(vec![0.0, 0.0, 0.0, bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         assert_rejected(build(p), "tensor `y`");
     }
 }
@@ -173,11 +159,8 @@ fn a_single_bias_is_rejected() {
 #[test]
 fn bad_spectral_radius_is_rejected() {
     for r in [f64::NAN, f64::INFINITY, -0.5] {
-        let spec = ProblemSpec {
-            spectral_radius: Some(r),
-            loss: LossFn::Mse,
-            ..ProblemSpec::new(shape(2, 1, 2, 3, 2))
-        };
+        let spec =
+            ProblemSpec { spectral_radius: Some(r), loss: LossFn::Mse, ..ProblemSpec::new(shape(2, 1, 2, 3, 2)) };
         assert_rejected(random_problem(&spec), "spectral radius");
     }
 }

@@ -16,32 +16,19 @@ impl<'a> View<'a> {
     /// `data` as a row-major [rows, cols] matrix.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert_eq!(data.len(), rows * cols, "gemm view: wrong length");
-        View {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        View { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 
     /// Whether every element (i, j) lies inside `data`: what makes the sgemm call sound.
     fn in_bounds(&self) -> bool {
         self.rows == 0
             || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
     }
 
     /// The transpose: [cols, rows].
     pub fn t(self) -> Self {
-        View {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
+        View { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }
 }
 

@@ -39,16 +39,8 @@ impl Stepper {
         };
         // Blocks of a multiple of 4 rows, so only the last one has a partial group of four.
         let per = nh.div_ceil(threads).div_ceil(4) * 4;
-        let blocks = (0..nh)
-            .step_by(per.max(1))
-            .map(|s| s..(s + per).min(nh))
-            .collect();
-        Stepper {
-            isa,
-            nb,
-            nh,
-            blocks,
-        }
+        let blocks = (0..nh).step_by(per.max(1)).map(|s| s..(s + per).min(nh)).collect();
+        Stepper { isa, nb, nh, blocks }
     }
 
     /// `reverse` (alternate it between steps) is the row order, see `matvec_acc`. The weight
@@ -56,25 +48,11 @@ impl Stepper {
     ///
     /// Forward: a_t ← φ(a_t + h_{t-1}·w_hhᵀ), in place, where `a_t` [B,h] holds
     /// x_t·w_hxᵀ + b_h on entry and h_t on return.
-    pub fn forward(
-        &self,
-        reverse: bool,
-        act: Activation,
-        w_hh: &[f32],
-        h_prev: &[f32],
-        a_t: &mut [f32],
-    ) {
+    pub fn forward(&self, reverse: bool, act: Activation, w_hh: &[f32], h_prev: &[f32], a_t: &mut [f32]) {
         let (isa, nh) = (self.isa, self.nh);
         self.run(a_t, |rows, outs| {
             let ld = padded(nh);
-            matvec_acc(
-                isa,
-                &w_hh[rows.start * ld..rows.end * ld],
-                ld,
-                h_prev,
-                outs,
-                reverse,
-            );
+            matvec_acc(isa, &w_hh[rows.start * ld..rows.end * ld], ld, h_prev, outs, reverse);
             for out in outs.iter_mut() {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
@@ -102,14 +80,7 @@ impl Stepper {
         self.run(g_t, |rows, outs| {
             if let Some(next) = grad_a_next {
                 let ld = padded(nh);
-                matvec_acc(
-                    isa,
-                    &w_hh_t[rows.start * ld..rows.end * ld],
-                    ld,
-                    next,
-                    outs,
-                    reverse,
-                );
+                matvec_acc(isa, &w_hh_t[rows.start * ld..rows.end * ld], ld, next, outs, reverse);
             }
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
@@ -134,11 +105,7 @@ impl Stepper {
         F: Fn(Range<usize>, &mut [&mut [f32]]) -> f64 + Sync,
     {
         assert_eq!(buf.len(), self.nb * self.nh);
-        let mut pieces: Vec<Vec<&mut [f32]>> = self
-            .blocks
-            .iter()
-            .map(|_| Vec::with_capacity(self.nb))
-            .collect();
+        let mut pieces: Vec<Vec<&mut [f32]>> = self.blocks.iter().map(|_| Vec::with_capacity(self.nb)).collect();
         for mut row in buf.chunks_exact_mut(self.nh) {
             for (block, piece) in self.blocks.iter().zip(&mut pieces) {
                 let (head, rest) = row.split_at_mut(block.len());
@@ -162,10 +129,7 @@ where
     let mid = blocks.len() / 2;
     let (blocks_a, blocks_b) = blocks.split_at(mid);
     let (pieces_a, pieces_b) = pieces.split_at_mut(mid);
-    let (a, b) = rayon::join(
-        || join_blocks(blocks_a, pieces_a, f),
-        || join_blocks(blocks_b, pieces_b, f),
-    );
+    let (a, b) = rayon::join(|| join_blocks(blocks_a, pieces_a, f), || join_blocks(blocks_b, pieces_b, f));
     a + b
 }
 

@@ -21,9 +21,7 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Isa::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 return Isa::Avx2Fma;
             }
         }
@@ -40,23 +38,13 @@ impl Isa {
 /// `reverse` walks the groups last to first. The recurrences alternate it from step to step, so
 /// a step starts on the rows the previous one touched last, which are still in L2: a matrix
 /// about the size of L2 read in the same order every step would miss on every line (LRU).
-pub fn matvec_acc(
-    isa: Isa,
-    w: &[f32],
-    ld: usize,
-    vs: &[f32],
-    outs: &mut [&mut [f32]],
-    reverse: bool,
-) {
+pub fn matvec_acc(isa: Isa, w: &[f32], ld: usize, vs: &[f32], outs: &mut [&mut [f32]], reverse: bool) {
     let Some(rows) = outs.first().map(|o| o.len()) else {
         return;
     };
     let n = vs.len() / outs.len();
     assert!(
-        n <= ld
-            && w.len() == rows * ld
-            && vs.len() == outs.len() * n
-            && outs.iter().all(|o| o.len() == rows),
+        n <= ld && w.len() == rows * ld && vs.len() == outs.len() * n && outs.iter().all(|o| o.len() == rows),
         "matvec_acc: w must be [rows, ld ≥ n], vs [B, n] and every out [rows]"
     );
     let groups = rows.div_ceil(4);
@@ -196,8 +184,7 @@ mod tests {
     fn kernels_match_plain_sums() {
         let mut isas = vec![Isa::Portable, Isa::detect()];
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             isas.push(Isa::Avx2Fma);
         }
         isas.dedup();
@@ -208,20 +195,11 @@ mod tests {
                         // Rows at a stride of n + 3, whose padding must not be read.
                         let ld = n + 3;
                         let w: Vec<f32> = (0..rows * ld)
-                            .map(|i| {
-                                if i % ld < n {
-                                    (i * 7 % 13) as f32 - 6.0
-                                } else {
-                                    f32::NAN
-                                }
-                            })
+                            .map(|i| if i % ld < n { (i * 7 % 13) as f32 - 6.0 } else { f32::NAN })
                             .collect();
-                        let vs: Vec<f32> = (0..batch * n)
-                            .map(|j| (j * 5 % 11) as f32 * 0.5 - 2.0)
-                            .collect();
+                        let vs: Vec<f32> = (0..batch * n).map(|j| (j * 5 % 11) as f32 * 0.5 - 2.0).collect();
                         let mut out = vec![vec![1.0f32; rows]; batch];
-                        let mut outs: Vec<&mut [f32]> =
-                            out.iter_mut().map(|o| &mut o[..]).collect();
+                        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[..]).collect();
                         matvec_acc(isa, &w, ld, &vs, &mut outs, rows % 2 == 1);
                         for (b, v) in vs.chunks(n).enumerate() {
                             for r in 0..rows {
