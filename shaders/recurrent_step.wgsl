@@ -7,7 +7,9 @@
 // uses 0 or 1/(1−p)).
 // All three are out[b,i] = add[b,i] + Σ_j v[b,j]·W[j,i], with W = w_hhᵀ forward (a copy made
 // once per run) and W = w_hh backward: for each j, neighbouring invocations (neighbouring i)
-// read neighbouring addresses of row j of W — coalesced on a GPU, one vector load on a CPU.
+// read neighbouring addresses of row j of W — coalesced on a GPU. With WALK_ROWS (software
+// adapters) the host binds the other orientation and each invocation instead walks its own
+// contiguous row, out[b,i] = add + Σ_j v[b,j]·W[i,j], which a CPU streams from cache best.
 // The j range is split into CHUNKS slices (the workgroup's y) whose partial sums are added in
 // workgroup memory in a fixed order: more parallel work per step on a GPU; CHUNKS = 1 on a
 // software adapter, where barriers are expensive. Each invocation serves up to 4 batch
@@ -39,6 +41,7 @@ struct Params {
 // Columns i per workgroup, and slices of j per column; ROWS·CHUNKS ≤ 256.
 override ROWS: u32 = 32u;
 override CHUNKS: u32 = 8u;
+override WALK_ROWS: bool = false;
 const BB: u32 = 4u; // batch entries per invocation
 var<workgroup> partial: array<f32, 1024>; // [CHUNKS][ROWS][BB]
 
@@ -64,10 +67,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if nb == 1u {
             // One batch entry (B = 1, or the last block): no redundant loads.
             var acc = 0.0;
-            for (var j = lid.y * slice; j < j_end; j++) {
-                acc += state[v0 + j] * w[j * p.hidden + i];
+            if WALK_ROWS {
+                for (var j = lid.y * slice; j < j_end; j++) {
+                    acc += state[v0 + j] * w[i * p.hidden + j];
+                }
+            } else {
+                for (var j = lid.y * slice; j < j_end; j++) {
+                    acc += state[v0 + j] * w[j * p.hidden + i];
+                }
             }
             part.x = acc;
+        } else if WALK_ROWS {
+            for (var j = lid.y * slice; j < j_end; j++) {
+                let v = vec4<f32>(state[v0 + j], state[v1 + j], state[v2 + j], state[v3 + j]);
+                part += v * w[i * p.hidden + j];
+            }
         } else {
             for (var j = lid.y * slice; j < j_end; j++) {
                 let v = vec4<f32>(state[v0 + j], state[v1 + j], state[v2 + j], state[v3 + j]);

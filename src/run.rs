@@ -151,7 +151,10 @@ pub fn run(args: &Args) -> Result<Report> {
         // Only a run that passed every check is written; a failed one leaves the file as it was.
         if report.pass {
             let mut meta = BTreeMap::new();
-            meta.insert("command_line".to_string(), std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "));
+            meta.insert(
+                "command_line".to_string(),
+                std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
+            );
             meta.insert("result_from".to_string(), report.result_from.to_string());
             if let Some(a) = &report.adapter {
                 meta.insert("adapter".to_string(), a.to_string());

@@ -17,16 +17,19 @@ fn spec(t: usize, b: usize, d: usize, h: usize, q: usize) -> ProblemSpec {
 }
 
 /// GPU (with every written buffer poisoned with NaN first) against the reference, states too,
-/// for both schedules.
-fn check(ctx: &bptt::gpu::GpuContext, p: &Problem) -> f64 {
+/// for both schedules and both recurrent_step layouts.
+fn check(ctxs: &[bptt::gpu::GpuContext], p: &Problem) -> f64 {
     let r = reference::bptt(p);
     let mut worst: f64 = 0.0;
-    for schedule in SCHEDULES {
+    let mut runs = vec![(&ctxs[0], Schedule::Stepwise)];
+    runs.extend(ctxs.iter().map(|c| (c, Schedule::Fused)));
+    for (ctx, schedule) in runs {
         let mut gpu = GpuBptt::new(ctx, p.shape, schedule).unwrap();
         gpu.poison(ctx);
         let (g, _) = gpu.run(ctx, p, true).unwrap();
         let what = format!(
-            "{schedule:?} {} {:?} {:?} {:?} bias={}",
+            "{schedule:?} {:?} {} {:?} {:?} {:?} bias={}",
+            ctx.recurrent_layout(),
             p.shape,
             p.activation,
             p.loss_fn(),
@@ -43,7 +46,7 @@ fn check(ctx: &bptt::gpu::GpuContext, p: &Problem) -> f64 {
 
 #[test]
 fn gpu_matches_reference_on_a_grid() {
-    let ctx = common::gpu();
+    let ctx = common::gpu_with_each_layout();
     let mut worst: f64 = 0.0;
     let mut cases = 0;
     // Hidden sizes that are not multiples of the workgroup size; T = 1 and T > 1; B = 1 and
@@ -76,7 +79,7 @@ fn gpu_matches_reference_on_a_grid() {
 
 #[test]
 fn longer_sequences_and_loss_at_last_match() {
-    let ctx = common::gpu();
+    let ctx = common::gpu_with_each_layout();
     for (loss_at, act) in [(LossAt::Last, Activation::Tanh), (LossAt::All, Activation::Identity)] {
         let mut s = spec(24, 2, 4, 40, 3);
         s.loss_at = loss_at;
@@ -88,20 +91,25 @@ fn longer_sequences_and_loss_at_last_match() {
 
 #[test]
 fn runs_are_bit_identical() {
-    let ctx = common::gpu();
+    for ctx in common::gpu_with_each_layout() {
+        bit_identical_on(&ctx);
+    }
+}
+
+fn bit_identical_on(ctx: &bptt::gpu::GpuContext) {
     let mut s = spec(8, 3, 6, 70, 5);
     s.activation = Activation::Tanh;
     s.bias = true;
     let p = random_problem(&s).unwrap();
     for schedule in SCHEDULES {
-        let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
-        let (first, _) = gpu.run(&ctx, &p, false).unwrap();
+        let mut gpu = GpuBptt::new(ctx, p.shape, schedule).unwrap();
+        let (first, _) = gpu.run(ctx, &p, false).unwrap();
         let memory = gpu.memory_bytes();
-        let (second, _) = gpu.run(&ctx, &p, false).unwrap();
+        let (second, _) = gpu.run(ctx, &p, false).unwrap();
         assert_eq!(first, second, "{schedule:?}: a second call on the same object must give the same bits");
         assert_eq!(memory, gpu.memory_bytes());
-        let mut other = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
-        let (third, _) = other.run(&ctx, &p, false).unwrap();
+        let mut other = GpuBptt::new(ctx, p.shape, schedule).unwrap();
+        let (third, _) = other.run(ctx, &p, false).unwrap();
         assert_eq!(first, third, "{schedule:?}: a fresh object on the same adapter must give the same bits");
         // And the result is a real one, not a constant.
         assert!(first.grad_w_hh.iter().any(|&v| v != 0.0));

@@ -49,21 +49,23 @@ fn truncation_to_k_steps_matches_the_reference() {
 
 #[test]
 fn carry_scales_randomised_truncation_match_the_reference() {
-    let ctx = common::gpu();
+    let ctxs = common::gpu_with_each_layout();
     for p in cases() {
-        for schedule in [Schedule::Fused, Schedule::Stepwise] {
-            let mut gpu = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
+        for (ctx, schedule) in
+            [(&ctxs[0], Schedule::Fused), (&ctxs[1], Schedule::Fused), (&ctxs[0], Schedule::Stepwise)]
+        {
+            let mut gpu = GpuBptt::new(ctx, p.shape, schedule).unwrap();
             for seed in [1, 2] {
                 let scales = random_carry_scales(p.shape.steps, 0.3, seed).unwrap();
                 assert!(scales.contains(&0.0) && scales.iter().any(|&c| c > 1.0), "{scales:?}");
                 let opts = RunOptions { carry: Some(scales.clone()), ..Default::default() };
-                let (g, _) = gpu.run_with(&ctx, &p, &opts).unwrap();
+                let (g, _) = gpu.run_with(ctx, &p, &opts).unwrap();
                 let want = bptt_truncated(&p, Truncation::Random { p: 0.3, seed }).unwrap();
                 common::assert_close(&format!("random seed {seed} {schedule:?}"), &g, &want, 1e-4);
                 assert_eq!(want, bptt_carry_scaled(&p, &scales).unwrap());
             }
             // And a plain run afterwards is full BPTT again.
-            let (g, _) = gpu.run(&ctx, &p, false).unwrap();
+            let (g, _) = gpu.run(ctx, &p, false).unwrap();
             common::assert_close("after carry", &g, &reference::bptt(&p), 1e-4);
         }
     }

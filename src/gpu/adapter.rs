@@ -120,6 +120,8 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     /// The first error wgpu reported outside an error scope, if any (validation, out of memory).
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// recurrent_step's workgroup shape: from the device type (or BPTT_RECURRENT_LAYOUT).
+    recurrent: crate::gpu::kernels::RecurrentLayout,
     /// Compiled once per device, on first use, and shared by every object built on it.
     pipelines: std::sync::OnceLock<Arc<crate::gpu::kernels::Pipelines>>,
 }
@@ -189,6 +191,7 @@ impl GpuContext {
             queue,
             adapter: AdapterSummary::from_info(&info),
             device_type: info.device_type,
+            recurrent: crate::gpu::kernels::RecurrentLayout::for_device_type(info.device_type),
             limits,
             features,
             uncaptured,
@@ -213,7 +216,15 @@ impl GpuContext {
 
     /// recurrent_step's workgroup shape for this device.
     pub fn recurrent_layout(&self) -> crate::gpu::kernels::RecurrentLayout {
-        crate::gpu::kernels::RecurrentLayout::for_device_type(self.device_type)
+        self.recurrent
+    }
+
+    /// The same context with another recurrent_step layout (before any pipeline is built), so
+    /// tests can run the GPU layout on a software adapter and the other way round.
+    pub fn with_recurrent_layout(mut self, layout: crate::gpu::kernels::RecurrentLayout) -> Self {
+        assert!(self.pipelines.get().is_none(), "the layout is fixed once pipelines are built");
+        self.recurrent = layout;
+        self
     }
 
     pub fn has_timestamps(&self) -> bool {

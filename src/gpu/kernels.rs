@@ -123,30 +123,40 @@ impl Kernel {
 pub struct RecurrentLayout {
     pub rows: u32,
     pub chunks: u32,
+    /// Each invocation walks its own row of W (bound in the other orientation) instead of
+    /// neighbouring invocations walking neighbouring columns.
+    pub walk_rows: bool,
 }
 
 impl RecurrentLayout {
-    /// On a GPU, 8 slices per row give each step 8× the parallel work (32 rows keep a warp's
-    /// loads in one 128-byte line); on a software adapter barriers cost more than they buy, so
-    /// one invocation sums a whole row.
-    /// `BPTT_RECURRENT_LAYOUT=ROWSxCHUNKS` (e.g. `64x1`, `32x8`; ROWS·CHUNKS ≤ 256) overrides
-    /// the choice, for tuning on a new GPU.
+    /// On a GPU, 8 slices per column give each step 8× the parallel work (32 columns keep a
+    /// warp's loads in one 128-byte line); on a software adapter barriers cost more than they
+    /// buy, and each invocation streaming its own contiguous row is fastest, so one invocation
+    /// sums a whole row.
+    /// `BPTT_RECURRENT_LAYOUT=ROWSxCHUNKS[r]` (e.g. `32x8`, `64x1r`; ROWS·CHUNKS ≤ 256; `r`
+    /// for row walks) overrides the choice, for tuning on a new GPU.
     pub fn for_device_type(t: wgpu::DeviceType) -> Self {
         if let Some(layout) = std::env::var("BPTT_RECURRENT_LAYOUT").ok().and_then(|v| Self::parse(&v)) {
             return layout;
         }
         match t {
-            wgpu::DeviceType::Cpu => RecurrentLayout { rows: 64, chunks: 1 },
-            _ => RecurrentLayout { rows: 32, chunks: 8 },
+            wgpu::DeviceType::Cpu => RecurrentLayout { rows: 64, chunks: 1, walk_rows: true },
+            _ => RecurrentLayout { rows: 32, chunks: 8, walk_rows: false },
         }
     }
 }
 
 impl RecurrentLayout {
-    fn parse(v: &str) -> Option<Self> {
+    /// "ROWSxCHUNKS", with a trailing "r" for row walks (e.g. "32x8", "64x1r").
+    pub fn parse(v: &str) -> Option<Self> {
+        let v = v.trim();
+        let (v, walk_rows) = match v.strip_suffix('r') {
+            Some(rest) => (rest, true),
+            None => (v, false),
+        };
         let (r, c) = v.split_once('x')?;
         let (rows, chunks) = (r.trim().parse::<u32>().ok()?, c.trim().parse::<u32>().ok()?);
-        (rows >= 1 && chunks >= 1 && rows * chunks <= 256).then_some(RecurrentLayout { rows, chunks })
+        (rows >= 1 && chunks >= 1 && rows * chunks <= 256).then_some(RecurrentLayout { rows, chunks, walk_rows })
     }
 }
 
@@ -159,7 +169,11 @@ pub struct Pipelines {
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device, recurrent: RecurrentLayout) -> Self {
-        let constants = [("ROWS", recurrent.rows as f64), ("CHUNKS", recurrent.chunks as f64)];
+        let constants = [
+            ("ROWS", recurrent.rows as f64),
+            ("CHUNKS", recurrent.chunks as f64),
+            ("WALK_ROWS", if recurrent.walk_rows { 1.0 } else { 0.0 }),
+        ];
         let entries = Kernel::ALL
             .iter()
             .map(|&k| {

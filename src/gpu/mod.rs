@@ -162,7 +162,7 @@ impl GpuBptt {
                     size: wgpu::BufferSize::new(PARAMS_SIZE),
                 }),
             }];
-            for (n, name) in binding.buffers().iter().enumerate() {
+            for (n, name) in binding.buffers_for(pipelines.recurrent.walk_rows).iter().enumerate() {
                 entries
                     .push(wgpu::BindGroupEntry { binding: n as u32 + 1, resource: buffers[name].as_entire_binding() });
             }

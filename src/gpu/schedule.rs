@@ -163,6 +163,16 @@ impl Binding {
         }
     }
 
+    /// Buffer names bound at 1.. on a device whose recurrent_step walks rows or not: row walks
+    /// read W in the other orientation (forward w_hh, backward w_hhᵀ).
+    pub fn buffers_for(self, walk_rows: bool) -> &'static [&'static str] {
+        match (self, walk_rows) {
+            (Binding::RecurrentForward, true) => &["w_hh", "xproj", "h", "grad_h", "xproj"],
+            (Binding::RecurrentBackward, true) => &["w_hh_t", "gq", "grad_a", "grad_h", "h"],
+            _ => self.buffers(),
+        }
+    }
+
     /// Buffer names (see `BufferSizes`) bound at 1.., in the kernel's order.
     pub fn buffers(self) -> &'static [&'static str] {
         use Binding::*;

@@ -17,6 +17,13 @@ pub fn gpu() -> GpuContext {
     })
 }
 
+/// Both recurrent_step layouts, whatever the adapter: columns split 8 ways (the GPU default,
+/// with its workgroup reduction) and row walks (the software default).
+pub fn gpu_with_each_layout() -> Vec<GpuContext> {
+    use bptt::gpu::kernels::RecurrentLayout;
+    ["32x8", "64x1r"].iter().map(|l| gpu().with_recurrent_layout(RecurrentLayout::parse(l).unwrap())).collect()
+}
+
 /// Asserts every result tensor of `got` is within `tol` (relative) of `want`; returns the worst.
 pub fn assert_close(what: &str, got: &Grads, want: &Grads, tol: f64) -> f64 {
     let mut worst: f64 = 0.0;
