@@ -2,7 +2,8 @@
 //   lane m (1..K) holds ∂L/∂a_t restricted to loss terms s with s − t < m:
 //     lane_m(t) = φ'(a_t) ⊙ (gq_t + [m ≥ 2]·lane_{m−1}(t+1)·w_hh)        (gq_t = ∂L/∂o_t·w_qh)
 //   lane K is the truncated ∂L/∂a_t; its pre-φ' value is the truncated ∂L/∂h_t (written to
-//   grad_h), and with t = 0 (mode 2), ∂L/∂h0 = lane_{K−1}(1)·w_hh (zero for K = 1).
+//   grad_h), and with t = 0 (mode 2), ∂L/∂h0 = lane_K(1)·w_hh, the contract's formula applied
+//   to the truncated ∂L/∂a_1.
 // The K lanes of every batch entry are extra rows: state holds [slots, B, K, h]. One invocation
 // per (b, lane, i); for each j neighbouring invocations read neighbouring addresses of row j
 // of w_hh. This costs K matrix-vector products per step: a diagnostic, not a fast path.
@@ -47,9 +48,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var m = r % k + 1u; // lane 1..K
     if p.mode == 2u {
         b = r;
-        m = k;
+        m = k + 1u; // so that it reads lane K
     }
-    // lane_{m−1} at step t+1 (for mode 2: lane K−1 at step 1), zero for m = 1.
+    // lane_{m−1} at step t+1 (for mode 2: lane K at step 1), zero for m = 1.
     var carried = 0.0;
     if m >= 2u {
         let v = (((p.t + 1u) * p.batch + b) * k + (m - 2u)) * n;

@@ -22,15 +22,15 @@ impl Variant {
     pub fn from_args(args: &Args, p: &Problem) -> Result<Self> {
         let steps = p.shape.steps;
         let truncate = match args.truncate {
-            // K ≥ T + 1 keeps every term: plain BPTT, on any path.
-            Some(TruncateArg::Steps(k)) if k > steps => None,
+            // K ≥ T keeps every term: plain BPTT, on any path.
+            Some(TruncateArg::Steps(k)) if k >= steps => None,
             Some(TruncateArg::Steps(k)) => Some(Truncation::Regular(k)),
             Some(TruncateArg::Random(prob)) => Some(Truncation::Random { p: prob, seed: args.truncate_seed }),
             None => None,
         };
         let note = match args.truncate {
-            Some(TruncateArg::Steps(k)) if k > steps => {
-                Some(format!("--truncate {k} reaches past T = {steps}: every term is kept, full BPTT"))
+            Some(TruncateArg::Steps(k)) if k >= steps => {
+                Some(format!("--truncate {k} reaches back over all T = {steps} steps: every term is kept, full BPTT"))
             }
             _ => None,
         };

@@ -71,7 +71,8 @@ fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
             let go_s = &go[((s - 1) * nb + b) * q..][..q];
             let mut ga_next: Vec<f64> = Vec::new();
             for t in (0..=s).rev() {
-                if !keep(s, t) {
+                // ∂L/∂h_0 = ∂L/∂a_1·w_hh takes what ∂L/∂a_1 kept.
+                if !keep(s, t.max(1)) {
                     break;
                 }
                 let gh: Vec<f64> = (0..nh)
@@ -153,23 +154,13 @@ const T: usize = 9;
 fn regular_truncation_at_t_or_more_is_full_bptt_bit_for_bit() {
     for (name, p) in cases(T) {
         let full = reference::bptt(&p);
-        for k in [T + 1, T + 5, usize::MAX - 1] {
+        for k in [T, T + 1, T + 5, usize::MAX - 1] {
             let g = bptt_truncated(&p, Truncation::Regular(k)).expect("truncated");
             assert_eq!(g, full, "{name}, K = {k}");
         }
-        // K = T keeps everything but the last loss term's path to h_0, which is T steps back.
-        let g = bptt_truncated(&p, Truncation::Regular(T)).expect("truncated");
-        assert_eq!(
-            (&g.grad_w_hx, &g.grad_w_hh, &g.grad_w_qh, &g.grad_b_h, &g.grad_h_norm),
-            (&full.grad_w_hx, &full.grad_w_hh, &full.grad_w_qh, &full.grad_b_h, &full.grad_h_norm),
-            "{name}, K = T"
-        );
-        let want_h0 = direct(&p, |s, t| s - t < T).grad_h0;
-        assert!(rel_err(&g.grad_h0, &want_h0) < 1e-12, "{name}: grad_h0 at K = T");
-        if p.loss_at == LossAt::Last {
-            // The only loss term is T steps from h_0: nothing reaches it.
-            assert!(g.grad_h0.iter().all(|&v| v == 0.0), "{name}");
-        }
+        // K = T − 1 drops the last loss term's path to h_1 (and so to h_0).
+        let g = bptt_truncated(&p, Truncation::Regular(T - 1)).expect("truncated");
+        assert!(rel_err(&g.grad_h0, &full.grad_h0) > 1e-9, "{name}: K = T − 1 must cut something");
     }
 }
 
@@ -193,7 +184,8 @@ fn regular_truncation_matches_the_direct_cut() {
 
 #[test]
 fn regular_truncation_at_one_is_the_gradient_without_recurrent_path() {
-    // No recurrent path: ∂L/∂h_t = ∂L/∂o_t·w_qh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t), ∂L/∂h_0 = 0.
+    // No recurrent path: ∂L/∂h_t = ∂L/∂o_t·w_qh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t), and
+    // ∂L/∂h_0 = ∂L/∂a_1·w_hh from that ∂L/∂a_1 (the contract's formula).
     for (name, p) in cases(T) {
         let sh = p.shape;
         let (nb, d, nh, q) = (sh.batch, sh.input, sh.hidden, sh.output);
@@ -203,6 +195,7 @@ fn regular_truncation_at_one_is_the_gradient_without_recurrent_path() {
         let mut grad_w_hx = vec![0.0; nh * d];
         let mut grad_w_hh = vec![0.0; nh * nh];
         let mut grad_h_norm = vec![0.0; T];
+        let mut grad_a_1 = vec![0.0; nb * nh];
         for t in 0..T {
             let mut sq = 0.0;
             for b in 0..nb {
@@ -211,6 +204,9 @@ fn regular_truncation_at_one_is_the_gradient_without_recurrent_path() {
                     let gh: f64 = (0..q).map(|k| go[row * q + k] * w.w_qh[k * nh + i]).sum();
                     sq += gh * gh;
                     let ga = gh * phi_prime(p.activation, fwd.h[row * nh + i]);
+                    if t == 0 {
+                        grad_a_1[b * nh + i] = ga;
+                    }
                     for j in 0..d {
                         grad_w_hx[i * d + j] += ga * p.x[row * d + j];
                     }
@@ -226,7 +222,13 @@ fn regular_truncation_at_one_is_the_gradient_without_recurrent_path() {
         assert!(rel_err(&g.grad_w_hx, &grad_w_hx) < 1e-13, "{name}");
         assert!(rel_err(&g.grad_w_hh, &grad_w_hh) < 1e-13, "{name}");
         assert!(rel_err(&g.grad_h_norm, &grad_h_norm) < 1e-13, "{name}");
-        assert!(g.grad_h0.iter().all(|&v| v == 0.0), "{name}");
+        let grad_h0: Vec<f64> = (0..nb * nh)
+            .map(|bi| {
+                let (b, i) = (bi / nh, bi % nh);
+                (0..nh).map(|j| grad_a_1[b * nh + j] * w.w_hh[j * nh + i]).sum()
+            })
+            .collect();
+        assert!(rel_err(&g.grad_h0, &grad_h0) < 1e-13, "{name}");
         // The output path is never truncated.
         assert_eq!(g.grad_w_qh, reference::bptt(&p).grad_w_qh, "{name}");
     }

@@ -3,11 +3,12 @@
 //! backward recursion ∂L/∂h_t = ∂L/∂a_{t+1}·w_hh + ∂L/∂o_t·w_qh (math indices: h_0 is the
 //! initial state, loss terms at steps s = 1..T):
 //!
-//! - `Truncation::Regular(K)`: the contribution of loss term s to ∂L/∂h_t is kept iff
-//!   s − t < K, i.e. the recursion stops K steps back from each loss term. K = 1 keeps only the
-//!   output path (no recurrent path); for ∂L/∂h_0 (t = 0) only terms s ≤ K − 1 are kept, so
-//!   grad_h0 is zero for K = 1 and complete only for K ≥ T + 1; everything else is complete
-//!   for K ≥ T and then equal to `reference::bptt` bit for bit.
+//! - `Truncation::Regular(K)`: the contribution of loss term s to ∂L/∂h_t and ∂L/∂a_t
+//!   (t = 1..T) is kept iff s − t < K, i.e. the recursion stops K steps back from each loss
+//!   term: in the unrolled sum ∂L/∂h_t = Σ_{i=t..T} (w_hhᵀ)^{T−i} w_qhᵀ ∂L/∂o_{T+t−i}, only the
+//!   terms with T − i < K. K = 1 keeps only the output path (no recurrent path through time).
+//!   ∂L/∂h_0 follows the contract's ∂L/∂h_0 = ∂L/∂a_1·w_hh from the truncated ∂L/∂a_1. So every
+//!   tensor is complete for K ≥ T, and then equal to `reference::bptt` bit for bit.
 //! - `Truncation::Random { p, seed }` (Tallec & Ollivier 2017, "Unbiasing truncated
 //!   backpropagation through time"): ∂L/∂h_t = c_t·(∂L/∂a_{t+1}·w_hh) + ∂L/∂o_t·w_qh with
 //!   independent c_t ∈ {0, 1/(1−p)}, P(c_t = 0) = p, from `random_carry_scales`. A loss term
@@ -186,10 +187,8 @@ fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> Grads {
         std::mem::swap(&mut a_next, &mut a_now);
     }
 
-    // ∂L/∂h_0 = c_0·(A_1·w_hh) with the terms s − 0 < K, i.e. s ≤ K − 1: lane K − 1 at step 1,
-    // or lane M when K − 1 ≥ T (lane M then holds every term).
-    let h0_lane = if unbounded { 1 } else { (k - 1).min(lanes) };
-    let a_1 = &a_next[h0_lane];
+    // ∂L/∂h_0 = c_0·(A_1·w_hh) from the truncated ∂L/∂a_1 (the answer lane at step 1).
+    let a_1 = &a_next[answer];
     let mut grad_h0 = vec![0.0; nb * nh];
     for b in 0..nb {
         for i in 0..nh {

@@ -110,7 +110,7 @@ impl GpuBptt {
     }
 
     /// Like `new`, for BPTT truncated `k` steps back from each loss term (the fused schedule
-    /// with K lanes of ∂L/∂a; see `shaders/truncated_step.wgsl`). K > T is full BPTT: use `new`.
+    /// with K lanes of ∂L/∂a; see `shaders/truncated_step.wgsl`). K ≥ T is full BPTT: use `new`.
     pub fn new_truncated(ctx: &GpuContext, shape: Shape, k: usize) -> Result<Self> {
         if k == 0 || k > shape.steps {
             return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
