@@ -235,6 +235,9 @@ impl Report {
                 self.gpu_us_per_step.unwrap_or(f64::NAN),
                 self.dispatches.unwrap_or(0)
             );
+            if let Some(bytes) = self.gpu_memory_bytes {
+                let _ = writeln!(s, "  memory   {} of GPU buffers at the peak", crate::gpu::buffers::human_bytes(bytes));
+            }
             if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
                 let _ = writeln!(
                     s,

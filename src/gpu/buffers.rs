@@ -92,7 +92,7 @@ pub fn human_bytes(n: u64) -> String {
     if x >= KI * KI * KI {
         format!("{:.1} GiB", x / (KI * KI * KI))
     } else if x >= KI * KI {
-        format!("{:.0} MiB", x / (KI * KI))
+        format!("{:.1} MiB", x / (KI * KI))
     } else if x >= KI {
         format!("{:.1} KiB", x / KI)
     } else {
