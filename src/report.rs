@@ -92,8 +92,10 @@ pub struct Report {
     /// inside passes.
     pub gpu_stages_ms: Vec<(&'static str, f64)>,
     pub timing_source: Option<TimingSource>,
-    /// Timed runs behind each median (after one warm-up run).
+    /// Timed GPU runs behind each GPU median (after one warm-up run); 0 when no GPU ran.
     pub repeat: u32,
+    /// Timed runs of the fast CPU path behind its median (after one warm-up run).
+    pub cpu_repeat: Option<u32>,
     pub dispatches: Option<usize>,
     pub gpu_memory_bytes: Option<u64>,
     pub flops: f64,
@@ -206,7 +208,17 @@ impl Report {
             let _ = writeln!(s, "PROBLEM    {p}");
         }
         let t = &self.timings_ms;
-        let _ = writeln!(s, "timings    median of {} run(s) after a warm-up", self.repeat);
+        let mut counts = Vec::new();
+        if self.timings_ms.gpu_total.is_some() {
+            counts.push(format!("GPU: median of {} run(s) after a warm-up", self.repeat));
+        }
+        if let Some(n) = self.cpu_repeat {
+            counts.push(format!("fast CPU path: median of {n} after a warm-up"));
+        }
+        if self.timings_ms.cpu_ref_total.is_some() {
+            counts.push("reference: one run".into());
+        }
+        let _ = writeln!(s, "timings    {}", counts.join("; "));
         if t.gpu_total.is_some() {
             let src = match self.timing_source {
                 Some(TimingSource::Timestamp) => "GPU timestamp queries",
@@ -236,7 +248,8 @@ impl Report {
                 self.dispatches.unwrap_or(0)
             );
             if let Some(bytes) = self.gpu_memory_bytes {
-                let _ = writeln!(s, "  memory   {} of GPU buffers at the peak", crate::gpu::buffers::human_bytes(bytes));
+                let _ =
+                    writeln!(s, "  memory   {} of GPU buffers at the peak", crate::gpu::buffers::human_bytes(bytes));
             }
             if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
                 let _ = writeln!(

@@ -241,7 +241,8 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     let mut timings = Timings::default();
     let mut problems = Vec::new();
     let mut rel = BTreeMap::new();
-    let mut repeat = 1;
+    let mut repeat = 0;
+    let mut cpu_repeat = None;
     let (mut adapter, mut timing_source, mut dispatches, mut memory) = (None, None, None, None);
     let mut gpu_stages = Vec::new();
     let mut floor = None;
@@ -305,9 +306,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
     let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) && variant.is_plain() {
         let (g, med, times) = timed(args, &progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
         timings.cpu_total = Some(med);
-        if gpu_result.is_none() {
-            repeat = times.len() as u32;
-        }
+        cpu_repeat = Some(times.len() as u32);
         let reach = if gpu_result.is_none() { cpu::fast::bptt(&last_only).grad_h_norm } else { Vec::new() };
         Some((g, reach))
     } else {
@@ -383,6 +382,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         gpu_stages_ms: gpu_stages,
         timing_source,
         repeat,
+        cpu_repeat,
         dispatches,
         gpu_memory_bytes: memory,
         flops: fl,
