@@ -50,8 +50,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let tile_m = (tile / tiles_n) * TILE;
     let tile_n = (tile % tiles_n) * TILE;
+    // Sums over k run in blocks of 256 (16 slices) whose subtotals are added to the total:
+    // the rounding error of a sum of K terms then grows like 256 + K/256 rather than K, which
+    // matters for the weight gradients, whose K is every (t, b) row.
     var acc: array<array<f32, 4>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += DEPTH) {
+    for (var kb = 0u; kb < p.k; kb += 256u) {
+    var block: array<array<f32, 4>, 4>;
+    for (var k0 = kb; k0 < min(p.k, kb + 256u); k0 += DEPTH) {
         // Stage A[tile_m.., k0..] and B[k0.., tile_n..]: 1024 values each, 4 per invocation.
         // Neighbouring invocations take neighbouring addresses along whichever axis has stride 1.
         for (var e = 0u; e < 4u; e++) {
@@ -99,11 +104,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
             for (var i = 0u; i < 4u; i++) {
                 for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] += av[i] * bv[j];
+                    block[i][j] += av[i] * bv[j];
                 }
             }
         }
         workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            acc[i][j] += block[i][j];
+        }
+    }
     }
     for (var i = 0u; i < 4u; i++) {
         let gm = tile_m + lid.y * 4u + i;

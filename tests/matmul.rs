@@ -28,7 +28,9 @@ fn matmul_matches_a_cpu_product_on_awkward_sizes() {
     let ctx = common::gpu();
     let mut worst: f64 = 0.0;
     for (case, &(m, n, k)) in
-        [(1, 1, 1), (3, 5, 7), (65, 63, 17), (64, 64, 16), (130, 70, 33), (7, 129, 200)].iter().enumerate()
+        [(1, 1, 1), (3, 5, 7), (65, 63, 17), (64, 64, 16), (130, 70, 33), (7, 129, 200), (5, 3, 1000)]
+            .iter()
+            .enumerate()
     {
         for transpose_a in [false, true] {
             for transpose_b in [false, true] {
