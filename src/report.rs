@@ -41,7 +41,8 @@ pub struct SweepRow {
     pub grad_h_norm_last: f64,
     pub reach_first: f64,
     pub reach_growth_factor: Option<f64>,
-    pub pass: bool,
+    /// As `Report::pass`: null when nothing was compared and nothing failed.
+    pub pass: Option<bool>,
     pub grad_h_norm: Vec<f64>,
     pub grad_h_norm_from_last: Vec<f64>,
 }
@@ -81,8 +82,12 @@ pub struct Report {
     /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
     pub rel_err: BTreeMap<&'static str, f64>,
     pub tolerance: f64,
-    /// Every check passed and every result is finite.
-    pub pass: bool,
+    /// Whether two paths were compared (the GPU against the f64 reference).
+    pub checked: bool,
+    /// true: compared, every tensor within the tolerance and every result finite; false: a
+    /// tensor over the tolerance or a non-finite result on any path (exit 1); null: nothing
+    /// was compared (one path ran) and its result is finite.
+    pub pass: Option<bool>,
     /// One line per problem found (non-finite results, failed checks).
     pub problems: Vec<String>,
     pub timings_ms: Timings,
@@ -117,6 +122,15 @@ fn ms(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.3} ms"),
         _ => "-".into(),
+    }
+}
+
+/// PASS, FAIL, or "not checked" when only one path ran (its result is finite).
+fn verdict(pass: Option<bool>) -> &'static str {
+    match pass {
+        Some(true) => "PASS",
+        Some(false) => "FAIL",
+        None => "not checked",
     }
 }
 
@@ -192,7 +206,7 @@ impl Report {
                     r.grad_h_norm_last,
                     r.reach_first,
                     r.reach_growth_factor.map_or("-".into(), |f| format!("×{f:.4}")),
-                    if r.pass { "PASS" } else { "FAIL" }
+                    verdict(r.pass)
                 );
             }
             let _ = writeln!(s, "           (the report above and below is the first radius's)");
@@ -276,7 +290,7 @@ impl Report {
         if let Some(x) = self.speedup_vs_cpu {
             let _ = writeln!(s, "speedup    GPU total vs fast CPU path: {x:.2}×");
         }
-        let _ = writeln!(s, "result     {}", if self.pass { "PASS" } else { "FAIL" });
+        let _ = writeln!(s, "result     {}", verdict(self.pass));
         s
     }
 }
