@@ -56,11 +56,10 @@ pub fn run(args: &Args) -> Result<Outcome> {
 /// file in a writable folder (`io::check_output_path`), `--save` must not be the `--load`
 /// file, and no two outputs may be one file.
 pub fn check_outputs(args: &Args) -> Result<()> {
-    let outputs: Vec<(&str, &Path)> =
-        [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref())]
-            .into_iter()
-            .filter_map(|(flag, p)| Some((flag, p?)))
-            .collect();
+    let outputs: Vec<(&str, &Path)> = [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref())]
+        .into_iter()
+        .filter_map(|(flag, p)| Some((flag, p?)))
+        .collect();
     for (flag, path) in &outputs {
         crate::io::check_output_path(path).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("{flag} {m}")),
@@ -105,7 +104,13 @@ pub fn problem_from_args(args: &Args) -> Result<Problem> {
 }
 
 fn shape_from_args(args: &Args) -> Result<Shape> {
-    Shape::new(args.steps as usize, args.batch as usize, args.input as usize, args.hidden as usize, args.output as usize)
+    Shape::new(
+        args.steps as usize,
+        args.batch as usize,
+        args.input as usize,
+        args.hidden as usize,
+        args.output as usize,
+    )
 }
 
 /// The problem and the GPU context, with the memory the shape needs checked before the problem
@@ -168,18 +173,16 @@ fn gpu_context(args: &Args, shape: Shape) -> Result<Option<Gpu>> {
         _ => 1,
     };
     let schedule = if lanes > 1 { Schedule::Fused } else { args.schedule };
-    BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(
-        |e| {
-            Error::Invalid(format!(
-                "{e}{}",
-                if args.segments.is_none() {
-                    " (or --segments N: the GPU then holds one segment of T/N steps at a time)"
-                } else {
-                    " (or more --segments)"
-                }
-            ))
-        },
-    )?;
+    BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(|e| {
+        Error::Invalid(format!(
+            "{e}{}",
+            if args.segments.is_none() {
+                " (or --segments N: the GPU then holds one segment of T/N steps at a time)"
+            } else {
+                " (or more --segments)"
+            }
+        ))
+    })?;
     Ok(Some((ctx, ms)))
 }
 
@@ -296,11 +299,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Outcome> {
     let mut report = first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
     let radii: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
     let title = format!("{}, {}, spectral radius {}", report.shape, report.activation.name(), radii.join(", "));
-    report.pass = if rows.iter().any(|r| r.pass == Some(false)) {
-        Some(false)
-    } else {
-        report.checked.then_some(true)
-    };
+    report.pass = if rows.iter().any(|r| r.pass == Some(false)) { Some(false) } else { report.checked.then_some(true) };
     report.problems = problems;
     report.sweep = rows;
     Ok(Outcome { report, result: None, plot: (title, series) })

@@ -48,10 +48,7 @@ pub fn check_output_path(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() => {}
         Ok(m) => {
-            return Err(refuse(
-                path,
-                format!("is {}; bptt only replaces regular files (give another path)", kind(&m)),
-            ));
+            return Err(refuse(path, format!("is {}; bptt only replaces regular files (give another path)", kind(&m))));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(refuse(path, format!("cannot be checked: {e}"))),
@@ -64,7 +61,10 @@ pub fn check_output_path(path: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(refuse(path, format!("{} is not a folder", one_line(&dir.display().to_string())))),
         Err(e) => {
-            return Err(refuse(path, format!("the folder {} cannot be used: {e}", one_line(&dir.display().to_string()))));
+            return Err(refuse(
+                path,
+                format!("the folder {} cannot be used: {e}", one_line(&dir.display().to_string())),
+            ));
         }
     }
     if !writable(dir) {
@@ -118,10 +118,7 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let (f, len) = open_regular(path)?;
     if len > limit {
-        return Err(refuse(
-            path,
-            format!("is {}, more than the {} this reader accepts", human(len), human(limit)),
-        ));
+        return Err(refuse(path, format!("is {}, more than the {} this reader accepts", human(len), human(limit))));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     f.take(limit).read_to_end(&mut bytes).map_err(|e| refuse(path, format!("cannot read: {e}")))?;

@@ -210,14 +210,12 @@ fn resolve<V: Copy + PartialEq>(
         })?),
     };
     match (arg, from_file) {
-        (Some(a), Some(f)) if a != f => {
-            Err(Error::Invalid(format!(
-                "--{} {} contradicts the file's metadata {key}={}",
-                key.replace('_', "-"),
-                name(a),
-                name(f)
-            )))
-        }
+        (Some(a), Some(f)) if a != f => Err(Error::Invalid(format!(
+            "--{} {} contradicts the file's metadata {key}={}",
+            key.replace('_', "-"),
+            name(a),
+            name(f)
+        ))),
         (Some(a), _) => Ok(Some((a, Source::Argument))),
         (None, Some(f)) => Ok(Some((f, Source::Metadata))),
         (None, None) => Ok(None),

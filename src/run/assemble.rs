@@ -47,7 +47,10 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
     let problems = if over.is_empty() {
         Vec::new()
     } else {
-        vec![format!("GPU against the reference: relative error over the tolerance {tolerance:e} in {}", over.join(", "))]
+        vec![format!(
+            "GPU against the reference: relative error over the tolerance {tolerance:e} in {}",
+            over.join(", ")
+        )]
     };
     (rel, problems)
 }
@@ -119,7 +122,14 @@ impl GpuPathFacts {
 }
 
 /// The report of `result` (from the path `from`) with the run's measurements.
-pub fn report(args: &Args, p: &Problem, variant: &Variant, result: &PathResult, from: &'static str, k: Pieces) -> Report {
+pub fn report(
+    args: &Args,
+    p: &Problem,
+    variant: &Variant,
+    result: &PathResult,
+    from: &'static str,
+    k: Pieces,
+) -> Report {
     let shape = p.shape;
     let grad_norms = result.grads.tensors().into_iter().filter(|(n, _)| n.starts_with("grad_") && *n != "grad_h_norm");
     let grad_norms = grad_norms.map(|(n, v)| (n, crate::model::norm(v))).collect();
