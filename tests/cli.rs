@@ -330,8 +330,21 @@ fn tiny_norms_do_not_underflow_to_zero() {
     // ∂L/∂h_1 = (w_hhᵀ)⁷ w_qhᵀ ∂L/∂o_8 with ρ(w_hh) = 1e-30: about 1e-210, whose square
     // underflows f64; a plain sum of squares says 0.
     let (code, stdout, stderr) = bptt(&[
-        "--hidden", "8", "--steps", "8", "--input", "2", "--output", "2", "--spectral-radius", "1e-30", "--loss-at",
-        "last", "--compute", "cpu-ref", "--json",
+        "--hidden",
+        "8",
+        "--steps",
+        "8",
+        "--input",
+        "2",
+        "--output",
+        "2",
+        "--spectral-radius",
+        "1e-30",
+        "--loss-at",
+        "last",
+        "--compute",
+        "cpu-ref",
+        "--json",
     ]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -348,7 +361,16 @@ fn a_failed_check_says_which_tensors_on_stderr_and_that_the_save_was_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.st");
     let (code, stdout, stderr) = bptt(&[
-        "--hidden", "16", "--steps", "4", "--repeat", "1", "--tolerance", "1e-30", "--save", out.to_str().unwrap(),
+        "--hidden",
+        "16",
+        "--steps",
+        "4",
+        "--repeat",
+        "1",
+        "--tolerance",
+        "1e-30",
+        "--save",
+        out.to_str().unwrap(),
     ]);
     assert_eq!(code, 1, "{stdout}");
     let lines = error_lines(&stderr);
@@ -384,7 +406,16 @@ fn output_paths_are_checked_before_computing() {
     // A good run prints the report and then names the files it wrote.
     let plot = dir.path().join("p.svg");
     let (code, stdout, stderr) = bptt(&[
-        "--hidden", "4", "--steps", "3", "--compute", "cpu-ref", "--save", keep_s, "--plot", plot.to_str().unwrap(),
+        "--hidden",
+        "4",
+        "--steps",
+        "3",
+        "--compute",
+        "cpu-ref",
+        "--save",
+        keep_s,
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
     let result_at = stdout.find("result ").unwrap();
