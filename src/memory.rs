@@ -1,6 +1,6 @@
 //! Host memory a run will need, estimated from the shape before anything is built, so that an
 //! impossible shape is refused at once (exit 2, with the figure) instead of running for a
-//! minute and dying of an allocation failure (README, Limits).
+//! minute and dying of an allocation failure (README, "Before computing").
 
 use crate::error::{Error, Result};
 use crate::gpu::buffers::human_bytes;

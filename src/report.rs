@@ -107,7 +107,7 @@ pub struct Report {
     pub gpu_gflops: Option<f64>,
     pub gpu_gbps: Option<f64>,
     pub gpu_us_per_step: Option<f64>,
-    /// 2T empty dispatches in one pass: the latency floor of one dispatch per step each way.
+    /// 2T empty dispatches (in passes of at most 4096): the latency floor of one dispatch per step each way.
     pub gpu_dispatch_floor_ms: Option<f64>,
     /// The GPU's forward + backward passes over that floor (1 would mean the kernels cost
     /// nothing beyond launching them).
@@ -268,7 +268,7 @@ impl Report {
             if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
                 let _ = writeln!(
                     s,
-                    "  floor    2T = {} empty dispatches in one pass: {f:.3} ms ({:.1} µs/step); forward + backward is {r:.1}× the floor",
+                    "  floor    2T = {} empty dispatches: {f:.3} ms ({:.1} µs/step); forward + backward is {r:.1}× the floor",
                     2 * self.shape.steps,
                     f * 1e3 / self.shape.steps as f64
                 );

@@ -184,7 +184,7 @@ pub fn report(
             bytes / (ms * 1e6)
         }),
         gpu_dispatch_floor_ms: floor,
-        // The floor is one pass of empty dispatches: compare it with the passes themselves.
+        // The floor is empty dispatches as the passes record them: compare it with the passes.
         gpu_total_over_floor: floor.zip(t.gpu_forward.zip(t.gpu_backward)).map(|(f, (fw, bw))| (fw + bw) / f),
         gpu_us_per_step: gpu_total.map(|ms| ms * 1e3 / shape.steps as f64),
         speedup_vs_cpu: match (t.cpu_total, gpu_total) {
