@@ -115,7 +115,7 @@ mod tests {
         let none = host_bytes(s, Paths::default());
         let reference = host_bytes(s, Paths { reference: true, ..Default::default() });
         // x and y in f64: 10000 rows of 8·(4 + 2) bytes, plus the small weights.
-        assert!(none >= 480_000 && none < 490_000, "{none}");
+        assert!((480_000..490_000).contains(&none), "{none}");
         // The reference adds 8·(3·8 + 3·2) = 240 bytes per row.
         assert_eq!(reference - none, 2_400_000);
     }

@@ -332,7 +332,17 @@ impl Outcome {
     pub fn write_files(&self, args: &Args) -> Result<Vec<String>> {
         let mut written = Vec::new();
         if let Some(path) = &args.plot {
-            plot_profiles(path, &self.plot.0, &self.plot.1)?;
+            plot_profiles(path, &self.plot.0, &self.plot.1).map_err(|e| match (e, &args.save) {
+                // The save comes only after everything else succeeded: say it was not written.
+                (Error::Io { path, reason }, Some(save)) => Error::Io {
+                    path,
+                    reason: format!(
+                        "{reason}; --save {} skipped (an existing file is left as it was)",
+                        one_line(&save.display().to_string())
+                    ),
+                },
+                (e, _) => e,
+            })?;
             written.push(format!("plot written to {}", one_line(&path.display().to_string())));
         }
         if let (Some(path), Some(result), false) = (&args.save, &self.result, self.failed()) {

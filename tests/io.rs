@@ -658,7 +658,7 @@ fn with_header(f: &RawFile, edit: impl Fn(&str) -> String) -> Vec<u8> {
     let bytes = f.bytes();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header = edit(std::str::from_utf8(&bytes[8..8 + n]).unwrap().trim_end());
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();

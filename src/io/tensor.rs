@@ -90,7 +90,7 @@ pub(super) fn ints(name: &str, v: &TensorView) -> Result<Vec<i64>> {
 /// must not be silently ignored.
 pub(super) fn reject_unknown(st: &SafeTensors, allowed: &[&str]) -> Result<()> {
     let mut unknown: Vec<String> =
-        st.names().into_iter().filter(|n| !allowed.contains(n)).map(|n| crate::error::quote(n)).collect();
+        st.names().into_iter().filter(|n| !allowed.contains(n)).map(crate::error::quote).collect();
     if unknown.is_empty() {
         return Ok(());
     }
