@@ -11,7 +11,8 @@ use crate::model::{Activation, LossAt, LossFn};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compute {
-    /// GPU, checked against the f64 reference; the fast CPU path is timed too.
+    /// GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT
+    /// only: not under --truncate, --segments or --clip, as the report notes).
     #[default]
     Both,
     /// GPU only, no check.
@@ -36,8 +37,11 @@ pub enum Compute {
 /// input, including output paths that cannot be written and shapes over the memory available
 /// (checked before computing; BPTT_MAX_MEMORY=BYTES, e.g. 8G, sets the figure).
 #[derive(Parser, Debug, Clone)]
+// allow_negative_numbers (and allow_hyphen_values on --sweep-radius, for "-1,2"): `--clip -1`
+// is a value to refuse with the flag's own rule, not an unknown argument.
 #[command(
     name = "bptt",
+    allow_negative_numbers = true,
     version,
     about,
     long_about,
@@ -121,7 +125,9 @@ pub struct Args {
     /// gradient is cut there ("detach"), and the GPU holds one segment at a time.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "truncate")]
     pub segments: Option<u32>,
-    /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g.
+    /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g. Not with
+    /// --segments (refused): the GPU clips within one run, and with segments the whole
+    /// gradient exists only after the last segment's run.
     #[arg(long, value_name = "θ", value_parser = parse_tolerance, conflicts_with = "segments")]
     pub clip: Option<f64>,
     /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
@@ -129,7 +135,7 @@ pub struct Args {
     pub plot: Option<PathBuf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
-    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, conflicts_with_all = ["load", "spectral_radius", "save"])]
+    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
     pub sweep_radius: Option<Vec<f64>>,
     /// Print one JSON object instead of the report.
     #[arg(long)]

@@ -5,7 +5,8 @@
 //! FreeType to build or link), which needs a TrueType font registered at run time, for both
 //! formats (the SVG's layout is measured with it too). We load one from `$BPTT_PLOT_FONT` or
 //! the usual system locations (DejaVu Sans, Liberation Sans, Arial, …); when none is there the
-//! plot fails with one line naming the fix.
+//! plot fails with one line naming the fix. A `$BPTT_PLOT_FONT` that is no usable font is an
+//! error, not a silent fallback.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -75,31 +76,49 @@ pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> 
     }
 }
 
+/// Finds and registers the plot's font now, so that a missing or bad font is refused before
+/// any computing (`run` calls it when `--plot` is given). A `BPTT_PLOT_FONT` that is not a
+/// usable font is an error (exit 2), never a silent fallback to a system font.
+pub fn check_font(plot: &Path) -> Result<()> {
+    register_font(plot)
+}
+
 /// Registers a font for plotters once per process; the error names the fix.
 fn register_font(path: &Path) -> Result<()> {
-    static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    // (bad input: BPTT_PLOT_FONT names no usable font, the message) or (no font anywhere).
+    static FONT: OnceLock<std::result::Result<(), (bool, String)>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let from_env = std::env::var_os(FONT_ENV).map(std::path::PathBuf::from);
-        let candidates = from_env.iter().cloned().chain(FONT_CANDIDATES.iter().map(std::path::PathBuf::from));
-        for candidate in candidates {
+        let try_font = |candidate: &Path| -> std::result::Result<(), String> {
             // Regular files of at most 64 MB only: `BPTT_PLOT_FONT=/dev/zero` must not read forever.
-            let Ok(bytes) = crate::io::read_regular(&candidate, 64 << 20) else {
-                continue;
-            };
+            let bytes = crate::io::read_regular(candidate, 64 << 20).map_err(|e| e.to_string())?;
             // plotters keeps fonts for the whole process ('static); this runs at most once.
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                return Ok(());
-            }
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| "not a TrueType or OpenType font".to_string())
+        };
+        if let Some(from_env) = std::env::var_os(FONT_ENV) {
+            let from_env = std::path::PathBuf::from(from_env);
+            return try_font(&from_env).map_err(|why| {
+                let why = why.strip_prefix("invalid input: ").unwrap_or(&why).to_string();
+                let at = crate::error::quote(&from_env.display().to_string());
+                (true, format!("{FONT_ENV}={at} is not a usable font ({why}): give a .ttf or .otf file, or unset it"))
+            });
         }
-        Err(format!(
-            "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
-             DejaVu (`apt-get install fonts-dejavu-core`){}",
-            from_env.map_or(String::new(), |p| format!(" ({FONT_ENV}={} is not a readable font)", p.display()))
+        if FONT_CANDIDATES.iter().any(|c| try_font(Path::new(c)).is_ok()) {
+            return Ok(());
+        }
+        Err((
+            false,
+            format!(
+                "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
+                 DejaVu (`apt-get install fonts-dejavu-core`)"
+            ),
         ))
     })
     .clone()
-    .map_err(|reason| Error::Io { path: path.display().to_string(), reason })
+    .map_err(|(bad_input, reason)| {
+        if bad_input { Error::Invalid(reason) } else { Error::Io { path: path.display().to_string(), reason } }
+    })
 }
 
 /// The maximal runs of consecutive plottable (finite, > 0) values, as (t, log10 value) points.

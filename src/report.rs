@@ -90,6 +90,9 @@ pub struct Report {
     pub pass: Option<bool>,
     /// One line per problem found (non-finite results, failed checks).
     pub problems: Vec<String>,
+    /// One line per thing the run left out that the arguments might suggest it did (e.g. the
+    /// fast CPU path under --truncate, --segments or --clip).
+    pub notes: Vec<String>,
     pub timings_ms: Timings,
     /// GPU schedule (`fused` or `stepwise`).
     pub schedule: Option<&'static str>,
@@ -220,6 +223,9 @@ impl Report {
         }
         for p in &self.problems {
             let _ = writeln!(s, "PROBLEM    {p}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note       {n}");
         }
         let t = &self.timings_ms;
         let mut counts = Vec::new();

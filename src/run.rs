@@ -66,6 +66,9 @@ pub fn check_outputs(args: &Args) -> Result<()> {
             other => other,
         })?;
     }
+    if let Some(plot) = &args.plot {
+        crate::plot::check_font(plot)?;
+    }
     let same = |a: &Path, b: &Path| a == b || crate::io::same_file(a, b);
     if let (Some(load), Some(save)) = (&args.load, &args.save)
         && same(load, save)
@@ -221,11 +224,14 @@ pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(R
         (Some(g), Some((r, _))) => assemble::compare(&g.result, r, args.tolerance),
         _ => (BTreeMap::new(), Vec::new()),
     };
-    problems.extend(assemble::non_finite_in(&[
-        ("gpu", gpu_path.as_ref().map(|g| &g.result)),
-        ("fast CPU path", fast.as_ref().map(|f| &f.0)),
-        ("reference", reference.as_ref().map(|r| &r.0)),
-    ]));
+    problems.extend(assemble::non_finite_in(
+        &[
+            ("gpu", gpu_path.as_ref().map(|g| &g.result)),
+            ("fast CPU path", fast.as_ref().map(|f| &f.0)),
+            ("reference", reference.as_ref().map(|r| &r.0)),
+        ],
+        args.load.is_some(),
+    ));
     let clip = match (&gpu_path, &reference) {
         (Some(g), _) => g.clip.clone(),
         (None, Some((r, before))) => compute::clip_report(variant.clip, *before, &r.grads),
@@ -239,6 +245,7 @@ pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(R
         checked: gpu_path.is_some() && reference.is_some(),
         rel_err,
         problems,
+        notes: skipped_paths(args, &variant),
         timings,
     };
     let (result, from): (PathResult, &'static str) = match (gpu_path, fast, reference) {
@@ -249,6 +256,26 @@ pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(R
     };
     let report = assemble::report(args, p, &variant, &result, from, pieces);
     Ok((report, result.grads))
+}
+
+/// Says when `--compute both` runs less than "both" suggests: the fast CPU path computes plain
+/// BPTT only, so under --truncate, --segments or --clip it does not run (and has no time).
+fn skipped_paths(args: &Args, variant: &Variant) -> Vec<String> {
+    if args.compute != Compute::Both || variant.is_plain() {
+        return Vec::new();
+    }
+    let flags: Vec<&str> = [
+        (variant.truncate.is_some(), "--truncate"),
+        (variant.segments.is_some(), "--segments"),
+        (variant.clip.is_some(), "--clip"),
+    ]
+    .into_iter()
+    .filter_map(|(on, flag)| on.then_some(flag))
+    .collect();
+    vec![format!(
+        "the fast CPU path computes plain BPTT only: it did not run (with {}); the GPU is checked against the f64 reference",
+        flags.join(", ")
+    )]
 }
 
 fn plot_title(r: &Report) -> String {
