@@ -37,8 +37,9 @@ pub enum Compute {
 /// input, including output paths that cannot be written and shapes over the memory available
 /// (checked before computing; BPTT_MAX_MEMORY=BYTES, e.g. 8G, sets the figure).
 #[derive(Parser, Debug, Clone)]
-// allow_negative_numbers (and allow_hyphen_values on --sweep-radius, for "-1,2"): `--clip -1`
-// is a value to refuse with the flag's own rule, not an unknown argument.
+// allow_negative_numbers, and allow_hyphen_values on the float flags (for "-1e-3", "-inf",
+// "-1,2", which clap does not take for numbers): `--clip -1` is a value to refuse with the
+// flag's own rule, not an unknown argument.
 #[command(
     name = "bptt",
     allow_negative_numbers = true,
@@ -81,7 +82,7 @@ pub struct Args {
     pub seed: u64,
     /// Rescale w_hh to this spectral radius: below 1 gradients shrink going back in time, above 1
     /// they grow.
-    #[arg(long, value_name = "R", value_parser = parse_radius, conflicts_with = "load")]
+    #[arg(long, value_name = "R", value_parser = parse_radius, allow_hyphen_values = true, conflicts_with = "load")]
     pub spectral_radius: Option<f64>,
     /// Draw h0 ~ N(0,1) instead of zeros.
     #[arg(long, conflicts_with = "load")]
@@ -95,7 +96,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Schedule::Fused)]
     pub schedule: Schedule,
     /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to PASS.
-    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance, allow_hyphen_values = true)]
     pub tolerance: f64,
     /// Timed runs after a warm-up; the median is reported [default: enough to fill about 2 s,
     /// between 1 and 20].
@@ -116,7 +117,7 @@ pub struct Args {
     /// Truncated BPTT: K stops the backward recursion K steps back from each loss term (loss
     /// term s reaches h_t only if s − t < K); random:P cuts the carried gradient at each step
     /// with probability P and scales it by 1/(1−P) otherwise (Tallec & Ollivier 2017: unbiased).
-    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate)]
+    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate, allow_hyphen_values = true)]
     pub truncate: Option<TruncateArg>,
     /// Seed of the random cuts of --truncate random:P.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -128,7 +129,7 @@ pub struct Args {
     /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g. Not with
     /// --segments (refused): the GPU clips within one run, and with segments the whole
     /// gradient exists only after the last segment's run.
-    #[arg(long, value_name = "θ", value_parser = parse_tolerance, conflicts_with = "segments")]
+    #[arg(long, value_name = "θ", value_parser = parse_tolerance, allow_hyphen_values = true, conflicts_with = "segments")]
     pub clip: Option<f64>,
     /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
@@ -186,12 +187,20 @@ fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     }
 }
 
+/// A float flag's value; flags take hyphen values, so `--clip --json` lands here: say so.
+fn parse_number(s: &str) -> Result<f64, String> {
+    if s.starts_with("--") {
+        return Err(format!("a number is needed, not the flag '{s}'"));
+    }
+    s.parse().map_err(|_| format!("'{s}' is not a number"))
+}
+
 fn parse_radius(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let r = parse_number(s)?;
     if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
 }
 
 fn parse_tolerance(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let r = parse_number(s)?;
     if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
 }

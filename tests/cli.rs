@@ -482,14 +482,16 @@ fn inputs_must_be_regular_files() {
         assert_eq!(out.status.code(), Some(2), "{path}: {stderr}");
         assert!(stderr.contains(needle), "{path}: {stderr}");
     }
-    // A font from a device is skipped (the next candidate is used), not read forever.
+    // A font from a device is refused at once (exit 2, before computing), not read forever
+    // (tests/env_errors.rs tests the other bad fonts).
     let plot = dir.path().join("p.svg");
     let (code, _, stderr) = bptt_env(
         &["--hidden", "4", "--steps", "3", "--compute", "cpu-ref", "--plot", plot.to_str().unwrap()],
         &[("BPTT_PLOT_FONT", "/dev/zero")],
     );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(plot.exists());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("BPTT_PLOT_FONT=/dev/zero") && stderr.contains("expected a regular file"), "{stderr}");
+    assert!(!plot.exists());
 }
 
 #[test]

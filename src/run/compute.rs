@@ -235,3 +235,32 @@ pub fn reference(
 pub fn is_long(args: &Args, p: &Problem) -> bool {
     flops::flops(p.shape) >= 1e8 || args.repeat.is_some_and(|r| r > 5)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(h: Vec<f64>, o: Vec<f64>) -> Grads {
+        Grads { h, o, ..Default::default() }
+    }
+
+    #[test]
+    fn the_first_non_finite_state_is_found_and_named() {
+        // T = 4, B = 1, h = 2, q = 1.
+        let shape = Shape::new(4, 1, 1, 2, 1).unwrap();
+        let inf = f64::INFINITY;
+        let finite = states(vec![1.0; 8], vec![1.0; 4]);
+        assert_eq!(ForwardOverflow::find(&finite, shape), None);
+        // Not kept: nothing to say.
+        assert_eq!(ForwardOverflow::find(&Grads::default(), shape), None);
+        let h_first = states(vec![1.0, 1.0, 1.0, 1.0, 1.0, f64::NAN, inf, inf], vec![1.0, 1.0, 1.0, inf]);
+        let found = ForwardOverflow::find(&h_first, shape).unwrap();
+        assert_eq!(found, ForwardOverflow { h: Some(3), o: Some(4) });
+        assert_eq!(found.describe("f32"), "h_t overflows f32 at t = 3");
+        let o_first = states(vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, inf, 1.0], vec![1.0, inf, inf, inf]);
+        let found = ForwardOverflow::find(&o_first, shape).unwrap();
+        assert_eq!(found.describe("f64"), "o_t overflows f64 at t = 2 (h_t at t = 4)");
+        let only_o = states(vec![1.0; 8], vec![1.0, 1.0, -inf, 1.0]);
+        assert_eq!(ForwardOverflow::find(&only_o, shape).unwrap().describe("f32"), "o_t overflows f32 at t = 3");
+    }
+}
