@@ -36,6 +36,10 @@ pub enum Compute {
 /// tensor over the tolerance or a non-finite result) or a run-time failure; 2 bad arguments or
 /// input, including output paths that cannot be written and shapes over the memory available
 /// (checked before computing; BPTT_MAX_MEMORY=BYTES, e.g. 8G, sets the figure).
+///
+/// Environment: WGPU_BACKEND (backend names, comma-separated, read with --backend auto),
+/// WGPU_ADAPTER_NAME, BPTT_RECURRENT_LAYOUT (ROWSxCHUNKS[r]), BPTT_PLOT_FONT (a .ttf/.otf file
+/// for --plot), BPTT_MAX_MEMORY; an invalid value is an error (exit 2), never ignored.
 #[derive(Parser, Debug, Clone)]
 // allow_negative_numbers, and allow_hyphen_values on the float flags (for "-1e-3", "-inf",
 // "-1,2", which clap does not take for numbers): `--clip -1` is a value to refuse with the
