@@ -124,6 +124,11 @@ pub struct Args {
     /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
+    /// Draw the unrolled computation graph (x_t, h_t, o_t, ℓ_t, L and the parameters), each h_t
+    /// and each edge h_{t−1} → h_t coloured by ‖∂L/∂h_t‖ on a log scale (.svg, .png, or .dot
+    /// for Graphviz). Above 8 steps, the first and last 3 are drawn with an ellipsis between.
+    #[arg(long, value_name = "FILE", value_parser = parse_graph_path, conflicts_with = "sweep_radius")]
+    pub graph: Option<PathBuf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
     #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, conflicts_with_all = ["load", "spectral_radius", "save"])]
@@ -153,6 +158,11 @@ fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
         Some("svg") | Some("png") => Ok(p),
         _ => Err(format!("the plot is written as .svg or .png, not '{s}'")),
     }
+}
+
+fn parse_graph_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    crate::graph::GraphFormat::of(&p).map(|_| p)
 }
 
 /// `--truncate`'s value.

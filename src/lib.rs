@@ -28,6 +28,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod flops;
 pub mod gpu;
+pub mod graph;
 pub mod io;
 pub mod linalg;
 pub mod model;

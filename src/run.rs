@@ -165,6 +165,9 @@ pub fn run(args: &Args) -> Result<Report> {
     if let Some(path) = &args.plot {
         plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
     }
+    if let Some(path) = &args.graph {
+        crate::graph::write_report_graph(path, &report)?;
+    }
     Ok(report)
 }
 

@@ -1,0 +1,523 @@
+//! Where every node, edge and piece of text of the graph goes, in pixels (y down). The
+//! renderers only draw what is here: rectangles, polylines (curves are flattened), triangles
+//! for arrowheads, and text.
+
+use super::GraphSpec;
+use crate::model::{LossAt, LossFn};
+
+/// Every step is drawn up to this many steps.
+pub const ALL_STEPS_UP_TO: usize = 8;
+/// Beyond `ALL_STEPS_UP_TO`, this many steps are drawn at each end, with an ellipsis between.
+pub const END_STEPS: usize = 3;
+
+/// The steps drawn, in order, and whether an ellipsis follows the first `END_STEPS` of them
+/// (it stands for every step between the two ends).
+pub fn drawn_steps(steps: usize) -> (Vec<usize>, bool) {
+    if steps <= ALL_STEPS_UP_TO {
+        ((1..=steps).collect(), false)
+    } else {
+        ((1..=END_STEPS).chain(steps + 1 - END_STEPS..=steps).collect(), true)
+    }
+}
+
+pub type Rgb = (u8, u8, u8);
+
+/// A label with an optional subscript: ("h", "2") is h₂.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub base: String,
+    pub sub: String,
+}
+
+impl Label {
+    fn new(base: &str, sub: impl Into<String>) -> Self {
+        Label { base: base.into(), sub: sub.into() }
+    }
+
+    /// "h_2", "L".
+    pub fn plain(&self) -> String {
+        if self.sub.is_empty() { self.base.clone() } else { format!("{}_{}", self.base, self.sub) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Input,
+    Hidden,
+    Output,
+    LossTerm,
+    Target,
+    Loss,
+    Parameter,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Input => "input",
+            Kind::Hidden => "hidden",
+            Kind::Output => "output",
+            Kind::LossTerm => "loss-term",
+            Kind::Target => "target",
+            Kind::Loss => "loss",
+            Kind::Parameter => "parameter",
+        }
+    }
+}
+
+/// A box, centred at (x, y).
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// ASCII identifier, e.g. "h_2", "l_3" (ℓ_3), "W_hx".
+    pub id: String,
+    pub label: Label,
+    pub kind: Kind,
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+    pub fill: Rgb,
+    pub stroke: Rgb,
+    pub text: Rgb,
+    /// ‖∂L/∂h_t‖ for the hidden states.
+    pub grad_norm: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub points: Vec<(f64, f64)>,
+    pub arrow: [(f64, f64); 3],
+    pub width: f64,
+    pub color: Rgb,
+    pub dashed: bool,
+    /// ‖∂L/∂h_t‖ of the head, for the edges h_{t−1} → h_t.
+    pub grad_norm: Option<f64>,
+    /// Steps not drawn between the two ends (the edge through the ellipsis).
+    pub elided: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anchor {
+    Start,
+    Middle,
+}
+
+#[derive(Clone, Debug)]
+pub struct Text {
+    pub x: f64,
+    /// The baseline.
+    pub y: f64,
+    pub content: String,
+    pub size: f64,
+    pub anchor: Anchor,
+    pub color: Rgb,
+    pub italic: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct FillRect {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+    pub fill: Rgb,
+}
+
+#[derive(Clone, Debug)]
+pub struct Picture {
+    pub width: f64,
+    pub height: f64,
+    pub title: String,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    pub texts: Vec<Text>,
+    pub rects: Vec<FillRect>,
+}
+
+// Geometry, in pixels.
+const COLUMN: f64 = 120.0;
+const ELLIPSIS_COLUMN: f64 = 100.0;
+const PARAM_X: f64 = 58.0;
+const H0_X: f64 = 170.0;
+const NODE_W: f64 = 46.0;
+const NODE_H: f64 = 30.0;
+const ROW_TITLE: f64 = 30.0;
+const ROW_L: f64 = 96.0;
+const ROW_LOSS: f64 = 186.0;
+const ROW_O: f64 = 276.0;
+const ROW_H: f64 = 386.0;
+const ROW_X: f64 = 496.0;
+const ROW_VALUES: f64 = 552.0;
+// Lanes along which a parameter's edges run to every node it enters.
+const LANE_W_QH: f64 = 226.0;
+const LANE_B_Q: f64 = 241.0;
+const LANE_W_HH: f64 = 331.0;
+const LANE_W_HX: f64 = 441.0;
+const LANE_B_H: f64 = 456.0;
+
+const INK: Rgb = (40, 40, 40);
+const SOFT: Rgb = (120, 120, 120);
+const PARAM_EDGE: Rgb = (165, 165, 165);
+const PARAM_FILL: Rgb = (222, 222, 222);
+const VAR_FILL: Rgb = (255, 255, 255);
+const NO_VALUE: Rgb = (190, 190, 190);
+
+/// viridis at 0, ¼, ½, ¾, 1 (stopped short of its palest yellow, which vanishes on white).
+const MAP: [Rgb; 5] = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (220, 215, 40)];
+
+/// The colour map at u ∈ [0, 1].
+pub fn colormap(u: f64) -> Rgb {
+    let u = u.clamp(0.0, 1.0) * (MAP.len() - 1) as f64;
+    let i = (u.floor() as usize).min(MAP.len() - 2);
+    let f = u - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
+    let (a, b) = (MAP[i], MAP[i + 1]);
+    (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// The log scale of the annotation: log10 of the smallest and largest plottable norm.
+#[derive(Clone, Copy, Debug)]
+pub struct LogScale {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl LogScale {
+    fn new(values: &[f64]) -> Self {
+        let logs: Vec<f64> = values.iter().filter(|v| v.is_finite() && **v > 0.0).map(|v| v.log10()).collect();
+        let lo = logs.iter().copied().reduce(f64::min).unwrap_or(-1.0);
+        let hi = logs.iter().copied().reduce(f64::max).unwrap_or(1.0);
+        // One value (or all equal): half a decade either side, so the bar has a span.
+        if hi - lo < 1e-9 { LogScale { lo: lo - 0.5, hi: hi + 0.5 } } else { LogScale { lo, hi } }
+    }
+
+    /// Where v sits on the scale, in [0, 1]; None when it cannot sit on a log scale.
+    pub fn position(&self, v: f64) -> Option<f64> {
+        (v.is_finite() && v > 0.0).then(|| ((v.log10() - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0))
+    }
+
+    fn color(&self, v: f64) -> Rgb {
+        self.position(v).map_or(NO_VALUE, colormap)
+    }
+
+    /// Edge width: 1.5 px at the smallest norm to 8 px at the largest.
+    fn width(&self, v: f64) -> f64 {
+        self.position(v).map_or(1.5, |u| 1.5 + 6.5 * u)
+    }
+}
+
+/// A norm as the graph prints it: three significant digits.
+pub fn short(v: f64) -> String {
+    crate::report::significant(v, 3)
+}
+
+/// Black or white text, whichever reads on `fill`.
+fn text_on(fill: Rgb) -> Rgb {
+    let luma = 0.299 * fill.0 as f64 + 0.587 * fill.1 as f64 + 0.114 * fill.2 as f64;
+    if luma > 140.0 { (0, 0, 0) } else { (255, 255, 255) }
+}
+
+struct Builder {
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+    texts: Vec<Text>,
+    rects: Vec<FillRect>,
+}
+
+impl Builder {
+    fn node(&mut self, id: &str, label: Label, kind: Kind, (x, y): (f64, f64)) {
+        let fill = if kind == Kind::Parameter { PARAM_FILL } else { VAR_FILL };
+        let w = if kind == Kind::Parameter { 54.0 } else { NODE_W };
+        self.nodes.push(Node {
+            id: id.into(),
+            label,
+            kind,
+            x,
+            y,
+            w,
+            h: NODE_H,
+            fill,
+            stroke: INK,
+            text: INK,
+            grad_norm: None,
+        });
+    }
+
+    fn at(&self, id: &str) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("edges join nodes placed before them")
+    }
+
+    /// An edge along `points`, ending with an arrowhead at the last point.
+    fn edge(&mut self, from: &str, to: &str, points: Vec<(f64, f64)>, width: f64, color: Rgb) {
+        let n = points.len();
+        let (tip, before) = (points[n - 1], points[n - 2]);
+        let (dx, dy) = (tip.0 - before.0, tip.1 - before.1);
+        let len = dx.hypot(dy).max(1e-9);
+        let (ux, uy) = (dx / len, dy / len);
+        // The head grows a little with the line, so a wide line keeps a visible point.
+        let (long, half) = (7.0 + 1.2 * width, 3.5 + 0.8 * width);
+        let base = (tip.0 - ux * long, tip.1 - uy * long);
+        let arrow = [tip, (base.0 - uy * half, base.1 + ux * half), (base.0 + uy * half, base.1 - ux * half)];
+        // The line stops inside the head, so its square end does not poke out of the point.
+        let mut points = points;
+        points[n - 1] = (tip.0 - ux * long * 0.6, tip.1 - uy * long * 0.6);
+        self.edges.push(Edge {
+            from: from.into(),
+            to: to.into(),
+            points,
+            arrow,
+            width,
+            color,
+            dashed: false,
+            grad_norm: None,
+            elided: 0,
+        });
+    }
+
+    /// A straight edge between two nodes' borders, centre to centre.
+    fn straight(&mut self, from: &str, to: &str) {
+        let (a, b) = (self.at(from).clone(), self.at(to).clone());
+        let (p, q) = (border(&a, (b.x, b.y)), border(&b, (a.x, a.y)));
+        self.edge(from, to, vec![p, q], 1.4, INK);
+    }
+
+    /// A parameter's edge: along its lane to just before the target, then into the target's
+    /// corner on the lane's side.
+    fn from_parameter(&mut self, param: &str, to: &str, lane: f64) {
+        let (p, t) = (self.at(param).clone(), self.at(to).clone());
+        let below = lane > t.y;
+        let corner = (t.x - t.w / 2.0 + 8.0, if below { t.y + t.h / 2.0 } else { t.y - t.h / 2.0 });
+        let turn = t.x - t.w / 2.0 - 14.0;
+        let start = (p.x + p.w / 2.0, lane.clamp(p.y - p.h / 2.0 + 4.0, p.y + p.h / 2.0 - 4.0));
+        let mut points = vec![start, (p.x + p.w / 2.0 + 10.0, lane)];
+        // A quarter curve from the lane into the corner (flattened).
+        for k in 0..=8 {
+            let s = k as f64 / 8.0;
+            let a = s * std::f64::consts::FRAC_PI_2;
+            points.push((turn + (corner.0 - turn) * a.sin(), lane + (corner.1 - lane) * (1.0 - a.cos())));
+        }
+        self.edge(param, to, points, 1.0, PARAM_EDGE);
+    }
+
+    fn text(&mut self, (x, y): (f64, f64), content: impl Into<String>, size: f64, anchor: Anchor, color: Rgb) {
+        self.texts.push(Text { x, y, content: content.into(), size, anchor, color, italic: false });
+    }
+}
+
+/// Where the line from n's centre towards `to` leaves n's box.
+fn border(n: &Node, to: (f64, f64)) -> (f64, f64) {
+    let (dx, dy) = (to.0 - n.x, to.1 - n.y);
+    let sx = if dx.abs() > 1e-9 { (n.w / 2.0) / dx.abs() } else { f64::INFINITY };
+    let sy = if dy.abs() > 1e-9 { (n.h / 2.0) / dy.abs() } else { f64::INFINITY };
+    let s = sx.min(sy);
+    (n.x + dx * s, n.y + dy * s)
+}
+
+/// The whole picture for `spec`.
+pub fn layout(spec: &GraphSpec) -> Picture {
+    let nt = spec.steps;
+    let (steps, ellipsis) = drawn_steps(nt);
+    let mut b = Builder { nodes: Vec::new(), edges: Vec::new(), texts: Vec::new(), rects: Vec::new() };
+    let all_norms: Vec<f64> = spec.grad_h0_norm.iter().chain(&spec.grad_h_norm).copied().collect();
+    let scale = LogScale::new(&all_norms);
+    let norm_at = |t: usize| if t == 0 { spec.grad_h0_norm } else { spec.grad_h_norm.get(t - 1).copied() };
+    let scored = |t: usize| spec.loss_at == LossAt::All || t == nt;
+
+    // Column centres: h_0's, then one per drawn step (the ellipsis after the first END_STEPS).
+    let mut column = Vec::new();
+    let mut x = H0_X;
+    for (k, _) in steps.iter().enumerate() {
+        x += if ellipsis && k == END_STEPS { ELLIPSIS_COLUMN + COLUMN / 2.0 } else { COLUMN };
+        column.push(x);
+    }
+    let ellipsis_x = ellipsis.then(|| column[END_STEPS - 1] + (COLUMN / 2.0 + ELLIPSIS_COLUMN) / 2.0 + 10.0);
+    let last_x = *column.last().expect("T ≥ 1");
+
+    // Parameters on the left, each at its lane.
+    b.node("W_qh", Label::new("W", "qh"), Kind::Parameter, (PARAM_X, LANE_W_QH));
+    b.node("W_hh", Label::new("W", "hh"), Kind::Parameter, (PARAM_X, LANE_W_HH));
+    b.node("W_hx", Label::new("W", "hx"), Kind::Parameter, (PARAM_X, LANE_W_HX));
+    if spec.bias {
+        // The biases sit just beside their weights' lanes.
+        b.node("b_q", Label::new("b", "q"), Kind::Parameter, (PARAM_X, LANE_B_Q + 22.0));
+        b.node("b_h", Label::new("b", "h"), Kind::Parameter, (PARAM_X, LANE_B_H + 22.0));
+    }
+    b.node("h_0", Label::new("h", "0"), Kind::Hidden, (H0_X, ROW_H));
+    let l_x = (column[0] + last_x) / 2.0;
+    b.node("L", Label::new("L", ""), Kind::Loss, (l_x, ROW_L));
+
+    let mut prev = "h_0".to_string();
+    for (k, (&t, &cx)) in steps.iter().zip(&column).enumerate() {
+        let id = |base: &str| format!("{base}_{t}");
+        b.node(&id("x"), Label::new("x", t.to_string()), Kind::Input, (cx, ROW_X));
+        b.node(&id("h"), Label::new("h", t.to_string()), Kind::Hidden, (cx, ROW_H));
+        b.node(&id("o"), Label::new("o", t.to_string()), Kind::Output, (cx, ROW_O));
+        if scored(t) {
+            b.node(&id("l"), Label::new("ℓ", t.to_string()), Kind::LossTerm, (cx, ROW_LOSS));
+            b.node(&id("y"), Label::new("y", t.to_string()), Kind::Target, (cx + 58.0, ROW_LOSS));
+        }
+        // h_t ← h_{t−1}, x_t, W_hh, W_hx (, b_h).
+        let elided = if ellipsis && k == END_STEPS { steps[k] - steps[k - 1] - 1 } else { 0 };
+        let from = b.at(&prev).clone();
+        let g = norm_at(t);
+        let g_or_nan = g.unwrap_or(f64::NAN);
+        let points = vec![(from.x + from.w / 2.0, ROW_H), (cx - NODE_W / 2.0, ROW_H)];
+        b.edge(&prev, &id("h"), points, scale.width(g_or_nan), scale.color(g_or_nan));
+        let chain = b.edges.last_mut().expect("just pushed");
+        (chain.grad_norm, chain.elided, chain.dashed) = (g, elided, elided > 0);
+        b.straight(&id("x"), &id("h"));
+        b.from_parameter("W_hh", &id("h"), LANE_W_HH);
+        b.from_parameter("W_hx", &id("h"), LANE_W_HX);
+        if spec.bias {
+            b.from_parameter("b_h", &id("h"), LANE_B_H);
+        }
+        // o_t ← h_t, W_qh (, b_q).
+        b.straight(&id("h"), &id("o"));
+        b.from_parameter("W_qh", &id("o"), LANE_W_QH);
+        if spec.bias {
+            b.from_parameter("b_q", &id("o"), LANE_B_Q);
+        }
+        // ℓ_t ← o_t, y_t;  L ← ℓ_t.
+        if scored(t) {
+            b.straight(&id("o"), &id("l"));
+            b.straight(&id("y"), &id("l"));
+            b.straight(&id("l"), "L");
+        }
+        prev = id("h");
+    }
+
+    // The annotation: h nodes filled by their norm, and the norms in a row of their own.
+    for t in std::iter::once(0).chain(steps.iter().copied()) {
+        let id = format!("h_{t}");
+        let g = norm_at(t);
+        let node = b.nodes.iter_mut().find(|n| n.id == id).expect("placed above");
+        node.grad_norm = g;
+        if let Some(g) = g {
+            node.fill = scale.color(g);
+            node.text = text_on(node.fill);
+        }
+        let x = node.x;
+        b.text((x, ROW_VALUES), g.map_or("–".into(), short), 12.0, Anchor::Middle, INK);
+    }
+    let right = last_x + 104.0;
+    b.text((right, ROW_VALUES), "‖∂L/∂h_t‖", 13.0, Anchor::Start, INK);
+
+    // Row names on the right, and the ellipsis.
+    for (y, name) in [
+        (ROW_L, "loss L = mean of the ℓ_t"),
+        (
+            ROW_LOSS,
+            if spec.loss_at == LossAt::All { "loss terms ℓ_t, targets y_t" } else { "loss term ℓ_T, target y_T" },
+        ),
+        (ROW_O, "outputs o_t"),
+        (ROW_H, "hidden states h_t"),
+        (ROW_X, "inputs x_t"),
+    ] {
+        b.text((right, y + 5.0), name, 13.0, Anchor::Start, SOFT);
+        b.texts.last_mut().expect("just pushed").italic = true;
+    }
+    if let Some(ex) = ellipsis_x {
+        let hidden = nt - 2 * END_STEPS;
+        for y in [ROW_LOSS, ROW_O, ROW_X] {
+            b.text((ex, y + 6.0), "⋯", 22.0, Anchor::Middle, SOFT);
+        }
+        b.text((ex, ROW_H - 12.0), format!("{hidden} steps"), 12.0, Anchor::Middle, SOFT);
+        b.text((ex, ROW_H + 24.0), "not drawn", 12.0, Anchor::Middle, SOFT);
+    }
+
+    // Title, variant and legend.
+    let width = (right + 170.0).max(900.0);
+    let loss_name = match spec.loss_fn {
+        LossFn::Mse => "mse",
+        LossFn::Xent => "cross-entropy",
+    };
+    let title = format!(
+        "Unrolled computation graph, T = {nt}: h_t = {}, {loss_name} loss at {}",
+        match (spec.activation, spec.bias) {
+            (crate::model::Activation::Tanh, false) => "tanh(W_hx x_t + W_hh h_t−1)",
+            (crate::model::Activation::Tanh, true) => "tanh(W_hx x_t + W_hh h_t−1 + b_h)",
+            (_, false) => "W_hx x_t + W_hh h_t−1",
+            (_, true) => "W_hx x_t + W_hh h_t−1 + b_h",
+        },
+        if spec.loss_at == LossAt::All { "every step" } else { "the last step" }
+    );
+    b.text((20.0, ROW_TITLE), title.clone(), 16.0, Anchor::Start, INK);
+    let mut y = ROW_TITLE + 20.0;
+    for v in &spec.variant {
+        b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
+        y += 16.0;
+    }
+    let height = legend(&mut b, &scale, ROW_VALUES + 38.0, ellipsis, nt);
+    Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects }
+}
+
+/// The colour bar with its decades, and the lines that say how to read the graph; returns the
+/// picture's height.
+fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize) -> f64 {
+    let (x0, bar_w, bar_h) = (40.0, 340.0, 14.0);
+    b.text(
+        (x0, top + 12.0),
+        "‖∂L/∂h_t‖ on a log scale: the fill of h_t, and the colour and width of the edge h_t−1 → h_t",
+        13.0,
+        Anchor::Start,
+        INK,
+    );
+    let bar_y = top + 22.0;
+    let pieces = 68;
+    for k in 0..pieces {
+        let w = bar_w / pieces as f64;
+        let u = (k as f64 + 0.5) / pieces as f64;
+        b.rects.push(FillRect { x: x0 + k as f64 * w, y: bar_y, w: w + 0.5, h: bar_h, fill: colormap(u) });
+    }
+    // Both ends, and the whole decades between them that leave room for their labels (at
+    // most 8, evenly spaced).
+    let span = scale.hi - scale.lo;
+    let mut ticks: Vec<(f64, String)> =
+        vec![(scale.lo, short(10f64.powf(scale.lo))), (scale.hi, short(10f64.powf(scale.hi)))];
+    let (first, last) = (scale.lo.ceil() as i64, scale.hi.floor() as i64);
+    if last >= first {
+        let step = ((last - first) as usize / 8 + 1) as i64;
+        let mut d = first;
+        while d <= last {
+            let room = (d as f64 - scale.lo).min(scale.hi - d as f64) / span;
+            if room > 0.12 {
+                ticks.push((d as f64, format!("1e{d}")));
+            }
+            d += step;
+        }
+    }
+    for (v, label) in ticks {
+        let x = x0 + bar_w * (v - scale.lo) / (scale.hi - scale.lo);
+        b.rects.push(FillRect { x: x - 0.5, y: bar_y + bar_h, w: 1.0, h: 5.0, fill: INK });
+        b.text((x, bar_y + bar_h + 18.0), label, 11.0, Anchor::Middle, INK);
+    }
+    let mut y = bar_y + bar_h + 44.0;
+    let mut line = |b: &mut Builder, s: &str| {
+        b.text((x0, y), s, 13.0, Anchor::Start, INK);
+        y += 18.0;
+    };
+    line(
+        b,
+        "Forward, left to right: each arrow is one dependency of the forward equations; grey boxes are parameters.",
+    );
+    line(
+        b,
+        "Backward, right to left from t = T down to 1: ∂L/∂h_t = ∂L/∂a_t+1·W_hh + ∂L/∂o_t·W_qh flows back along the h chain.",
+    );
+    line(
+        b,
+        "A chain that darkens and thins towards t = 1 shows vanishing gradients; one that brightens and widens, exploding ones.",
+    );
+    if ellipsis {
+        line(
+            b,
+            &format!(
+                "T = {nt} > {ALL_STEPS_UP_TO}: the first and last {END_STEPS} steps are drawn; the dashed edge stands for the {} between.",
+                nt - 2 * END_STEPS
+            ),
+        );
+    }
+    y + 4.0
+}
