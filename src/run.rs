@@ -11,7 +11,7 @@ use crate::gpu::{AdapterRequest, GpuContext, RunTimes, Schedule};
 use crate::model::{Grads, LossAt, Problem, Shape, rel_err};
 use crate::plot::{Series, plot_profiles};
 use crate::problem::{ProblemSpec, random_problem};
-use crate::report::{ClipReport, Report, SweepRow, Timings};
+use crate::report::{ClipReport, Report, SweepRow, Timings, Written};
 use crate::variant::{GpuRunner, Variant};
 use crate::{cpu, flops};
 
@@ -146,7 +146,7 @@ pub fn run(args: &Args) -> Result<Report> {
         return sweep(args, radii);
     }
     let problem = problem_from_args(args)?;
-    let (report, result) = run_problem(args, &problem)?;
+    let (mut report, result) = run_problem(args, &problem)?;
     if let Some(path) = &args.save {
         // Only a run that passed every check is written; a failed one leaves the file as it was.
         if report.pass {
@@ -160,13 +160,16 @@ pub fn run(args: &Args) -> Result<Report> {
                 meta.insert("adapter".to_string(), a.to_string());
             }
             crate::io::save_grads(path, &result, &problem.shape, args.save_states, &meta)?;
+            report.written.push(Written::new("grads", path));
         }
     }
     if let Some(path) = &args.plot {
         plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
+        report.written.push(Written::new("plot", path));
     }
     if let Some(path) = &args.graph {
         crate::graph::write_report_graph(path, &report)?;
+        report.written.push(Written::new("graph", path));
     }
     Ok(report)
 }
@@ -219,6 +222,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
             r.join(", ")
         });
         plot_profiles(path, &title, &series)?;
+        report.written.push(Written::new("plot", path));
     }
     report.pass = rows.iter().all(|r| r.pass);
     report.problems = problems;
@@ -363,6 +367,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
         loss_at: p.loss_at,
         bias: p.has_bias(),
         seed: args.load.is_none().then_some(args.seed),
+        random_h0: args.load.is_none() && args.random_h0,
         compute: args.compute,
         variant: variant.describe(),
         spectral_radius,
@@ -408,6 +413,7 @@ pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
             _ => None,
         },
         sweep: Vec::new(),
+        written: Vec::new(),
     };
     Ok((report, result))
 }

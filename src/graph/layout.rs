@@ -285,7 +285,7 @@ impl Builder {
 
     /// A parameter's edge: along its lane to just before the target, then into the target's
     /// corner on the lane's side.
-    fn from_parameter(&mut self, param: &str, to: &str, lane: f64) {
+    fn parameter_edge(&mut self, param: &str, to: &str, lane: f64) {
         let (p, t) = (self.at(param).clone(), self.at(to).clone());
         let below = lane > t.y;
         let corner = (t.x - t.w / 2.0 + 8.0, if below { t.y + t.h / 2.0 } else { t.y - t.h / 2.0 });
@@ -368,16 +368,16 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         let chain = b.edges.last_mut().expect("just pushed");
         (chain.grad_norm, chain.elided, chain.dashed) = (g, elided, elided > 0);
         b.straight(&id("x"), &id("h"));
-        b.from_parameter("W_hh", &id("h"), LANE_W_HH);
-        b.from_parameter("W_hx", &id("h"), LANE_W_HX);
+        b.parameter_edge("W_hh", &id("h"), LANE_W_HH);
+        b.parameter_edge("W_hx", &id("h"), LANE_W_HX);
         if spec.bias {
-            b.from_parameter("b_h", &id("h"), LANE_B_H);
+            b.parameter_edge("b_h", &id("h"), LANE_B_H);
         }
         // o_t ← h_t, W_qh (, b_q).
         b.straight(&id("h"), &id("o"));
-        b.from_parameter("W_qh", &id("o"), LANE_W_QH);
+        b.parameter_edge("W_qh", &id("o"), LANE_W_QH);
         if spec.bias {
-            b.from_parameter("b_q", &id("o"), LANE_B_Q);
+            b.parameter_edge("b_q", &id("o"), LANE_B_Q);
         }
         // ℓ_t ← o_t, y_t;  L ← ℓ_t.
         if scored(t) {
