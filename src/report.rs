@@ -416,15 +416,16 @@ impl Report {
     }
 }
 
-/// `v` with `digits` significant digits: plainly between 0.001 and 99999 ("0.754", "2.29",
-/// "1234"), in scientific notation outside ("5.67e5", "3.1e-13"); "0", "inf", "NaN" as such.
+/// `v` with `digits` significant digits: plainly from 0.001 up to where the digits run out
+/// ("0.754", "2.29", "812.3", "567072" with 6 or more), in scientific notation outside
+/// ("5.67e5", "3.10e-13"); "0", "inf", "NaN" as such.
 pub fn significant(v: f64, digits: usize) -> String {
     let digits = digits.max(1);
     if !v.is_finite() || v == 0.0 {
         return if v == 0.0 { "0".into() } else { format!("{v}") };
     }
     let magnitude = v.abs().log10().floor() as i32;
-    if (-3..5).contains(&magnitude) {
+    if (-3..digits as i32).contains(&magnitude) {
         let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
         format!("{v:.decimals$}")
     } else {
