@@ -59,7 +59,7 @@ pub struct Args {
     /// φ in h_t = φ(a_t) [default: identity].
     #[arg(long, value_enum)]
     pub activation: Option<Activation>,
-    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o)[label] [default: mse].
+    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o) at the label [default: mse].
     #[arg(long, value_enum)]
     pub loss: Option<LossFn>,
     /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one)
@@ -147,7 +147,7 @@ pub struct Args {
     /// chose; only after every check passed. Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// With --save, also write the states h [T,B,h] and o [T,B,q].
+    /// With --save, also write the states h (T×B×h) and o (T×B×q).
     #[arg(long, requires = "save")]
     pub save_states: bool,
 }

@@ -9,7 +9,7 @@ use super::tensor::{self, Dims, floats, ints, optional, required};
 use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn, Params, Problem, Shape, Targets};
 
-/// The tensor names a problem file may hold (DEVELOPERS.md).
+/// The tensor names a problem file may hold (README, "Files").
 const INPUTS: [&str; 9] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q", "x", "h0", "y", "labels"];
 
 /// Reads a problem. `activation` and `loss` (from the command line) apply where given; else
