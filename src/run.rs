@@ -9,7 +9,7 @@ use crate::diagnostics::{describe_reach, fit_growth_factor};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterRequest, GpuContext, RunTimes, Schedule};
 use crate::model::{Grads, LossAt, Problem, Shape, rel_err};
-use crate::plot::{Series, plot_profiles};
+use crate::plot::{plot_profiles, report_series, report_title};
 use crate::problem::{ProblemSpec, random_problem};
 use crate::report::{ClipReport, Report, SweepRow, Timings, Written};
 use crate::variant::{GpuRunner, Variant};
@@ -164,7 +164,7 @@ pub fn run(args: &Args) -> Result<Report> {
         }
     }
     if let Some(path) = &args.plot {
-        plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
+        plot_profiles(path, &report_title(&report, None), &report_series(&report, 0, ""))?;
         report.written.push(Written::new("plot", path));
     }
     if let Some(path) = &args.graph {
@@ -172,18 +172,6 @@ pub fn run(args: &Args) -> Result<Report> {
         report.written.push(Written::new("graph", path));
     }
     Ok(report)
-}
-
-fn plot_title(r: &Report) -> String {
-    format!("{}, {}, spectral radius {:.3}", r.shape, r.activation.name(), r.spectral_radius)
-}
-
-/// A report's two profiles as plot series, labelled with `suffix`.
-fn report_series(r: &Report, suffix: &str) -> Vec<Series> {
-    vec![
-        Series::new(format!("‖∂L/∂h_t‖{suffix}"), r.grad_h_norm.clone()),
-        Series::new(format!("reach ‖∂L_T/∂h_t‖{suffix}"), r.grad_h_norm_from_last.clone()),
-    ]
 }
 
 /// `--sweep-radius`: the same problem at each spectral radius; one table, one plot.
@@ -200,7 +188,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
         a.repeat = Some(args.repeat.unwrap_or(1));
         let p = problem_from_args(&a)?;
         let (report, _) = run_problem(&a, &p)?;
-        series.extend(report_series(&report, &format!(" ρ={r}")));
+        series.extend(report_series(&report, rows.len(), &format!(" ρ={r}")));
         problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
         rows.push(SweepRow {
             radius: r,
@@ -217,11 +205,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
     }
     let mut report = first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
     if let Some(path) = &args.plot {
-        let title = format!("{}, {}, spectral radius {}", report.shape, report.activation.name(), {
-            let r: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
-            r.join(", ")
-        });
-        plot_profiles(path, &title, &series)?;
+        plot_profiles(path, &report_title(&report, Some(radii)), &series)?;
         report.written.push(Written::new("plot", path));
     }
     report.pass = rows.iter().all(|r| r.pass);
