@@ -260,9 +260,9 @@ impl Report {
         }
         if let Some(f) = self.reach_growth_factor {
             let word = if f < 0.99 {
-                Some("vanishing: the first steps barely learn from the last step's loss")
+                Some("vanishing gradients: the further back a step, the less the last step's loss moves it")
             } else if f > 1.01 {
-                Some("exploding: the first steps get gradients far larger than the last (see --clip)")
+                Some("exploding gradients: the further back a step, the more the last step's loss moves it (see --clip)")
             } else {
                 None
             };

@@ -177,7 +177,11 @@ pub fn colormap(u: f64) -> Rgb {
     (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// The log scale of the annotation: log10 of the smallest and largest plottable norm.
+/// The colour scale spans at least this many decades.
+pub const MIN_DECADES: f64 = 2.0;
+
+/// The log scale of the annotation: log10 of the smallest and largest plottable norm, widened
+/// to `MIN_DECADES` when they are closer.
 #[derive(Clone, Copy, Debug)]
 pub struct LogScale {
     pub lo: f64,
@@ -189,8 +193,10 @@ impl LogScale {
         let logs: Vec<f64> = values.iter().filter(|v| v.is_finite() && **v > 0.0).map(|v| v.log10()).collect();
         let lo = logs.iter().copied().reduce(f64::min).unwrap_or(-1.0);
         let hi = logs.iter().copied().reduce(f64::max).unwrap_or(1.0);
-        // One value (or all equal): half a decade either side, so the bar has a span.
-        if hi - lo < 1e-9 { LogScale { lo: lo - 0.5, hi: hi + 0.5 } } else { LogScale { lo, hi } }
+        // At least MIN_DECADES, centred on the data: a factor of 2 between the norms should
+        // not look like the whole range from vanishing to exploding.
+        let widen = (MIN_DECADES - (hi - lo)).max(0.0) / 2.0;
+        LogScale { lo: lo - widen, hi: hi + widen }
     }
 
     /// Where v sits on the scale, in [0, 1]; None when it cannot sit on a log scale.

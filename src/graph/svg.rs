@@ -39,7 +39,8 @@ pub fn pieces(s: &str) -> Vec<(String, bool)> {
 }
 
 /// `<tspan>`s for `pieces`, subscripts smaller and lowered (the text after one is raised back
-/// on its own span: an empty span's shift is not honoured everywhere).
+/// on its own span: an empty span's shift is not honoured everywhere). Texts are written with
+/// `xml:space="preserve"`, or a space starting a span would be collapsed away.
 fn spans(s: &str, size: f64) -> String {
     let mut out = String::new();
     let mut lowered = false;
@@ -49,11 +50,6 @@ fn spans(s: &str, size: f64) -> String {
                 write!(out, r#"<tspan dy="{:.1}" font-size="{:.1}">{}</tspan>"#, size * 0.3, size * 0.72, escape(&p));
             lowered = true;
         } else if lowered {
-            // A space next to a span would be collapsed away: keep it as a no-break space.
-            let p = match p.strip_prefix(' ') {
-                Some(rest) => format!("\u{a0}{rest}"),
-                None => p,
-            };
             let _ = write!(out, r#"<tspan dy="{:.1}">{}</tspan>"#, -size * 0.3, escape(&p));
             lowered = false;
         } else {
@@ -70,7 +66,7 @@ fn text(out: &mut String, t: &Text) {
     };
     let _ = writeln!(
         out,
-        r#"<text x="{:.1}" y="{:.1}" font-size="{:.1}" text-anchor="{anchor}" fill="{}"{}>{}</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" font-size="{:.1}" text-anchor="{anchor}" fill="{}" xml:space="preserve"{}>{}</text>"#,
         t.x,
         t.y,
         t.size,
