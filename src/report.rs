@@ -262,7 +262,9 @@ impl Report {
             let word = if f < 0.99 {
                 Some("vanishing gradients: the further back a step, the less the last step's loss moves it")
             } else if f > 1.01 {
-                Some("exploding gradients: the further back a step, the more the last step's loss moves it (see --clip)")
+                Some(
+                    "exploding gradients: the further back a step, the more the last step's loss moves it (see --clip)",
+                )
             } else {
                 None
             };
