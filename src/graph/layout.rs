@@ -426,7 +426,9 @@ pub fn layout(spec: &GraphSpec) -> Picture {
     }
     if let Some(ex) = ellipsis_x {
         let hidden = nt - 2 * END_STEPS;
-        for y in [ROW_LOSS, ROW_O, ROW_X] {
+        // The loss row has hidden columns only when every step has a loss term.
+        let rows = if spec.loss_at == LossAt::All { &[ROW_LOSS, ROW_O, ROW_X][..] } else { &[ROW_O, ROW_X][..] };
+        for &y in rows {
             b.text((ex, y + 6.0), "⋯", 22.0, Anchor::Middle, SOFT);
         }
         b.text((ex, ROW_H - 12.0), format!("{hidden} steps"), 12.0, Anchor::Middle, SOFT);
