@@ -121,7 +121,8 @@ pub struct Args {
     /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g.
     #[arg(long, value_name = "θ", value_parser = parse_tolerance, conflicts_with = "segments")]
     pub clip: Option<f64>,
-    /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
+    /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis
+    /// (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
     /// Draw the unrolled computation graph (x_t, h_t, o_t, ℓ_t, L and the parameters), each h_t
