@@ -168,7 +168,7 @@ pub fn run(args: &Args) -> Result<Report> {
         report.written.push(Written::new("plot", path));
     }
     if let Some(path) = &args.graph {
-        crate::graph::write_report_graph(path, &report)?;
+        crate::graph::write_report_graph(path, &report, args)?;
         report.written.push(Written::new("graph", path));
     }
     Ok(report)

@@ -49,6 +49,7 @@ struct Node {
 
 #[derive(Debug)]
 struct Edge {
+    cut: bool,
     grad_norm: Option<f64>,
     width: f64,
     elided: Option<usize>,
@@ -91,6 +92,7 @@ fn read_edges(svg: &str) -> BTreeMap<(String, String), Edge> {
         let key = (attr(tag, "data-from").unwrap().to_string(), attr(tag, "data-to").unwrap().to_string());
         let line = &body[body.find("<polyline").expect("edge line")..];
         let edge = Edge {
+            cut: attr(tag, "data-gradient-cut") == Some("true"),
             grad_norm: attr(tag, "data-grad-norm").map(|v| v.parse().expect("a number")),
             width: attr(line, "stroke-width").unwrap().parse().unwrap(),
             elided: attr(tag, "data-elided-steps").map(|v| v.parse().unwrap()),
@@ -310,6 +312,8 @@ fn spec() -> GraphSpec {
         grad_h_norm: vec![1e-3, f64::NAN, 2.0],
         grad_h0_norm: Some(0.0),
         variant: vec!["truncated 2 steps back from each loss term".into()],
+        carry: None,
+        cut_reason: None,
     }
 }
 
@@ -363,4 +367,44 @@ fn other_extensions_are_refused_in_one_line() {
     }
     let (_, _, stderr) = bptt(&["--graph", "g.pdf"]);
     assert!(stderr.contains(".svg, .png or .dot"), "{stderr}");
+}
+
+#[test]
+fn segment_boundaries_and_random_cuts_are_drawn_cut() {
+    use bptt::variant::truncation::random_carry_scales;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.svg");
+    let shape = ["--compute", "cpu-ref", "--hidden", "6", "--steps", "7", "--input", "2", "--output", "2", "--json"];
+    // (extra arguments, the t of each cut edge h_t → h_{t+1})
+    let random: Vec<usize> = random_carry_scales(7, 0.4, 5)
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == 0.0)
+        .map(|(t, _)| t)
+        .collect();
+    assert!(!random.is_empty() && random.len() < 7, "seed 5 should cut some edges and keep some: {random:?}");
+    for (extra, cuts) in [
+        (&["--segments", "3"][..], vec![3, 5]),
+        (&["--truncate", "random:0.4", "--truncate-seed", "5"], random),
+        (&[], vec![]),
+    ] {
+        let (code, stdout, stderr) = bptt(&[&shape[..], extra, &["--graph", path.to_str().unwrap()]].concat());
+        assert_eq!(code, 0, "{extra:?}: {stderr}");
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let edges = read_edges(&svg);
+        let g = json_array(&stdout, "grad_h_norm");
+        for t in 1..=7 {
+            let e = &edges[&(format!("h_{}", t - 1), format!("h_{t}"))];
+            let want_cut = cuts.contains(&(t - 1));
+            assert_eq!(e.cut, want_cut, "{extra:?}: edge into h_{t}");
+            // A cut edge carries no gradient back, so it shows none; the others show ‖∂L/∂h_t‖.
+            assert_eq!(e.grad_norm, if want_cut { None } else { Some(g[t - 1]) }, "{extra:?}: edge into h_{t}");
+        }
+        assert_eq!(edges.values().filter(|e| e.cut).count(), cuts.len());
+        assert_eq!(svg.contains("no gradient flows back along it"), !cuts.is_empty(), "{extra:?}: the legend");
+        // The forward graph itself is unchanged by the cuts.
+        let got: BTreeSet<_> = edges.keys().cloned().collect();
+        assert_eq!(got, forward_dependencies(&[1, 2, 3, 4, 5, 6, 7], false, |_| true));
+    }
 }

@@ -55,6 +55,9 @@ pub fn render(pic: &Picture) -> String {
         if let Some(g) = e.grad_norm {
             let _ = write!(attrs, r#", label="{}", fontsize=9"#, short(g));
         }
+        if e.cut {
+            attrs.push_str(r#", label="cut", fontsize=9, style=dashed"#);
+        }
         if e.dashed {
             let _ = write!(attrs, r#", style=dashed, xlabel="{} steps not drawn""#, e.elided);
         }

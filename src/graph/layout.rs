@@ -96,6 +96,8 @@ pub struct Edge {
     pub grad_norm: Option<f64>,
     /// Steps not drawn between the two ends (the edge through the ellipsis).
     pub elided: usize,
+    /// No gradient flows back along this edge (a carry multiplier of 0).
+    pub cut: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +118,14 @@ pub struct Text {
     pub italic: bool,
 }
 
+/// A plain line (the cut marks).
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub points: Vec<(f64, f64)>,
+    pub width: f64,
+    pub color: Rgb,
+}
+
 #[derive(Clone, Debug)]
 pub struct FillRect {
     pub x: f64,
@@ -134,6 +144,7 @@ pub struct Picture {
     pub edges: Vec<Edge>,
     pub texts: Vec<Text>,
     pub rects: Vec<FillRect>,
+    pub lines: Vec<Line>,
 }
 
 // Geometry, in pixels.
@@ -230,6 +241,7 @@ struct Builder {
     edges: Vec<Edge>,
     texts: Vec<Text>,
     rects: Vec<FillRect>,
+    lines: Vec<Line>,
 }
 
 impl Builder {
@@ -279,6 +291,7 @@ impl Builder {
             dashed: false,
             grad_norm: None,
             elided: 0,
+            cut: false,
         });
     }
 
@@ -325,7 +338,10 @@ fn border(n: &Node, to: (f64, f64)) -> (f64, f64) {
 pub fn layout(spec: &GraphSpec) -> Picture {
     let nt = spec.steps;
     let (steps, ellipsis) = drawn_steps(nt);
-    let mut b = Builder { nodes: Vec::new(), edges: Vec::new(), texts: Vec::new(), rects: Vec::new() };
+    let mut b =
+        Builder { nodes: Vec::new(), edges: Vec::new(), texts: Vec::new(), rects: Vec::new(), lines: Vec::new() };
+    // c_t of the edge h_t → h_{t+1}; 1 without cuts.
+    let carry = |t: usize| spec.carry.as_ref().and_then(|c| c.get(t).copied()).unwrap_or(1.0);
     let all_norms: Vec<f64> = spec.grad_h0_norm.iter().chain(&spec.grad_h_norm).copied().collect();
     let scale = LogScale::new(&all_norms);
     let norm_at = |t: usize| if t == 0 { spec.grad_h0_norm } else { spec.grad_h_norm.get(t - 1).copied() };
@@ -354,6 +370,7 @@ pub fn layout(spec: &GraphSpec) -> Picture {
     let l_x = (column[0] + last_x) / 2.0;
     b.node("L", Label::new("L", ""), Kind::Loss, (l_x, ROW_L));
 
+    let mut hidden_cuts_note = None;
     let mut prev = "h_0".to_string();
     for (k, (&t, &cx)) in steps.iter().zip(&column).enumerate() {
         let id = |base: &str| format!("{base}_{t}");
@@ -369,10 +386,33 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         let from = b.at(&prev).clone();
         let g = norm_at(t);
         let g_or_nan = g.unwrap_or(f64::NAN);
-        let points = vec![(from.x + from.w / 2.0, ROW_H), (cx - NODE_W / 2.0, ROW_H)];
-        b.edge(&prev, &id("h"), points, scale.width(g_or_nan), scale.color(g_or_nan));
+        let (x0, x1) = (from.x + from.w / 2.0, cx - NODE_W / 2.0);
+        // Only an edge between neighbours can be drawn cut; the one through the ellipsis says
+        // how many of its hidden edges are.
+        let cut = elided == 0 && carry(t - 1) == 0.0;
+        if cut {
+            b.edge(&prev, &id("h"), vec![(x0, ROW_H), (x1, ROW_H)], 1.2, NO_VALUE);
+            let mid = (x0 + x1) / 2.0 - 6.0;
+            for dx in [-4.0, 4.0] {
+                b.lines.push(Line {
+                    points: vec![(mid + dx - 4.0, ROW_H + 9.0), (mid + dx + 4.0, ROW_H - 9.0)],
+                    width: 2.0,
+                    color: INK,
+                });
+            }
+            b.text((mid, ROW_H - 14.0), "cut", 12.0, Anchor::Middle, SOFT);
+        } else {
+            b.edge(&prev, &id("h"), vec![(x0, ROW_H), (x1, ROW_H)], scale.width(g_or_nan), scale.color(g_or_nan));
+        }
         let chain = b.edges.last_mut().expect("just pushed");
-        (chain.grad_norm, chain.elided, chain.dashed) = (g, elided, elided > 0);
+        (chain.grad_norm, chain.elided, chain.dashed, chain.cut) =
+            (if cut { None } else { g }, elided, elided > 0, cut);
+        if elided > 0 {
+            let hidden_cuts = (steps[k - 1]..t).filter(|&u| carry(u) == 0.0).count();
+            if hidden_cuts > 0 {
+                hidden_cuts_note = Some(hidden_cuts);
+            }
+        }
         b.straight(&id("x"), &id("h"));
         b.parameter_edge("W_hh", &id("h"), LANE_W_HH);
         b.parameter_edge("W_hx", &id("h"), LANE_W_HX);
@@ -433,6 +473,9 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         }
         b.text((ex, ROW_H - 12.0), format!("{hidden} steps"), 12.0, Anchor::Middle, SOFT);
         b.text((ex, ROW_H + 24.0), "not drawn", 12.0, Anchor::Middle, SOFT);
+        if let Some(n) = hidden_cuts_note {
+            b.text((ex, ROW_H + 38.0), format!("({n} cut)"), 12.0, Anchor::Middle, SOFT);
+        }
     }
 
     // Title, variant and legend.
@@ -457,13 +500,13 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
         y += 16.0;
     }
-    let height = legend(&mut b, &scale, ROW_VALUES + 38.0, ellipsis, nt);
-    Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects }
+    let height = legend(&mut b, &scale, ROW_VALUES + 38.0, ellipsis, nt, spec.cut_reason.as_deref());
+    Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects, lines: b.lines }
 }
 
 /// The colour bar with its decades, and the lines that say how to read the graph; returns the
 /// picture's height.
-fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize) -> f64 {
+fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize, cut: Option<&str>) -> f64 {
     let (x0, bar_w, bar_h) = (40.0, 340.0, 14.0);
     b.text(
         (x0, top + 12.0),
@@ -490,7 +533,7 @@ fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize
         let mut d = first;
         while d <= last {
             let room = (d as f64 - scale.lo).min(scale.hi - d as f64) / span;
-            if room > 0.12 {
+            if room > 0.15 {
                 ticks.push((d as f64, format!("1e{d}")));
             }
             d += step;
@@ -518,6 +561,14 @@ fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize
         b,
         "A chain that darkens and thins towards t = 1 shows vanishing gradients; one that brightens and widens, exploding ones.",
     );
+    if let Some(reason) = cut {
+        line(
+            b,
+            &format!(
+                "A grey edge marked \"cut\" is still a forward dependency, but no gradient flows back along it: {reason}."
+            ),
+        );
+    }
     if ellipsis {
         line(
             b,

@@ -13,6 +13,10 @@
 //! the edge widened, by ‖∂L/∂h_t‖ on a log scale with a legend, so the gradient can be followed
 //! back through time (the backward pass runs from t = T down to 1, right to left).
 //!
+//! With `--segments` or `--truncate random:P`, an edge h_t → h_{t+1} whose carried gradient is
+//! cut (c_t = 0) is drawn grey and thin with a cut mark: it is still a forward dependency, but
+//! no gradient flows back along it.
+//!
 //! Large T: up to `ALL_STEPS_UP_TO` steps are all drawn; beyond that the first and the last
 //! `END_STEPS` steps are, with an ellipsis column between them standing for the others (the
 //! hidden chain runs through it as one dashed edge).
@@ -28,9 +32,12 @@ use std::path::Path;
 
 pub use layout::{ALL_STEPS_UP_TO, END_STEPS, drawn_steps};
 
+use crate::cli::{Args, TruncateArg};
 use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn};
 use crate::report::Report;
+use crate::variant::segments::segment_carry_scales;
+use crate::variant::truncation::random_carry_scales;
 
 /// What the graph shows: the problem's structure and the run's ‖∂L/∂h_t‖.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +53,12 @@ pub struct GraphSpec {
     pub grad_h0_norm: Option<f64>,
     /// What was computed beyond plain BPTT (truncation, segments, clipping), one line each.
     pub variant: Vec<String>,
+    /// The carry multipliers c_t, t = 0..T−1, of the gradient sent back along h_t → h_{t+1}
+    /// (`--segments`: 0 at the boundaries; `--truncate random:P`: 0 or 1/(1−P)); an edge with
+    /// c_t = 0 is drawn cut. None: every edge carries the gradient unscaled.
+    pub carry: Option<Vec<f64>>,
+    /// Why an edge is cut, for the legend ("a segment boundary").
+    pub cut_reason: Option<String>,
 }
 
 impl GraphSpec {
@@ -59,7 +72,26 @@ impl GraphSpec {
             grad_h_norm: r.grad_h_norm.clone(),
             grad_h0_norm: r.grad_norms.get("grad_h0").copied(),
             variant: r.variant.clone(),
+            carry: None,
+            cut_reason: None,
         }
+    }
+
+    /// Adds the cuts of `--segments N` or `--truncate random:P` (the very multipliers the run
+    /// used), so the graph shows which edges carry no gradient back.
+    pub fn with_cuts_from(mut self, args: &Args) -> Result<Self> {
+        let steps = self.steps;
+        if let Some(n) = args.segments {
+            self.carry = Some(segment_carry_scales(steps, n as usize)?);
+            self.cut_reason = Some("it crosses a segment boundary (--segments)".into());
+        } else if let Some(TruncateArg::Random(p)) = args.truncate {
+            self.carry = Some(random_carry_scales(steps, p, args.truncate_seed)?);
+            self.cut_reason = Some(format!(
+                "a random cut of --truncate random:{p} (seed {}); the others carry it ×1/(1−p)",
+                args.truncate_seed
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -98,7 +130,7 @@ pub fn write_graph(path: &Path, spec: &GraphSpec) -> Result<()> {
     }
 }
 
-/// Writes the graph of a finished run.
-pub fn write_report_graph(path: &Path, report: &Report) -> Result<()> {
-    write_graph(path, &GraphSpec::from_report(report))
+/// Writes the graph of a finished run, with the cuts its arguments made.
+pub fn write_report_graph(path: &Path, report: &Report, args: &Args) -> Result<()> {
+    write_graph(path, &GraphSpec::from_report(report).with_cuts_from(args)?)
 }

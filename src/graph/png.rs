@@ -107,6 +107,10 @@ fn draw(area: &Area, pic: &Picture) -> DrawResult {
         };
         text(area, &label)?;
     }
+    for l in &pic.lines {
+        let style = color(l.color).stroke_width((l.width * SCALE).round().max(1.0) as u32);
+        area.draw(&PathElement::new(l.points.iter().copied().map(px).collect::<Vec<_>>(), style)).map_err(err)?;
+    }
     for r in &pic.rects {
         let corners = [px((r.x, r.y)), px((r.x + r.w, r.y + r.h))];
         area.draw(&Rectangle::new(corners, color(r.fill).filled())).map_err(err)?;

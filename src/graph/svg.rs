@@ -96,6 +96,9 @@ pub fn render(pic: &Picture) -> String {
         if let Some(g) = e.grad_norm {
             let _ = write!(attrs, r#" data-grad-norm="{g:e}""#);
         }
+        if e.cut {
+            attrs.push_str(r#" data-gradient-cut="true""#);
+        }
         if e.elided > 0 {
             let _ = write!(attrs, r#" data-elided-steps="{}""#, e.elided);
         }
@@ -144,6 +147,15 @@ pub fn render(pic: &Picture) -> String {
         s.push_str("  ");
         text(&mut s, &label);
         let _ = writeln!(s, "</g>");
+    }
+    for l in &pic.lines {
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="{:.2}"/>"#,
+            points(&l.points),
+            hex(l.color),
+            l.width
+        );
     }
     for r in &pic.rects {
         let _ = writeln!(
