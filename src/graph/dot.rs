@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::layout::{Kind, Picture, Rgb, short};
+use super::picture::{Kind, Picture, Rgb};
+use super::scale::short;
 
 fn hex(c: Rgb) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)

@@ -3,6 +3,8 @@
 //! for arrowheads, and text.
 
 use super::GraphSpec;
+use super::picture::{Anchor, Edge, FillRect, Kind, Label, Line, Node, Picture, Rgb, Text};
+use super::scale::{LogScale, NO_VALUE, colormap, short, text_on};
 use crate::model::{LossAt, LossFn};
 
 /// Every step is drawn up to this many steps.
@@ -18,133 +20,6 @@ pub fn drawn_steps(steps: usize) -> (Vec<usize>, bool) {
     } else {
         ((1..=END_STEPS).chain(steps + 1 - END_STEPS..=steps).collect(), true)
     }
-}
-
-pub type Rgb = (u8, u8, u8);
-
-/// A label with an optional subscript: ("h", "2") is h₂.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Label {
-    pub base: String,
-    pub sub: String,
-}
-
-impl Label {
-    fn new(base: &str, sub: impl Into<String>) -> Self {
-        Label { base: base.into(), sub: sub.into() }
-    }
-
-    /// "h_2", "L".
-    pub fn plain(&self) -> String {
-        if self.sub.is_empty() { self.base.clone() } else { format!("{}_{}", self.base, self.sub) }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Input,
-    Hidden,
-    Output,
-    LossTerm,
-    Target,
-    Loss,
-    Parameter,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Input => "input",
-            Kind::Hidden => "hidden",
-            Kind::Output => "output",
-            Kind::LossTerm => "loss-term",
-            Kind::Target => "target",
-            Kind::Loss => "loss",
-            Kind::Parameter => "parameter",
-        }
-    }
-}
-
-/// A box, centred at (x, y).
-#[derive(Clone, Debug)]
-pub struct Node {
-    /// ASCII identifier, e.g. "h_2", "l_3" (ℓ_3), "W_hx".
-    pub id: String,
-    pub label: Label,
-    pub kind: Kind,
-    pub x: f64,
-    pub y: f64,
-    pub w: f64,
-    pub h: f64,
-    pub fill: Rgb,
-    pub stroke: Rgb,
-    pub text: Rgb,
-    /// ‖∂L/∂h_t‖ for the hidden states.
-    pub grad_norm: Option<f64>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Edge {
-    pub from: String,
-    pub to: String,
-    pub points: Vec<(f64, f64)>,
-    pub arrow: [(f64, f64); 3],
-    pub width: f64,
-    pub color: Rgb,
-    pub dashed: bool,
-    /// ‖∂L/∂h_t‖ of the head, for the edges h_{t−1} → h_t.
-    pub grad_norm: Option<f64>,
-    /// Steps not drawn between the two ends (the edge through the ellipsis).
-    pub elided: usize,
-    /// No gradient flows back along this edge (a carry multiplier of 0).
-    pub cut: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Anchor {
-    Start,
-    Middle,
-}
-
-#[derive(Clone, Debug)]
-pub struct Text {
-    pub x: f64,
-    /// The baseline.
-    pub y: f64,
-    pub content: String,
-    pub size: f64,
-    pub anchor: Anchor,
-    pub color: Rgb,
-    pub italic: bool,
-}
-
-/// A plain line (the cut marks).
-#[derive(Clone, Debug)]
-pub struct Line {
-    pub points: Vec<(f64, f64)>,
-    pub width: f64,
-    pub color: Rgb,
-}
-
-#[derive(Clone, Debug)]
-pub struct FillRect {
-    pub x: f64,
-    pub y: f64,
-    pub w: f64,
-    pub h: f64,
-    pub fill: Rgb,
-}
-
-#[derive(Clone, Debug)]
-pub struct Picture {
-    pub width: f64,
-    pub height: f64,
-    pub title: String,
-    pub nodes: Vec<Node>,
-    pub edges: Vec<Edge>,
-    pub texts: Vec<Text>,
-    pub rects: Vec<FillRect>,
-    pub lines: Vec<Line>,
 }
 
 // Geometry, in pixels.
@@ -173,68 +48,6 @@ const SOFT: Rgb = (120, 120, 120);
 const PARAM_EDGE: Rgb = (165, 165, 165);
 const PARAM_FILL: Rgb = (222, 222, 222);
 const VAR_FILL: Rgb = (255, 255, 255);
-const NO_VALUE: Rgb = (190, 190, 190);
-
-/// viridis at 0, ¼, ½, ¾, 1 (stopped short of its palest yellow, which vanishes on white).
-const MAP: [Rgb; 5] = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (220, 215, 40)];
-
-/// The colour map at u ∈ [0, 1].
-pub fn colormap(u: f64) -> Rgb {
-    let u = u.clamp(0.0, 1.0) * (MAP.len() - 1) as f64;
-    let i = (u.floor() as usize).min(MAP.len() - 2);
-    let f = u - i as f64;
-    let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
-    let (a, b) = (MAP[i], MAP[i + 1]);
-    (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
-}
-
-/// The colour scale spans at least this many decades.
-pub const MIN_DECADES: f64 = 2.0;
-
-/// The log scale of the annotation: log10 of the smallest and largest plottable norm, widened
-/// to `MIN_DECADES` when they are closer.
-#[derive(Clone, Copy, Debug)]
-pub struct LogScale {
-    pub lo: f64,
-    pub hi: f64,
-}
-
-impl LogScale {
-    fn new(values: &[f64]) -> Self {
-        let logs: Vec<f64> = values.iter().filter(|v| v.is_finite() && **v > 0.0).map(|v| v.log10()).collect();
-        let lo = logs.iter().copied().reduce(f64::min).unwrap_or(-1.0);
-        let hi = logs.iter().copied().reduce(f64::max).unwrap_or(1.0);
-        // At least MIN_DECADES, centred on the data: a factor of 2 between the norms should
-        // not look like the whole range from vanishing to exploding.
-        let widen = (MIN_DECADES - (hi - lo)).max(0.0) / 2.0;
-        LogScale { lo: lo - widen, hi: hi + widen }
-    }
-
-    /// Where v sits on the scale, in [0, 1]; None when it cannot sit on a log scale.
-    pub fn position(&self, v: f64) -> Option<f64> {
-        (v.is_finite() && v > 0.0).then(|| ((v.log10() - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0))
-    }
-
-    fn color(&self, v: f64) -> Rgb {
-        self.position(v).map_or(NO_VALUE, colormap)
-    }
-
-    /// Edge width: 1.5 px at the smallest norm to 8 px at the largest.
-    fn width(&self, v: f64) -> f64 {
-        self.position(v).map_or(1.5, |u| 1.5 + 6.5 * u)
-    }
-}
-
-/// A norm as the graph prints it: three significant digits.
-pub fn short(v: f64) -> String {
-    crate::report::significant(v, 3)
-}
-
-/// Black or white text, whichever reads on `fill`.
-fn text_on(fill: Rgb) -> Rgb {
-    let luma = 0.299 * fill.0 as f64 + 0.587 * fill.1 as f64 + 0.114 * fill.2 as f64;
-    if luma > 140.0 { (0, 0, 0) } else { (255, 255, 255) }
-}
 
 struct Builder {
     nodes: Vec<Node>,
@@ -334,30 +147,52 @@ fn border(n: &Node, to: (f64, f64)) -> (f64, f64) {
     (n.x + dx * s, n.y + dy * s)
 }
 
+/// What every part of the layout needs: the spec, the steps drawn and their columns, and the
+/// colour scale.
+struct Plan<'a> {
+    spec: &'a GraphSpec,
+    steps: Vec<usize>,
+    ellipsis: bool,
+    /// Column centres, one per drawn step (the ellipsis sits after the first `END_STEPS`).
+    column: Vec<f64>,
+    scale: LogScale,
+}
+
+impl Plan<'_> {
+    /// ‖∂L/∂h_t‖ for t = 0..T.
+    fn norm_at(&self, t: usize) -> Option<f64> {
+        if t == 0 { self.spec.grad_h0_norm } else { self.spec.grad_h_norm.get(t - 1).copied() }
+    }
+
+    /// c_t of the edge h_t → h_{t+1}; 1 without cuts.
+    fn carry(&self, t: usize) -> f64 {
+        self.spec.carry.as_ref().and_then(|c| c.get(t).copied()).unwrap_or(1.0)
+    }
+
+    fn scored(&self, t: usize) -> bool {
+        self.spec.loss_at == LossAt::All || t == self.spec.steps
+    }
+
+    fn last_x(&self) -> f64 {
+        *self.column.last().expect("T ≥ 1")
+    }
+}
+
 /// The whole picture for `spec`.
 pub fn layout(spec: &GraphSpec) -> Picture {
-    let nt = spec.steps;
-    let (steps, ellipsis) = drawn_steps(nt);
-    let mut b =
-        Builder { nodes: Vec::new(), edges: Vec::new(), texts: Vec::new(), rects: Vec::new(), lines: Vec::new() };
-    // c_t of the edge h_t → h_{t+1}; 1 without cuts.
-    let carry = |t: usize| spec.carry.as_ref().and_then(|c| c.get(t).copied()).unwrap_or(1.0);
-    let all_norms: Vec<f64> = spec.grad_h0_norm.iter().chain(&spec.grad_h_norm).copied().collect();
-    let scale = LogScale::new(&all_norms);
-    let norm_at = |t: usize| if t == 0 { spec.grad_h0_norm } else { spec.grad_h_norm.get(t - 1).copied() };
-    let scored = |t: usize| spec.loss_at == LossAt::All || t == nt;
-
-    // Column centres: h_0's, then one per drawn step (the ellipsis after the first END_STEPS).
+    let (steps, ellipsis) = drawn_steps(spec.steps);
     let mut column = Vec::new();
     let mut x = H0_X;
-    for (k, _) in steps.iter().enumerate() {
+    for k in 0..steps.len() {
         x += if ellipsis && k == END_STEPS { ELLIPSIS_COLUMN + COLUMN / 2.0 } else { COLUMN };
         column.push(x);
     }
-    let ellipsis_x = ellipsis.then(|| column[END_STEPS - 1] + (COLUMN / 2.0 + ELLIPSIS_COLUMN) / 2.0 + 10.0);
-    let last_x = *column.last().expect("T ≥ 1");
+    let all_norms: Vec<f64> = spec.grad_h0_norm.iter().chain(&spec.grad_h_norm).copied().collect();
+    let plan = Plan { spec, steps, ellipsis, column, scale: LogScale::new(&all_norms) };
+    let mut b =
+        Builder { nodes: Vec::new(), edges: Vec::new(), texts: Vec::new(), rects: Vec::new(), lines: Vec::new() };
 
-    // Parameters on the left, each at its lane.
+    // Parameters on the left, each at its lane; h_0; L on top.
     b.node("W_qh", Label::new("W", "qh"), Kind::Parameter, (PARAM_X, LANE_W_QH));
     b.node("W_hh", Label::new("W", "hh"), Kind::Parameter, (PARAM_X, LANE_W_HH));
     b.node("W_hx", Label::new("W", "hx"), Kind::Parameter, (PARAM_X, LANE_W_HX));
@@ -367,96 +202,116 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         b.node("b_h", Label::new("b", "h"), Kind::Parameter, (PARAM_X, LANE_B_H + 22.0));
     }
     b.node("h_0", Label::new("h", "0"), Kind::Hidden, (H0_X, ROW_H));
-    let l_x = (column[0] + last_x) / 2.0;
-    b.node("L", Label::new("L", ""), Kind::Loss, (l_x, ROW_L));
+    b.node("L", Label::new("L", ""), Kind::Loss, ((plan.column[0] + plan.last_x()) / 2.0, ROW_L));
 
-    let mut hidden_cuts_note = None;
-    let mut prev = "h_0".to_string();
-    for (k, (&t, &cx)) in steps.iter().zip(&column).enumerate() {
-        let id = |base: &str| format!("{base}_{t}");
-        b.node(&id("x"), Label::new("x", t.to_string()), Kind::Input, (cx, ROW_X));
-        b.node(&id("h"), Label::new("h", t.to_string()), Kind::Hidden, (cx, ROW_H));
-        b.node(&id("o"), Label::new("o", t.to_string()), Kind::Output, (cx, ROW_O));
-        if scored(t) {
-            b.node(&id("l"), Label::new("ℓ", t.to_string()), Kind::LossTerm, (cx, ROW_LOSS));
-            b.node(&id("y"), Label::new("y", t.to_string()), Kind::Target, (cx + 58.0, ROW_LOSS));
-        }
-        // h_t ← h_{t−1}, x_t, W_hh, W_hx (, b_h).
-        let elided = if ellipsis && k == END_STEPS { steps[k] - steps[k - 1] - 1 } else { 0 };
-        let from = b.at(&prev).clone();
-        let g = norm_at(t);
-        let g_or_nan = g.unwrap_or(f64::NAN);
-        let (x0, x1) = (from.x + from.w / 2.0, cx - NODE_W / 2.0);
-        // Only an edge between neighbours can be drawn cut; the one through the ellipsis says
-        // how many of its hidden edges are.
-        let cut = elided == 0 && carry(t - 1) == 0.0;
-        if cut {
-            b.edge(&prev, &id("h"), vec![(x0, ROW_H), (x1, ROW_H)], 1.2, NO_VALUE);
-            let mid = (x0 + x1) / 2.0 - 6.0;
-            for dx in [-4.0, 4.0] {
-                b.lines.push(Line {
-                    points: vec![(mid + dx - 4.0, ROW_H + 9.0), (mid + dx + 4.0, ROW_H - 9.0)],
-                    width: 2.0,
-                    color: INK,
-                });
-            }
-            b.text((mid, ROW_H - 14.0), "cut", 12.0, Anchor::Middle, SOFT);
-        } else {
-            b.edge(&prev, &id("h"), vec![(x0, ROW_H), (x1, ROW_H)], scale.width(g_or_nan), scale.color(g_or_nan));
-        }
-        let chain = b.edges.last_mut().expect("just pushed");
-        (chain.grad_norm, chain.elided, chain.dashed, chain.cut) =
-            (if cut { None } else { g }, elided, elided > 0, cut);
-        if elided > 0 {
-            let hidden_cuts = (steps[k - 1]..t).filter(|&u| carry(u) == 0.0).count();
-            if hidden_cuts > 0 {
-                hidden_cuts_note = Some(hidden_cuts);
-            }
-        }
-        b.straight(&id("x"), &id("h"));
-        b.parameter_edge("W_hh", &id("h"), LANE_W_HH);
-        b.parameter_edge("W_hx", &id("h"), LANE_W_HX);
-        if spec.bias {
-            b.parameter_edge("b_h", &id("h"), LANE_B_H);
-        }
-        // o_t ← h_t, W_qh (, b_q).
-        b.straight(&id("h"), &id("o"));
-        b.parameter_edge("W_qh", &id("o"), LANE_W_QH);
-        if spec.bias {
-            b.parameter_edge("b_q", &id("o"), LANE_B_Q);
-        }
-        // ℓ_t ← o_t, y_t;  L ← ℓ_t.
-        if scored(t) {
-            b.straight(&id("o"), &id("l"));
-            b.straight(&id("y"), &id("l"));
-            b.straight(&id("l"), "L");
-        }
-        prev = id("h");
+    let mut hidden_cuts = 0;
+    for k in 0..plan.steps.len() {
+        hidden_cuts += place_step(&mut b, &plan, k);
     }
+    annotate(&mut b, &plan);
+    let right = plan.last_x() + 104.0;
+    names_and_ellipsis(&mut b, &plan, right, hidden_cuts);
 
-    // The annotation: h nodes filled by their norm, and the norms in a row of their own.
-    for t in std::iter::once(0).chain(steps.iter().copied()) {
+    let title = title(spec);
+    b.text((20.0, ROW_TITLE), title.clone(), 16.0, Anchor::Start, INK);
+    let mut y = ROW_TITLE + 20.0;
+    for v in &spec.variant {
+        b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
+        y += 16.0;
+    }
+    let height = legend(&mut b, &plan.scale, ROW_VALUES + 38.0, plan.ellipsis, spec.steps, spec.cut_reason.as_deref());
+    let width = (right + 170.0).max(900.0);
+    Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects, lines: b.lines }
+}
+
+/// The nodes of the k-th drawn step and the edges into them; returns how many cut edges the
+/// ellipsis hides (when this step follows it).
+fn place_step(b: &mut Builder, plan: &Plan, k: usize) -> usize {
+    let (t, cx) = (plan.steps[k], plan.column[k]);
+    let id = |base: &str| format!("{base}_{t}");
+    b.node(&id("x"), Label::new("x", t.to_string()), Kind::Input, (cx, ROW_X));
+    b.node(&id("h"), Label::new("h", t.to_string()), Kind::Hidden, (cx, ROW_H));
+    b.node(&id("o"), Label::new("o", t.to_string()), Kind::Output, (cx, ROW_O));
+    if plan.scored(t) {
+        b.node(&id("l"), Label::new("ℓ", t.to_string()), Kind::LossTerm, (cx, ROW_LOSS));
+        b.node(&id("y"), Label::new("y", t.to_string()), Kind::Target, (cx + 58.0, ROW_LOSS));
+    }
+    // h_t ← h_{t−1}, x_t, W_hh, W_hx (, b_h).
+    let hidden_cuts = chain_edge(b, plan, k);
+    b.straight(&id("x"), &id("h"));
+    b.parameter_edge("W_hh", &id("h"), LANE_W_HH);
+    b.parameter_edge("W_hx", &id("h"), LANE_W_HX);
+    if plan.spec.bias {
+        b.parameter_edge("b_h", &id("h"), LANE_B_H);
+    }
+    // o_t ← h_t, W_qh (, b_q).
+    b.straight(&id("h"), &id("o"));
+    b.parameter_edge("W_qh", &id("o"), LANE_W_QH);
+    if plan.spec.bias {
+        b.parameter_edge("b_q", &id("o"), LANE_B_Q);
+    }
+    // ℓ_t ← o_t, y_t;  L ← ℓ_t.
+    if plan.scored(t) {
+        b.straight(&id("o"), &id("l"));
+        b.straight(&id("y"), &id("l"));
+        b.straight(&id("l"), "L");
+    }
+    hidden_cuts
+}
+
+/// The edge from the previous drawn h into h_t, coloured and widened by ‖∂L/∂h_t‖, or drawn
+/// cut; through the ellipsis, dashed. Returns the cut edges the ellipsis hides.
+fn chain_edge(b: &mut Builder, plan: &Plan, k: usize) -> usize {
+    let t = plan.steps[k];
+    let prev = if k == 0 { 0 } else { plan.steps[k - 1] };
+    let (from, to) = (format!("h_{prev}"), format!("h_{t}"));
+    let elided = t - prev - 1;
+    let from_x = b.at(&from).x + NODE_W / 2.0;
+    let points = vec![(from_x, ROW_H), (plan.column[k] - NODE_W / 2.0, ROW_H)];
+    let g = plan.norm_at(t);
+    // Only an edge between neighbours can be drawn cut; the one through the ellipsis says how
+    // many of its hidden edges are.
+    let cut = elided == 0 && plan.carry(t - 1) == 0.0;
+    if cut {
+        let mid = (points[0].0 + points[1].0) / 2.0 - 6.0;
+        b.edge(&from, &to, points, 1.2, NO_VALUE);
+        for dx in [-4.0, 4.0] {
+            let mark = vec![(mid + dx - 4.0, ROW_H + 9.0), (mid + dx + 4.0, ROW_H - 9.0)];
+            b.lines.push(Line { points: mark, width: 2.0, color: INK });
+        }
+        b.text((mid, ROW_H - 14.0), "cut", 12.0, Anchor::Middle, SOFT);
+    } else {
+        let v = g.unwrap_or(f64::NAN);
+        b.edge(&from, &to, points, plan.scale.width(v), plan.scale.color(v));
+    }
+    let chain = b.edges.last_mut().expect("just pushed");
+    (chain.grad_norm, chain.elided, chain.dashed, chain.cut) = (if cut { None } else { g }, elided, elided > 0, cut);
+    if elided > 0 { (prev..t).filter(|&u| plan.carry(u) == 0.0).count() } else { 0 }
+}
+
+/// The annotation: each drawn h filled by its norm, and the norms in a row of their own.
+fn annotate(b: &mut Builder, plan: &Plan) {
+    for t in std::iter::once(0).chain(plan.steps.iter().copied()) {
         let id = format!("h_{t}");
-        let g = norm_at(t);
-        let node = b.nodes.iter_mut().find(|n| n.id == id).expect("placed above");
+        let g = plan.norm_at(t);
+        let node = b.nodes.iter_mut().find(|n| n.id == id).expect("placed before");
         node.grad_norm = g;
         if let Some(g) = g {
-            node.fill = scale.color(g);
+            node.fill = plan.scale.color(g);
             node.text = text_on(node.fill);
         }
         let x = node.x;
         b.text((x, ROW_VALUES), g.map_or("–".into(), short), 12.0, Anchor::Middle, INK);
     }
-    let right = last_x + 104.0;
-    b.text((right, ROW_VALUES), "‖∂L/∂h_t‖", 13.0, Anchor::Start, INK);
+    b.text((plan.last_x() + 104.0, ROW_VALUES), "‖∂L/∂h_t‖", 13.0, Anchor::Start, INK);
+}
 
-    // Row names on the right, and the ellipsis.
+/// The rows' names on the right, and the ellipsis column's marks.
+fn names_and_ellipsis(b: &mut Builder, plan: &Plan, right: f64, hidden_cuts: usize) {
+    let all = plan.spec.loss_at == LossAt::All;
     for (y, name) in [
         (ROW_L, "loss L = mean of the ℓ_t"),
-        (
-            ROW_LOSS,
-            if spec.loss_at == LossAt::All { "loss terms ℓ_t, targets y_t" } else { "loss term ℓ_T, target y_T" },
-        ),
+        (ROW_LOSS, if all { "loss terms ℓ_t, targets y_t" } else { "loss term ℓ_T, target y_T" }),
         (ROW_O, "outputs o_t"),
         (ROW_H, "hidden states h_t"),
         (ROW_X, "inputs x_t"),
@@ -464,44 +319,32 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         b.text((right, y + 5.0), name, 13.0, Anchor::Start, SOFT);
         b.texts.last_mut().expect("just pushed").italic = true;
     }
-    if let Some(ex) = ellipsis_x {
-        let hidden = nt - 2 * END_STEPS;
-        // The loss row has hidden columns only when every step has a loss term.
-        let rows = if spec.loss_at == LossAt::All { &[ROW_LOSS, ROW_O, ROW_X][..] } else { &[ROW_O, ROW_X][..] };
-        for &y in rows {
-            b.text((ex, y + 6.0), "⋯", 22.0, Anchor::Middle, SOFT);
-        }
-        b.text((ex, ROW_H - 12.0), format!("{hidden} steps"), 12.0, Anchor::Middle, SOFT);
-        b.text((ex, ROW_H + 24.0), "not drawn", 12.0, Anchor::Middle, SOFT);
-        if let Some(n) = hidden_cuts_note {
-            b.text((ex, ROW_H + 38.0), format!("({n} cut)"), 12.0, Anchor::Middle, SOFT);
-        }
+    if !plan.ellipsis {
+        return;
     }
+    let ex = plan.column[END_STEPS - 1] + (COLUMN / 2.0 + ELLIPSIS_COLUMN) / 2.0 + 10.0;
+    // The loss row has hidden columns only when every step has a loss term.
+    let rows = if all { &[ROW_LOSS, ROW_O, ROW_X][..] } else { &[ROW_O, ROW_X][..] };
+    for &y in rows {
+        b.text((ex, y + 6.0), "⋯", 22.0, Anchor::Middle, SOFT);
+    }
+    b.text((ex, ROW_H - 12.0), format!("{} steps", plan.spec.steps - 2 * END_STEPS), 12.0, Anchor::Middle, SOFT);
+    b.text((ex, ROW_H + 24.0), "not drawn", 12.0, Anchor::Middle, SOFT);
+    if hidden_cuts > 0 {
+        b.text((ex, ROW_H + 38.0), format!("({hidden_cuts} cut)"), 12.0, Anchor::Middle, SOFT);
+    }
+}
 
-    // Title, variant and legend.
-    let width = (right + 170.0).max(900.0);
+/// "Unrolled computation graph, T = 3: h_t = W_hx x_t + W_hh h_t−1, mse loss at every step".
+fn title(spec: &GraphSpec) -> String {
     let loss_name = match spec.loss_fn {
         LossFn::Mse => "mse",
         LossFn::Xent => "cross-entropy",
     };
-    let title = format!(
-        "Unrolled computation graph, T = {nt}: h_t = {}, {loss_name} loss at {}",
-        match (spec.activation, spec.bias) {
-            (crate::model::Activation::Tanh, false) => "tanh(W_hx x_t + W_hh h_t−1)",
-            (crate::model::Activation::Tanh, true) => "tanh(W_hx x_t + W_hh h_t−1 + b_h)",
-            (_, false) => "W_hx x_t + W_hh h_t−1",
-            (_, true) => "W_hx x_t + W_hh h_t−1 + b_h",
-        },
-        if spec.loss_at == LossAt::All { "every step" } else { "the last step" }
-    );
-    b.text((20.0, ROW_TITLE), title.clone(), 16.0, Anchor::Start, INK);
-    let mut y = ROW_TITLE + 20.0;
-    for v in &spec.variant {
-        b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
-        y += 16.0;
-    }
-    let height = legend(&mut b, &scale, ROW_VALUES + 38.0, ellipsis, nt, spec.cut_reason.as_deref());
-    Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects, lines: b.lines }
+    let a = if spec.bias { "W_hx x_t + W_hh h_t−1 + b_h" } else { "W_hx x_t + W_hh h_t−1" };
+    let h = if spec.activation == crate::model::Activation::Tanh { format!("tanh({a})") } else { a.to_string() };
+    let at = if spec.loss_at == LossAt::All { "every step" } else { "the last step" };
+    format!("Unrolled computation graph, T = {}: h_t = {h}, {loss_name} loss at {at}", spec.steps)
 }
 
 /// The colour bar with its decades, and the lines that say how to read the graph; returns the

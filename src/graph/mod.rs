@@ -21,11 +21,14 @@
 //! `END_STEPS` steps are, with an ellipsis column between them standing for the others (the
 //! hidden chain runs through it as one dashed edge).
 //!
-//! `layout` places everything; `svg`, `png` and `dot` write it out.
+//! `layout` places everything (`picture` has the pieces, `scale` the colour scale); `svg`,
+//! `png` and `dot` write it out.
 
 mod dot;
 mod layout;
+mod picture;
 mod png;
+mod scale;
 mod svg;
 
 use std::path::Path;

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::layout::{Anchor, Picture, Rgb, Text};
+use super::picture::{Anchor, Picture, Rgb, Text};
 use super::svg::pieces;
 
 const SCALE: f64 = 1.5;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::layout::{Anchor, Picture, Rgb, Text};
+use super::picture::{Anchor, Picture, Rgb, Text};
 
 const FONT: &str = "DejaVu Sans, Liberation Sans, Arial, sans-serif";
 
