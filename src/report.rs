@@ -199,17 +199,19 @@ impl Report {
         );
         // |ρ − 1| below 1%: neither effect shows within a few hundred steps.
         let reading = if rho < 0.99 {
-            "ρ < 1: each step back in time multiplies a far loss term's contribution by about ρ, so contributions from far steps vanish (vanishing gradients)"
+            "ρ < 1: each step back multiplies a far loss term's contribution by about ρ, so it vanishes (vanishing gradients)"
         } else if rho > 1.01 {
-            "ρ > 1: each step back in time multiplies a far loss term's contribution by about ρ, so contributions from far steps explode (exploding gradients)"
+            "ρ > 1: each step back multiplies a far loss term's contribution by about ρ, so it explodes (exploding gradients)"
         } else {
-            "ρ ≈ 1: contributions from far steps neither vanish nor explode quickly"
+            "ρ ≈ 1: far loss terms' contributions neither vanish nor explode quickly"
         };
-        let _ = writeln!(s, "           {reading}; σ_max bounds how much one step can stretch a gradient");
+        let _ = writeln!(s, "           {reading}");
+        let _ =
+            writeln!(s, "           σ_max bounds what one step back can do: stretch the gradient by at most ×σ_max");
         if self.activation == Activation::Tanh {
             let _ = writeln!(
                 s,
-                "           with tanh each step also multiplies by φ′(a_t) = 1 − h_t² ≤ 1, which shrinks the gradient further: expect a per-step factor below ρ"
+                "           with tanh each step also multiplies by φ′(a_t) = 1 − h_t² ≤ 1: expect a per-step factor below ρ"
             );
         }
         if let Some(a) = &self.adapter {
@@ -234,7 +236,7 @@ impl Report {
             let _ = match self.loss_at {
                 LossAt::All => writeln!(
                     s,
-                    "           every step has its own loss term, which reaches h_t within a step or two: ‖∂L/∂h_t‖ does not vanish even when far terms do; the reach line below is the one to watch"
+                    "           every step has its own loss term, a step or two from h_t: ‖∂L/∂h_t‖ does not vanish even when\n           far terms do; the reach line below is the one to watch"
                 ),
                 LossAt::Last => writeln!(
                     s,
@@ -350,7 +352,7 @@ impl Report {
             if let Some(a) = self.adapter.as_ref().filter(|a| a.device_type.starts_with("CPU")) {
                 let _ = writeln!(
                     s,
-                    "  note     {} is a software adapter: it runs the shaders on this machine's CPU cores, so its times say nothing about GPU speed",
+                    "  note     software adapter {}: it runs on this machine's CPU cores, its times say nothing about GPU speed",
                     a.name
                 );
             }
