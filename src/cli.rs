@@ -71,7 +71,7 @@ pub struct Args {
     /// φ in h_t = φ(a_t) [default: identity].
     #[arg(long, value_enum)]
     pub activation: Option<Activation>,
-    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o)[label] [default: mse].
+    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o) at the label [default: mse].
     #[arg(long, value_enum)]
     pub loss: Option<LossFn>,
     /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one)
@@ -135,9 +135,15 @@ pub struct Args {
     /// gradient exists only after the last segment's run.
     #[arg(long, value_name = "θ", value_parser = parse_tolerance, allow_hyphen_values = true, conflicts_with = "segments")]
     pub clip: Option<f64>,
-    /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
+    /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis
+    /// (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
+    /// Draw the unrolled computation graph (x_t, h_t, o_t, ℓ_t, L and the parameters), each h_t
+    /// and each edge h_{t−1} → h_t coloured by ‖∂L/∂h_t‖ on a log scale (.svg, .png, or .dot
+    /// for Graphviz). Above 8 steps, the first and last 3 are drawn with an ellipsis between.
+    #[arg(long, value_name = "FILE", value_parser = parse_graph_path, conflicts_with = "sweep_radius")]
+    pub graph: Option<PathBuf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
     #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
@@ -156,7 +162,7 @@ pub struct Args {
     /// chose; after the report, unless the run failed (README, Files). Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// With --save, also write the states h [T,B,h] and o [T,B,q].
+    /// With --save, also write the states h (T×B×h) and o (T×B×q).
     #[arg(long, requires = "save")]
     pub save_states: bool,
 }
@@ -167,6 +173,11 @@ fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
         Some("svg") | Some("png") => Ok(p),
         _ => Err(format!("the plot is written as .svg or .png, not '{s}'")),
     }
+}
+
+fn parse_graph_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    crate::graph::GraphFormat::of(&p).map(|_| p)
 }
 
 /// `--truncate`'s value.

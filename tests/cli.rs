@@ -176,20 +176,20 @@ fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
     for (f, r) in factors.iter().zip([0.8, 1.0, 1.1]) {
         assert!((f - r).abs() < 0.05 * r, "factor {f} for radius {r}");
     }
-    // The plot's lines are the table's numbers: for each radius, ‖∂L/∂h_t‖ then the reach
-    // profile, every point at pixel y linear in log10 of its value on one shared scale.
+    // The plot's lines are the table's numbers: for each radius, in its own colour, ‖∂L/∂h_t‖
+    // solid with every point at pixel y linear in log10 of its value on one shared scale, and
+    // the reach profile dashed (its geometry is checked in tests/plot.rs).
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     let mut pairs = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        for (k, key) in ["grad_h_norm", "grad_h_norm_from_last"].iter().enumerate() {
-            let values: Vec<f64> = row[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            let lines = common::svg::data_polylines(&svg, series_color(2 * i + k));
-            assert_eq!(lines.len(), 1, "{key} ρ={}", row["radius"]);
-            assert_eq!(lines[0].len(), values.len());
-            for (&(_, py), v) in lines[0].iter().zip(&values) {
-                pairs.push((v.log10(), py));
-            }
+        let values: Vec<f64> = row["grad_h_norm"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let lines = common::svg::data_polylines(&svg, series_color(i));
+        assert_eq!(lines.len(), 1, "ρ={}", row["radius"]);
+        assert_eq!(lines[0].len(), values.len());
+        for (&(_, py), v) in lines[0].iter().zip(&values) {
+            pairs.push((v.log10(), py));
         }
+        assert!(common::svg::dashes(&svg, series_color(i)).len() > 10, "reach ρ={}", row["radius"]);
     }
     let (px_per_decade, worst) = common::svg::line_fit(&pairs);
     assert!(px_per_decade < 0.0 && worst <= 1.0, "{px_per_decade} px/decade, worst {worst} px");
@@ -419,7 +419,7 @@ fn output_paths_are_checked_before_computing() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let result_at = stdout.find("result ").unwrap();
-    assert!(stdout[result_at..].contains("saved the loss and gradients to"), "{stdout}");
+    assert!(stdout[result_at..].contains("saved grads to"), "{stdout}");
     assert!(bptt::io::load_grads(&keep).is_ok() && plot.exists());
 }
 

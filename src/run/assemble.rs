@@ -159,6 +159,7 @@ pub fn report(
         loss_at: p.loss_at,
         bias: p.has_bias(),
         seed: args.load.is_none().then_some(args.seed),
+        random_h0: args.load.is_none() && args.random_h0,
         compute: args.compute,
         variant: variant.describe(),
         spectral_radius,
