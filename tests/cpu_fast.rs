@@ -60,13 +60,14 @@ fn matches_reference_on_the_grid() {
 
 /// Big enough that each step is split over threads (run in pools of 2 and 3 threads, so the
 /// split happens whatever the machine), with a hidden size that leaves a partial group of four
-/// rows and uneven blocks.
+/// rows and uneven blocks. Batches of 2 (the dot kernel) and 9 (the tile kernel on AVX-512,
+/// with a partial batch tile; 258 columns leave partial column tiles in every block).
 #[test]
 fn matches_reference_when_steps_are_split_over_threads() {
-    for threads in [2, 3] {
+    for (threads, batch) in [(2, 2), (3, 2), (2, 9), (3, 9)] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for activation in [Activation::Identity, Activation::Tanh] {
-            let shape = Shape::new(4, 2, 7, 258, 6).unwrap();
+            let shape = Shape::new(4, batch, 7, 258, 6).unwrap();
             let mut spec = ProblemSpec::new(shape);
             spec.activation = activation;
             spec.loss = LossFn::Xent;
@@ -74,6 +75,29 @@ fn matches_reference_when_steps_are_split_over_threads() {
             spec.random_h0 = true;
             spec.seed = 42;
             pool.install(|| check(&spec));
+        }
+    }
+}
+
+/// Batches from 4 up take the tile kernel (on AVX-512): every size of the last batch tile, with
+/// hidden sizes below one vector, inside one column tile and across two, every model option.
+#[test]
+fn matches_reference_with_batches_of_four_and_more() {
+    let mut seed = 500;
+    for hidden in [5, 33, 70] {
+        for batch in [4, 5, 6, 7] {
+            for activation in [Activation::Identity, Activation::Tanh] {
+                for loss in [LossFn::Mse, LossFn::Xent] {
+                    let mut spec = ProblemSpec::new(Shape::new(5, batch, 5, hidden, 3).unwrap());
+                    spec.activation = activation;
+                    spec.loss = loss;
+                    spec.bias = seed % 2 == 0;
+                    spec.random_h0 = true;
+                    spec.seed = seed;
+                    seed += 1;
+                    check(&spec);
+                }
+            }
         }
     }
 }

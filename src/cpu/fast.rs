@@ -28,13 +28,14 @@ mod gemm;
 mod loss;
 mod recur;
 mod simd;
+mod team;
 
 use aligned::{AlignedVec, padded};
 use gemm::{View, gemm};
 use rayon::prelude::*;
-use recur::Stepper;
+use recur::Recurrence;
 
-use crate::model::{Activation, Grads, Problem};
+use crate::model::{Grads, Problem};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
 pub fn bptt(p: &Problem) -> Grads {
@@ -50,7 +51,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     let rows = nt * nb;
     let (bh, w) = (nb * nh, &p.params);
     let act = p.activation;
-    let stepper = Stepper::new(simd::Isa::detect(), nb, nh);
+    let recurrence = Recurrence::new(simd::Isa::detect(), nb, nh);
 
     let w_hx = to_f32(&w.w_hx);
     let w_hh = to_f32_padded(&w.w_hh, nh, nh);
@@ -65,10 +66,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     if let Some(b_h) = &w.b_h {
         add_to_rows(&mut hs[bh..], &to_f32(b_h));
     }
-    for t in 0..nt {
-        let (done, rest) = hs.split_at_mut((t + 1) * bh);
-        stepper.forward(t % 2 == 1, act, &w_hh, &done[t * bh..], &mut rest[..bh]);
-    }
+    recurrence.forward(act, &w_hh, &w_hh_t, &mut hs);
     let h_prev_all = &hs[..rows * nh];
     let h_all = &hs[bh..];
 
@@ -84,17 +82,8 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     // step, last to first.
     let mut grad_a = AlignedVec::zeros(rows * nh);
     gemm(View::new(&grad_o, rows, q), View::new(&w_qh, q, nh), &mut grad_a, false);
-    let mut grad_h_norm = vec![0.0f64; nt];
-    for t in (0..nt).rev() {
-        let (upto, after) = grad_a.split_at_mut((t + 1) * bh);
-        let grad_a_next = (t + 1 < nt).then(|| &after[..bh]);
-        let h_t = &h_all[t * bh..][..bh];
-        let sq = stepper.backward(t % 2 == 1, act, &w_hh_t, grad_a_next, h_t, &mut upto[t * bh..]);
-        grad_h_norm[t] = sq.sqrt();
-    }
-    // ∂L/∂h0 = ∂L/∂a_1·w_hh: a backward step with nothing from the output and no φ'.
     let mut grad_h0 = vec![0.0f32; bh];
-    stepper.backward(false, Activation::Identity, &w_hh_t, Some(&grad_a[..bh]), &hs[..bh], &mut grad_h0);
+    let grad_h_norm = recurrence.backward(act, &w_hh, &w_hh_t, h_all, &mut grad_a, &mut grad_h0);
 
     let grad_a_view = View::new(&grad_a, rows, nh);
     let mut grad_w_hh = vec![0.0f32; nh * nh];
