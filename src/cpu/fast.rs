@@ -60,7 +60,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     let x = to_f32(&p.x);
 
     // hs = [h0; a_1..a_T], where a_t = x_t·w_hxᵀ + b_h until step t turns it into h_t.
-    let mut hs = AlignedVec::zeros((nt + 1) * bh);
+    let mut hs = AlignedVec::scratch((nt + 1) * bh);
     hs[..bh].copy_from_slice(&to_f32(&p.h0));
     gemm(View::new(&x, rows, d), View::new(&w_hx, nh, d).t(), &mut hs[bh..], false);
     if let Some(b_h) = &w.b_h {
@@ -80,13 +80,13 @@ fn bptt_on_worker(p: &Problem) -> Grads {
 
     // grad_a starts as ∂L/∂o·w_qh (the output's share of ∂L/∂h_t) and becomes ∂L/∂a step by
     // step, last to first.
-    let mut grad_a = AlignedVec::zeros(rows * nh);
+    let mut grad_a = AlignedVec::scratch(rows * nh);
     gemm(View::new(&grad_o, rows, q), View::new(&w_qh, q, nh), &mut grad_a, false);
     let mut grad_h0 = vec![0.0f32; bh];
     let grad_h_norm = recurrence.backward(act, &w_hh, &w_hh_t, h_all, &mut grad_a, &mut grad_h0);
 
     let grad_a_view = View::new(&grad_a, rows, nh);
-    let mut grad_w_hh = vec![0.0f32; nh * nh];
+    let mut grad_w_hh = AlignedVec::scratch(nh * nh);
     gemm(grad_a_view.t(), View::new(h_prev_all, rows, nh), &mut grad_w_hh, false);
     let mut grad_w_hx = vec![0.0f32; nh * d];
     gemm(grad_a_view.t(), View::new(&x, rows, d), &mut grad_w_hx, false);
@@ -133,7 +133,7 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
 /// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.
 fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
     let ld = padded(cols);
-    let mut out = AlignedVec::zeros(rows * ld);
+    let mut out = AlignedVec::scratch(rows * ld);
     out.par_chunks_mut(ld)
         .zip(w.par_chunks(cols))
         .with_min_len(CONVERT_CHUNK / ld.max(1))
@@ -148,7 +148,7 @@ fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
 fn transpose_padded(w: &[f32], n: usize) -> AlignedVec {
     const TILE: usize = 32;
     let ld = padded(n);
-    let mut w_t = AlignedVec::zeros(n * ld);
+    let mut w_t = AlignedVec::scratch(n * ld);
     w_t.par_chunks_mut(TILE * ld).enumerate().for_each(|(strip, out)| {
         let j0 = strip * TILE;
         let tj = out.len() / ld;
