@@ -2,21 +2,22 @@
 //! tests/cpu_fast.rs), organised around GEMMs so that only the two recurrences run step by step.
 //!
 //! - Forward: the input side x_t·w_hxᵀ (+ b_h) of every step is one [T·B, d]×[d, h] GEMM written
-//!   straight into the state buffer; then each step adds h_{t-1}·w_hhᵀ (a matrix-vector product
-//!   over the rows of w_hh) and applies φ in place.
+//!   straight into the state buffer; then each step adds h_{t-1}·w_hhᵀ and applies φ in place.
 //! - Output side, all steps at once: o = H·w_qhᵀ (+ b_q), L and ∂L/∂o, and the output's share
 //!   of ∂L/∂h_t, ∂L/∂o·w_qh, are GEMMs over [T·B] rows.
-//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh using a transposed copy of w_hh made once, so
-//!   every output element is a contiguous dot product, then multiplies by φ'.
+//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh, then multiplies by φ'. A transposed copy of
+//!   w_hh is made once, so each pass reads the orientation its kernel wants.
 //! - Weight gradients are single GEMMs over time: ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev,
 //!   ∂L/∂w_hx = ∂L/∂Aᵀ·X, ∂L/∂w_qh = ∂L/∂Oᵀ·H; bias gradients are column sums.
 //!
-//! What makes the recurrences fast (each step streams w_hh, 4 MiB at h = 1024, so they are
-//! bound by cache bandwidth): the rows are split over rayon's threads (two here: a half of w_hh
-//! per core's L2), kept on 64-byte-aligned padded rows (`aligned`), walked in alternating order
-//! so each step starts where the last one ended (`simd::matvec_acc`), and read four at a time by
-//! an AVX-512 or AVX2+FMA kernel chosen at run time (`simd`); values below f32's normal range
-//! are flushed to zero (`flush_tiny`).
+//! What makes the recurrences fast (at B = 1 each step streams w_hh, 4 MiB at h = 1024, from
+//! L2 and L3; at B = 32 each step is a 67 MFLOP GEMM): one team of threads per pass, each
+//! thread owning a block of output columns and so the same part of w_hh every step, meeting
+//! at a shared step counter (`team`, `recur`); 64-byte-aligned padded rows (`aligned`); at small
+//! batches rows walked in alternating order so each step starts where the last one ended, read
+//! four at a time (`simd::matvec_acc`); from B = 4 on AVX-512 a register-blocked 4×64 GEMM tile
+//! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
+//! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
 //!
 //! Conversions from and to the f64 of `Problem` and `Grads` are part of the call (and timed).
 //!
@@ -39,9 +40,9 @@ use crate::model::{Grads, Problem};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
 pub fn bptt(p: &Problem) -> Grads {
-    // Run on one of rayon's workers: a step's parallel half is then a job on the local queue
-    // that the other (still spinning) worker picks up in about a microsecond, where a call from
-    // outside the pool would inject it and wait for a sleeping worker to wake, every step.
+    // Run on one of rayon's workers, so the conversions' parallel loops are jobs on its local
+    // queue rather than injected from outside the pool. The thread count of the recurrences'
+    // team is this pool's (`rayon::current_num_threads`).
     rayon::scope(|_| bptt_on_worker(p))
 }
 
@@ -142,7 +143,7 @@ fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
 }
 
 /// wᵀ for a square w [n,n] (both at the padded row stride), in 32×32 tiles: each tile reads 32
-/// source rows and writes 32 destination rows in whole lines through a tile buffer, so the 4 KiB
+/// source rows and writes 32 destination rows in whole lines through a tile buffer, so a 4 KiB
 /// row stride (which maps every row of a column to the same L1 set) costs no partial-line
 /// writes. Strips of 32 output rows go to rayon's threads.
 fn transpose_padded(w: &[f32], n: usize) -> AlignedVec {
