@@ -10,10 +10,13 @@
 #
 # Needs a Python with JAX: PYTHON=/path/to/python (default /tmp/venv-bench/bin/python), made with
 #   python3 -m venv /tmp/venv-bench && /tmp/venv-bench/bin/pip install -r scripts/requirements-bench.txt
+# On a machine other jobs keep busy, BENCH_PREFIX="chrt -r 10" (root) runs both timed programs
+# at a real-time priority, so neither shares its cores with those jobs (the same for both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 py=${PYTHON:-/tmp/venv-bench/bin/python}
+read -r -a prefix <<<"${BENCH_PREFIX:-}"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cargo build -q --release --bin bptt --example time_cpu
@@ -21,7 +24,7 @@ bptt=target/release/bptt
 shapes="1 32"
 runs() { if [ "$1" = 1 ]; then echo 20; else echo 5; fi; } # timed runs per program per round
 
-echo "== $(date -u +%FT%TZ) $(nproc) CPUs, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $(date -u +%FT%TZ) $(nproc) CPUs, load average: $(cut -d' ' -f1-3 /proc/loadavg)${BENCH_PREFIX:+, under $BENCH_PREFIX}"
 for b in $shapes; do
     # The problem (bptt's seed-0 random problem) for JAX, with the fast path's gradients.
     target/release/examples/time_cpu --fast-only --runs 1 --batch "$b" --save-problem "$dir/p$b.safetensors" >/dev/null
@@ -31,10 +34,10 @@ done
 for r in $(seq "$rounds"); do
     for b in $shapes; do
         n=$(runs "$b")
-        ms=$("$bptt" --compute cpu --hidden 1024 --steps 256 --batch "$b" --repeat "$n" --json |
+        ms=$("${prefix[@]}" "$bptt" --compute cpu --hidden 1024 --steps 256 --batch "$b" --repeat "$n" --json |
             "$py" -c 'import json, sys; print(json.load(sys.stdin)["timings_ms"]["cpu_total"])')
         echo "round $r B=$b fast-cpu $ms" | tee -a "$dir/times"
-        "$py" scripts/jax_cpu_baseline.py --problem "$dir/p$b.safetensors" --forms hoisted,split-vjp --runs "$n" |
+        "${prefix[@]}" "$py" scripts/jax_cpu_baseline.py --problem "$dir/p$b.safetensors" --forms hoisted,split-vjp --runs "$n" |
             awk -v r="$r" -v b="$b" '/median/ { name = ($2 == "hoisted") ? "jax-hoisted" : "jax-split-vjp";
                 for (i = 1; i <= NF; i++) if ($i == "median") print "round", r, "B=" b, name, $(i + 1) }' |
             tee -a "$dir/times"
