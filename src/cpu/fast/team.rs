@@ -3,7 +3,7 @@
 //!
 //! A step at h = 1024, B = 1 takes about 20 µs per thread; handing each step to a thread pool
 //! and waiting for it (a wake-up, a steal, a join) costs microseconds, twice per step pair. Here
-//! the threads live for the whole pass: thread k claims block k of each step (one
+//! the threads stay for the whole pass: thread k claims block k of each step (one
 //! compare-and-swap), does it, counts it done, and spins on the shared count until the step is
 //! complete, a cache-line transfer when the threads keep pace. A thread that finds another's
 //! block still unclaimed after finishing its own takes it over, so a thread descheduled on a busy
@@ -16,8 +16,8 @@ use std::thread;
 /// skew between threads within a step, much shorter than a scheduler time slice.
 const SPINS_BEFORE_YIELD: u32 = 1 << 12;
 
-/// Runs `unit(step, block)` for every step in 0..steps and block in 0..blocks on `blocks`
-/// threads (the calling one and blocks − 1 scoped threads), step after step: every unit of
+/// Runs `unit(step, block)` for every step in 0..steps and block in 0..blocks on up to `blocks`
+/// threads (the calling one and blocks − 1 rayon jobs), step after step: every unit of
 /// step t sees everything the units of earlier steps wrote. Thread k does block k whenever it
 /// keeps pace, so each block's data stays in one core's caches. Returns what the units return,
 /// at [step · blocks + block].
@@ -34,18 +34,16 @@ pub fn run_steps(blocks: usize, steps: usize, unit: impl Fn(usize, usize) -> f64
         let _guard = PoisonOnPanic(&state.poisoned);
         state.member(k, &unit);
     };
-    if blocks > 1 {
-        thread::scope(|s| {
-            let others: Vec<_> = (1..blocks).map(|k| s.spawn(move || member(k))).collect();
-            member(0);
-            for h in others {
-                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            }
-        });
-    } else {
+    // Members 1.. are rayon jobs: the pool's workers are already running (no thread is started
+    // per pass), and a job no worker picks up costs nothing but time: member 0 takes over its
+    // blocks, and the job, run late, finds every step done.
+    rayon::scope(|s| {
+        for k in 1..blocks {
+            s.spawn(move |_| member(k));
+        }
         member(0);
-    }
-    // The scope's joins order every store before these loads.
+    });
+    // The scope's end orders every store before these loads.
     state.results.iter().map(|r| f64::from_bits(r.load(Ordering::Relaxed))).collect()
 }
 
