@@ -51,6 +51,30 @@ pub fn matvec_acc(isa: Isa, w: &[f32], ld: usize, vs: &[f32], outs: &mut [&mut [
         n <= ld && w.len() == rows * ld && vs.len() == outs.len() * n && outs.iter().all(|o| o.len() == rows),
         "matvec_acc: w must be [rows, ld ≥ n], vs [B, n] and every out [rows]"
     );
+    match isa {
+        // SAFETY: `Isa::detect` chose these variants only where the CPU has the features; the
+        // shapes were checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::matvec_groups_avx512(w, ld, n, vs, outs, reverse) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::matvec_groups_avx2(w, ld, n, vs, outs, reverse) },
+        _ => matvec_groups(w, ld, n, vs, outs, reverse, dot4_portable),
+    }
+}
+
+/// The loop over groups of four rows, with the kernel for four dot products; inlined into each
+/// instruction set's wrapper, so the kernel is inlined too.
+#[inline(always)]
+fn matvec_groups(
+    w: &[f32],
+    ld: usize,
+    n: usize,
+    vs: &[f32],
+    outs: &mut [&mut [f32]],
+    reverse: bool,
+    dot4: impl Fn([&[f32]; 4], &[f32]) -> [f32; 4],
+) {
+    let rows = outs[0].len();
     let groups = rows.div_ceil(4);
     for g in 0..groups {
         let g = if reverse { groups - 1 - g } else { g };
@@ -59,7 +83,7 @@ pub fn matvec_acc(isa: Isa, w: &[f32], ld: usize, vs: &[f32], outs: &mut [&mut [
         let row = |r: usize| &w[(group.start + r.min(group.len() - 1)) * ld..][..n];
         let w4 = [row(0), row(1), row(2), row(3)];
         for (v, out) in vs.chunks_exact(n).zip(outs.iter_mut()) {
-            let d = dot4(isa, w4, v);
+            let d = dot4(w4, v);
             for (o, d) in out[group.clone()].iter_mut().zip(d) {
                 *o += d;
             }
@@ -106,20 +130,8 @@ fn outer_acc_portable(wt: &[f32], ld: usize, c0: usize, vs: &[f32], n: usize, ou
     }
 }
 
-/// The four dot products `w[i] · v`; every w[i] has v's length.
-fn dot4(isa: Isa, w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
-    match isa {
-        // SAFETY: `Isa::detect` chose these variants only where the CPU has the features, and
-        // the callee reads only within the slices (all of v's length, checked by the caller).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::dot4_avx512(w, v) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::dot4_avx2(w, v) },
-        _ => dot4_portable(w, v),
-    }
-}
-
-/// Eight lanes per row, so the compiler can keep each row's sum in one SSE/NEON register pair.
+/// The four dot products `w[i] · v` (every w[i] has v's length) in eight lanes per row, so the
+/// compiler can keep each row's sum in one SSE/NEON register pair.
 fn dot4_portable(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
     const L: usize = 8;
     let n = v.len();
@@ -246,8 +258,43 @@ mod x86 {
         }
     }
 
+    /// `super::matvec_groups` with the AVX-512 kernel inlined.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn matvec_groups_avx512(
+        w: &[f32],
+        ld: usize,
+        n: usize,
+        vs: &[f32],
+        outs: &mut [&mut [f32]],
+        reverse: bool,
+    ) {
+        // SAFETY: the caller's CPU has AVX-512F; matvec_groups passes rows of v's length.
+        super::matvec_groups(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx512(w, v) });
+    }
+
+    /// `super::matvec_groups` with the AVX2 kernel inlined.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matvec_groups_avx2(
+        w: &[f32],
+        ld: usize,
+        n: usize,
+        vs: &[f32],
+        outs: &mut [&mut [f32]],
+        reverse: bool,
+    ) {
+        // SAFETY: the caller's CPU has AVX2 and FMA; matvec_groups passes rows of v's length.
+        super::matvec_groups(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx2(w, v) });
+    }
+
     /// # Safety
     /// The CPU must have AVX-512F; every `w[i]` must be at least `v.len()` long.
+    #[inline]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot4_avx512(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
         let n = v.len();
@@ -281,6 +328,7 @@ mod x86 {
 
     /// # Safety
     /// The CPU must have AVX2 and FMA; every `w[i]` must be at least `v.len()` long.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot4_avx2(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
         let n = v.len();
