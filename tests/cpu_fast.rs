@@ -134,3 +134,20 @@ fn matches_reference_when_gradients_vanish() {
         }
     }
 }
+
+/// The fast path reuses its scratch buffers between calls, without clearing them: a call whose
+/// states and gradients overflow to ±inf and NaN must leave nothing behind that changes the next
+/// call of the same shape (each buffer is written in full before it is read).
+#[test]
+fn a_call_after_one_that_overflowed_matches_the_reference() {
+    let shape = Shape::new(40, 5, 5, 70, 3).unwrap();
+    let mut wild = ProblemSpec::new(shape);
+    wild.spectral_radius = Some(1e3);
+    wild.random_h0 = true;
+    let g = fast::bptt(&random_problem(&wild).unwrap());
+    assert!(g.h.iter().any(|x| !x.is_finite()), "the first call should overflow");
+    assert!(g.grad_w_hh.iter().any(|x| x.is_nan()), "the first call should leave NaN behind");
+    let mut spec = ProblemSpec::new(shape);
+    spec.seed = 7;
+    check(&spec);
+}
