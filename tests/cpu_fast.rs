@@ -60,13 +60,14 @@ fn matches_reference_on_the_grid() {
 
 /// Big enough that each step is split over threads (run in pools of 2 and 3 threads, so the
 /// split happens whatever the machine), with a hidden size that leaves a partial group of four
-/// rows and uneven blocks.
+/// rows and uneven blocks. Batches of 2 (the dot kernel) and 9 (the tile kernel on AVX-512,
+/// with a partial batch tile; 258 columns leave partial column tiles in every block).
 #[test]
 fn matches_reference_when_steps_are_split_over_threads() {
-    for threads in [2, 3] {
+    for (threads, batch) in [(2, 2), (3, 2), (2, 9), (3, 9)] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         for activation in [Activation::Identity, Activation::Tanh] {
-            let shape = Shape::new(4, 2, 7, 258, 6).unwrap();
+            let shape = Shape::new(4, batch, 7, 258, 6).unwrap();
             let mut spec = ProblemSpec::new(shape);
             spec.activation = activation;
             spec.loss = LossFn::Xent;
@@ -74,6 +75,29 @@ fn matches_reference_when_steps_are_split_over_threads() {
             spec.random_h0 = true;
             spec.seed = 42;
             pool.install(|| check(&spec));
+        }
+    }
+}
+
+/// Batches from 4 up take the tile kernel (on AVX-512): every size of the last batch tile, with
+/// hidden sizes below one vector, inside one column tile and across two, every model option.
+#[test]
+fn matches_reference_with_batches_of_four_and_more() {
+    let mut seed = 500;
+    for hidden in [5, 33, 70] {
+        for batch in [4, 5, 6, 7] {
+            for activation in [Activation::Identity, Activation::Tanh] {
+                for loss in [LossFn::Mse, LossFn::Xent] {
+                    let mut spec = ProblemSpec::new(Shape::new(5, batch, 5, hidden, 3).unwrap());
+                    spec.activation = activation;
+                    spec.loss = loss;
+                    spec.bias = seed % 2 == 0;
+                    spec.random_h0 = true;
+                    spec.seed = seed;
+                    seed += 1;
+                    check(&spec);
+                }
+            }
         }
     }
 }
@@ -109,4 +133,21 @@ fn matches_reference_when_gradients_vanish() {
             assert!(e <= TOL, "{name} rel_err {e:.3e} > {TOL:e}");
         }
     }
+}
+
+/// The fast path reuses its scratch buffers between calls, without clearing them: a call whose
+/// states and gradients overflow to ±inf and NaN must leave nothing behind that changes the next
+/// call of the same shape (each buffer is written in full before it is read).
+#[test]
+fn a_call_after_one_that_overflowed_matches_the_reference() {
+    let shape = Shape::new(40, 5, 5, 70, 3).unwrap();
+    let mut wild = ProblemSpec::new(shape);
+    wild.spectral_radius = Some(1e3);
+    wild.random_h0 = true;
+    let g = fast::bptt(&random_problem(&wild).unwrap());
+    assert!(g.h.iter().any(|x| !x.is_finite()), "the first call should overflow");
+    assert!(g.grad_w_hh.iter().any(|x| x.is_nan()), "the first call should leave NaN behind");
+    let mut spec = ProblemSpec::new(shape);
+    spec.seed = 7;
+    check(&spec);
 }

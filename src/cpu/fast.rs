@@ -2,21 +2,22 @@
 //! tests/cpu_fast.rs), organised around GEMMs so that only the two recurrences run step by step.
 //!
 //! - Forward: the input side x_t·w_hxᵀ (+ b_h) of every step is one [T·B, d]×[d, h] GEMM written
-//!   straight into the state buffer; then each step adds h_{t-1}·w_hhᵀ (a matrix-vector product
-//!   over the rows of w_hh) and applies φ in place.
+//!   straight into the state buffer; then each step adds h_{t-1}·w_hhᵀ and applies φ in place.
 //! - Output side, all steps at once: o = H·w_qhᵀ (+ b_q), L and ∂L/∂o, and the output's share
 //!   of ∂L/∂h_t, ∂L/∂o·w_qh, are GEMMs over [T·B] rows.
-//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh using a transposed copy of w_hh made once, so
-//!   every output element is a contiguous dot product, then multiplies by φ'.
+//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh, then multiplies by φ'. A transposed copy of
+//!   w_hh is made once, so each pass reads the orientation its kernel wants.
 //! - Weight gradients are single GEMMs over time: ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev,
 //!   ∂L/∂w_hx = ∂L/∂Aᵀ·X, ∂L/∂w_qh = ∂L/∂Oᵀ·H; bias gradients are column sums.
 //!
-//! What makes the recurrences fast (each step streams w_hh, 4 MiB at h = 1024, so they are
-//! bound by cache bandwidth): the rows are split over rayon's threads (two here: a half of w_hh
-//! per core's L2), kept on 64-byte-aligned padded rows (`aligned`), walked in alternating order
-//! so each step starts where the last one ended (`simd::matvec_acc`), and read four at a time by
-//! an AVX-512 or AVX2+FMA kernel chosen at run time (`simd`); values below f32's normal range
-//! are flushed to zero (`flush_tiny`).
+//! What makes the recurrences fast (at B = 1 each step streams w_hh, 4 MiB at h = 1024, from
+//! L2 and L3; at B = 32 each step is a 67 MFLOP GEMM): one team of threads per pass, each
+//! thread owning a block of output columns and so the same part of w_hh every step, meeting
+//! at a shared step counter (`team`, `recur`); 64-byte-aligned padded rows (`aligned`); at small
+//! batches rows walked in alternating order so each step starts where the last one ended, read
+//! four at a time (`simd::matvec_acc`); from B = 4 on AVX-512 a register-blocked 4×64 GEMM tile
+//! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
+//! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
 //!
 //! Conversions from and to the f64 of `Problem` and `Grads` are part of the call (and timed).
 //!
@@ -28,19 +29,20 @@ mod gemm;
 mod loss;
 mod recur;
 mod simd;
+mod team;
 
 use aligned::{AlignedVec, padded};
 use gemm::{View, gemm};
 use rayon::prelude::*;
-use recur::Stepper;
+use recur::Recurrence;
 
-use crate::model::{Activation, Grads, Problem};
+use crate::model::{Grads, Problem};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
 pub fn bptt(p: &Problem) -> Grads {
-    // Run on one of rayon's workers: a step's parallel half is then a job on the local queue
-    // that the other (still spinning) worker picks up in about a microsecond, where a call from
-    // outside the pool would inject it and wait for a sleeping worker to wake, every step.
+    // Run on one of rayon's workers, so the conversions' parallel loops are jobs on its local
+    // queue rather than injected from outside the pool. The thread count of the recurrences'
+    // team is this pool's (`rayon::current_num_threads`).
     rayon::scope(|_| bptt_on_worker(p))
 }
 
@@ -50,7 +52,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     let rows = nt * nb;
     let (bh, w) = (nb * nh, &p.params);
     let act = p.activation;
-    let stepper = Stepper::new(simd::Isa::detect(), nb, nh);
+    let recurrence = Recurrence::new(simd::Isa::detect(), nb, nh);
 
     let w_hx = to_f32(&w.w_hx);
     let w_hh = to_f32_padded(&w.w_hh, nh, nh);
@@ -59,16 +61,13 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     let x = to_f32(&p.x);
 
     // hs = [h0; a_1..a_T], where a_t = x_t·w_hxᵀ + b_h until step t turns it into h_t.
-    let mut hs = AlignedVec::zeros((nt + 1) * bh);
+    let mut hs = AlignedVec::scratch((nt + 1) * bh);
     hs[..bh].copy_from_slice(&to_f32(&p.h0));
     gemm(View::new(&x, rows, d), View::new(&w_hx, nh, d).t(), &mut hs[bh..], false);
     if let Some(b_h) = &w.b_h {
         add_to_rows(&mut hs[bh..], &to_f32(b_h));
     }
-    for t in 0..nt {
-        let (done, rest) = hs.split_at_mut((t + 1) * bh);
-        stepper.forward(t % 2 == 1, act, &w_hh, &done[t * bh..], &mut rest[..bh]);
-    }
+    recurrence.forward(act, &w_hh, &w_hh_t, &mut hs);
     let h_prev_all = &hs[..rows * nh];
     let h_all = &hs[bh..];
 
@@ -82,22 +81,13 @@ fn bptt_on_worker(p: &Problem) -> Grads {
 
     // grad_a starts as ∂L/∂o·w_qh (the output's share of ∂L/∂h_t) and becomes ∂L/∂a step by
     // step, last to first.
-    let mut grad_a = AlignedVec::zeros(rows * nh);
+    let mut grad_a = AlignedVec::scratch(rows * nh);
     gemm(View::new(&grad_o, rows, q), View::new(&w_qh, q, nh), &mut grad_a, false);
-    let mut grad_h_norm = vec![0.0f64; nt];
-    for t in (0..nt).rev() {
-        let (upto, after) = grad_a.split_at_mut((t + 1) * bh);
-        let grad_a_next = (t + 1 < nt).then(|| &after[..bh]);
-        let h_t = &h_all[t * bh..][..bh];
-        let sq = stepper.backward(t % 2 == 1, act, &w_hh_t, grad_a_next, h_t, &mut upto[t * bh..]);
-        grad_h_norm[t] = sq.sqrt();
-    }
-    // ∂L/∂h0 = ∂L/∂a_1·w_hh: a backward step with nothing from the output and no φ'.
     let mut grad_h0 = vec![0.0f32; bh];
-    stepper.backward(false, Activation::Identity, &w_hh_t, Some(&grad_a[..bh]), &hs[..bh], &mut grad_h0);
+    let grad_h_norm = recurrence.backward(act, &w_hh, &w_hh_t, h_all, &mut grad_a, &mut grad_h0);
 
     let grad_a_view = View::new(&grad_a, rows, nh);
-    let mut grad_w_hh = vec![0.0f32; nh * nh];
+    let mut grad_w_hh = AlignedVec::scratch(nh * nh);
     gemm(grad_a_view.t(), View::new(h_prev_all, rows, nh), &mut grad_w_hh, false);
     let mut grad_w_hx = vec![0.0f32; nh * d];
     gemm(grad_a_view.t(), View::new(&x, rows, d), &mut grad_w_hx, false);
@@ -144,7 +134,7 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
 /// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.
 fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
     let ld = padded(cols);
-    let mut out = AlignedVec::zeros(rows * ld);
+    let mut out = AlignedVec::scratch(rows * ld);
     out.par_chunks_mut(ld)
         .zip(w.par_chunks(cols))
         .with_min_len(CONVERT_CHUNK / ld.max(1))
@@ -153,13 +143,13 @@ fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
 }
 
 /// wᵀ for a square w [n,n] (both at the padded row stride), in 32×32 tiles: each tile reads 32
-/// source rows and writes 32 destination rows in whole lines through a tile buffer, so the 4 KiB
+/// source rows and writes 32 destination rows in whole lines through a tile buffer, so a 4 KiB
 /// row stride (which maps every row of a column to the same L1 set) costs no partial-line
 /// writes. Strips of 32 output rows go to rayon's threads.
 fn transpose_padded(w: &[f32], n: usize) -> AlignedVec {
     const TILE: usize = 32;
     let ld = padded(n);
-    let mut w_t = AlignedVec::zeros(n * ld);
+    let mut w_t = AlignedVec::scratch(n * ld);
     w_t.par_chunks_mut(TILE * ld).enumerate().for_each(|(strip, out)| {
         let j0 = strip * TILE;
         let tj = out.len() / ld;

@@ -2,15 +2,22 @@
 //! weight matrices. The kernels load 64 bytes at a time (AVX-512); a row that starts 16 bytes
 //! into a line (where a large Vec from the allocator usually starts) makes every load straddle
 //! two lines, which measured about 30% slower per step at h = 1024 than aligned rows.
+//!
+//! The stride is also kept off multiples of 1 KiB: the tile kernel reads a column strip of 64
+//! rows, and at a 4 KiB stride (h = 1024) all 64 rows of a column land in the same L1 set
+//! (8 ways), so the strip could not stay in L1 while every batch tile reuses it.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 
 /// f32s per 64-byte cache line.
 const LINE: usize = 16;
 
-/// The row stride, in f32s, that keeps every row of a `cols`-wide aligned matrix aligned.
+/// The row stride, in f32s, that keeps every row of a `cols`-wide aligned matrix aligned, and
+/// moves successive rows to different L1 sets (one line further when it is a multiple of 1 KiB).
 pub fn padded(cols: usize) -> usize {
-    cols.next_multiple_of(LINE)
+    let ld = cols.next_multiple_of(LINE);
+    if ld.is_multiple_of(256) { ld + LINE } else { ld }
 }
 
 /// `len` zeroed f32s whose first element starts on a 64-byte boundary.
@@ -20,13 +27,68 @@ pub struct AlignedVec {
     len: usize,
 }
 
+/// Buffers of dropped `AlignedVec`s, for `scratch` to hand out again, at most this many bytes.
+/// A fresh buffer costs a page fault and the kernel's zeroing per 4 KiB on first touch: at
+/// (h, T, B) = (1024, 256, 32) the fast path's scratch is 76 MiB, about 20k faults per call.
+const POOL_MAX_BYTES: usize = 256 << 20;
+
+static POOL: Mutex<Pool> = Mutex::new(Pool { bufs: Vec::new(), max_bytes: POOL_MAX_BYTES });
+
+struct Pool {
+    bufs: Vec<Vec<f32>>,
+    max_bytes: usize,
+}
+
+impl Pool {
+    /// The smallest buffer at least `need` long, if any.
+    fn take(&mut self, need: usize) -> Option<Vec<f32>> {
+        let best = (0..self.bufs.len()).filter(|&i| self.bufs[i].len() >= need).min_by_key(|&i| self.bufs[i].len());
+        best.map(|i| self.bufs.swap_remove(i))
+    }
+
+    /// Keeps `buf` if that leaves the pool within `max_bytes` (else it is freed).
+    fn put(&mut self, buf: Vec<f32>) {
+        let held: usize = self.bufs.iter().map(|b| b.len() * 4).sum();
+        if buf.len() * 4 + held <= self.max_bytes {
+            self.bufs.push(buf);
+        }
+    }
+}
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl AlignedVec {
     pub fn zeros(len: usize) -> Self {
-        let buf = vec![0.0f32; len + LINE - 1];
+        Self::on_line(vec![0.0f32; len + LINE - 1], len)
+    }
+
+    /// `len` f32s starting on a line, with unspecified contents (for buffers that are written
+    /// in full before they are read): the smallest pooled buffer that fits (one a previous call
+    /// dropped), else a new zeroed one.
+    pub fn scratch(len: usize) -> Self {
+        let pooled = pool().take(len + LINE - 1);
+        match pooled {
+            Some(buf) => Self::on_line(buf, len),
+            None => Self::zeros(len),
+        }
+    }
+
+    fn on_line(buf: Vec<f32>, len: usize) -> Self {
         // A Vec<f32> is 4-byte aligned, so some start in 0..16 puts element 0 on a line.
         let misalign = (buf.as_ptr() as usize % 64) / 4;
         let start = (LINE - misalign) % LINE;
         AlignedVec { buf, start, len }
+    }
+}
+
+impl Drop for AlignedVec {
+    /// Keeps the buffer for `scratch` while the pool is under its byte limit.
+    fn drop(&mut self) {
+        if self.buf.capacity() > 0 {
+            pool().put(std::mem::take(&mut self.buf));
+        }
     }
 }
 
@@ -55,6 +117,31 @@ mod tests {
             assert_eq!(v.as_ptr() as usize % 64, 0, "len {len}");
             assert!(v.iter().all(|&x| x == 0.0));
         }
-        assert_eq!((padded(1), padded(16), padded(17)), (16, 16, 32));
+        assert_eq!((padded(1), padded(16), padded(17), padded(250)), (16, 16, 32, 256 + 16));
+        assert_eq!((padded(1000), padded(1024), padded(1025)), (1008, 1040, 1040));
+    }
+
+    /// The pool hands out the smallest buffer that fits, and keeps no more than its limit.
+    #[test]
+    fn pool_takes_the_smallest_fit_and_keeps_its_limit() {
+        let mut pool = Pool { bufs: Vec::new(), max_bytes: 4 * 100 };
+        pool.put(vec![1.0; 60]);
+        pool.put(vec![2.0; 30]);
+        pool.put(vec![3.0; 20]); // 110 f32s: over the limit, freed
+        assert_eq!(pool.bufs.len(), 2);
+        assert_eq!(pool.take(25), Some(vec![2.0; 30]));
+        assert_eq!(pool.take(61), None);
+        assert_eq!(pool.take(10), Some(vec![1.0; 60]));
+        assert!(pool.bufs.is_empty());
+    }
+
+    /// `scratch` gives the length asked for, on a line, whatever buffer it comes from.
+    #[test]
+    fn scratch_is_aligned_and_as_long_as_asked() {
+        for len in [1, 1000, 5000, 999] {
+            let mut v = AlignedVec::scratch(len);
+            assert_eq!((v.len(), v.as_ptr() as usize % 64), (len, 0));
+            v.fill(1.0);
+        }
     }
 }

@@ -1,9 +1,15 @@
-//! One step of each recurrence, split over row blocks of the weight matrix and run on rayon's
-//! threads when the step is big enough to pay for the hand-off (a few µs per step).
+//! The two recurrences, each run as one pass over all T steps by a fixed team of threads.
 //!
-//! Each block owns a contiguous range of rows of the (possibly transposed) w_hh and the same
-//! columns of every batch row of the output, so blocks never share a written element. With two
-//! threads each half of w_hh (2 MiB at h = 1024) stays in its core's L2 from step to step.
+//! Thread k owns one block of output columns (of h_t forward, of ∂L/∂a_t backward) for the whole
+//! pass, so it reads the same part of w_hh every step, and that part stays in its core's caches
+//! (half of w_hh per core with two threads; see README "Performance"). Between steps the team
+//! waits on a shared counter (`team`), a fraction of a microsecond, instead of handing each
+//! step's work to a thread pool and back (a few µs per step, twice per step pair).
+//!
+//! Each step's product goes through `simd`: with a batch of 4 or more on AVX-512, a
+//! register-blocked GEMM tile (`outer_acc`, reading w_hhᵀ forward and w_hh backward, columns
+//! along the vector lanes); otherwise four rows' dot products at a time (`matvec_acc`, reading
+//! w_hh forward and w_hhᵀ backward, each output a contiguous row).
 //!
 //! States and gradients are flushed to zero below f32's normal range after each step (see
 //! `flush_tiny`), so a vanishing gradient cannot slow every later step down.
@@ -12,47 +18,76 @@ use std::ops::Range;
 
 use super::aligned::padded;
 use super::flush_tiny;
-use super::simd::{Isa, matvec_acc};
+use super::simd::{Isa, matvec_acc, outer_acc};
+use super::team::run_steps;
 use crate::model::Activation;
 
-/// Below this many multiply-adds per step a second thread costs more than it saves (measured:
-/// about break-even at h = 256, B = 1; a loss at h = 128).
+/// Below this many multiply-adds per step a second thread costs more than it saves.
 const PAR_MIN_WORK: usize = 1 << 16;
 
-/// Fewer rows than this per block and the per-step hand-off outweighs the work (many cores).
-const MIN_BLOCK_ROWS: usize = 64;
+/// Fewer columns than this per block and the per-step barrier outweighs the work (many cores).
+const MIN_BLOCK_COLS: usize = 64;
 
-/// What every step of one pass shares: the kernel, the sizes and the row blocks.
-pub struct Stepper {
+/// From this batch size on (with AVX-512) a step is a GEMM tile kernel's job: each weight
+/// loaded feeds 4 batch entries from registers.
+const OUTER_MIN_BATCH: usize = 4;
+
+/// The team's column blocks and the kernel every step of both passes uses.
+pub struct Recurrence {
     isa: Isa,
     nb: usize,
     nh: usize,
     blocks: Vec<Range<usize>>,
 }
 
-impl Stepper {
+impl Recurrence {
     pub fn new(isa: Isa, nb: usize, nh: usize) -> Self {
         let threads = if nb * nh * nh >= PAR_MIN_WORK {
-            rayon::current_num_threads().clamp(1, (nh / MIN_BLOCK_ROWS).max(1))
+            rayon::current_num_threads().clamp(1, (nh / MIN_BLOCK_COLS).max(1))
         } else {
             1
         };
-        // Blocks of a multiple of 4 rows, so only the last one has a partial group of four.
-        let per = nh.div_ceil(threads).div_ceil(4) * 4;
+        // Blocks of a multiple of 16 columns, so every block but the last starts on a cache
+        // line and holds whole groups of four rows and whole vectors.
+        let per = nh.div_ceil(threads).div_ceil(16) * 16;
         let blocks = (0..nh).step_by(per.max(1)).map(|s| s..(s + per).min(nh)).collect();
-        Stepper { isa, nb, nh, blocks }
+        Recurrence { isa, nb, nh, blocks }
     }
 
-    /// `reverse` (alternate it between steps) is the row order, see `matvec_acc`. The weight
-    /// matrices come with rows at the padded stride `padded(h)`.
-    ///
-    /// Forward: a_t ← φ(a_t + h_{t-1}·w_hhᵀ), in place, where `a_t` [B,h] holds
-    /// x_t·w_hxᵀ + b_h on entry and h_t on return.
-    pub fn forward(&self, reverse: bool, act: Activation, w_hh: &[f32], h_prev: &[f32], a_t: &mut [f32]) {
-        let (isa, nh) = (self.isa, self.nh);
-        self.run(a_t, |rows, outs| {
-            let ld = padded(nh);
-            matvec_acc(isa, &w_hh[rows.start * ld..rows.end * ld], ld, h_prev, outs, reverse);
+    fn outer(&self) -> bool {
+        self.isa == Isa::Avx512 && self.nb >= OUTER_MIN_BATCH
+    }
+
+    /// out_b[cols] += v_b · w_hh[cols]ᵀ for every batch entry b (vs [B,h]): the product of one
+    /// step, on the block `cols`. `w` is the matrix whose rows are contiguous for the kernel in
+    /// use: w_hh for the dot kernel, w_hhᵀ for the tile kernel (`forward` picks).
+    fn product(&self, w: &[f32], cols: &Range<usize>, vs: &[f32], outs: &mut [&mut [f32]], reverse: bool) {
+        let ld = padded(self.nh);
+        if self.outer() {
+            outer_acc(self.isa, w, ld, cols.start, vs, outs);
+        } else {
+            matvec_acc(self.isa, &w[cols.start * ld..cols.end * ld], ld, vs, outs, reverse);
+        }
+    }
+
+    /// Forward over all steps: h_t = φ(a_t + h_{t-1}·w_hhᵀ), in place in hs [(T+1),B,h], which
+    /// holds h0 and then a_t = x_t·w_hxᵀ + b_h for t = 1..T on entry, and h_t on return. w_hh
+    /// and w_hh_t (its transpose) have rows at the padded stride `padded(h)`.
+    pub fn forward(&self, act: Activation, w_hh: &[f32], w_hh_t: &[f32], hs: &mut [f32]) {
+        let (nb, nh) = (self.nb, self.nh);
+        let bh = nb * nh;
+        assert_eq!(hs.len() % bh, 0, "forward: hs must be [(T+1), B, h]");
+        let nt = hs.len() / bh - 1;
+        let w = if self.outer() { w_hh_t } else { w_hh };
+        let hs = Shared::new(hs);
+        run_steps(self.blocks.len(), nt, |t, k| {
+            let cols = &self.blocks[k];
+            // SAFETY: a unit of step t reads all of row t (h_{t-1}, finished with step t − 1)
+            // and writes only its block's columns of row t + 1, which no other unit touches
+            // until step t is finished.
+            let h_prev = unsafe { hs.read(t * bh, bh) };
+            let mut outs = unsafe { hs.columns((t + 1) * bh, nb, nh, cols) };
+            self.product(w, cols, h_prev, &mut outs, t % 2 == 1);
             for out in outs.iter_mut() {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
@@ -63,24 +98,48 @@ impl Stepper {
         });
     }
 
-    /// Backward: ∂L/∂h_t = g_t + ∂L/∂a_{t+1}·w_hh, then g_t ← ∂L/∂h_t ⊙ φ'(h_t), in place.
-    /// `g_t` [B,h] holds ∂L/∂o_t·w_qh on entry; `grad_a_next` is None at the last step (where
-    /// ∂L/∂a_{T+1} = 0). `w_hh_t` is w_hhᵀ, so each output element is a contiguous dot product.
-    /// Returns ‖∂L/∂h_t‖² over the batch.
+    /// Backward over all steps, last to first: ∂L/∂h_t = g_t + ∂L/∂a_{t+1}·w_hh, then
+    /// g_t ← ∂L/∂h_t ⊙ φ'(h_t), in place in grad_a [T,B,h], which holds g_t = ∂L/∂o_t·w_qh on
+    /// entry (∂L/∂a_{T+1} = 0). Then ∂L/∂h0 = ∂L/∂a_1·w_hh into `grad_h0` [B,h]. `h_all`
+    /// [T,B,h] holds h_1..h_T. Returns ‖∂L/∂h_t‖ over the batch for every t.
     pub fn backward(
         &self,
-        reverse: bool,
         act: Activation,
+        w_hh: &[f32],
         w_hh_t: &[f32],
-        grad_a_next: Option<&[f32]>,
-        h_t: &[f32],
-        g_t: &mut [f32],
-    ) -> f64 {
-        let (isa, nh) = (self.isa, self.nh);
-        self.run(g_t, |rows, outs| {
-            if let Some(next) = grad_a_next {
-                let ld = padded(nh);
-                matvec_acc(isa, &w_hh_t[rows.start * ld..rows.end * ld], ld, next, outs, reverse);
+        h_all: &[f32],
+        grad_a: &mut [f32],
+        grad_h0: &mut [f32],
+    ) -> Vec<f64> {
+        let (nb, nh) = (self.nb, self.nh);
+        let bh = nb * nh;
+        assert!(grad_a.len().is_multiple_of(bh) && h_all.len() == grad_a.len() && grad_h0.len() == bh);
+        let nt = grad_a.len() / bh;
+        let w = if self.outer() { w_hh } else { w_hh_t };
+        let (grad_a, grad_h0) = (Shared::new(grad_a), Shared::new(grad_h0));
+        // Step s of the pass is t = T − 1 − s; step T computes ∂L/∂h0. Each unit returns
+        // Σ ∂L/∂h² over its columns, added up in block order below, so the norms do not depend
+        // on which thread did which block.
+        let partial_sq = run_steps(self.blocks.len(), nt + 1, |s, k| {
+            let cols = &self.blocks[k];
+            if s == nt {
+                // ∂L/∂h0 = ∂L/∂a_1·w_hh: a step with nothing from the output and no φ'.
+                // SAFETY: row 0 of grad_a is finished (step T − 1); grad_h0's columns are
+                // this unit's alone.
+                let grad_a_1 = unsafe { grad_a.read(0, bh) };
+                let mut outs = unsafe { grad_h0.columns(0, nb, nh, cols) };
+                outs.iter_mut().for_each(|o| o.fill(0.0));
+                self.product(w, cols, grad_a_1, &mut outs, false);
+                outs.iter_mut().for_each(|o| o.iter_mut().for_each(|g| *g = flush_tiny(*g)));
+                return 0.0;
+            }
+            let t = nt - 1 - s;
+            // SAFETY: as in `forward`, with rows t + 1 (read, finished with the last step) and
+            // t (this block's columns written).
+            let mut outs = unsafe { grad_a.columns(t * bh, nb, nh, cols) };
+            if t + 1 < nt {
+                let grad_a_next = unsafe { grad_a.read((t + 1) * bh, bh) };
+                self.product(w, cols, grad_a_next, &mut outs, t % 2 == 1);
             }
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
@@ -88,49 +147,55 @@ impl Stepper {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|g| *g = flush_tiny(*g)),
                     Activation::Tanh => {
-                        let h = &h_t[b * nh + rows.start..b * nh + rows.end];
+                        let h = &h_all[t * bh + b * nh..][cols.clone()];
                         let grad_a = |(g, h): (&mut f32, &f32)| *g = flush_tiny(*g * (1.0 - h * h));
                         out.iter_mut().zip(h).for_each(grad_a);
                     }
                 }
             }
             sq
-        })
-    }
-
-    /// Runs `f(rows, outs)` for every block, where outs[b] is `buf[b, rows]`, and sums what it
-    /// returns.
-    fn run<F>(&self, buf: &mut [f32], f: F) -> f64
-    where
-        F: Fn(Range<usize>, &mut [&mut [f32]]) -> f64 + Sync,
-    {
-        assert_eq!(buf.len(), self.nb * self.nh);
-        let mut pieces: Vec<Vec<&mut [f32]>> = self.blocks.iter().map(|_| Vec::with_capacity(self.nb)).collect();
-        for mut row in buf.chunks_exact_mut(self.nh) {
-            for (block, piece) in self.blocks.iter().zip(&mut pieces) {
-                let (head, rest) = row.split_at_mut(block.len());
-                piece.push(head);
-                row = rest;
-            }
-        }
-        join_blocks(&self.blocks, &mut pieces, &f)
+        });
+        let blocks = self.blocks.len();
+        (0..nt).map(|t| partial_sq[(nt - 1 - t) * blocks..][..blocks].iter().sum::<f64>().sqrt()).collect()
     }
 }
 
-/// `f` on every block, the first half on this thread and the second as a rayon job (so with two
-/// threads each keeps the same block, and its rows of w_hh stay in that core's L2).
-fn join_blocks<F>(blocks: &[Range<usize>], pieces: &mut [Vec<&mut [f32]>], f: &F) -> f64
-where
-    F: Fn(Range<usize>, &mut [&mut [f32]]) -> f64 + Sync,
-{
-    if let [rows] = blocks {
-        return f(rows.clone(), &mut pieces[0]);
+/// A buffer the team shares: every thread reads finished rows whole and writes its own columns
+/// of the current row, the barrier separating the two (see the SAFETY notes at each use).
+struct Shared {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: `Shared` only hands out slices through the unsafe methods below, whose callers
+// guarantee that no element is written while another thread reads or writes it.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn new(buf: &mut [f32]) -> Self {
+        Shared { ptr: buf.as_mut_ptr(), len: buf.len() }
     }
-    let mid = blocks.len() / 2;
-    let (blocks_a, blocks_b) = blocks.split_at(mid);
-    let (pieces_a, pieces_b) = pieces.split_at_mut(mid);
-    let (a, b) = rayon::join(|| join_blocks(blocks_a, pieces_a, f), || join_blocks(blocks_b, pieces_b, f));
-    a + b
+
+    /// buf[start..start + len].
+    /// # Safety
+    /// No thread may write these elements while the slice lives.
+    unsafe fn read(&self, start: usize, len: usize) -> &[f32] {
+        assert!(start + len <= self.len);
+        unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
+    }
+
+    /// The columns `cols` of each of the `nb` rows (of length nh) starting at `start`.
+    /// # Safety
+    /// No other thread may read or write these elements while the slices live.
+    // A &mut from &self is the point: the team shares one buffer, and the caller's guarantee
+    // above is what makes each thread's columns exclusive.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn columns(&self, start: usize, nb: usize, nh: usize, cols: &Range<usize>) -> Vec<&mut [f32]> {
+        assert!(cols.end <= nh && start + nb * nh <= self.len);
+        (0..nb)
+            .map(|b| unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start + b * nh + cols.start), cols.len()) })
+            .collect()
+    }
 }
 
 /// Σ v², in 16 independent lanes so it vectorises (and rounds less than one running sum).

@@ -1,0 +1,119 @@
+// The machine limits behind README "Performance" (the fast CPU path's floors): peak f32 FMA
+// throughput, and the read bandwidth of a GEMV-like sweep (aligned 64-byte loads into 8
+// accumulators) over a buffer of a given size per thread, from L1, L2, L3 or memory. One or two
+// threads, each pinned to its own core with its own buffer; best of many trials, so a busy
+// machine's interruptions drop out. x86-64 with AVX-512F only.
+//
+//   gcc -O3 -march=native -pthread scripts/cpu_floor.c -o /tmp/cpu_floor && /tmp/cpu_floor
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction
+    size_t bytes;
+    double best, work; // best seconds per trial; FLOPs or bytes per trial
+    float sink;
+} job_t;
+
+static pthread_barrier_t barrier;
+
+static void pin(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof s, &s);
+}
+
+static void sweep(const float *w, size_t n, int reverse, __m512 v, __m512 *acc) {
+    if (!reverse) {
+        for (size_t i = 0; i < n; i += 128)
+            for (int k = 0; k < 8; k++) acc[k] = _mm512_fmadd_ps(_mm512_load_ps(w + i + 16 * k), v, acc[k]);
+    } else {
+        for (size_t i = n; i > 0; i -= 128)
+            for (int k = 0; k < 8; k++) acc[k] = _mm512_fmadd_ps(_mm512_load_ps(w + i - 128 + 16 * k), v, acc[k]);
+    }
+}
+
+static void *run(void *p) {
+    job_t *j = p;
+    pin(j->cpu);
+    j->best = 1e9;
+    float sink = 0;
+    if (j->mode == 0) {
+        const int iters = 1000000;
+        j->work = 2.0 * iters * 12 * 16;
+        for (int t = 0; t < 30; t++) {
+            __m512 acc[12], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
+            for (int k = 0; k < 12; k++) acc[k] = _mm512_set1_ps(k);
+            pthread_barrier_wait(&barrier);
+            double t0 = now();
+            for (int i = 0; i < iters; i++)
+                for (int k = 0; k < 12; k++) acc[k] = _mm512_fmadd_ps(acc[k], x, y);
+            double dt = now() - t0;
+            if (dt < j->best) j->best = dt;
+            for (int k = 0; k < 12; k++) sink += _mm512_reduce_add_ps(acc[k]);
+        }
+    } else {
+        size_t n = j->bytes / 4;
+        float *w = aligned_alloc(64, j->bytes);
+        for (size_t i = 0; i < n; i++) w[i] = 1e-3f * (i % 7);
+        int sweeps = (int)(2e7 / j->bytes) + 2;
+        j->work = (double)j->bytes * sweeps;
+        __m512 v = _mm512_set1_ps(1.0f), acc[8];
+        for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
+        for (int r = 0; r < 4; r++) sweep(w, n, r & 1 && j->mode == 2, v, acc);
+        for (int t = 0; t < 200; t++) {
+            pthread_barrier_wait(&barrier);
+            double t0 = now();
+            for (int r = 0; r < sweeps; r++) sweep(w, n, r & 1 && j->mode == 2, v, acc);
+            double dt = now() - t0;
+            if (dt < j->best) j->best = dt;
+        }
+        for (int k = 0; k < 8; k++) sink += _mm512_reduce_add_ps(acc[k]);
+        free(w);
+    }
+    j->sink = sink;
+    return NULL;
+}
+
+// Total rate over `threads` threads (work per second, each thread's best trial).
+static double measure(int threads, int mode, size_t bytes) {
+    pthread_t t[2];
+    job_t j[2];
+    pthread_barrier_init(&barrier, NULL, threads);
+    for (int i = 0; i < threads; i++) {
+        j[i] = (job_t){.cpu = i, .mode = mode, .bytes = bytes};
+        pthread_create(&t[i], NULL, run, &j[i]);
+    }
+    double rate = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        rate += j[i].work / j[i].best;
+    }
+    pthread_barrier_destroy(&barrier);
+    return rate;
+}
+
+int main(void) {
+    for (int threads = 1; threads <= 2; threads++)
+        printf("peak FMA, %d thread(s): %6.1f GFLOP/s\n", threads, measure(threads, 0, 0) / 1e9);
+    const size_t kib[] = {16, 256, 512, 768, 1024, 2048, 2080, 4096, 4160, 65536};
+    for (int threads = 1; threads <= 2; threads++)
+        for (int mode = 1; mode <= 2; mode++)
+            for (size_t i = 0; i < sizeof kib / sizeof kib[0]; i++)
+                printf("read %s, %d thread(s), %6zu KiB each: %6.1f GB/s in all\n",
+                       mode == 1 ? "same order " : "alternating", threads, kib[i],
+                       measure(threads, mode, kib[i] * 1024) / 1e9);
+    return 0;
+}
