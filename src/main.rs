@@ -3,25 +3,17 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
-use bptt::cli::Args;
+use bptt::cli::{Command, one_line_error, parse_command};
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = match Args::try_parse() {
-        Ok(a) => a,
+    let training = std::env::args_os().nth(1).is_some_and(|a| a == "train");
+    let args = match parse_command(std::env::args_os().collect()) {
+        Ok(Command::Check(a)) => *a,
+        Ok(Command::Train(a)) => return train(&a),
         Err(e) if e.use_stderr() => {
-            // One line: clap's reason (all of it, e.g. the missing argument's name), without
-            // the usage block.
-            let msg = e.to_string();
-            let reason: Vec<&str> = msg
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            eprintln!("{} (see bptt --help)", reason.join(" "));
+            eprintln!("{}", one_line_error(&e, if training { "bptt train" } else { "bptt" }));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -49,6 +41,24 @@ fn main() -> ExitCode {
                 print!("{}", report.text(args.verbose));
             }
             if report.pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// `bptt train`: the summary (or JSON) on stdout, one line on stderr for an error.
+fn train(args: &bptt::train::args::TrainArgs) -> ExitCode {
+    match bptt::train::command::run(args) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
+            } else {
+                print!("{}", report.text());
+            }
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e}");

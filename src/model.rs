@@ -59,6 +59,8 @@ pub enum Activation {
     Identity,
     /// φ(a) = tanh(a), φ'(a) = 1 − tanh²(a).
     Tanh,
+    /// φ(a) = max(a, 0), φ'(a) = [a > 0] (0 at a = 0): the IRNN's (Le et al. 2015).
+    Relu,
 }
 
 impl Activation {
@@ -66,6 +68,7 @@ impl Activation {
         match self {
             Activation::Identity => "identity",
             Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
         }
     }
 }

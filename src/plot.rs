@@ -76,7 +76,7 @@ pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> 
 }
 
 /// Registers a font for plotters once per process; the error names the fix.
-fn register_font(path: &Path) -> Result<()> {
+pub(crate) fn register_font(path: &Path) -> Result<()> {
     static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
         let from_env = std::env::var_os(FONT_ENV).map(std::path::PathBuf::from);

@@ -32,7 +32,7 @@ fn matches_reference_on_the_grid() {
     for hidden in [1, 3, 33, 70] {
         for steps in [1, 5] {
             for batch in [1, 3] {
-                for activation in [Activation::Identity, Activation::Tanh] {
+                for activation in [Activation::Identity, Activation::Tanh, Activation::Relu] {
                     for loss in [LossFn::Mse, LossFn::Xent] {
                         for bias in [false, true] {
                             for loss_at in [LossAt::All, LossAt::Last] {
@@ -65,7 +65,7 @@ fn matches_reference_on_the_grid() {
 fn matches_reference_when_steps_are_split_over_threads() {
     for threads in [2, 3] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        for activation in [Activation::Identity, Activation::Tanh] {
+        for activation in [Activation::Identity, Activation::Tanh, Activation::Relu] {
             let shape = Shape::new(4, 2, 7, 258, 6).unwrap();
             let mut spec = ProblemSpec::new(shape);
             spec.activation = activation;

@@ -13,10 +13,12 @@
 //! a temporary file in the destination's folder, fsynced, then renamed over the destination.
 
 mod grads;
+mod model_file;
 mod problem;
 mod tensor;
 
 pub use grads::{LoadedGrads, load_grads, save_grads};
+pub use model_file::{ModelFile, load_model, save_model};
 pub use problem::{load_problem, save_problem};
 
 use std::collections::HashMap;

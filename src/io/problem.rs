@@ -69,7 +69,7 @@ fn from_tensors(
 ) -> Result<Problem> {
     tensor::reject_unknown(st, &INPUTS)?;
     let activation =
-        resolve("activation", activation, metadata, &[Activation::Identity, Activation::Tanh], Activation::name)?
+        resolve("activation", activation, metadata, &[Activation::Identity, Activation::Tanh, Activation::Relu], Activation::name)?
             .map_or(Activation::default(), |(a, _)| a);
     let loss = resolve("loss", loss, metadata, &[LossFn::Mse, LossFn::Xent], LossFn::name)?;
     let loss_at = match metadata.get("loss_at").map(String::as_str) {

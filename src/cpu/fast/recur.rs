@@ -57,6 +57,7 @@ impl Stepper {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
                     Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(a.tanh())),
+                    Activation::Relu => out.iter_mut().for_each(|a| *a = flush_tiny(a.max(0.0))),
                 }
             }
             0.0
@@ -90,6 +91,11 @@ impl Stepper {
                     Activation::Tanh => {
                         let h = &h_t[b * nh + rows.start..b * nh + rows.end];
                         let grad_a = |(g, h): (&mut f32, &f32)| *g = flush_tiny(*g * (1.0 - h * h));
+                        out.iter_mut().zip(h).for_each(grad_a);
+                    }
+                    Activation::Relu => {
+                        let h = &h_t[b * nh + rows.start..b * nh + rows.end];
+                        let grad_a = |(g, h): (&mut f32, &f32)| *g = if *h > 0.0 { flush_tiny(*g) } else { 0.0 };
                         out.iter_mut().zip(h).for_each(grad_a);
                     }
                 }
