@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-
 use bptt::cli::{Command, one_line_error, parse_command};
 
 fn main() -> ExitCode {

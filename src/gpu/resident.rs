@@ -44,7 +44,11 @@ impl GpuBptt {
     pub fn write_f32(&self, ctx: &GpuContext, name: &str, v: &[f32]) -> Result<()> {
         let buf = self.buffer(name)?;
         if (v.len() * 4) as u64 != self.sizes.get(name) {
-            return Err(Error::Invalid(format!("{} values for the GPU buffer `{name}` of {} bytes", v.len(), buf.size())));
+            return Err(Error::Invalid(format!(
+                "{} values for the GPU buffer `{name}` of {} bytes",
+                v.len(),
+                buf.size()
+            )));
         }
         ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(v));
         Ok(())
@@ -81,8 +85,8 @@ impl GpuBptt {
         encoder.clear_buffer(&self.buffers["grad_a"], (s.steps as u64 + 1) * a_slot_bytes, Some(a_slot_bytes));
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         for phase in [Phase::Forward, Phase::Backward] {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
             for (i, d) in self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase) {
                 let kernel = d.binding.kernel();
                 let groups = match d.work {

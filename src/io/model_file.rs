@@ -23,7 +23,12 @@ pub struct ModelFile {
 }
 
 /// Writes the tensors (each `[name, values]` in `NAMES` order, sizes from d, h, q) atomically.
-pub fn save_model(path: &Path, tensors: [&[f32]; 5], dhq: (usize, usize, usize), meta: &BTreeMap<String, String>) -> Result<()> {
+pub fn save_model(
+    path: &Path,
+    tensors: [&[f32]; 5],
+    dhq: (usize, usize, usize),
+    meta: &BTreeMap<String, String>,
+) -> Result<()> {
     let (d, h, q) = dhq;
     let shapes: [Vec<usize>; 5] = [vec![h, d], vec![h, h], vec![q, h], vec![h], vec![q]];
     let mut raw = Vec::new();

@@ -68,9 +68,14 @@ fn from_tensors(
     loss: Option<LossFn>,
 ) -> Result<Problem> {
     tensor::reject_unknown(st, &INPUTS)?;
-    let activation =
-        resolve("activation", activation, metadata, &[Activation::Identity, Activation::Tanh, Activation::Relu], Activation::name)?
-            .map_or(Activation::default(), |(a, _)| a);
+    let activation = resolve(
+        "activation",
+        activation,
+        metadata,
+        &[Activation::Identity, Activation::Tanh, Activation::Relu],
+        Activation::name,
+    )?
+    .map_or(Activation::default(), |(a, _)| a);
     let loss = resolve("loss", loss, metadata, &[LossFn::Mse, LossFn::Xent], LossFn::name)?;
     let loss_at = match metadata.get("loss_at").map(String::as_str) {
         None | Some("all") => LossAt::All,

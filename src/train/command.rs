@@ -40,13 +40,25 @@ pub fn run(a: &TrainArgs) -> Result<TrainReport> {
             Some(p) => corpus.encode(p)?,
             None => vec![corpus.train[0]],
         };
-        let text = super::sample::sample(&w, setup.step.activation, corpus, &prompt, n as usize, &mut rng(a.seed, SAMPLE_STREAM));
+        let text = super::sample::sample(
+            &w,
+            setup.step.activation,
+            corpus,
+            &prompt,
+            n as usize,
+            &mut rng(a.seed, SAMPLE_STREAM),
+        );
         report.sample = Some(format!("{}{text}", a.prompt.clone().unwrap_or_default()));
     }
     if let Some(path) = &a.save_model {
         let s = setup.step.shape;
         let t = w.tensors();
-        crate::io::save_model(path, [t[0].1, t[1].1, t[2].1, t[3].1, t[4].1], (s.input, s.hidden, s.output), &setup.model_metadata())?;
+        crate::io::save_model(
+            path,
+            [t[0].1, t[1].1, t[2].1, t[3].1, t[4].1],
+            (s.input, s.hidden, s.output),
+            &setup.model_metadata(),
+        )?;
     }
     if let Some(path) = &a.plot {
         super::plot::plot_curve(path, &report)?;

@@ -40,7 +40,15 @@ impl CpuEngine {
         let s = self.cfg.shape;
         let k = match self.cfg.truncate {
             Some(k) if k < s.steps => k,
-            _ => return Ok(fast::bptt(&self.problem(s, batch.x.clone(), h0, batch.targets.clone(), self.cfg.loss_at)?)),
+            _ => {
+                return Ok(fast::bptt(&self.problem(
+                    s,
+                    batch.x.clone(),
+                    h0,
+                    batch.targets.clone(),
+                    self.cfg.loss_at,
+                )?));
+            }
         };
         if self.cfg.loss_at != LossAt::Last {
             return Err(Error::Invalid("--truncate on --compute cpu needs a loss at the last step only".into()));
@@ -53,15 +61,21 @@ impl CpuEngine {
             Targets::Mse(_) => Targets::Mse(vec![0.0; head * nb * q]),
             Targets::Xent(_) => Targets::Xent(vec![0; head * nb]),
         };
-        let prefix = fast::bptt(&self.problem(head_shape, batch.x[..head * nb * d].to_vec(), h0, zeros, LossAt::Last)?);
+        let prefix =
+            fast::bptt(&self.problem(head_shape, batch.x[..head * nb * d].to_vec(), h0, zeros, LossAt::Last)?);
         let h_split = prefix.h[(head - 1) * nb * s.hidden..].to_vec();
         let tail_targets = match &batch.targets {
             Targets::Mse(y) => Targets::Mse(y[head * nb * q..].to_vec()),
             Targets::Xent(l) => Targets::Xent(l[head * nb..].to_vec()),
         };
         let tail_shape = Shape::new(k, nb, d, s.hidden, q)?;
-        let mut g =
-            fast::bptt(&self.problem(tail_shape, batch.x[head * nb * d..].to_vec(), h_split, tail_targets, LossAt::Last)?);
+        let mut g = fast::bptt(&self.problem(
+            tail_shape,
+            batch.x[head * nb * d..].to_vec(),
+            h_split,
+            tail_targets,
+            LossAt::Last,
+        )?);
         // The states of all T steps, for the carried h and the outputs.
         g.h = [prefix.h, g.h].concat();
         g.o = [prefix.o, g.o].concat();
@@ -72,6 +86,12 @@ impl CpuEngine {
 impl Engine for CpuEngine {
     fn step(&mut self, batch: &Batch, h0: H0) -> Result<()> {
         let s = self.cfg.shape;
+        if !self.w.all_finite() {
+            // An earlier update overflowed: this loss is not finite either, and the training
+            // loop stops at the first one it reads, naming its iteration.
+            self.losses.push(f64::NAN);
+            return Ok(());
+        }
         let h0 = match h0 {
             H0::Zero => vec![0.0; s.batch * s.hidden],
             H0::Carried => std::mem::take(&mut self.carried),
@@ -93,7 +113,11 @@ impl Engine for CpuEngine {
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
         let s = self.cfg.shape;
-        let p = self.problem(s, batch.x.clone(), vec![0.0; s.batch * s.hidden], batch.targets.clone(), self.cfg.loss_at)?;
+        if !self.w.all_finite() {
+            return Ok((f64::NAN, Vec::new()));
+        }
+        let p =
+            self.problem(s, batch.x.clone(), vec![0.0; s.batch * s.hidden], batch.targets.clone(), self.cfg.loss_at)?;
         let g = fast::bptt(&p);
         Ok((g.loss, g.o))
     }

@@ -87,7 +87,12 @@ impl GpuEngine {
             cache: None,
         });
         let storage = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
-            device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes.max(4), usage, mapped_at_creation: false })
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(4),
+                usage,
+                mapped_at_creation: false,
+            })
         };
         let state_usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         let mut updates = Vec::new();
@@ -104,7 +109,10 @@ impl GpuEngine {
             let mut entries = vec![
                 wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 1, resource: bptt.buffer(name)?.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: bptt.buffer(&format!("grad_{name}"))?.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: bptt.buffer(&format!("grad_{name}"))?.as_entire_binding(),
+                },
                 wgpu::BindGroupEntry { binding: 3, resource: m.as_entire_binding() },
             ];
             if cfg.optim.kind == OptimKind::Adam {
@@ -173,7 +181,8 @@ impl Engine for GpuEngine {
         self.bptt.record_passes(ctx, &mut enc)?;
         enc.copy_buffer_to_buffer(h, self.cfg.shape.steps as u64 * slot, &self.carried, 0, slot);
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("update"), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("update"), timestamp_writes: None });
             pass.set_pipeline(&self.pipeline);
             let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
             for u in &self.updates {

@@ -122,13 +122,11 @@ impl TrainReport {
             "task         {} (T={} B={} d={} h={} q={}), on {}",
             self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
         ));
-        let extra: Vec<String> = [
-            self.clip.map(|c| format!(", clip {c}")),
-            self.truncate.map(|k| format!(", truncated to K = {k}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let extra: Vec<String> =
+            [self.clip.map(|c| format!(", clip {c}")), self.truncate.map(|k| format!(", truncated to K = {k}"))]
+                .into_iter()
+                .flatten()
+                .collect();
         line(format!(
             "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
             self.activation,

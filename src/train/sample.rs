@@ -31,8 +31,9 @@ pub fn sample(w: &Weights, act: Activation, corpus: &Corpus, prompt: &[u32], n: 
             next = prompt[fed];
             continue;
         }
-        let o: Vec<f64> =
-            (0..v).map(|k| w.b_q[k] as f64 + (0..h).map(|i| w.w_qh[k * h + i] as f64 * state[i]).sum::<f64>()).collect();
+        let o: Vec<f64> = (0..v)
+            .map(|k| w.b_q[k] as f64 + (0..h).map(|i| w.w_qh[k * h + i] as f64 * state[i]).sum::<f64>())
+            .collect();
         let m = o.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let p: Vec<f64> = o.iter().map(|x| (x - m).exp()).collect();
         let mut u = r.random::<f64>() * p.iter().sum::<f64>();

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use super::StepConfig;
 use super::args::{Partition, Task, TrainArgs, TrainCompute};
 use super::optim::{Optim, OptimKind};
 use super::tasks::{self, ADDING_INPUT, ADDING_OUTPUT, Batch, COPY_INPUT, COPY_OUTPUT, rng};
 use super::text::Corpus;
 use super::weights::{Weights, f32s};
-use super::StepConfig;
 use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn, Shape};
 
@@ -158,7 +158,9 @@ impl Setup {
         Ok(match &self.data {
             TaskData::Adding => (tasks::adding_batch(r, s.steps, s.batch), false),
             TaskData::Copy => (tasks::copy_batch(r, s.steps, s.batch), false),
-            TaskData::Text { corpus, partition: Partition::Random } => (corpus.random_batch(r, s.steps, s.batch), false),
+            TaskData::Text { corpus, partition: Partition::Random } => {
+                (corpus.random_batch(r, s.steps, s.batch), false)
+            }
             TaskData::Text { corpus, partition: Partition::Sequential } => {
                 let (b, restart) = corpus.sequential_batch(i, s.steps, s.batch)?;
                 (b, !restart)
@@ -207,7 +209,9 @@ fn initial_weights(a: &TrainArgs, d: usize, q: usize) -> Result<(Weights, Activa
         Some("identity") => Some(Activation::Identity),
         Some("tanh") => Some(Activation::Tanh),
         Some("relu") => Some(Activation::Relu),
-        Some(other) => return Err(invalid(format!("--init-from {here}: unknown activation '{other}' in its metadata"))),
+        Some(other) => {
+            return Err(invalid(format!("--init-from {here}: unknown activation '{other}' in its metadata")));
+        }
     };
     let act = match (a.activation, from_file) {
         (Some(flag), Some(file)) if flag != file => {

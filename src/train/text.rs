@@ -53,7 +53,10 @@ impl Corpus {
         vocab.sort_unstable();
         vocab.dedup();
         if vocab.len() > MAX_VOCAB {
-            return Err(Error::Invalid(format!("{} distinct characters; at most {MAX_VOCAB} are supported", vocab.len())));
+            return Err(Error::Invalid(format!(
+                "{} distinct characters; at most {MAX_VOCAB} are supported",
+                vocab.len()
+            )));
         }
         let ids: Vec<u32> = chars.iter().map(|c| vocab.binary_search(c).expect("in the vocabulary") as u32).collect();
         let held = (ids.len() / 10).max(steps + 1);
