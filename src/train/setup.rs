@@ -114,8 +114,8 @@ impl Setup {
             }
         }
         let (weights, activation) = initial_weights(a, d, q)?;
-        if a.init_from.is_some() {
-            notes.push(format!("weights from {}", a.init_from.as_ref().expect("checked").display()));
+        if let Some(path) = &a.init_from {
+            notes.push(format!("weights from {}", path.display()));
         }
         let lr = a.lr.unwrap_or(match a.optim {
             OptimKind::Adam => 1e-3,

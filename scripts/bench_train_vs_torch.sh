@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Training speed, bptt's fast CPU path against PyTorch eager, alternately in one sitting:
+# one iteration = a fresh adding-problem minibatch, forward, backward, clipping to norm 1 and
+# an Adam step, at h = 128, T = 200, B = 32 (tanh RNN), ROUNDS rounds of each.
+#
+#   cargo build --release
+#   python3 -m venv /tmp/venv-torch && /tmp/venv-torch/bin/pip install torch numpy
+#   PYTHON=/tmp/venv-torch/bin/python scripts/bench_train_vs_torch.sh [ROUNDS]
+set -euo pipefail
+ROUNDS=${1:-3}
+PYTHON=${PYTHON:-python3}
+BPTT=${BPTT:-target/release/bptt}
+ITERS=${ITERS:-100}
+for r in $(seq 1 "$ROUNDS"); do
+    $BPTT train --compute cpu --task adding --activation tanh --hidden 128 --steps 200 --batch 32 \
+        --iters "$ITERS" --optim adam --clip 1 --eval-every "$ITERS" --eval-size 32 --json |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"bptt fast CPU path h=128 T=200 B=32: {32/r["sequences_per_s"]*1e3:.2f} ms per iteration (mean of {r["iters"]}), {r["sequences_per_s"]:.0f} sequences/s")'
+    $PYTHON scripts/torch_train_baseline.py --hidden 128 --steps 200 --batch 32 --iters 50
+done
