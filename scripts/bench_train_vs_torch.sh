@@ -14,6 +14,6 @@ ITERS=${ITERS:-100}
 for r in $(seq 1 "$ROUNDS"); do
     $BPTT train --compute cpu --task adding --activation tanh --hidden 128 --steps 200 --batch 32 \
         --iters "$ITERS" --optim adam --clip 1 --eval-every "$ITERS" --eval-size 32 --json |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"bptt fast CPU path h=128 T=200 B=32: {32/r["sequences_per_s"]*1e3:.2f} ms per iteration (mean of {r["iters"]}), {r["sequences_per_s"]:.0f} sequences/s")'
+        python3 -c 'import json,sys; r=json.load(sys.stdin); s=r["sequences_per_s"]; print("bptt fast CPU path h=128 T=200 B=32: %.2f ms per iteration (mean of %d), %.0f sequences/s" % (32/s*1e3, r["iters"], s))'
     $PYTHON scripts/torch_train_baseline.py --hidden 128 --steps 200 --batch 32 --iters 50
 done

@@ -312,3 +312,36 @@ fn an_irnn_learns_the_adding_problem() {
     let mse = report.final_eval.loss;
     assert!(mse < 0.05, "held-out MSE {mse} after 600 iterations (baseline 1/6)");
 }
+
+/// On the GPU too, a seed fixes the curve: the sums run in a fixed order, so two runs on the
+/// same adapter give the same bits.
+#[test]
+fn the_same_seed_gives_the_same_curve_on_the_gpu() {
+    drop(common::gpu()); // fails saying how to get an adapter when there is none
+    let a = args(&[
+        "--compute",
+        "gpu",
+        "--steps",
+        "6",
+        "--hidden",
+        "16",
+        "--iters",
+        "12",
+        "--log-every",
+        "3",
+        "--eval-every",
+        "6",
+        "--eval-size",
+        "32",
+        "--activation",
+        "relu",
+        "--init-recurrent",
+        "identity",
+    ]);
+    let (r1, w1, _) = bptt::train::train(&a, |_, _| {}).unwrap();
+    let (r2, w2, _) = bptt::train::train(&a, |_, _| {}).unwrap();
+    assert_eq!(r1.curve.len(), 4);
+    assert_eq!(r1.curve, r2.curve);
+    assert_eq!(r1.eval, r2.eval);
+    assert_eq!(w1, w2);
+}

@@ -171,3 +171,33 @@ fn the_text_task_trains_reports_perplexity_and_samples() {
     let sample = r["sample"].as_str().unwrap();
     assert!(sample.starts_with("ab") && sample.chars().count() == 22, "{sample:?}");
 }
+
+#[test]
+fn plot_draws_the_curve_with_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("curve.svg");
+    let (code, _, stderr) = bptt(&[
+        "train",
+        "--compute",
+        "cpu",
+        "--steps",
+        "6",
+        "--hidden",
+        "8",
+        "--iters",
+        "40",
+        "--eval-every",
+        "20",
+        "--eval-size",
+        "32",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["training", "held-out", "memoryless baseline", "iteration", "mse"] {
+        assert!(text.contains(label), "the plot names {label}");
+    }
+    // Two lines (training, held-out) and the held-out points.
+    assert!(text.matches("<polyline").count() >= 2, "lines drawn");
+}

@@ -114,6 +114,17 @@ impl Setup {
             }
         }
         let (weights, activation) = initial_weights(a, d, q)?;
+        if let (Some(path), TaskData::Text { corpus, .. }) = (&a.init_from, &data) {
+            let saved = crate::io::load_model(path)?.metadata.get("vocab").cloned();
+            let here: String = corpus.vocab.iter().collect();
+            if saved.as_ref() != Some(&here) {
+                return Err(invalid(format!(
+                    "--init-from {}: the model was not trained on this text's vocabulary ({} characters here)",
+                    path.display(),
+                    corpus.vocab_size()
+                )));
+            }
+        }
         if let Some(path) = &a.init_from {
             notes.push(format!("weights from {}", path.display()));
         }
