@@ -15,5 +15,5 @@ for r in $(seq 1 "$ROUNDS"); do
     $BPTT train --compute cpu --task adding --activation tanh --hidden 128 --steps 200 --batch 32 \
         --iters "$ITERS" --optim adam --clip 1 --eval-every "$ITERS" --eval-size 32 --json |
         python3 -c 'import json,sys; r=json.load(sys.stdin); s=r["sequences_per_s"]; print("bptt fast CPU path h=128 T=200 B=32: %.2f ms per iteration (mean of %d), %.0f sequences/s" % (32/s*1e3, r["iters"], s))'
-    $PYTHON scripts/torch_train_baseline.py --hidden 128 --steps 200 --batch 32 --iters 50
+    $PYTHON scripts/torch_train_baseline.py --hidden 128 --steps 200 --batch 32 --iters 30
 done

@@ -70,16 +70,16 @@ impl GpuEngine {
             bptt.write_f32(&ctx, name, v)?;
         }
         let device = &ctx.device;
-        let (name, source) = UPDATE_KERNELS[match cfg.optim.kind {
+        let (kernel, source) = UPDATE_KERNELS[match cfg.optim.kind {
             OptimKind::Sgd => 0,
             OptimKind::Adam => 1,
         }];
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
+            label: Some(kernel),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(name),
+            label: Some(kernel),
             layout: None,
             module: &module,
             entry_point: Some("main"),

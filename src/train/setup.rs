@@ -141,11 +141,10 @@ impl Setup {
             truncate: truncate.filter(|&k| k < steps),
             optim: Optim { kind: a.optim, lr, momentum: a.momentum },
         };
-        let setup_data = data;
-        let held_out = held_out_batches(&setup_data, shape, a.eval_size as usize);
+        let held_out = held_out_batches(&data, shape, a.eval_size as usize);
         Ok(Setup {
             task,
-            data: setup_data,
+            data,
             step,
             weights,
             iters: a.iters as usize,

@@ -12,7 +12,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{LossAt, Targets};
+use crate::model::Targets;
 
 /// Symbols of the copy task: 0 is the blank, 1..=8 the alphabet, 9 the delimiter (input only).
 pub const COPY_ALPHABET: usize = 8;
@@ -107,9 +107,4 @@ pub fn copy_accuracy(o: &[f64], labels: &[u32], steps: usize, batch: usize) -> f
         }
     }
     right as f64 / (COPY_RECALL * batch) as f64
-}
-
-/// The loss position of each task's model.
-pub fn loss_at_of(last_only: bool) -> LossAt {
-    if last_only { LossAt::Last } else { LossAt::All }
 }
