@@ -110,3 +110,21 @@ fn matches_reference_when_gradients_vanish() {
         }
     }
 }
+
+/// The fast path's tanh (a rational approximation) against f64's, over the range where it
+/// bends and beyond the clamp, at zero, and for NaN.
+#[test]
+fn tanh_f32_is_within_a_few_ulp() {
+    let mut worst = 0.0f64;
+    for i in -200_000..=200_000 {
+        let x = i as f32 * 1e-4; // -20 .. 20
+        let want = (x as f64).tanh();
+        let got = bptt::model::tanh_f32(x) as f64;
+        let err = (got - want).abs() / want.abs().max(f64::MIN_POSITIVE);
+        worst = worst.max(if want == 0.0 { got.abs() } else { err });
+    }
+    assert!(worst < 1e-6, "largest relative error {worst:e}");
+    assert_eq!(bptt::model::tanh_f32(0.0), 0.0);
+    assert_eq!(bptt::model::tanh_f32(f32::INFINITY), 1.0);
+    assert!(bptt::model::tanh_f32(f32::NAN).is_nan());
+}

@@ -13,7 +13,7 @@ use std::ops::Range;
 use super::aligned::padded;
 use super::flush_tiny;
 use super::simd::{Isa, matvec_acc};
-use crate::model::Activation;
+use crate::model::{Activation, tanh_f32};
 
 /// Below this many multiply-adds per step a second thread costs more than it saves (measured:
 /// about break-even at h = 256, B = 1; a loss at h = 128).
@@ -56,7 +56,7 @@ impl Stepper {
             for out in outs.iter_mut() {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
-                    Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(a.tanh())),
+                    Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(tanh_f32(*a))),
                     Activation::Relu => out.iter_mut().for_each(|a| *a = flush_tiny(a.max(0.0))),
                 }
             }
