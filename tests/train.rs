@@ -174,9 +174,10 @@ fn gpu_equals_cpu(flags: &[&str], iters: usize) {
     let mut gpu = GpuEngine::new(common::gpu(), s.step, &s.weights, iters).unwrap();
     let mut r = s.batch_rng();
     for i in 0..iters {
-        let (batch, _) = s.batch(i, &mut r).unwrap();
-        cpu.step(&batch, H0::Zero).unwrap();
-        gpu.step(&batch, H0::Zero).unwrap();
+        let (batch, carried) = s.batch(i, &mut r).unwrap();
+        let h0 = if carried { H0::Carried } else { H0::Zero };
+        cpu.step(&batch, h0).unwrap();
+        gpu.step(&batch, h0).unwrap();
     }
     let (lc, lg) = (cpu.take_losses().unwrap(), gpu.take_losses().unwrap());
     assert_eq!(lc.len(), iters);
@@ -233,6 +234,35 @@ fn several_iterations_with_clipping_agree_on_both_tasks() {
             "0.1",
             "--eval-size",
             "4",
+        ],
+        4,
+    );
+}
+
+/// The text task with sequential partitioning: h_T of one minibatch is the next one's h0, on
+/// the GPU (a copy between buffers) as on the CPU path.
+#[test]
+fn sequential_text_training_carries_h_alike_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.txt");
+    std::fs::write(&path, "to be or not to be, that is the question. ".repeat(8)).unwrap();
+    let text = path.to_str().unwrap();
+    gpu_equals_cpu(
+        &[
+            "--task",
+            "text",
+            "--text",
+            text,
+            "--partition",
+            "sequential",
+            "--steps",
+            "7",
+            "--hidden",
+            "12",
+            "--batch",
+            "3",
+            "--eval-size",
+            "3",
         ],
         4,
     );
