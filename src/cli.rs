@@ -31,7 +31,10 @@ pub enum Compute {
 /// shows the gradients' sizes, the per-step norms ‖∂L/∂h_t‖, the GPU's agreement with the
 /// reference, and the times.
 ///
-/// Exit codes: 0 success; 1 a run-time failure or a failed check; 2 bad arguments or input.
+/// Exit codes: 0 success (PASS, or "not checked" when only one path ran); 1 a failed check (a
+/// tensor over the tolerance or a non-finite result) or a run-time failure; 2 bad arguments or
+/// input, including output paths that cannot be written and shapes over the memory available
+/// (checked before computing; BPTT_MAX_MEMORY=BYTES, e.g. 8G, sets the figure).
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "bptt",
@@ -139,7 +142,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub load: Option<PathBuf>,
     /// Write the loss and gradients (F32 safetensors) of the GPU run, or of the path --compute
-    /// chose; only after every check passed. Written atomically.
+    /// chose; after the report, unless the run failed (README, Files). Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
     /// With --save, also write the states h [T,B,h] and o [T,B,q].

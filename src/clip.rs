@@ -3,7 +3,7 @@
 //! update keeps its direction and its length is at most θ.
 
 use crate::error::{Error, Result};
-use crate::model::Grads;
+use crate::model::{Grads, norm};
 
 /// The parameter gradients clipping acts on: grad_w_hx, grad_w_hh, grad_w_qh, and grad_b_h,
 /// grad_b_q when biases are on. Not grad_h0 (h0 is an input, not a parameter) and not
@@ -15,12 +15,13 @@ fn parameter_grads(g: &mut Grads) -> Vec<&mut Vec<f64>> {
     v
 }
 
-/// ‖g‖: the global norm over all parameter gradients.
+/// ‖g‖: the global norm over all parameter gradients, as the norm of their norms (each one
+/// scaled, so gradients of 1e188 give 1e188 and not an infinite norm that skips clipping).
 pub fn global_grad_norm(g: &Grads) -> f64 {
-    let sq = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
-    let mut total = sq(&g.grad_w_hx) + sq(&g.grad_w_hh) + sq(&g.grad_w_qh);
-    total += g.grad_b_h.as_deref().map_or(0.0, sq) + g.grad_b_q.as_deref().map_or(0.0, sq);
-    total.sqrt()
+    let mut norms = vec![norm(&g.grad_w_hx), norm(&g.grad_w_hh), norm(&g.grad_w_qh)];
+    norms.extend(g.grad_b_h.as_deref().map(norm));
+    norms.extend(g.grad_b_q.as_deref().map(norm));
+    norm(&norms)
 }
 
 /// Rescales every parameter gradient by min(1, θ/‖g‖); returns (‖g‖ before, ‖g‖ after), the

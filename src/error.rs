@@ -38,8 +38,32 @@ impl Error {
     }
 
     pub(crate) fn tensor(tensor: &str, reason: impl Into<String>) -> Self {
-        Error::Tensor { tensor: tensor.to_string(), reason: reason.into() }
+        Error::Tensor { tensor: quote(tensor), reason: reason.into() }
     }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Longest echo of a name or value that came from a file, in characters.
+const ECHO_CHARS: usize = 80;
+
+/// A name or value read from a file, made safe to echo in a one-line message: control
+/// characters (newlines, terminal escape codes) escaped as `\n`, `\u{1b}`, and cut to 80
+/// characters with `…` (a 50 MB metadata value must not become a 50 MB error line).
+pub fn quote(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == ECHO_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() { out.extend(c.escape_default()) } else { out.push(c) }
+    }
+    out
+}
+
+/// A whole message made one line: every control character escaped. The last guard before
+/// stderr, for text that reached a message without `quote` (a path with a newline in it).
+pub fn one_line(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}

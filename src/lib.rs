@@ -30,6 +30,7 @@ pub mod flops;
 pub mod gpu;
 pub mod io;
 pub mod linalg;
+pub mod memory;
 pub mod model;
 pub mod plot;
 pub mod problem;

@@ -1,9 +1,31 @@
 //! The `bptt` command: parse the arguments, call the library, print. Exit codes: 0 success,
-//! 1 a run-time failure or a failed check, 2 bad arguments or input.
+//! 1 a run-time failure or a failed check, 2 bad arguments or input. Every error is one line
+//! on stderr; nothing panics, not even a closed stdout.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use bptt::cli::{Command, one_line_error, parse_command};
+use bptt::error::one_line;
+
+/// One line on stderr. A closed stderr is not worth a panic: the exit code still says it.
+fn say_error(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "error: {}", one_line(msg));
+}
+
+/// Writes to stdout. Ok(false) when the reader went away (`bptt ... | head -1`): nothing more
+/// is printed, quietly; any other write error is one line (exit 1).
+fn print_out(text: &str) -> Result<bool, ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => {
+            say_error(&format!("cannot write the report to stdout: {e}"));
+            Err(ExitCode::from(1))
+        }
+    }
+}
 
 fn main() -> ExitCode {
     env_logger::init();
@@ -12,7 +34,8 @@ fn main() -> ExitCode {
         Ok(Command::Check(a)) => *a,
         Ok(Command::Train(a)) => return train(&a),
         Err(e) if e.use_stderr() => {
-            eprintln!("{}", one_line_error(&e, if training { "bptt train" } else { "bptt" }));
+            let line = one_line_error(&e, if training { "bptt train" } else { "bptt" });
+            let _ = writeln!(std::io::stderr(), "{}", one_line(&line));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -24,44 +47,84 @@ fn main() -> ExitCode {
     if args.list_adapters {
         let adapters = bptt::gpu::list_adapters(args.backend);
         if adapters.is_empty() {
-            eprintln!("error: no adapters found. To get one, {}", bptt::gpu::adapter::HOW_TO_GET_AN_ADAPTER);
+            say_error(&format!("no adapters found. To get one, {}", bptt::gpu::adapter::HOW_TO_GET_AN_ADAPTER));
             return ExitCode::from(1);
         }
-        for a in adapters {
-            println!("{a}");
-        }
-        return ExitCode::SUCCESS;
+        let list: String = adapters.iter().map(|a| format!("{a}\n")).collect();
+        return match print_out(&list) {
+            Err(code) => code,
+            Ok(_) => ExitCode::SUCCESS,
+        };
     }
-    match bptt::run::run(&args) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
-            } else {
-                print!("{}", report.text(args.verbose));
+    let outcome = match bptt::run::run(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            say_error(&e.to_string());
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    // The report first, then the files: a file that cannot be written never costs the report.
+    let text = if args.json {
+        match serde_json::to_string_pretty(&outcome.report) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                say_error(&format!("cannot write the report as JSON: {e}"));
+                return ExitCode::from(1);
             }
-            if report.pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+    } else {
+        outcome.report.text(args.verbose)
+    };
+    let mut code = if outcome.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+    let stdout_open = match print_out(&text) {
+        Ok(open) => open,
+        Err(c) => {
+            code = c;
+            false
+        }
+    };
+    if let Some(line) = outcome.failure_line(&args) {
+        say_error(&line);
+    }
+    match outcome.write_files(&args) {
+        Ok(written) => {
+            if stdout_open && !args.json && !written.is_empty() {
+                let lines: String = written.iter().map(|w| format!("files      {w}\n")).collect();
+                if let Err(c) = print_out(&lines) {
+                    code = c;
+                }
+            }
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            say_error(&e.to_string());
+            code = ExitCode::from(e.exit_code() as u8);
         }
     }
+    code
 }
 
 /// `bptt train`: the summary (or JSON) on stdout, one line on stderr for an error.
 fn train(args: &bptt::train::args::TrainArgs) -> ExitCode {
-    match bptt::train::command::run(args) {
-        Ok(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
-            } else {
-                print!("{}", report.text());
-            }
-            ExitCode::SUCCESS
-        }
+    let report = match bptt::train::command::run(args) {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            say_error(&e.to_string());
+            return ExitCode::from(e.exit_code() as u8);
         }
+    };
+    let text = if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                say_error(&format!("cannot write the report as JSON: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        report.text()
+    };
+    match print_out(&text) {
+        Err(code) => code,
+        Ok(_) => ExitCode::SUCCESS,
     }
 }

@@ -287,14 +287,33 @@ impl Grads {
 }
 
 /// ‖a − b‖ / ‖b‖ (or ‖a − b‖ when b is zero): the relative error used for every check.
+/// Both norms are scaled (`norm`), so tensors near f64's range limits compare correctly.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "rel_err on tensors of different lengths");
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
-    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    let diff = scaled_norm(a.iter().zip(b).map(|(x, y)| x - y));
+    let norm = norm(b);
     if norm == 0.0 { diff } else { diff / norm }
 }
 
-/// Euclidean (Frobenius) norm.
+/// Euclidean (Frobenius) norm, scaled like LAPACK's dnrm2 (hypot-style): the values are
+/// divided by the largest magnitude before squaring, so the sum of squares neither overflows
+/// (1e188² = inf) nor underflows (1e-180² = 0) where the norm itself is representable.
 pub fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+    scaled_norm(v.iter().copied())
+}
+
+fn scaled_norm(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let mut largest = 0.0f64;
+    for x in values.clone() {
+        let a = x.abs();
+        if a.is_nan() {
+            return f64::NAN;
+        }
+        largest = largest.max(a);
+    }
+    if largest == 0.0 || largest.is_infinite() {
+        return largest;
+    }
+    // Dividing (not multiplying by 1/largest, which overflows for subnormal largest).
+    largest * values.map(|x| (x / largest) * (x / largest)).sum::<f64>().sqrt()
 }

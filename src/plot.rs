@@ -82,7 +82,8 @@ pub(crate) fn register_font(path: &Path) -> Result<()> {
         let from_env = std::env::var_os(FONT_ENV).map(std::path::PathBuf::from);
         let candidates = from_env.iter().cloned().chain(FONT_CANDIDATES.iter().map(std::path::PathBuf::from));
         for candidate in candidates {
-            let Ok(bytes) = std::fs::read(&candidate) else {
+            // Regular files of at most 64 MB only: `BPTT_PLOT_FONT=/dev/zero` must not read forever.
+            let Ok(bytes) = crate::io::read_regular(&candidate, 64 << 20) else {
                 continue;
             };
             // plotters keeps fonts for the whole process ('static); this runs at most once.

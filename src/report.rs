@@ -41,7 +41,8 @@ pub struct SweepRow {
     pub grad_h_norm_last: f64,
     pub reach_first: f64,
     pub reach_growth_factor: Option<f64>,
-    pub pass: bool,
+    /// As `Report::pass`: null when nothing was compared and nothing failed.
+    pub pass: Option<bool>,
     pub grad_h_norm: Vec<f64>,
     pub grad_h_norm_from_last: Vec<f64>,
 }
@@ -81,8 +82,12 @@ pub struct Report {
     /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
     pub rel_err: BTreeMap<&'static str, f64>,
     pub tolerance: f64,
-    /// Every check passed and every result is finite.
-    pub pass: bool,
+    /// Whether two paths were compared (the GPU against the f64 reference).
+    pub checked: bool,
+    /// true: compared, every tensor within the tolerance and every result finite; false: a
+    /// tensor over the tolerance or a non-finite result on any path (exit 1); null: nothing
+    /// was compared (one path ran) and its result is finite.
+    pub pass: Option<bool>,
     /// One line per problem found (non-finite results, failed checks).
     pub problems: Vec<String>,
     pub timings_ms: Timings,
@@ -102,7 +107,7 @@ pub struct Report {
     pub gpu_gflops: Option<f64>,
     pub gpu_gbps: Option<f64>,
     pub gpu_us_per_step: Option<f64>,
-    /// 2T empty dispatches in one pass: the latency floor of one dispatch per step each way.
+    /// 2T empty dispatches (in passes of at most 4096): the latency floor of one dispatch per step each way.
     pub gpu_dispatch_floor_ms: Option<f64>,
     /// The GPU's forward + backward passes over that floor (1 would mean the kernels cost
     /// nothing beyond launching them).
@@ -117,6 +122,15 @@ fn ms(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.3} ms"),
         _ => "-".into(),
+    }
+}
+
+/// PASS, FAIL, or "not checked" when only one path ran (its result is finite).
+fn verdict(pass: Option<bool>) -> &'static str {
+    match pass {
+        Some(true) => "PASS",
+        Some(false) => "FAIL",
+        None => "not checked",
     }
 }
 
@@ -192,7 +206,7 @@ impl Report {
                     r.grad_h_norm_last,
                     r.reach_first,
                     r.reach_growth_factor.map_or("-".into(), |f| format!("×{f:.4}")),
-                    if r.pass { "PASS" } else { "FAIL" }
+                    verdict(r.pass)
                 );
             }
             let _ = writeln!(s, "           (the report above and below is the first radius's)");
@@ -254,7 +268,7 @@ impl Report {
             if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
                 let _ = writeln!(
                     s,
-                    "  floor    2T = {} empty dispatches in one pass: {f:.3} ms ({:.1} µs/step); forward + backward is {r:.1}× the floor",
+                    "  floor    2T = {} empty dispatches: {f:.3} ms ({:.1} µs/step); forward + backward is {r:.1}× the floor",
                     2 * self.shape.steps,
                     f * 1e3 / self.shape.steps as f64
                 );
@@ -276,7 +290,7 @@ impl Report {
         if let Some(x) = self.speedup_vs_cpu {
             let _ = writeln!(s, "speedup    GPU total vs fast CPU path: {x:.2}×");
         }
-        let _ = writeln!(s, "result     {}", if self.pass { "PASS" } else { "FAIL" });
+        let _ = writeln!(s, "result     {}", verdict(self.pass));
         s
     }
 }

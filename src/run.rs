@@ -1,41 +1,98 @@
-//! What the command does, as a library function: build (or load) the problem, run the chosen
-//! paths, check the GPU against the reference, time everything, and fill in the report.
+//! What the command does, as a library function: check the outputs, build (or load) the
+//! problem, run the chosen paths, check the GPU against the reference and every result for
+//! non-finite values, time everything, and fill in the report. Files are written afterwards
+//! (`Outcome::write_files`), once the report is out: a failed write never costs the report.
+
+mod assemble;
+mod compute;
+mod progress;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::path::Path;
+
+pub use assemble::non_finite_problems;
+use assemble::{GpuPathFacts, Pieces};
+use compute::PathResult;
+use progress::Progress;
 
 use crate::cli::{Args, Compute};
-use crate::diagnostics::{describe_reach, fit_growth_factor};
-use crate::error::{Error, Result};
-use crate::gpu::{AdapterRequest, GpuContext, RunTimes, Schedule};
-use crate::model::{Grads, LossAt, Problem, Shape, rel_err};
+use crate::error::{Error, Result, one_line};
+use crate::gpu::buffers::BufferSizes;
+use crate::gpu::{AdapterRequest, GpuContext, Schedule};
+use crate::memory::{self, Paths};
+use crate::model::{Grads, Problem, Shape};
 use crate::plot::{Series, plot_profiles};
 use crate::problem::{ProblemSpec, random_problem};
-use crate::report::{ClipReport, Report, SweepRow, Timings};
-use crate::variant::{GpuRunner, Variant};
-use crate::{cpu, flops};
+use crate::report::{Report, SweepRow, Timings};
+use crate::variant::Variant;
 
-/// Aim for about this much timed work per path when `--repeat` is not given.
-const TIME_BUDGET_MS: f64 = 2000.0;
-const MAX_REPEAT: u32 = 20;
+/// A finished run: the report, and what is still to be written (`write_files`).
+pub struct Outcome {
+    pub report: Report,
+    /// The result `--save` writes (None for a sweep).
+    pub result: Option<Grads>,
+    /// The plot's title and series, drawn by `write_files` when `--plot` is given.
+    plot: (String, Vec<Series>),
+}
+
+/// A GPU context and the milliseconds its creation took (part of the reported setup time).
+type Gpu = (GpuContext, f64);
+
+/// Runs everything the arguments ask for and returns the outcome, whose report's `pass`
+/// decides the exit code. Output paths are checked first (exit 2), before any work. Errors are
+/// user errors (exit 2) or run-time failures (exit 1).
+pub fn run(args: &Args) -> Result<Outcome> {
+    check_outputs(args)?;
+    if let Some(radii) = &args.sweep_radius {
+        return sweep(args, radii);
+    }
+    let (mut p, gpu) = prepare(args)?;
+    let (report, result) = run_problem(args, &mut p, gpu.as_ref())?;
+    let plot = (plot_title(&report), report_series(&report, ""));
+    Ok(Outcome { report, result: Some(result), plot })
+}
+
+/// Checks every output path before anything is computed: each must be absent or a regular
+/// file in a writable folder (`io::check_output_path`), `--save` must not be the `--load`
+/// file, and no two outputs may be one file.
+pub fn check_outputs(args: &Args) -> Result<()> {
+    let outputs: Vec<(&str, &Path)> = [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref())]
+        .into_iter()
+        .filter_map(|(flag, p)| Some((flag, p?)))
+        .collect();
+    for (flag, path) in &outputs {
+        crate::io::check_output_path(path).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{flag} {m}")),
+            other => other,
+        })?;
+    }
+    let same = |a: &Path, b: &Path| a == b || crate::io::same_file(a, b);
+    if let (Some(load), Some(save)) = (&args.load, &args.save)
+        && same(load, save)
+    {
+        return Err(Error::Invalid(format!(
+            "--save {} would overwrite the problem --load reads: give another file",
+            one_line(&save.display().to_string())
+        )));
+    }
+    if let [(_, a), (_, b)] = outputs[..]
+        && same(a, b)
+    {
+        return Err(Error::Invalid(format!(
+            "--save and --plot name the same file {}: give two files",
+            one_line(&a.display().to_string())
+        )));
+    }
+    Ok(())
+}
 
 /// The problem the arguments describe: from `--load`, or random from the shape flags.
 pub fn problem_from_args(args: &Args) -> Result<Problem> {
     if let Some(path) = &args.load {
-        let p = crate::io::load_problem(path, args.activation, args.loss)?;
-        return Ok(match args.loss_at {
-            Some(loss_at) => p.with_loss_at(loss_at),
-            None => p,
-        });
+        let given = crate::io::Overrides { activation: args.activation, loss: args.loss, loss_at: args.loss_at };
+        return crate::io::load_problem_with(path, &given);
     }
-    let shape = Shape::new(
-        args.steps as usize,
-        args.batch as usize,
-        args.input as usize,
-        args.hidden as usize,
-        args.output as usize,
-    )?;
-    let mut spec = ProblemSpec::new(shape);
+    let mut spec = ProblemSpec::new(shape_from_args(args)?);
     spec.activation = args.activation.unwrap_or_default();
     spec.loss = args.loss.unwrap_or_default();
     spec.loss_at = args.loss_at.unwrap_or_default();
@@ -46,126 +103,152 @@ pub fn problem_from_args(args: &Args) -> Result<Problem> {
     random_problem(&spec)
 }
 
-/// How many timed runs to make after a warm-up that took `warmup_ms`.
-fn repeats(args: &Args, warmup_ms: f64) -> u32 {
-    args.repeat.unwrap_or_else(|| ((TIME_BUDGET_MS / warmup_ms.max(1e-3)) as u32).clamp(1, MAX_REPEAT))
+fn shape_from_args(args: &Args) -> Result<Shape> {
+    Shape::new(
+        args.steps as usize,
+        args.batch as usize,
+        args.input as usize,
+        args.hidden as usize,
+        args.output as usize,
+    )
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
-}
-
-/// Times `f` after one warm-up call: returns its last result, the median and every time. The
-/// first timed call decides how many more fit in the time budget (the warm-up is no guide: it
-/// includes shader compilation and first-touch costs).
-fn timed<T>(
-    args: &Args,
-    progress: &Progress,
-    label: &str,
-    mut f: impl FnMut() -> Result<(T, f64)>,
-) -> Result<(T, f64, Vec<f64>)> {
-    progress.say(format!("{label}: warm-up"));
-    f()?;
-    progress.say(format!("{label}: timed run 1"));
-    let (mut last, first) = f()?;
-    let mut times = vec![first];
-    let n = repeats(args, first);
-    for k in 1..n {
-        progress.say(format!("{label}: timed run {}/{n}", k + 1));
-        let (r, ms) = f()?;
-        times.push(ms);
-        last = r;
+/// The problem and the GPU context, with the memory the shape needs checked before the problem
+/// is built (a random one) or before any path runs (a loaded one): host memory against what
+/// is available, GPU buffers against the adapter's limits.
+fn prepare(args: &Args) -> Result<(Problem, Option<Gpu>)> {
+    if args.load.is_some() {
+        let p = problem_from_args(args)?;
+        check_host_memory(args, p.shape)?;
+        let gpu = gpu_context(args, p.shape)?;
+        return Ok((p, gpu));
     }
-    Ok((last, median(times.clone()), times))
+    let shape = shape_from_args(args)?;
+    check_host_memory(args, shape)?;
+    let gpu = gpu_context(args, shape)?;
+    Ok((problem_from_args(args)?, gpu))
 }
 
-/// A spinner on stderr for runs long enough to wonder about: only on a terminal, never with
-/// `--json`.
-struct Progress(Option<indicatif::ProgressBar>);
+fn runs_gpu(args: &Args) -> bool {
+    matches!(args.compute, Compute::Both | Compute::Gpu)
+}
 
-impl Progress {
-    fn new(args: &Args, shape: Shape) -> Self {
-        use std::io::IsTerminal;
-        // About a second of work or more on a software adapter or the reference.
-        let long = flops::flops(shape) >= 1e8 || args.repeat.is_some_and(|r| r > 5);
-        let show = long && !args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-        Progress(show.then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        }))
-    }
-
-    fn say(&self, msg: String) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(msg);
-        }
+fn compute_name(c: Compute) -> &'static str {
+    match c {
+        Compute::Both => "both",
+        Compute::Gpu => "gpu",
+        Compute::Cpu => "cpu",
+        Compute::CpuRef => "cpu-ref",
     }
 }
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
+fn check_host_memory(args: &Args, shape: Shape) -> Result<()> {
+    let plain = args.truncate.is_none() && args.segments.is_none() && args.clip.is_none();
+    let paths = Paths {
+        gpu: runs_gpu(args),
+        fast_cpu: matches!(args.compute, Compute::Both | Compute::Cpu) && plain,
+        reference: matches!(args.compute, Compute::Both | Compute::CpuRef),
+        gpu_states: args.save_states,
+    };
+    memory::check_host(
+        memory::host_bytes(shape, paths),
+        &format!("this run ({shape}, --compute {})", compute_name(args.compute)),
+        "lower --steps or --batch, or run fewer paths (--compute gpu needs the least host memory)",
+    )
+}
+
+/// The adapter (when a GPU path runs), with the buffers for `shape` checked against its limits
+/// before anything is built: a shape that cannot fit is refused at once (exit 2).
+fn gpu_context(args: &Args, shape: Shape) -> Result<Option<Gpu>> {
+    if !runs_gpu(args) {
+        return Ok(None);
     }
-}
-
-fn clock<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let t = Instant::now();
-    let r = f();
-    (r, t.elapsed().as_secs_f64() * 1e3)
-}
-
-/// Names a GPU result's non-finite entries, e.g. "grad_w_hh has 12 non-finite entries".
-pub fn non_finite_problems(g: &Grads) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, v) in g.tensors() {
-        let bad = v.iter().filter(|x| !x.is_finite()).count();
-        if bad > 0 {
-            let mut line = format!("{name} has {bad} non-finite entr{}", if bad == 1 { "y" } else { "ies" });
-            if name == "grad_h_norm" {
-                // The backward pass runs from t = T down to 1: the first overflow in that
-                // order is the largest t whose norm is not finite.
-                if let Some(t) = v.iter().rposition(|x| !x.is_finite()) {
-                    line.push_str(&format!("; ‖∂L/∂h_t‖ first overflows at step {} (counting down from T)", t + 1));
-                }
+    let req = AdapterRequest { backend: args.backend, name: args.adapter.clone(), software: args.software };
+    let (ctx, ms) = compute::clock(|| GpuContext::new(&req));
+    let ctx = ctx?;
+    // The GPU holds one segment at a time: the longest one decides.
+    let steps = args.segments.map_or(shape.steps, |n| shape.steps.div_ceil((n as usize).clamp(1, shape.steps)));
+    let lanes = match args.truncate {
+        Some(crate::cli::TruncateArg::Steps(k)) if k < shape.steps => k as u32,
+        _ => 1,
+    };
+    let schedule = if lanes > 1 { Schedule::Fused } else { args.schedule };
+    BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(|e| {
+        Error::Invalid(format!(
+            "{e}{}",
+            if args.segments.is_none() {
+                " (or --segments N: the GPU then holds one segment of T/N steps at a time)"
+            } else {
+                " (or more --segments)"
             }
-            out.push(line);
-        }
-    }
-    out
+        ))
+    })?;
+    Ok(Some((ctx, ms)))
 }
 
-/// Runs everything the arguments ask for and returns the report (whose `pass` decides the exit
-/// code). Errors are user errors (exit 2) or run-time failures (exit 1).
-pub fn run(args: &Args) -> Result<Report> {
-    if let Some(radii) = &args.sweep_radius {
-        return sweep(args, radii);
+/// Runs the paths `args` asks for on `p`; returns the report and the result it describes (the
+/// GPU's when it ran, else the CPU path's). `p` is borrowed mutably only to score it at the
+/// last step for the reach profile, and is given back as it was.
+pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(Report, Grads)> {
+    let variant = Variant::from_args(args, p)?;
+    if args.compute == Compute::Cpu && !variant.is_plain() {
+        return Err(Error::Invalid(
+            "--truncate, --segments and --clip run on the GPU and the f64 reference: use --compute gpu, both or cpu-ref"
+                .into(),
+        ));
     }
-    let problem = problem_from_args(args)?;
-    let (report, result) = run_problem(args, &problem)?;
-    if let Some(path) = &args.save {
-        // Only a run that passed every check is written; a failed one leaves the file as it was.
-        if report.pass {
-            let mut meta = BTreeMap::new();
-            meta.insert(
-                "command_line".to_string(),
-                std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
-            );
-            meta.insert("result_from".to_string(), report.result_from.to_string());
-            if let Some(a) = &report.adapter {
-                meta.insert("adapter".to_string(), a.to_string());
-            }
-            crate::io::save_grads(path, &result, &problem.shape, args.save_states, &meta)?;
-        }
-    }
-    if let Some(path) = &args.plot {
-        plot_profiles(path, &plot_title(&report), &report_series(&report, ""))?;
-    }
-    Ok(report)
+    let mut timings = Timings::default();
+    let progress = Progress::new(compute::is_long(args, p), args.json);
+
+    let gpu_path = match gpu {
+        Some((ctx, setup_ms)) => Some(compute::gpu(args, ctx, *setup_ms, &variant, p, &progress, &mut timings)?),
+        None => None,
+    };
+    // The fast CPU path computes plain BPTT only: it is timed when the variant is plain.
+    let fast = if matches!(args.compute, Compute::Both | Compute::Cpu) && variant.is_plain() {
+        Some(compute::fast_cpu(args, p, gpu_path.is_none(), &progress, &mut timings)?)
+    } else {
+        None
+    };
+    let reference = if matches!(args.compute, Compute::Both | Compute::CpuRef) {
+        Some(compute::reference(&variant, p, &progress, &mut timings)?)
+    } else {
+        None
+    };
+    drop(progress);
+
+    let (rel_err, mut problems) = match (&gpu_path, &reference) {
+        (Some(g), Some((r, _))) => assemble::compare(&g.result, r, args.tolerance),
+        _ => (BTreeMap::new(), Vec::new()),
+    };
+    problems.extend(assemble::non_finite_in(&[
+        ("gpu", gpu_path.as_ref().map(|g| &g.result)),
+        ("fast CPU path", fast.as_ref().map(|f| &f.0)),
+        ("reference", reference.as_ref().map(|r| &r.0)),
+    ]));
+    let clip = match (&gpu_path, &reference) {
+        (Some(g), _) => g.clip.clone(),
+        (None, Some((r, before))) => compute::clip_report(variant.clip, *before, &r.grads),
+        _ => None,
+    };
+    let pieces = Pieces {
+        adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
+        gpu: gpu_path.as_ref().map(GpuPathFacts::of),
+        cpu_repeat: fast.as_ref().map(|f| f.1),
+        clip,
+        checked: gpu_path.is_some() && reference.is_some(),
+        rel_err,
+        problems,
+        timings,
+    };
+    let (result, from): (PathResult, &'static str) = match (gpu_path, fast, reference) {
+        (Some(g), _, _) => (g.result, "gpu"),
+        (None, Some((f, _)), _) => (f, "cpu"),
+        (None, None, Some((r, _))) => (r, "cpu-ref"),
+        _ => unreachable!("every --compute value runs at least one path"),
+    };
+    let report = assemble::report(args, p, &variant, &result, from, pieces);
+    Ok((report, result.grads))
 }
 
 fn plot_title(r: &Report) -> String {
@@ -181,7 +264,10 @@ fn report_series(r: &Report, suffix: &str) -> Vec<Series> {
 }
 
 /// `--sweep-radius`: the same problem at each spectral radius; one table, one plot.
-fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
+fn sweep(args: &Args, radii: &[f64]) -> Result<Outcome> {
+    let shape = shape_from_args(args)?;
+    check_host_memory(args, shape)?;
+    let gpu = gpu_context(args, shape)?;
     let mut rows = Vec::new();
     let mut series = Vec::new();
     let mut first: Option<Report> = None;
@@ -192,8 +278,9 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
         a.sweep_radius = None;
         // One timed run per radius unless asked: a sweep is about the profiles.
         a.repeat = Some(args.repeat.unwrap_or(1));
-        let p = problem_from_args(&a)?;
-        let (report, _) = run_problem(&a, &p)?;
+        let mut p = problem_from_args(&a)?;
+        let (report, _) = run_problem(&a, &mut p, gpu.as_ref())?;
+        drop(p);
         series.extend(report_series(&report, &format!(" ρ={r}")));
         problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
         rows.push(SweepRow {
@@ -210,201 +297,68 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Report> {
         first.get_or_insert(report);
     }
     let mut report = first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
-    if let Some(path) = &args.plot {
-        let title = format!("{}, {}, spectral radius {}", report.shape, report.activation.name(), {
-            let r: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
-            r.join(", ")
-        });
-        plot_profiles(path, &title, &series)?;
-    }
-    report.pass = rows.iter().all(|r| r.pass);
+    let radii: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
+    let title = format!("{}, {}, spectral radius {}", report.shape, report.activation.name(), radii.join(", "));
+    report.pass = if rows.iter().any(|r| r.pass == Some(false)) { Some(false) } else { report.checked.then_some(true) };
     report.problems = problems;
     report.sweep = rows;
-    Ok(report)
+    Ok(Outcome { report, result: None, plot: (title, series) })
 }
 
-fn clip_report(theta: Option<f64>, before: Option<f64>, g: &Grads) -> Option<ClipReport> {
-    Some(ClipReport { theta: theta?, norm_before: before?, norm_after: crate::clip::global_grad_norm(g) })
-}
-
-/// Runs the paths `args` asks for on `p`; returns the report and the result it describes (the
-/// GPU's when it ran, else the CPU path's).
-pub fn run_problem(args: &Args, p: &Problem) -> Result<(Report, Grads)> {
-    let shape = p.shape;
-    let variant = Variant::from_args(args, p)?;
-    if args.compute == Compute::Cpu && !variant.is_plain() {
-        return Err(Error::Invalid(
-            "--truncate, --segments and --clip run on the GPU and the f64 reference: use --compute gpu, both or cpu-ref"
-                .into(),
-        ));
+impl Outcome {
+    /// Whether the run failed a check or produced a non-finite result (exit 1).
+    pub fn failed(&self) -> bool {
+        self.report.pass == Some(false)
     }
-    let mut timings = Timings::default();
-    let mut problems = Vec::new();
-    let mut rel = BTreeMap::new();
-    let mut repeat = 0;
-    let mut cpu_repeat = None;
-    let (mut adapter, mut timing_source, mut dispatches, mut memory) = (None, None, None, None);
-    let mut gpu_stages = Vec::new();
-    let mut floor = None;
-    let mut clip = None;
-    let progress = Progress::new(args, shape);
-    let last_only = p.clone().with_loss_at(LossAt::Last);
 
-    // The GPU: timed runs of the problem, then one run scored at the last step only (the reach
-    // profile), then the dispatch floor.
-    let gpu_result = if matches!(args.compute, Compute::Both | Compute::Gpu) {
-        let req = AdapterRequest { backend: args.backend, name: args.adapter.clone(), software: args.software };
-        progress.say("GPU: adapter, device, pipelines".into());
-        let (built, setup) = clock(|| -> Result<_> {
-            let ctx = GpuContext::new(&req)?;
-            Ok(ctx)
-        });
-        let ctx = built?;
-        let (runner, setup_obj) = clock(|| GpuRunner::new(&ctx, args.schedule, variant.clone(), p));
-        let mut runner = runner?;
-        let mut runs: Vec<RunTimes> = Vec::new();
-        let (grads, _, _) = timed(args, &progress, "GPU", || {
-            let (g, t) = runner.run(p, args.save_states)?;
-            let total = t.total;
-            runs.push(t);
-            Ok((g, total))
-        })?;
-        clip = clip_report(variant.clip, runner.clip_norm, &grads);
-        let timed_runs = &runs[1..];
-        repeat = timed_runs.len() as u32;
-        let med = |f: fn(&RunTimes) -> f64| Some(median(timed_runs.iter().map(f).collect()));
-        timings.gpu_setup = Some(setup + setup_obj);
-        timings.gpu_upload = med(|r| r.upload);
-        timings.gpu_forward = med(|r| r.forward);
-        timings.gpu_backward = med(|r| r.backward);
-        timings.gpu_readback = med(|r| r.readback);
-        timings.gpu_total = med(|r| r.total);
-        timings.gpu_total_min = timed_runs.iter().map(|r| r.total).reduce(f64::min);
-        timings.gpu_total_max = timed_runs.iter().map(|r| r.total).reduce(f64::max);
-        // Stage medians, in schedule order (every run stamps the same stages).
-        gpu_stages = timed_runs[0]
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(k, (stage, _))| (stage.name(), median(timed_runs.iter().map(|r| r.stages[k].1).collect())))
-            .collect();
-        timing_source = Some(runner.timing_source());
-        dispatches = Some(runner.dispatch_count());
-        progress.say("GPU: reach profile (loss at the last step only)".into());
-        let reach = runner.run(&last_only, false)?.0.grad_h_norm;
-        memory = Some(runner.peak_memory);
-        progress.say("GPU: dispatch-latency floor".into());
-        floor = Some(crate::gpu::floor::dispatch_floor_ms(&ctx, 2 * shape.steps as u32, 5)?);
-        adapter = Some(ctx.adapter.clone());
-        problems.extend(non_finite_problems(&grads));
-        Some((grads, reach))
-    } else {
-        None
-    };
-
-    // The fast CPU path computes plain BPTT only: it is timed when the variant is plain.
-    let fast_result = if matches!(args.compute, Compute::Both | Compute::Cpu) && variant.is_plain() {
-        let (g, med, times) = timed(args, &progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
-        timings.cpu_total = Some(med);
-        cpu_repeat = Some(times.len() as u32);
-        let reach = if gpu_result.is_none() { cpu::fast::bptt(&last_only).grad_h_norm } else { Vec::new() };
-        Some((g, reach))
-    } else {
-        None
-    };
-
-    let ref_result = if matches!(args.compute, Compute::Both | Compute::CpuRef) {
-        progress.say("f64 CPU reference".into());
-        let (g, ms) = clock(|| variant.reference(p));
-        let (g, before) = g?;
-        timings.cpu_ref_total = Some(ms);
-        progress.say("f64 CPU reference: reach profile".into());
-        let reach = variant.reference(&last_only)?.0.grad_h_norm;
-        if gpu_result.is_none() {
-            clip = clip_report(variant.clip, before, &g);
+    /// One line for stderr when the run failed: the failed tensors, and the `--save` skipped.
+    pub fn failure_line(&self, args: &Args) -> Option<String> {
+        if !self.failed() {
+            return None;
         }
-        Some((g, reach))
-    } else {
-        None
-    };
+        let mut line = format!("the check failed: {}", self.report.problems.join("; "));
+        if let Some(path) = &args.save {
+            line.push_str(&format!(
+                "; --save {} skipped (an existing file is left as it was)",
+                one_line(&path.display().to_string())
+            ));
+        }
+        Some(line)
+    }
 
-    if let (Some((g, g_reach)), Some((r, r_reach))) = (&gpu_result, &ref_result) {
-        let pairs = g.tensors().into_iter().zip(r.tensors()).map(|((n, a), (_, b))| (n, a, b));
-        for (name, a, b) in pairs.chain([("grad_h_norm_from_last", &g_reach[..], &r_reach[..])]) {
-            let e = rel_err(a, b);
-            if e.is_nan() || e > args.tolerance {
-                problems.push(format!("{name}: relative error {e:.3e} exceeds the tolerance {:e}", args.tolerance));
+    /// Writes the files the arguments ask for, after the report is out: the plot, then the
+    /// result (`--save`), last and only if the run did not fail. Returns a line per file
+    /// written.
+    pub fn write_files(&self, args: &Args) -> Result<Vec<String>> {
+        let mut written = Vec::new();
+        if let Some(path) = &args.plot {
+            plot_profiles(path, &self.plot.0, &self.plot.1).map_err(|e| match (e, &args.save) {
+                // The save comes only after everything else succeeded: say it was not written.
+                (Error::Io { path, reason }, Some(save)) => Error::Io {
+                    path,
+                    reason: format!(
+                        "{reason}; --save {} skipped (an existing file is left as it was)",
+                        one_line(&save.display().to_string())
+                    ),
+                },
+                (e, _) => e,
+            })?;
+            written.push(format!("plot written to {}", one_line(&path.display().to_string())));
+        }
+        if let (Some(path), Some(result), false) = (&args.save, &self.result, self.failed()) {
+            let r = &self.report;
+            let mut meta = BTreeMap::new();
+            meta.insert(
+                "command_line".to_string(),
+                std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
+            );
+            meta.insert("result_from".to_string(), r.result_from.to_string());
+            if let Some(a) = &r.adapter {
+                meta.insert("adapter".to_string(), a.to_string());
             }
-            rel.insert(name, e);
+            crate::io::save_grads(path, result, &r.shape, args.save_states, &meta)?;
+            written.push(format!("saved the loss and gradients to {}", one_line(&path.display().to_string())));
         }
+        Ok(written)
     }
-
-    let ((result, reach), from) = match (gpu_result, fast_result, ref_result) {
-        (Some(g), _, _) => (g, "gpu"),
-        (None, Some(g), _) => (g, "cpu"),
-        (None, None, Some(g)) => (g, "cpu-ref"),
-        _ => unreachable!("every --compute value runs at least one path"),
-    };
-    let grad_norms = result.tensors().into_iter().filter(|(n, _)| n.starts_with("grad_") && *n != "grad_h_norm");
-    let grad_norms = grad_norms.map(|(n, v)| (n, crate::model::norm(v))).collect();
-    let fl = flops::flops(shape);
-    let gpu_total = timings.gpu_total;
-    let ran_gpu = from == "gpu";
-    let spectral_radius = crate::linalg::spectral_radius(&p.params.w_hh, shape.hidden);
-    let reach_growth_factor = fit_growth_factor(&reach);
-    let report = Report {
-        adapter,
-        shape,
-        activation: p.activation,
-        loss_fn: p.loss_fn(),
-        loss_at: p.loss_at,
-        bias: p.has_bias(),
-        seed: args.load.is_none().then_some(args.seed),
-        compute: args.compute,
-        variant: variant.describe(),
-        spectral_radius,
-        largest_singular_value: crate::linalg::largest_singular_value(&p.params.w_hh, shape.hidden),
-        loss: result.loss,
-        result_from: from,
-        grad_norms,
-        grad_h_norm: result.grad_h_norm.clone(),
-        reach_summary: reach_growth_factor
-            .map(|f| format!("{} (spectral radius of w_hh: {spectral_radius:.3})", describe_reach(f, shape.steps))),
-        grad_h_norm_from_last: reach,
-        reach_growth_factor,
-        clip,
-        rel_err: rel,
-        tolerance: args.tolerance,
-        pass: problems.is_empty(),
-        problems,
-        timings_ms: timings.clone(),
-        schedule: ran_gpu.then(|| args.schedule.name()),
-        gpu_stages_ms: gpu_stages,
-        timing_source,
-        repeat,
-        cpu_repeat,
-        dispatches,
-        gpu_memory_bytes: memory,
-        flops: fl,
-        gpu_gflops: gpu_total.map(|ms| fl / (ms * 1e6)),
-        gpu_gbps: gpu_total.map(|ms| {
-            let bytes = match args.schedule {
-                Schedule::Fused => flops::bytes_fused(shape),
-                Schedule::Stepwise => flops::bytes_stepwise(shape),
-            };
-            bytes / (ms * 1e6)
-        }),
-        gpu_dispatch_floor_ms: floor,
-        // The floor is one pass of empty dispatches: compare it with the passes themselves.
-        gpu_total_over_floor: floor
-            .zip(timings.gpu_forward.zip(timings.gpu_backward))
-            .map(|(f, (fw, bw))| (fw + bw) / f),
-        gpu_us_per_step: gpu_total.map(|ms| ms * 1e3 / shape.steps as f64),
-        speedup_vs_cpu: match (timings.cpu_total, gpu_total) {
-            (Some(c), Some(g)) => Some(c / g),
-            _ => None,
-        },
-        sweep: Vec::new(),
-    };
-    Ok((report, result))
 }

@@ -39,6 +39,7 @@ fn bad_combinations_exit_2_with_one_line() {
         &["train", "--task", "copy", "--truncate", "5", "--compute", "cpu"],
         &["train", "--init-from", "m.safetensors", "--init-recurrent", "identity"],
         &["train", "--plot", "curve.pdf"],
+        &["train", "--save-model", "/no/such/folder/m.safetensors"],
         &["train", "--iters", "0"],
         &["train", "--no-such-flag"],
     ] {

@@ -1,15 +1,16 @@
-//! The dispatch-latency floor: 2T empty dispatches in one compute pass. A schedule with one
-//! dispatch per step each way cannot beat this at small batch, however fast its kernels.
+//! The dispatch-latency floor: 2T empty dispatches, in compute passes of at most
+//! `MAX_DISPATCHES_PER_PASS` as the schedules record them. A schedule with one dispatch per
+//! step each way cannot beat this at small batch, however fast its kernels.
 
 use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
 use super::kernels::{Kernel, PARAMS_SIZE, params};
-use super::{GpuContext, read_buffer};
+use super::{GpuContext, MAX_DISPATCHES_PER_PASS, read_buffer};
 use crate::error::Result;
 
-/// Milliseconds for `count` empty dispatches in one pass: the median of `repeat` runs after a
+/// Milliseconds for `count` empty dispatches (in passes of at most `MAX_DISPATCHES_PER_PASS`): the median of `repeat` runs after a
 /// warm-up, from timestamp queries where the adapter has them, else the host clock.
 pub fn dispatch_floor_ms(ctx: &GpuContext, count: u32, repeat: usize) -> Result<f64> {
     let device = &ctx.device;
@@ -54,17 +55,22 @@ pub fn dispatch_floor_ms(ctx: &GpuContext, count: u32, repeat: usize) -> Result<
     let mut times = Vec::new();
     for run in 0..=repeat {
         let mut encoder = device.create_command_encoder(&Default::default());
-        {
+        let passes = (count as usize).div_ceil(MAX_DISPATCHES_PER_PASS).max(1);
+        for n in 0..passes {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("empty dispatches"),
-                timestamp_writes: stamps.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: Some(0),
-                    end_of_pass_write_index: Some(1),
+                // The first pass's start and the last one's end (wgpu refuses a stamp with neither).
+                timestamp_writes: stamps.as_ref().filter(|_| n == 0 || n + 1 == passes).map(|(set, _, _)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: (n == 0).then_some(0),
+                        end_of_pass_write_index: (n + 1 == passes).then_some(1),
+                    }
                 }),
             });
             pass.set_pipeline(pipelines.pipeline(Kernel::Empty));
-            for _ in 0..count {
+            let in_this_pass = (count as usize - n * MAX_DISPATCHES_PER_PASS).min(MAX_DISPATCHES_PER_PASS);
+            for _ in 0..in_this_pass {
                 pass.set_bind_group(0, &bind_group, &[0]);
                 pass.dispatch_workgroups(1, 1, 1);
             }

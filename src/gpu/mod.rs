@@ -53,6 +53,11 @@ const RESULTS: [&str; 8] =
     ["clip_norms", "loss", "grad_w_hx", "grad_w_hh", "grad_w_qh", "grad_b_h", "grad_b_q", "grad_h_norm"];
 /// Timestamp slots: enough for a stamp before every stage and at the end of each pass.
 const QUERIES: u32 = 16;
+/// The most dispatches recorded in one compute pass. Software adapters crash on passes of
+/// tens of thousands of dispatches (lavapipe segfaults near 60000), which long sequences reach
+/// at one dispatch per step; splitting a phase into passes of this size costs a pass boundary
+/// every few thousand steps.
+pub const MAX_DISPATCHES_PER_PASS: usize = 4096;
 
 pub struct GpuBptt {
     shape: Shape,
@@ -282,9 +287,10 @@ impl GpuBptt {
         }
     }
 
-    /// Records one compute pass with every dispatch of `phase`. Timestamps go to query slots
-    /// from `first_query` on: one before each stage and one at the end where the adapter allows
-    /// stamps inside passes, else one at the pass's start and end. Returns the stages stamped
+    /// Records every dispatch of `phase`, in compute passes of at most
+    /// `MAX_DISPATCHES_PER_PASS`. Timestamps go to query slots from `first_query` on: one
+    /// before each stage and one at the end where the adapter allows stamps inside passes, else
+    /// one at the first pass's start and one at the last pass's end. Returns the stages stamped
     /// and the next free slot.
     fn record_pass(
         &self,
@@ -294,19 +300,33 @@ impl GpuBptt {
         first_query: u32,
     ) -> (Vec<Stage>, u32) {
         let set = self.timestamps.as_ref().map(|(set, _)| set);
-        let pass_stamps = set.filter(|_| !self.stage_stamps).map(|set| wgpu::ComputePassTimestampWrites {
-            query_set: set,
-            beginning_of_pass_write_index: Some(first_query),
-            end_of_pass_write_index: Some(first_query + 1),
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(if phase == Phase::Forward { "forward" } else { "backward" }),
-            timestamp_writes: pass_stamps,
-        });
+        let items: Vec<(usize, &Dispatch)> =
+            self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase).collect();
+        let passes = items.len().div_ceil(MAX_DISPATCHES_PER_PASS).max(1);
+        let label = if phase == Phase::Forward { "forward" } else { "backward" };
+        let begin = |encoder: &mut wgpu::CommandEncoder, n: usize| {
+            // Only the first pass's start and the last one's end are stamped (wgpu refuses a
+            // pass stamp with neither).
+            let ends = n == 0 || n + 1 == passes;
+            let pass_stamps = set.filter(|_| !self.stage_stamps && ends).map(|set| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: (n == 0).then_some(first_query),
+                end_of_pass_write_index: (n + 1 == passes).then_some(first_query + 1),
+            });
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: pass_stamps })
+                .forget_lifetime()
+        };
         let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
         let mut stages: Vec<Stage> = Vec::new();
         let mut query = first_query;
-        for (i, d) in self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase) {
+        let mut pass = begin(encoder, 0);
+        for (k, (i, d)) in items.iter().enumerate() {
+            if k > 0 && k % MAX_DISPATCHES_PER_PASS == 0 {
+                // End this pass before the next one begins on the same encoder.
+                drop(pass);
+                pass = begin(encoder, k / MAX_DISPATCHES_PER_PASS);
+            }
             if stages.last() != Some(&d.stage) {
                 stages.push(d.stage);
                 if let (Some(set), true) = (set, self.stage_stamps) {
@@ -322,7 +342,7 @@ impl GpuBptt {
             };
             let (gx, gy) = spread(groups, max_dim);
             pass.set_pipeline(self.pipelines.pipeline(kernel));
-            pass.set_bind_group(0, &self.bind_groups[&d.binding], &[(i as u64 * self.slot) as u32]);
+            pass.set_bind_group(0, &self.bind_groups[&d.binding], &[(*i as u64 * self.slot) as u32]);
             pass.dispatch_workgroups(gx, gy, 1);
         }
         match (set, self.stage_stamps) {

@@ -8,91 +8,96 @@
 //! Results: `loss []`, `grad_w_hx`, `grad_w_hh`, `grad_w_qh`, `grad_b_h`, `grad_b_q`,
 //! `grad_h0`, `grad_h_norm [T]`, and with states `h [T,B,h]`, `o [T,B,q]`, written as F32.
 //!
-//! Reading is strict: every problem with a file (unknown tensor, wrong rank, size or dtype,
-//! bad value, malformed bytes) is an error naming the tensor, exit code 2. Writing is atomic:
-//! a temporary file in the destination's folder, fsynced, then renamed over the destination.
+//! Reading is strict: only regular files, a header of at most 100 MB without repeated keys, and
+//! every problem with a file (unknown tensor, wrong rank, size or dtype, bad value, malformed
+//! bytes) is an error naming the tensor, exit code 2. Writing is atomic (`write_atomic`).
 
+mod atomic;
 mod grads;
+mod header;
 mod model_file;
+mod paths;
 mod problem;
 mod tensor;
 
+pub use atomic::{write_atomic, write_atomic_with};
 pub use grads::{LoadedGrads, load_grads, save_grads};
 pub use model_file::{ModelFile, load_model, save_model};
-pub use problem::{load_problem, save_problem};
+pub use paths::{check_output_path, open_regular, read_regular, same_file};
+pub use problem::{Overrides, load_problem, load_problem_with, save_problem};
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::SafeTensors;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line, quote};
 
-/// Reads a whole file. A file that is missing or unreadable is the user's mistake (exit 2).
+/// The largest safetensors header accepted (the JSON before the tensors' bytes).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Reads a safetensors file: a regular file only, its header length checked (at most
+/// `MAX_HEADER_BYTES`, within the file) before anything else is read, and the whole file
+/// checked against the memory available. Problems are the user's (exit 2).
 fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))
+    let shown = || one_line(&path.display().to_string());
+    let (mut f, len) = open_regular(path)?;
+    let mut prefix = [0u8; 8];
+    if len < 8 || f.read_exact(&mut prefix).is_err() {
+        return Err(Error::Invalid(format!(
+            "{}: not a valid safetensors file: {len} bytes, shorter than the 8-byte header length",
+            shown()
+        )));
+    }
+    let header = u64::from_le_bytes(prefix);
+    if header > MAX_HEADER_BYTES {
+        return Err(Error::Invalid(format!(
+            "{}: not a valid safetensors file: its header claims {header} bytes, more than the {MAX_HEADER_BYTES} accepted",
+            shown()
+        )));
+    }
+    if header > len - 8 {
+        return Err(Error::Invalid(format!(
+            "{}: not a valid safetensors file (truncated): its header claims {header} bytes, the file has {}",
+            shown(),
+            len - 8
+        )));
+    }
+    crate::memory::check_host(len, &format!("reading {}", shown()), "")?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&prefix);
+    f.take(len - 8).read_to_end(&mut bytes).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", shown())))?;
+    Ok(bytes)
 }
 
-/// Parses safetensors bytes, returning the tensors and the header's `__metadata__`.
+/// Parses safetensors bytes, returning the tensors and the header's `__metadata__`. A header
+/// with a key twice (which JSON parsers resolve silently, last one wins) is refused.
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
-    let malformed = |e: safetensors::SafeTensorError| {
-        Error::Invalid(format!("{}: not a valid safetensors file (truncated or malformed): {e}", path.display()))
+    let malformed = |e: String| {
+        Error::Invalid(format!(
+            "{}: not a valid safetensors file (truncated or malformed): {}",
+            one_line(&path.display().to_string()),
+            quote(&e)
+        ))
     };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(malformed)?;
+    let n = bytes.get(..8).map_or(0, |p| u64::from_le_bytes(p.try_into().expect("8 bytes")) as usize);
+    if let Some(json) = bytes.get(8..8 + n) {
+        header::reject_duplicate_keys(json).map_err(malformed)?;
+    }
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| malformed(e.to_string()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let tensors = SafeTensors::deserialize(bytes).map_err(malformed)?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| malformed(e.to_string()))?;
     Ok((tensors, metadata))
 }
 
 /// Adds the file's path to an error about its contents, so a message read on its own says
 /// which file is wrong.
 fn in_file(e: Error, path: &Path) -> Error {
+    let shown = one_line(&path.display().to_string());
     match e {
-        Error::Tensor { tensor, reason } => {
-            Error::Tensor { tensor, reason: format!("{reason} (in {})", path.display()) }
-        }
-        Error::Invalid(msg) => Error::Invalid(format!("{}: {msg}", path.display())),
+        Error::Tensor { tensor, reason } => Error::Tensor { tensor, reason: format!("{reason} (in {shown})") },
+        Error::Invalid(msg) => Error::Invalid(format!("{shown}: {msg}")),
         other => other,
     }
-}
-
-/// Writes `bytes` to `path` atomically: a reader (or a crash) sees either the old file or the
-/// whole new one, never a partial write. The temporary file `.NAME.tmp-PID-N` sits in the same
-/// folder because a rename is only atomic within one file system. On any failure the temporary
-/// file is removed and an existing destination is left as it was.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    // Distinguishes saves from several threads of one process.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io_err = |reason: String| Error::Io { path: path.display().to_string(), reason };
-    let name = path.file_name().ok_or_else(|| io_err("cannot write: the path does not name a file".into()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let tmp = dir.join(tmp_name);
-
-    // create_new: never truncate someone else's file; only what we created is ours to remove.
-    let mut f =
-        OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io_err(format!("cannot write: {e}")))?;
-    let written = (|| {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(format!("cannot write: {e}")));
-    }
-    // Make the rename itself durable. Best effort: not every platform lets a folder be opened.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

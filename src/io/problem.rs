@@ -6,20 +6,34 @@ use std::path::Path;
 use safetensors::SafeTensors;
 
 use super::tensor::{self, Dims, floats, ints, optional, required};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 use crate::model::{Activation, LossAt, LossFn, Params, Problem, Shape, Targets};
 
-/// The tensor names a problem file may hold (DEVELOPERS.md).
+/// The tensor names a problem file may hold (README, Files).
 const INPUTS: [&str; 9] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q", "x", "h0", "y", "labels"];
+
+/// Settings given on the command line, which apply instead of the file's `__metadata__` and
+/// must not contradict it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    pub activation: Option<Activation>,
+    pub loss: Option<LossFn>,
+    pub loss_at: Option<LossAt>,
+}
 
 /// Reads a problem. `activation` and `loss` (from the command line) apply where given; else
 /// the file's `__metadata__` says; else identity, and the loss that the targets present imply.
 /// A given value that contradicts the metadata, or a loss that contradicts the targets, is an
 /// error. All sizes are inferred from the tensors and cross-checked.
 pub fn load_problem(path: &Path, activation: Option<Activation>, loss: Option<LossFn>) -> Result<Problem> {
+    load_problem_with(path, &Overrides { activation, loss, loss_at: None })
+}
+
+/// `load_problem` with every setting the metadata may hold (`loss_at` too) given or not.
+pub fn load_problem_with(path: &Path, given: &Overrides) -> Result<Problem> {
     let bytes = super::read_bytes(path)?;
     let (st, metadata) = super::parse(path, &bytes)?;
-    from_tensors(&st, &metadata, activation, loss).map_err(|e| super::in_file(e, path))
+    from_tensors(&st, &metadata, given).map_err(|e| super::in_file(e, path))
 }
 
 /// Writes a problem's inputs as F64 (labels I64), with `loss`, `activation` and `loss_at` in
@@ -61,29 +75,19 @@ fn loss_at_name(l: LossAt) -> &'static str {
     }
 }
 
-fn from_tensors(
-    st: &SafeTensors,
-    metadata: &HashMap<String, String>,
-    activation: Option<Activation>,
-    loss: Option<LossFn>,
-) -> Result<Problem> {
+fn from_tensors(st: &SafeTensors, metadata: &HashMap<String, String>, given: &Overrides) -> Result<Problem> {
     tensor::reject_unknown(st, &INPUTS)?;
     let activation = resolve(
         "activation",
-        activation,
+        given.activation,
         metadata,
         &[Activation::Identity, Activation::Tanh, Activation::Relu],
         Activation::name,
     )?
     .map_or(Activation::default(), |(a, _)| a);
-    let loss = resolve("loss", loss, metadata, &[LossFn::Mse, LossFn::Xent], LossFn::name)?;
-    let loss_at = match metadata.get("loss_at").map(String::as_str) {
-        None | Some("all") => LossAt::All,
-        Some("last") => LossAt::Last,
-        Some(other) => {
-            return Err(Error::Invalid(format!("the file's metadata loss_at={other} is not one of: all last")));
-        }
-    };
+    let loss = resolve("loss", given.loss, metadata, &[LossFn::Mse, LossFn::Xent], LossFn::name)?;
+    let loss_at = resolve("loss_at", given.loss_at, metadata, &[LossAt::All, LossAt::Last], loss_at_name)?
+        .map_or(LossAt::default(), |(l, _)| l);
 
     // Every size is learned from the first tensor that has it, in this order: h and d from
     // w_hx, q from w_qh, T and B from x; later tensors must agree.
@@ -188,7 +192,7 @@ enum Source {
 impl Source {
     fn describe(self, key: &str, value: &str) -> String {
         match self {
-            Source::Argument => format!("--{key} {value}"),
+            Source::Argument => format!("--{} {value}", key.replace('_', "-")),
             Source::Metadata => format!("the file's metadata {key}={value}"),
         }
     }
@@ -207,13 +211,16 @@ fn resolve<V: Copy + PartialEq>(
         None => None,
         Some(s) => Some(values.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
             let known: Vec<&str> = values.iter().map(|&v| name(v)).collect();
-            Error::Invalid(format!("the file's metadata {key}={s} is not one of: {}", known.join(" ")))
+            Error::Invalid(format!("the file's metadata {key}={} is not one of: {}", quote(s), known.join(" ")))
         })?),
     };
     match (arg, from_file) {
-        (Some(a), Some(f)) if a != f => {
-            Err(Error::Invalid(format!("--{key} {} contradicts the file's metadata {key}={}", name(a), name(f))))
-        }
+        (Some(a), Some(f)) if a != f => Err(Error::Invalid(format!(
+            "--{} {} contradicts the file's metadata {key}={}",
+            key.replace('_', "-"),
+            name(a),
+            name(f)
+        ))),
         (Some(a), _) => Ok(Some((a, Source::Argument))),
         (None, Some(f)) => Ok(Some((f, Source::Metadata))),
         (None, None) => Ok(None),

@@ -89,7 +89,8 @@ pub(super) fn ints(name: &str, v: &TensorView) -> Result<Vec<i64>> {
 /// Fails naming every tensor in the file that is not in `allowed`: a misspelt name (`w_xh`)
 /// must not be silently ignored.
 pub(super) fn reject_unknown(st: &SafeTensors, allowed: &[&str]) -> Result<()> {
-    let mut unknown: Vec<&str> = st.names().into_iter().filter(|n| !allowed.contains(n)).collect();
+    let mut unknown: Vec<String> =
+        st.names().into_iter().filter(|n| !allowed.contains(n)).map(crate::error::quote).collect();
     if unknown.is_empty() {
         return Ok(());
     }

@@ -13,7 +13,10 @@ use crate::error::Result;
 const SAMPLE_STREAM: u64 = 11;
 
 pub fn run(a: &TrainArgs) -> Result<TrainReport> {
-    // A missing font would otherwise only show after the training.
+    // A missing font or an unwritable output would otherwise only show after the training.
+    for path in a.save_model.iter().chain(&a.plot) {
+        crate::io::check_output_path(path)?;
+    }
     if let Some(path) = &a.plot {
         crate::plot::register_font(path)?;
     }

@@ -1,0 +1,144 @@
+//! What may be read and what may be replaced: inputs must be regular files (never a device, a
+//! FIFO or a folder, which would read forever or block), outputs must be absent or regular
+//! files in a writable folder. Both are checked before any work, so a run never computes for
+//! minutes and then fails on a path.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result, one_line};
+
+/// What is at `path`, in words, when it is not a regular file.
+fn kind(m: &fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        return "a folder";
+    }
+    if t.is_symlink() {
+        return "a symbolic link";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
+}
+
+fn refuse(path: &Path, why: String) -> Error {
+    Error::Invalid(format!("{}: {why}", one_line(&path.display().to_string())))
+}
+
+/// Checks that `path` can be written by replacing it: it names a file, is absent or a regular
+/// file (not a symbolic link, device, FIFO or folder), and its folder exists and is writable.
+/// Refusals are bad arguments (exit 2). Call it for every output before computing anything.
+pub fn check_output_path(path: &Path) -> Result<()> {
+    if path.file_name().is_none() || path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(refuse(path, "does not name a file".into()));
+    }
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(m) => {
+            return Err(refuse(path, format!("is {}; bptt only replaces regular files (give another path)", kind(&m))));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(refuse(path, format!("cannot be checked: {e}"))),
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(refuse(path, format!("{} is not a folder", one_line(&dir.display().to_string())))),
+        Err(e) => {
+            return Err(refuse(
+                path,
+                format!("the folder {} cannot be used: {e}", one_line(&dir.display().to_string())),
+            ));
+        }
+    }
+    if !writable(dir) {
+        return Err(refuse(path, format!("the folder {} is not writable", one_line(&dir.display().to_string()))));
+    }
+    Ok(())
+}
+
+/// Whether a file can be created in `dir` by this process (a read-only file system counts).
+#[cfg(unix)]
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; access only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(dir: &Path) -> bool {
+    fs::metadata(dir).is_ok_and(|m| !m.permissions().readonly())
+}
+
+/// Opens `path` for reading if it is a regular file (a symbolic link to one is fine), and
+/// returns it with its size. A FIFO is refused without opening it (opening one blocks until
+/// a writer comes), and so are devices (`/dev/zero` would be read until memory runs out).
+pub fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let unreadable = |e: std::io::Error| refuse(path, format!("cannot read: {e}"));
+    let m = fs::metadata(path).map_err(unreadable)?;
+    if !m.is_file() {
+        return Err(refuse(path, format!("is {}; expected a regular file", kind(&m))));
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // Never block in open(), should the path have become a FIFO since the check above.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = options.open(path).map_err(unreadable)?;
+    let m = f.metadata().map_err(unreadable)?;
+    if !m.is_file() {
+        return Err(refuse(path, format!("is {}; expected a regular file", kind(&m))));
+    }
+    Ok((f, m.len()))
+}
+
+/// Reads a whole regular file of at most `limit` bytes.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let (f, len) = open_regular(path)?;
+    if len > limit {
+        return Err(refuse(path, format!("is {}, more than the {} this reader accepts", human(len), human(limit))));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(limit).read_to_end(&mut bytes).map_err(|e| refuse(path, format!("cannot read: {e}")))?;
+    Ok(bytes)
+}
+
+fn human(bytes: u64) -> String {
+    crate::gpu::buffers::human_bytes(bytes)
+}
+
+/// Whether `a` and `b` name the same existing file (hard links and other spellings too).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            x.dev() == y.dev() && x.ino() == y.ino()
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => fs::canonicalize(a).ok() == fs::canonicalize(b).ok(),
+        _ => false,
+    }
+}
