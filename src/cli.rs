@@ -11,7 +11,8 @@ use crate::model::{Activation, LossAt, LossFn};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compute {
-    /// GPU, checked against the f64 reference; the fast CPU path is timed too.
+    /// GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT
+    /// only: not under --truncate, --segments or --clip, as the report notes).
     #[default]
     Both,
     /// GPU only, no check.
@@ -35,9 +36,17 @@ pub enum Compute {
 /// tensor over the tolerance or a non-finite result) or a run-time failure; 2 bad arguments or
 /// input, including output paths that cannot be written and shapes over the memory available
 /// (checked before computing; BPTT_MAX_MEMORY=BYTES, e.g. 8G, sets the figure).
+///
+/// Environment: WGPU_BACKEND (backend names, comma-separated, read with --backend auto),
+/// WGPU_ADAPTER_NAME, BPTT_RECURRENT_LAYOUT (ROWSxCHUNKS[r]), BPTT_PLOT_FONT (a .ttf/.otf file
+/// for --plot), BPTT_MAX_MEMORY; an invalid value is an error (exit 2), never ignored.
 #[derive(Parser, Debug, Clone)]
+// allow_negative_numbers, and allow_hyphen_values on the float flags (for "-1e-3", "-inf",
+// "-1,2", which clap does not take for numbers): `--clip -1` is a value to refuse with the
+// flag's own rule, not an unknown argument.
 #[command(
     name = "bptt",
+    allow_negative_numbers = true,
     version,
     about,
     long_about,
@@ -62,7 +71,7 @@ pub struct Args {
     /// φ in h_t = φ(a_t) [default: identity].
     #[arg(long, value_enum)]
     pub activation: Option<Activation>,
-    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o)[label] [default: mse].
+    /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o) at the label [default: mse].
     #[arg(long, value_enum)]
     pub loss: Option<LossFn>,
     /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one)
@@ -77,7 +86,7 @@ pub struct Args {
     pub seed: u64,
     /// Rescale w_hh to this spectral radius: below 1 gradients shrink going back in time, above 1
     /// they grow.
-    #[arg(long, value_name = "R", value_parser = parse_radius, conflicts_with = "load")]
+    #[arg(long, value_name = "R", value_parser = parse_radius, allow_hyphen_values = true, conflicts_with = "load")]
     pub spectral_radius: Option<f64>,
     /// Draw h0 ~ N(0,1) instead of zeros.
     #[arg(long, conflicts_with = "load")]
@@ -91,7 +100,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Schedule::Fused)]
     pub schedule: Schedule,
     /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to PASS.
-    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance)]
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance, allow_hyphen_values = true)]
     pub tolerance: f64,
     /// Timed runs after a warm-up; the median is reported [default: enough to fill about 2 s,
     /// between 1 and 20].
@@ -112,7 +121,7 @@ pub struct Args {
     /// Truncated BPTT: K stops the backward recursion K steps back from each loss term (loss
     /// term s reaches h_t only if s − t < K); random:P cuts the carried gradient at each step
     /// with probability P and scales it by 1/(1−P) otherwise (Tallec & Ollivier 2017: unbiased).
-    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate)]
+    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate, allow_hyphen_values = true)]
     pub truncate: Option<TruncateArg>,
     /// Seed of the random cuts of --truncate random:P.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -121,15 +130,23 @@ pub struct Args {
     /// gradient is cut there ("detach"), and the GPU holds one segment at a time.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "truncate")]
     pub segments: Option<u32>,
-    /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g.
-    #[arg(long, value_name = "θ", value_parser = parse_tolerance, conflicts_with = "segments")]
+    /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g. Not with
+    /// --segments (refused): the GPU clips within one run, and with segments the whole
+    /// gradient exists only after the last segment's run.
+    #[arg(long, value_name = "θ", value_parser = parse_tolerance, allow_hyphen_values = true, conflicts_with = "segments")]
     pub clip: Option<f64>,
-    /// Draw ‖∂L/∂h_t‖ and the reach profile ‖∂L_T/∂h_t‖ against t on a log axis (.svg or .png).
+    /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis
+    /// (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
+    /// Draw the unrolled computation graph (x_t, h_t, o_t, ℓ_t, L and the parameters), each h_t
+    /// and each edge h_{t−1} → h_t coloured by ‖∂L/∂h_t‖ on a log scale (.svg, .png, or .dot
+    /// for Graphviz). Above 8 steps, the first and last 3 are drawn with an ellipsis between.
+    #[arg(long, value_name = "FILE", value_parser = parse_graph_path, conflicts_with = "sweep_radius")]
+    pub graph: Option<PathBuf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
-    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, conflicts_with_all = ["load", "spectral_radius", "save"])]
+    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
     pub sweep_radius: Option<Vec<f64>>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
@@ -145,7 +162,7 @@ pub struct Args {
     /// chose; after the report, unless the run failed (README, Files). Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// With --save, also write the states h [T,B,h] and o [T,B,q].
+    /// With --save, also write the states h (T×B×h) and o (T×B×q).
     #[arg(long, requires = "save")]
     pub save_states: bool,
 }
@@ -156,6 +173,11 @@ fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
         Some("svg") | Some("png") => Ok(p),
         _ => Err(format!("the plot is written as .svg or .png, not '{s}'")),
     }
+}
+
+fn parse_graph_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    crate::graph::GraphFormat::of(&p).map(|_| p)
 }
 
 /// `--truncate`'s value.
@@ -180,13 +202,21 @@ fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     }
 }
 
+/// A float flag's value; flags take hyphen values, so `--clip --json` lands here: say so.
+fn parse_number(s: &str) -> Result<f64, String> {
+    if s.starts_with("--") {
+        return Err(format!("a number is needed, not the flag '{s}'"));
+    }
+    s.parse().map_err(|_| format!("'{s}' is not a number"))
+}
+
 fn parse_radius(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let r = parse_number(s)?;
     if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
 }
 
 fn parse_tolerance(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let r = parse_number(s)?;
     if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
 }
 

@@ -16,7 +16,7 @@ pub fn reach_profile(p: &Problem) -> Vec<f64> {
 }
 
 /// The per-step factor by which a profile like `reach_profile`'s changes going BACK in time:
-/// exp(−slope) where slope is the least-squares slope of log(profile[t]) against t. So a
+/// exp(−slope) where slope is the least-squares slope of `log(profile[t])` against t. So a
 /// factor < 1 means the gradient vanishes going back (shrinks ×factor per step), > 1 means it
 /// explodes.
 ///

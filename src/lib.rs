@@ -1,7 +1,7 @@
 //! bptt: backpropagation through time for a simple RNN, on any GPU through wgpu, checked
 //! against an f64 CPU reference.
 //!
-//! The model (DEVELOPERS.md): a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h), h_t = φ(a_t),
+//! The model (README, "The model"): a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h), h_t = φ(a_t),
 //! o_t = h_t·w_qhᵀ (+ b_q), L = 1/(T·B) Σ_t Σ_b ℓ(o_tb, y_tb).
 //!
 //! Load a problem, run it on the GPU, check it, save the result:
@@ -19,6 +19,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `examples/from_rust.rs` is the same with a random problem, as a program of its own (README,
+//! "From Rust"). The modules: `model` (the types), `problem` (seeded random problems), `io`
+//! (safetensors), `cpu` (the f64 reference and the fast f32 path), `gpu` (wgpu and the WGSL
+//! kernels), `variant` (truncation, segments, clipping on every path), `diagnostics` (the reach
+//! profile), `report`, `plot` and `graph` (the command's outputs).
 
 mod api;
 pub mod cli;
@@ -28,6 +34,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod flops;
 pub mod gpu;
+pub mod graph;
 pub mod io;
 pub mod linalg;
 pub mod memory;

@@ -45,11 +45,13 @@ fn main() -> ExitCode {
         }
     };
     if args.list_adapters {
-        let adapters = bptt::gpu::list_adapters(args.backend);
-        if adapters.is_empty() {
-            say_error(&format!("no adapters found. To get one, {}", bptt::gpu::adapter::HOW_TO_GET_AN_ADAPTER));
-            return ExitCode::from(1);
-        }
+        let adapters = match bptt::gpu::list_adapters(args.backend) {
+            Ok(a) => a,
+            Err(e) => {
+                say_error(&e.to_string());
+                return ExitCode::from(e.exit_code() as u8);
+            }
+        };
         let list: String = adapters.iter().map(|a| format!("{a}\n")).collect();
         return match print_out(&list) {
             Err(code) => code,

@@ -1,4 +1,4 @@
-//! The model of DEVELOPERS.md as types: shapes, parameters, a sequence, and the result of one
+//! The model of README's "The model" section as types: shapes, parameters, a sequence, and the result of one
 //! forward + backward pass. Everything is validated when it is built, so the CPU and GPU paths
 //! can trust their inputs. Values are kept in f64 (the reference's precision); the GPU path
 //! converts to f32 when it uploads.
@@ -94,10 +94,10 @@ impl Activation {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LossFn {
-    /// ℓ = ½‖o − y‖² against targets y [T,B,q].
+    /// ℓ = ½‖o − y‖² against targets y of shape T×B×q.
     #[default]
     Mse,
-    /// ℓ = −log softmax(o)[label] against labels [T,B] in [0,q).
+    /// ℓ = −log softmax(o) at the label, against labels of shape T×B, each in 0..q.
     Xent,
 }
 
@@ -130,9 +130,9 @@ pub struct Params {
     pub w_hh: Vec<f64>,
     /// [q, h]
     pub w_qh: Vec<f64>,
-    /// [h], when biases are on
+    /// `[h]`, when biases are on
     pub b_h: Option<Vec<f64>>,
-    /// [q], when biases are on
+    /// `[q]`, when biases are on
     pub b_q: Option<Vec<f64>>,
 }
 
@@ -251,13 +251,13 @@ pub struct Grads {
     pub grad_w_hh: Vec<f64>,
     /// [q, h]
     pub grad_w_qh: Vec<f64>,
-    /// [h], when biases are on
+    /// `[h]`, when biases are on
     pub grad_b_h: Option<Vec<f64>>,
-    /// [q], when biases are on
+    /// `[q]`, when biases are on
     pub grad_b_q: Option<Vec<f64>>,
     /// [B, h]
     pub grad_h0: Vec<f64>,
-    /// [T]: ‖∂L/∂h_t‖, Frobenius over the batch, t = 1..T
+    /// `[T]`: ‖∂L/∂h_t‖, Frobenius over the batch, t = 1..T
     pub grad_h_norm: Vec<f64>,
     /// [T, B, h]: h_1..h_T (empty when a path does not keep them)
     pub h: Vec<f64>,

@@ -1,11 +1,14 @@
 //! Line plots of per-step profiles (‖∂L/∂h_t‖, the reach profile) against t = 1..T on a log
-//! y axis, as SVG or PNG by the file's extension, with plotters.
+//! y axis, as SVG or PNG by the file's extension, with plotters. A run's plot (`report_series`)
+//! gives each spectral radius one colour, ‖∂L/∂h_t‖ a solid line and the reach profile a dashed
+//! one; where the two are the same numbers (`--loss-at last`) one line stands for both.
 //!
 //! Text: plotters is built with its pure-Rust `ab_glyph` font backend (no fontconfig or
 //! FreeType to build or link), which needs a TrueType font registered at run time, for both
 //! formats (the SVG's layout is measured with it too). We load one from `$BPTT_PLOT_FONT` or
 //! the usual system locations (DejaVu Sans, Liberation Sans, Arial, …); when none is there the
-//! plot fails with one line naming the fix.
+//! plot fails with one line naming the fix. A `$BPTT_PLOT_FONT` that is no usable font is an
+//! error, not a silent fallback.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -20,12 +23,72 @@ use crate::error::{Error, Result};
 pub struct Series {
     pub label: String,
     pub values: Vec<f64>,
+    /// Index of its colour (`series_color`); None: the series' own position in the plot.
+    pub color: Option<usize>,
+    /// Drawn dashed (at `DASHED_WIDTH`) instead of solid (at `SOLID_WIDTH`).
+    pub dashed: bool,
 }
 
 impl Series {
     pub fn new(label: impl Into<String>, values: Vec<f64>) -> Self {
-        Series { label: label.into(), values }
+        Series { label: label.into(), values, color: None, dashed: false }
     }
+
+    pub fn with_color(mut self, color: usize) -> Self {
+        self.color = Some(color);
+        self
+    }
+
+    pub fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
+    }
+}
+
+/// Stroke widths, in pixels: solid data lines, dashed ones (a little heavier, as dashes read
+/// lighter), and the legend's samples.
+pub const SOLID_WIDTH: u32 = 2;
+pub const DASHED_WIDTH: u32 = 3;
+pub const LEGEND_WIDTH: u32 = 4;
+/// Dash and gap lengths of dashed lines, in pixels.
+const DASH: (u32, u32) = (9, 6);
+
+/// A run's profiles as series: ‖∂L/∂h_t‖ solid and the reach profile ‖∂L_T/∂h_t‖ dashed, both
+/// in colour `color`, labelled with `suffix` (e.g. " ρ=0.9"). When the two hold the same
+/// numbers (a loss at the last step only makes ‖∂L/∂h_t‖ the reach profile), one solid line
+/// stands for both.
+pub fn report_series(r: &crate::report::Report, color: usize, suffix: &str) -> Vec<Series> {
+    if r.grad_h_norm == r.grad_h_norm_from_last {
+        return vec![
+            Series::new(
+                format!("‖∂L/∂h_t‖ = reach ‖∂L_T/∂h_t‖ (loss at the last step only){suffix}"),
+                r.grad_h_norm.clone(),
+            )
+            .with_color(color),
+        ];
+    }
+    vec![
+        Series::new(format!("‖∂L/∂h_t‖{suffix}"), r.grad_h_norm.clone()).with_color(color),
+        Series::new(format!("reach ‖∂L_T/∂h_t‖{suffix}"), r.grad_h_norm_from_last.clone()).with_color(color).dashed(),
+    ]
+}
+
+/// A run's plot title: the shape, φ, the radius (or `radii` of a sweep), and what is computed
+/// beyond plain BPTT (truncation, segments, clipping).
+pub fn report_title(r: &crate::report::Report, radii: Option<&[f64]>) -> String {
+    let radius = match radii {
+        Some(radii) => radii.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+        None => format!("{:.3}", r.spectral_radius),
+    };
+    let mut title = format!("{}, {}, spectral radius {radius}", r.shape, r.activation.name());
+    // The variant's lines, shortened to their first clause ("truncated 8 steps back from each
+    // loss term" → "truncated 8 steps back"; "4 segments, gradient cut …" → "4 segments").
+    for v in &r.variant {
+        let short = v.split([',', '(']).next().unwrap_or(v).trim().trim_end_matches(" from each loss term");
+        title.push_str("; ");
+        title.push_str(short);
+    }
+    title
 }
 
 /// The environment variable that names a .ttf/.otf font for plot text.
@@ -75,31 +138,49 @@ pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> 
     }
 }
 
+/// Finds and registers the plot's font now, so that a missing or bad font is refused before
+/// any computing (`run` calls it when `--plot` is given). A `BPTT_PLOT_FONT` that is not a
+/// usable font is an error (exit 2), never a silent fallback to a system font.
+pub fn check_font(plot: &Path) -> Result<()> {
+    register_font(plot)
+}
+
 /// Registers a font for plotters once per process; the error names the fix.
 pub(crate) fn register_font(path: &Path) -> Result<()> {
-    static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    // (bad input: BPTT_PLOT_FONT names no usable font, the message) or (no font anywhere).
+    static FONT: OnceLock<std::result::Result<(), (bool, String)>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let from_env = std::env::var_os(FONT_ENV).map(std::path::PathBuf::from);
-        let candidates = from_env.iter().cloned().chain(FONT_CANDIDATES.iter().map(std::path::PathBuf::from));
-        for candidate in candidates {
+        let try_font = |candidate: &Path| -> std::result::Result<(), String> {
             // Regular files of at most 64 MB only: `BPTT_PLOT_FONT=/dev/zero` must not read forever.
-            let Ok(bytes) = crate::io::read_regular(&candidate, 64 << 20) else {
-                continue;
-            };
+            let bytes = crate::io::read_regular(candidate, 64 << 20).map_err(|e| e.to_string())?;
             // plotters keeps fonts for the whole process ('static); this runs at most once.
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                return Ok(());
-            }
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| "not a TrueType or OpenType font".to_string())
+        };
+        if let Some(from_env) = std::env::var_os(FONT_ENV) {
+            let from_env = std::path::PathBuf::from(from_env);
+            return try_font(&from_env).map_err(|why| {
+                let why = why.strip_prefix("invalid input: ").unwrap_or(&why).to_string();
+                let at = crate::error::quote(&from_env.display().to_string());
+                (true, format!("{FONT_ENV}={at} is not a usable font ({why}): give a .ttf or .otf file, or unset it"))
+            });
         }
-        Err(format!(
-            "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
-             DejaVu (`apt-get install fonts-dejavu-core`){}",
-            from_env.map_or(String::new(), |p| format!(" ({FONT_ENV}={} is not a readable font)", p.display()))
+        if FONT_CANDIDATES.iter().any(|c| try_font(Path::new(c)).is_ok()) {
+            return Ok(());
+        }
+        Err((
+            false,
+            format!(
+                "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
+                 DejaVu (`apt-get install fonts-dejavu-core`)"
+            ),
         ))
     })
     .clone()
-    .map_err(|reason| Error::Io { path: path.display().to_string(), reason })
+    .map_err(|(bad_input, reason)| {
+        if bad_input { Error::Invalid(reason) } else { Error::Io { path: path.display().to_string(), reason } }
+    })
 }
 
 /// The maximal runs of consecutive plottable (finite, > 0) values, as (t, log10 value) points.
@@ -169,14 +250,15 @@ fn draw<DB: DrawingBackend>(
     let x_range = if steps > 1 { 1.0..steps as f64 } else { 0.5..1.5 };
 
     let mut chart = ChartBuilder::on(&chart_area)
-        .caption(title, ("sans-serif", 22))
+        // A long title (a variant named in it) gets a smaller font to fit the width.
+        .caption(title, ("sans-serif", if title.chars().count() > 72 { 17 } else { 22 }))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(x_range, lo..hi)?;
     chart
         .configure_mesh()
-        .x_desc("t")
+        .x_desc("t  (the backward pass runs from t = T down to t = 1, right to left)")
         .y_desc("norm (log scale)")
         .y_label_formatter(&|v| decade_label(*v))
         // Steps are whole numbers: no label on a fractional tick (a short x range has those).
@@ -186,14 +268,17 @@ fn draw<DB: DrawingBackend>(
         .draw()?;
 
     for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = COLORS[s.color.unwrap_or(i) % COLORS.len()];
         // Each run of plottable values is its own line: no segment bridges a left-out value.
         for run in runs(&s.values) {
             if let [point] = run[..] {
                 // A lone point makes no line; mark it so it is not lost.
                 chart.draw_series(std::iter::once(Circle::new(point, 3, color.filled())))?;
+            } else if s.dashed {
+                let style = color.stroke_width(DASHED_WIDTH);
+                chart.draw_series(DashedLineSeries::new(run, DASH.0, DASH.1, style))?;
             } else {
-                chart.draw_series(LineSeries::new(run, color.stroke_width(2)))?;
+                chart.draw_series(LineSeries::new(run, color.stroke_width(SOLID_WIDTH)))?;
             }
         }
         let skipped = s.values.iter().filter(|v| !(v.is_finite() && **v > 0.0)).count();
@@ -203,7 +288,14 @@ fn draw<DB: DrawingBackend>(
             format!("{} ({skipped} zero/non-finite values not shown)", s.label)
         };
         let y = (LEGEND_ROW * i as u32 + LEGEND_ROW / 2) as i32;
-        legend_area.draw(&PathElement::new(vec![(86, y), (116, y)], color.stroke_width(3)))?;
+        if s.dashed {
+            // Two dashes with a gap, like the line.
+            for dash in [[(86, y), (97, y)], [(105, y), (116, y)]] {
+                legend_area.draw(&PathElement::new(dash.to_vec(), color.stroke_width(LEGEND_WIDTH)))?;
+            }
+        } else {
+            legend_area.draw(&PathElement::new(vec![(86, y), (116, y)], color.stroke_width(LEGEND_WIDTH)))?;
+        }
         legend_area.draw(&Text::new(label, (124, y - 8), ("sans-serif", 15).into_font().color(&BLACK)))?;
     }
     Ok(())

@@ -21,7 +21,7 @@ use crate::gpu::buffers::BufferSizes;
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
 use crate::memory::{self, Paths};
 use crate::model::{Grads, Problem, Shape};
-use crate::plot::{Series, plot_profiles};
+use crate::plot::{Series, plot_profiles, report_series, report_title};
 use crate::problem::{ProblemSpec, random_problem};
 use crate::report::{Report, SweepRow, Timings};
 use crate::variant::Variant;
@@ -48,7 +48,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     }
     let (mut p, gpu) = prepare(args)?;
     let (report, result) = run_problem(args, &mut p, gpu.as_ref())?;
-    let plot = (plot_title(&report), report_series(&report, ""));
+    let plot = (report_title(&report, None), report_series(&report, 0, ""));
     Ok(Outcome { report, result: Some(result), plot })
 }
 
@@ -56,15 +56,21 @@ pub fn run(args: &Args) -> Result<Outcome> {
 /// file in a writable folder (`io::check_output_path`), `--save` must not be the `--load`
 /// file, and no two outputs may be one file.
 pub fn check_outputs(args: &Args) -> Result<()> {
-    let outputs: Vec<(&str, &Path)> = [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref())]
-        .into_iter()
-        .filter_map(|(flag, p)| Some((flag, p?)))
-        .collect();
+    let outputs: Vec<(&str, &Path)> =
+        [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref()), ("--graph", args.graph.as_deref())]
+            .into_iter()
+            .filter_map(|(flag, p)| Some((flag, p?)))
+            .collect();
     for (flag, path) in &outputs {
         crate::io::check_output_path(path).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("{flag} {m}")),
             other => other,
         })?;
+    }
+    // The plot always draws text; the graph does only as a PNG (SVG names its fonts).
+    let png_graph = args.graph.as_deref().filter(|g| g.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
+    if let Some(drawn) = args.plot.as_deref().or(png_graph) {
+        crate::plot::check_font(drawn)?;
     }
     let same = |a: &Path, b: &Path| a == b || crate::io::same_file(a, b);
     if let (Some(load), Some(save)) = (&args.load, &args.save)
@@ -75,13 +81,13 @@ pub fn check_outputs(args: &Args) -> Result<()> {
             one_line(&save.display().to_string())
         )));
     }
-    if let [(_, a), (_, b)] = outputs[..]
-        && same(a, b)
-    {
-        return Err(Error::Invalid(format!(
-            "--save and --plot name the same file {}: give two files",
-            one_line(&a.display().to_string())
-        )));
+    for (i, (flag_a, a)) in outputs.iter().enumerate() {
+        if let Some((flag_b, _)) = outputs[i + 1..].iter().find(|(_, b)| same(a, b)) {
+            return Err(Error::Invalid(format!(
+                "{flag_a} and {flag_b} name the same file {}: give two files",
+                one_line(&a.display().to_string())
+            )));
+        }
     }
     Ok(())
 }
@@ -221,11 +227,14 @@ pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(R
         (Some(g), Some((r, _))) => assemble::compare(&g.result, r, args.tolerance),
         _ => (BTreeMap::new(), Vec::new()),
     };
-    problems.extend(assemble::non_finite_in(&[
-        ("gpu", gpu_path.as_ref().map(|g| &g.result)),
-        ("fast CPU path", fast.as_ref().map(|f| &f.0)),
-        ("reference", reference.as_ref().map(|r| &r.0)),
-    ]));
+    problems.extend(assemble::non_finite_in(
+        &[
+            ("gpu", gpu_path.as_ref().map(|g| &g.result)),
+            ("fast CPU path", fast.as_ref().map(|f| &f.0)),
+            ("reference", reference.as_ref().map(|r| &r.0)),
+        ],
+        args.load.is_some(),
+    ));
     let clip = match (&gpu_path, &reference) {
         (Some(g), _) => g.clip.clone(),
         (None, Some((r, before))) => compute::clip_report(variant.clip, *before, &r.grads),
@@ -239,6 +248,7 @@ pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(R
         checked: gpu_path.is_some() && reference.is_some(),
         rel_err,
         problems,
+        notes: skipped_paths(args, &variant),
         timings,
     };
     let (result, from): (PathResult, &'static str) = match (gpu_path, fast, reference) {
@@ -251,16 +261,24 @@ pub fn run_problem(args: &Args, p: &mut Problem, gpu: Option<&Gpu>) -> Result<(R
     Ok((report, result.grads))
 }
 
-fn plot_title(r: &Report) -> String {
-    format!("{}, {}, spectral radius {:.3}", r.shape, r.activation.name(), r.spectral_radius)
-}
-
-/// A report's two profiles as plot series, labelled with `suffix`.
-fn report_series(r: &Report, suffix: &str) -> Vec<Series> {
-    vec![
-        Series::new(format!("‖∂L/∂h_t‖{suffix}"), r.grad_h_norm.clone()),
-        Series::new(format!("reach ‖∂L_T/∂h_t‖{suffix}"), r.grad_h_norm_from_last.clone()),
+/// Says when `--compute both` runs less than "both" suggests: the fast CPU path computes plain
+/// BPTT only, so under --truncate, --segments or --clip it does not run (and has no time).
+fn skipped_paths(args: &Args, variant: &Variant) -> Vec<String> {
+    if args.compute != Compute::Both || variant.is_plain() {
+        return Vec::new();
+    }
+    let flags: Vec<&str> = [
+        (variant.truncate.is_some(), "--truncate"),
+        (variant.segments.is_some(), "--segments"),
+        (variant.clip.is_some(), "--clip"),
     ]
+    .into_iter()
+    .filter_map(|(on, flag)| on.then_some(flag))
+    .collect();
+    vec![format!(
+        "the fast CPU path computes plain BPTT only: it did not run (with {}); the GPU is checked against the f64 reference",
+        flags.join(", ")
+    )]
 }
 
 /// `--sweep-radius`: the same problem at each spectral radius; one table, one plot.
@@ -281,7 +299,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Outcome> {
         let mut p = problem_from_args(&a)?;
         let (report, _) = run_problem(&a, &mut p, gpu.as_ref())?;
         drop(p);
-        series.extend(report_series(&report, &format!(" ρ={r}")));
+        series.extend(report_series(&report, rows.len(), &format!(" ρ={r}")));
         problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
         rows.push(SweepRow {
             radius: r,
@@ -297,8 +315,7 @@ fn sweep(args: &Args, radii: &[f64]) -> Result<Outcome> {
         first.get_or_insert(report);
     }
     let mut report = first.ok_or_else(|| Error::Invalid("--sweep-radius needs at least one radius".into()))?;
-    let radii: Vec<String> = radii.iter().map(|r| r.to_string()).collect();
-    let title = format!("{}, {}, spectral radius {}", report.shape, report.activation.name(), radii.join(", "));
+    let title = report_title(&report, Some(radii));
     report.pass = if rows.iter().any(|r| r.pass == Some(false)) { Some(false) } else { report.checked.then_some(true) };
     report.problems = problems;
     report.sweep = rows;
@@ -326,24 +343,18 @@ impl Outcome {
         Some(line)
     }
 
-    /// Writes the files the arguments ask for, after the report is out: the plot, then the
-    /// result (`--save`), last and only if the run did not fail. Returns a line per file
-    /// written.
+    /// Writes the files the arguments ask for, after the report is out: the plot, the graph,
+    /// then the result (`--save`), last and only if the run did not fail. Returns a line per
+    /// file written ("plot written to …").
     pub fn write_files(&self, args: &Args) -> Result<Vec<String>> {
         let mut written = Vec::new();
         if let Some(path) = &args.plot {
-            plot_profiles(path, &self.plot.0, &self.plot.1).map_err(|e| match (e, &args.save) {
-                // The save comes only after everything else succeeded: say it was not written.
-                (Error::Io { path, reason }, Some(save)) => Error::Io {
-                    path,
-                    reason: format!(
-                        "{reason}; --save {} skipped (an existing file is left as it was)",
-                        one_line(&save.display().to_string())
-                    ),
-                },
-                (e, _) => e,
-            })?;
+            plot_profiles(path, &self.plot.0, &self.plot.1).map_err(|e| save_skipped(e, args))?;
             written.push(format!("plot written to {}", one_line(&path.display().to_string())));
+        }
+        if let Some(path) = &args.graph {
+            crate::graph::write_report_graph(path, &self.report, args).map_err(|e| save_skipped(e, args))?;
+            written.push(format!("graph written to {}", one_line(&path.display().to_string())));
         }
         if let (Some(path), Some(result), false) = (&args.save, &self.result, self.failed()) {
             let r = &self.report;
@@ -357,8 +368,23 @@ impl Outcome {
                 meta.insert("adapter".to_string(), a.to_string());
             }
             crate::io::save_grads(path, result, &r.shape, args.save_states, &meta)?;
-            written.push(format!("saved the loss and gradients to {}", one_line(&path.display().to_string())));
+            written.push(format!("saved grads to {}", one_line(&path.display().to_string())));
         }
         Ok(written)
+    }
+}
+
+/// A file written before `--save` failed: the save comes only after everything else
+/// succeeded, so the error says that it was skipped.
+fn save_skipped(e: Error, args: &Args) -> Error {
+    match (e, &args.save) {
+        (Error::Io { path, reason }, Some(save)) => Error::Io {
+            path,
+            reason: format!(
+                "{reason}; --save {} skipped (an existing file is left as it was)",
+                one_line(&save.display().to_string())
+            ),
+        },
+        (e, _) => e,
     }
 }

@@ -176,20 +176,20 @@ fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
     for (f, r) in factors.iter().zip([0.8, 1.0, 1.1]) {
         assert!((f - r).abs() < 0.05 * r, "factor {f} for radius {r}");
     }
-    // The plot's lines are the table's numbers: for each radius, ‖∂L/∂h_t‖ then the reach
-    // profile, every point at pixel y linear in log10 of its value on one shared scale.
+    // The plot's lines are the table's numbers: for each radius, in its own colour, ‖∂L/∂h_t‖
+    // solid with every point at pixel y linear in log10 of its value on one shared scale, and
+    // the reach profile dashed (its geometry is checked in tests/plot.rs).
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     let mut pairs = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        for (k, key) in ["grad_h_norm", "grad_h_norm_from_last"].iter().enumerate() {
-            let values: Vec<f64> = row[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            let lines = common::svg::data_polylines(&svg, series_color(2 * i + k));
-            assert_eq!(lines.len(), 1, "{key} ρ={}", row["radius"]);
-            assert_eq!(lines[0].len(), values.len());
-            for (&(_, py), v) in lines[0].iter().zip(&values) {
-                pairs.push((v.log10(), py));
-            }
+        let values: Vec<f64> = row["grad_h_norm"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let lines = common::svg::data_polylines(&svg, series_color(i));
+        assert_eq!(lines.len(), 1, "ρ={}", row["radius"]);
+        assert_eq!(lines[0].len(), values.len());
+        for (&(_, py), v) in lines[0].iter().zip(&values) {
+            pairs.push((v.log10(), py));
         }
+        assert!(common::svg::dashes(&svg, series_color(i)).len() > 10, "reach ρ={}", row["radius"]);
     }
     let (px_per_decade, worst) = common::svg::line_fit(&pairs);
     assert!(px_per_decade < 0.0 && worst <= 1.0, "{px_per_decade} px/decade, worst {worst} px");
@@ -419,7 +419,7 @@ fn output_paths_are_checked_before_computing() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let result_at = stdout.find("result ").unwrap();
-    assert!(stdout[result_at..].contains("saved the loss and gradients to"), "{stdout}");
+    assert!(stdout[result_at..].contains("saved grads to"), "{stdout}");
     assert!(bptt::io::load_grads(&keep).is_ok() && plot.exists());
 }
 
@@ -482,14 +482,16 @@ fn inputs_must_be_regular_files() {
         assert_eq!(out.status.code(), Some(2), "{path}: {stderr}");
         assert!(stderr.contains(needle), "{path}: {stderr}");
     }
-    // A font from a device is skipped (the next candidate is used), not read forever.
+    // A font from a device is refused at once (exit 2, before computing), not read forever
+    // (tests/env_errors.rs tests the other bad fonts).
     let plot = dir.path().join("p.svg");
     let (code, _, stderr) = bptt_env(
         &["--hidden", "4", "--steps", "3", "--compute", "cpu-ref", "--plot", plot.to_str().unwrap()],
         &[("BPTT_PLOT_FONT", "/dev/zero")],
     );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(plot.exists());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("BPTT_PLOT_FONT=/dev/zero") && stderr.contains("expected a regular file"), "{stderr}");
+    assert!(!plot.exists());
 }
 
 #[test]

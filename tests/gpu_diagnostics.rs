@@ -3,11 +3,13 @@
 mod common;
 
 use bptt::clip::{clip_grads, global_grad_norm};
-use bptt::cpu::segments::{bptt_segments, run_in_segments};
-use bptt::cpu::truncated::{Truncation, bptt_carry_scaled, bptt_truncated, random_carry_scales};
+use bptt::cpu::segments::bptt_segments;
+use bptt::cpu::truncated::{bptt_carry_scaled, bptt_truncated};
 use bptt::gpu::{GpuBptt, RunOptions, Schedule};
 use bptt::model::{Activation, LossAt, LossFn, Shape};
 use bptt::problem::{ProblemSpec, random_problem};
+use bptt::variant::segments::run_in_segments;
+use bptt::variant::truncation::{Truncation, random_carry_scales};
 use bptt::{Problem, cpu::reference};
 
 fn problem(act: Activation, loss: LossFn, bias: bool, loss_at: LossAt) -> Problem {

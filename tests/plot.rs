@@ -136,3 +136,91 @@ fn empty_and_single_point_plots_still_draw() {
         assert!(std::fs::metadata(&path).expect("written").len() > 1000);
     }
 }
+
+/// Distance from p to the segment a–b.
+fn to_segment(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let s = if len2 == 0.0 { 0.0 } else { (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0) };
+    (p.0 - a.0 - s * dx).hypot(p.1 - a.1 - s * dy)
+}
+
+#[test]
+fn a_dashed_series_shares_its_colour_and_lies_on_its_values() {
+    use common::svg::{dashes, line_fit_full};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("styled.svg");
+    let solid: Vec<f64> = (1..=STEPS).map(|t| 0.5 * 1.05f64.powi(t as i32)).collect();
+    let reach: Vec<f64> = (1..=STEPS).map(|t| 0.7f64.powi((STEPS - t) as i32)).collect();
+    let series = vec![
+        Series::new("‖∂L/∂h_t‖ ρ=0.7", solid.clone()).with_color(0),
+        Series::new("reach ‖∂L_T/∂h_t‖ ρ=0.7", reach.clone()).with_color(0).dashed(),
+        Series::new("‖∂L/∂h_t‖ ρ=1.1", solid.iter().map(|v| v * 3.0).collect()).with_color(1),
+    ];
+    plot_profiles(&path, "styled", &series).expect("plot");
+    let svg = std::fs::read_to_string(&path).expect("read svg");
+
+    // Colour 0: one solid line (the first series), and dashes; colour 1: one solid line only.
+    let lines = data_polylines(&svg, series_color(0));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].len(), STEPS);
+    assert_eq!(data_polylines(&svg, series_color(1)).len(), 1);
+    assert!(dashes(&svg, series_color(1)).is_empty());
+    let dashed = dashes(&svg, series_color(0));
+    assert!(dashed.len() > 20, "{} dashes", dashed.len());
+
+    // The axes from the solid line: pixel x linear in t, pixel y linear in log10 of the value.
+    let xs: Vec<(f64, f64)> = lines[0].iter().enumerate().map(|(i, p)| ((i + 1) as f64, p.0)).collect();
+    let ys: Vec<(f64, f64)> = lines[0].iter().zip(&solid).map(|(p, v)| (v.log10(), p.1)).collect();
+    let ((ax, bx, _), (ay, by, _)) = (line_fit_full(&xs), line_fit_full(&ys));
+    let curve: Vec<(f64, f64)> =
+        reach.iter().enumerate().map(|(i, v)| (ax + bx * (i + 1) as f64, ay + by * v.log10())).collect();
+    // Every dash lies on the reach profile's line (whole pixels: within 1.5 px), and the
+    // dashes cover about 9 of every 15 pixels of it.
+    let mut drawn = 0.0;
+    for dash in &dashed {
+        for &p in dash {
+            let off = curve.windows(2).map(|w| to_segment(p, w[0], w[1])).fold(f64::INFINITY, f64::min);
+            assert!(off <= 1.5, "dash point {p:?} is {off:.2} px off the reach line");
+        }
+        drawn += dash.windows(2).map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1)).sum::<f64>();
+    }
+    let length: f64 = curve.windows(2).map(|w| (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1)).sum();
+    assert!((0.45..0.75).contains(&(drawn / length)), "dashes cover {:.2} of the line", drawn / length);
+    // Each series once in the legend.
+    for s in &series {
+        assert_eq!(svg.matches(&format!(">\n{}\n</text>", s.label)).count(), 1, "{}", s.label);
+    }
+}
+
+fn bptt_cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_runs_plot_names_its_variant_and_draws_each_profile_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shape = ["--compute", "cpu-ref", "--hidden", "8", "--steps", "12", "--input", "2", "--output", "2"];
+    let svg_of = |extra: &[&str]| {
+        let path = dir.path().join("run.svg");
+        let (code, stderr) = bptt_cli(&[&shape[..], extra, &["--plot", path.to_str().unwrap()]].concat());
+        assert_eq!(code, 0, "{stderr}");
+        std::fs::read_to_string(&path).expect("plot written")
+    };
+    // Loss at every step: both profiles in one colour, ‖∂L/∂h_t‖ solid and the reach dashed.
+    let svg = svg_of(&[]);
+    assert_eq!(data_polylines(&svg, series_color(0)).len(), 1);
+    assert!(!common::svg::dashes(&svg, series_color(0)).is_empty());
+    assert!(svg.contains("the backward pass runs from t = T down to t = 1"));
+    // Loss at the last step: the two profiles are the same numbers, drawn and listed once.
+    let svg = svg_of(&["--loss-at", "last"]);
+    assert_eq!(data_polylines(&svg, series_color(0)).len(), 1);
+    assert!(common::svg::dashes(&svg, series_color(0)).is_empty());
+    assert_eq!(svg.matches("reach ‖∂L_T/∂h_t‖").count(), 1, "one legend entry");
+    assert!(svg.contains("(loss at the last step only)"));
+    // The title names what is computed beyond plain BPTT.
+    assert!(svg_of(&["--truncate", "3"]).contains("; truncated 3 steps back"));
+    assert!(svg_of(&["--segments", "3"]).contains("; 3 segments"));
+    assert!(svg_of(&["--truncate", "random:0.2"]).contains("; randomised truncation p = 0.2"));
+}

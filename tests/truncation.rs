@@ -7,9 +7,11 @@
 #![allow(clippy::needless_range_loop)]
 
 use bptt::cpu::reference::{self, forward, loss_and_grad_o};
-use bptt::cpu::segments::{bptt_segments, segment_carry_scales, segment_lengths};
-use bptt::cpu::truncated::{Truncation, bptt_carry_scaled, bptt_truncated, random_carry_scales};
+use bptt::cpu::segments::bptt_segments;
+use bptt::cpu::truncated::{bptt_carry_scaled, bptt_truncated};
 use bptt::model::{norm, rel_err};
+use bptt::variant::segments::{segment_carry_scales, segment_lengths};
+use bptt::variant::truncation::{Truncation, random_carry_scales};
 use bptt::{Activation, Error, Grads, LossAt, LossFn, Problem, ProblemSpec, Shape, random_problem};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

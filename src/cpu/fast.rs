@@ -21,7 +21,7 @@
 //! Conversions from and to the f64 of `Problem` and `Grads` are part of the call (and timed).
 //!
 //! Layout: the states live in one buffer hs [(T+1),B,h] = h0, h_1..h_T, so H_prev and H are two
-//! overlapping [T·B, h] views of it, and ∂L/∂a [T,B,h] is built in place over ∂L/∂o·w_qh.
+//! overlapping `[T·B, h]` views of it, and ∂L/∂a `[T,B,h]` is built in place over ∂L/∂o·w_qh.
 
 mod aligned;
 mod gemm;

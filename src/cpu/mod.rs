@@ -1,7 +1,8 @@
 //! CPU paths. `reference` is the oracle: f64, a line-by-line transcription of the contract.
 //! Faster CPU code lives beside it under its own name and is tested against it:
 //! `fast` (f32, matrix products over all steps, threaded recurrences). `truncated` and
-//! `segments` are the reference's truncated-BPTT variants.
+//! `segments` are the reference's truncated-BPTT variants (their device-independent parts, the
+//! segment split and the random cuts, are in `variant`).
 
 pub mod fast;
 pub mod reference;

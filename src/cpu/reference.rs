@@ -1,7 +1,7 @@
-//! The f64 reference BPTT: a plain transcription of DEVELOPERS.md's equations, written to be
+//! The f64 reference BPTT: a plain transcription of the equations of README's "The model", written to be
 //! checked by eye, not to be fast. Every other path (GPU, fast CPU) is tested against it.
 //!
-//! Layout: row-major, x [T,B,d], h [T,B,h], o [T,B,q], w_hx [h,d], w_hh [h,h], w_qh [q,h].
+//! Layout: row-major, x `[T,B,d]`, h `[T,B,h]`, o `[T,B,q]`, w_hx `[h,d]`, w_hh `[h,h]`, w_qh `[q,h]`.
 //! Time index t runs 0..T here; the math's h_t is `h[t]` here with h_0 the initial state `h0`.
 
 // Index loops are the point here: each line reads like the equation it transcribes.
@@ -11,11 +11,11 @@ use crate::model::{Activation, Grads, LossAt, Problem, Targets};
 
 /// Forward states kept for the backward pass.
 pub struct Forward {
-    /// a [T,B,h]: pre-activations
+    /// a `[T,B,h]`: pre-activations
     pub a: Vec<f64>,
-    /// h [T,B,h]: hidden states h_1..h_T
+    /// h `[T,B,h]`: hidden states h_1..h_T
     pub h: Vec<f64>,
-    /// o [T,B,q]: outputs o_1..o_T
+    /// o `[T,B,q]`: outputs o_1..o_T
     pub o: Vec<f64>,
 }
 
@@ -94,9 +94,9 @@ pub fn loss_weight(p: &Problem, t: usize) -> f64 {
     }
 }
 
-/// L and ∂L/∂o [T,B,q].
+/// L and ∂L/∂o `[T,B,q]`.
 ///   mse:  ℓ = ½‖o − y‖²,             ∂ℓ/∂o = o − y
-///   xent: ℓ = −log softmax(o)[label], ∂ℓ/∂o = softmax(o) − onehot(label)
+///   xent: ℓ = −log `softmax(o)[label]`, ∂ℓ/∂o = softmax(o) − onehot(label)
 pub fn loss_and_grad_o(p: &Problem, o: &[f64]) -> (f64, Vec<f64>) {
     let s = p.shape;
     let (nt, nb, q) = (s.steps, s.batch, s.output);

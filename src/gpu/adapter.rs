@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 
 /// Which graphics API to go through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -82,20 +82,55 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn backends(choice: BackendChoice) -> wgpu::Backends {
+/// wgpu's names for `WGPU_BACKEND` (`wgpu::Backends::from_comma_list`), which itself drops an
+/// unknown name with only a log line: a typo would leave no backend and a misleading "no
+/// adapter". We read the variable ourselves and refuse what wgpu would ignore.
+fn backend_by_name(name: &str) -> Option<wgpu::Backends> {
+    Some(match name.trim().to_lowercase().as_str() {
+        "vulkan" | "vk" => wgpu::Backends::VULKAN,
+        "dx12" | "d3d12" => wgpu::Backends::DX12,
+        "metal" | "mtl" => wgpu::Backends::METAL,
+        "opengl" | "gles" | "gl" => wgpu::Backends::GL,
+        "webgpu" => wgpu::Backends::BROWSER_WEBGPU,
+        "noop" => wgpu::Backends::NOOP,
+        _ => return None,
+    })
+}
+
+/// The backends to search, and what narrowed them (`--backend metal` or `WGPU_BACKEND=metal`;
+/// None for every backend), so that a search that finds nothing names its cause.
+fn backends(choice: BackendChoice) -> Result<(wgpu::Backends, Option<String>)> {
+    let flag = |b: wgpu::Backends, name: &str| Ok((b, Some(format!("--backend {name}"))));
     match choice {
-        BackendChoice::Auto => wgpu::Backends::all().with_env(),
-        BackendChoice::Vulkan => wgpu::Backends::VULKAN,
-        BackendChoice::Metal => wgpu::Backends::METAL,
-        BackendChoice::Dx12 => wgpu::Backends::DX12,
-        BackendChoice::Gl => wgpu::Backends::GL,
+        BackendChoice::Auto => match std::env::var_os("WGPU_BACKEND") {
+            None => Ok((wgpu::Backends::all(), None)),
+            Some(v) => {
+                let v = v.to_string_lossy().into_owned();
+                let mut set = wgpu::Backends::empty();
+                for name in v.split(',') {
+                    set |= backend_by_name(name).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "WGPU_BACKEND={}: `{}` is not a backend (use vulkan, metal, dx12 or gl, \
+                             comma-separated, or unset WGPU_BACKEND to try every one)",
+                            quote(&v),
+                            quote(name.trim())
+                        ))
+                    })?;
+                }
+                Ok((set, Some(format!("WGPU_BACKEND={}", quote(&v)))))
+            }
+        },
+        BackendChoice::Vulkan => flag(wgpu::Backends::VULKAN, "vulkan"),
+        BackendChoice::Metal => flag(wgpu::Backends::METAL, "metal"),
+        BackendChoice::Dx12 => flag(wgpu::Backends::DX12, "dx12"),
+        BackendChoice::Gl => flag(wgpu::Backends::GL, "gl"),
     }
 }
 
-fn instance(choice: BackendChoice) -> wgpu::Instance {
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backends(choice);
-    wgpu::Instance::new(desc)
+    desc.backends = backends;
+    pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
 }
 
 /// How to get an adapter, for every "none found" message.
@@ -103,11 +138,39 @@ pub const HOW_TO_GET_AN_ADAPTER: &str = "install a GPU driver with Vulkan, Metal
 or on headless Linux Mesa's software adapter: `apt-get install mesa-vulkan-drivers` \
 (on Debian 12 preferably from bookworm-backports); `bptt --list-adapters` shows what wgpu sees";
 
-/// Every adapter wgpu can see through the chosen backends.
-pub fn list_adapters(choice: BackendChoice) -> Vec<AdapterSummary> {
-    let inst = instance(choice);
-    let adapters = pollster::block_on(inst.enumerate_adapters(backends(choice)));
-    adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
+/// Every adapter wgpu can see through the chosen backends. An invalid `WGPU_BACKEND` is an
+/// error (exit 2); finding none names what narrowed the search.
+pub fn list_adapters(choice: BackendChoice) -> Result<Vec<AdapterSummary>> {
+    let (set, narrowed_by) = backends(choice)?;
+    let adapters: Vec<AdapterSummary> =
+        enumerate(set).iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(none_through(narrowed_by.as_deref())));
+    }
+    Ok(adapters)
+}
+
+/// The message when the backends searched hold no adapter: if `narrowed_by` (a flag or
+/// `WGPU_BACKEND`) left some out, it says so and lists what the others offer; only when no
+/// backend has one does it say how to install a driver.
+fn none_through(narrowed_by: Option<&str>) -> String {
+    let Some(cause) = narrowed_by else {
+        return format!("no GPU adapter found. To get one, {HOW_TO_GET_AN_ADAPTER}");
+    };
+    let elsewhere: Vec<String> =
+        enumerate(wgpu::Backends::all()).iter().map(|a| AdapterSummary::from_info(&a.get_info()).to_string()).collect();
+    if elsewhere.is_empty() {
+        format!(
+            "no GPU adapter found through {cause}, nor through any other backend. To get one, {HOW_TO_GET_AN_ADAPTER}"
+        )
+    } else {
+        let fix = if cause.starts_with("WGPU_BACKEND") {
+            "set WGPU_BACKEND to its backend or unset it"
+        } else {
+            "give --backend its backend or leave it out"
+        };
+        format!("no GPU adapter through {cause}; the other backends offer: {}. To use one, {fix}", elsewhere.join("; "))
+    }
 }
 
 /// A device and queue ready for compute, with what we learnt about the adapter.
@@ -130,29 +193,52 @@ impl GpuContext {
     /// Finds the adapter `req` describes and opens a device on it with the adapter's own limits
     /// (so large shapes fit wherever the hardware allows) and timestamp queries where offered.
     pub fn new(req: &AdapterRequest) -> Result<Self> {
-        let inst = instance(req.backend);
-        let adapters = pollster::block_on(inst.enumerate_adapters(backends(req.backend)));
+        let (set, narrowed_by) = backends(req.backend)?;
+        let adapters = enumerate(set);
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(none_through(narrowed_by.as_deref())));
+        }
         let seen: Vec<String> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info()).to_string()).collect();
-        let name = req.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok()).map(|n| n.to_lowercase());
+        // The name filter, where it came from (the flag wins over the variable), and its fix.
+        let name = match (&req.name, std::env::var("WGPU_ADAPTER_NAME")) {
+            (Some(n), _) => Some((
+                n.to_lowercase(),
+                format!("--adapter {}", quote(n)),
+                "give --adapter a part of one of these names or leave it out",
+            )),
+            (None, Ok(n)) => Some((
+                n.to_lowercase(),
+                format!("WGPU_ADAPTER_NAME={}", quote(&n)),
+                "set WGPU_ADAPTER_NAME to a part of one of these names or unset it",
+            )),
+            (None, Err(_)) => None,
+        };
         let chosen = adapters
             .into_iter()
             .filter(|a| {
                 let info = a.get_info();
                 (!req.software || info.device_type == wgpu::DeviceType::Cpu)
-                    && name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(n))
+                    && name.as_ref().is_none_or(|(n, _, _)| info.name.to_lowercase().contains(n))
             })
             .min_by_key(|a| rank(a.get_info().device_type));
         let Some(adapter) = chosen else {
-            let wanted = format!(
-                "backend {:?}{}{}",
-                req.backend,
-                name.as_ref().map(|n| format!(", name containing \"{n}\"")).unwrap_or_default(),
-                if req.software { ", software only" } else { "" }
-            )
-            .to_lowercase();
-            let found = if seen.is_empty() { "none".to_string() } else { seen.join("; ") };
+            // Adapters exist and the filters left them all out: name the filters and what they
+            // left out, not a driver to install.
+            let mut filters = Vec::new();
+            let mut fixes = Vec::new();
+            if let Some((n, from, fix)) = &name {
+                filters.push(format!("{from} (a name containing \"{}\")", quote(n)));
+                fixes.push(*fix);
+            }
+            if req.software {
+                filters.push("--software (a CPU-type adapter)".to_string());
+                fixes.push("leave out --software");
+            }
             return Err(Error::NoAdapter(format!(
-                "no GPU adapter matches ({wanted}); adapters found: {found}. To get one, {HOW_TO_GET_AN_ADAPTER}"
+                "no GPU adapter matches {}; adapters found: {}. To use one, {}",
+                filters.join(" with "),
+                seen.join("; "),
+                fixes.join(", and ")
             )));
         };
         let info = adapter.get_info();
@@ -191,7 +277,7 @@ impl GpuContext {
             queue,
             adapter: AdapterSummary::from_info(&info),
             device_type: info.device_type,
-            recurrent: crate::gpu::kernels::RecurrentLayout::for_device_type(info.device_type),
+            recurrent: crate::gpu::kernels::RecurrentLayout::for_device_type(info.device_type)?,
             limits,
             features,
             uncaptured,

@@ -128,6 +128,9 @@ pub struct RecurrentLayout {
     pub walk_rows: bool,
 }
 
+/// The environment variable that overrides recurrent_step's layout.
+pub const LAYOUT_ENV: &str = "BPTT_RECURRENT_LAYOUT";
+
 impl RecurrentLayout {
     /// On a GPU, 8 slices per column give each step 8× the parallel work (32 columns keep a
     /// warp's loads in one 128-byte line); on a software adapter barriers cost more than they
@@ -135,14 +138,23 @@ impl RecurrentLayout {
     /// sums a whole row.
     /// `BPTT_RECURRENT_LAYOUT=ROWSxCHUNKS[r]` (e.g. `32x8`, `64x1r`; ROWS·CHUNKS ≤ 256; `r`
     /// for row walks) overrides the choice, for tuning on a new GPU.
-    pub fn for_device_type(t: wgpu::DeviceType) -> Self {
-        if let Some(layout) = std::env::var("BPTT_RECURRENT_LAYOUT").ok().and_then(|v| Self::parse(&v)) {
-            return layout;
+    /// A value that does not parse is an error (exit 2), not a silent fallback: the user
+    /// would otherwise time the default and think it was their layout.
+    pub fn for_device_type(t: wgpu::DeviceType) -> crate::error::Result<Self> {
+        if let Some(v) = std::env::var_os(LAYOUT_ENV) {
+            let v = v.to_string_lossy();
+            return Self::parse(&v).ok_or_else(|| {
+                crate::error::Error::Invalid(format!(
+                    "{LAYOUT_ENV}={} is not a layout: expected ROWSxCHUNKS with ROWS, CHUNKS ≥ 1 and \
+                     ROWS·CHUNKS ≤ 256, and a trailing r for row walks (e.g. 32x8, 64x1r), or unset it",
+                    crate::error::quote(&v)
+                ))
+            });
         }
-        match t {
+        Ok(match t {
             wgpu::DeviceType::Cpu => RecurrentLayout { rows: 64, chunks: 1, walk_rows: true },
             _ => RecurrentLayout { rows: 32, chunks: 8, walk_rows: false },
-        }
+        })
     }
 }
 
@@ -156,7 +168,9 @@ impl RecurrentLayout {
         };
         let (r, c) = v.split_once('x')?;
         let (rows, chunks) = (r.trim().parse::<u32>().ok()?, c.trim().parse::<u32>().ok()?);
-        (rows >= 1 && chunks >= 1 && rows * chunks <= 256).then_some(RecurrentLayout { rows, chunks, walk_rows })
+        // checked_mul: 65536x65536 wraps a u32 product to 0, which would pass "≤ 256".
+        let size = rows.checked_mul(chunks)?;
+        (rows >= 1 && chunks >= 1 && size <= 256).then_some(RecurrentLayout { rows, chunks, walk_rows })
     }
 }
 
@@ -239,5 +253,22 @@ impl Pipelines {
 
     pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
         &self.entry(k).2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecurrentLayout;
+
+    #[test]
+    fn layouts_parse_and_bad_ones_are_refused() {
+        let l = |rows, chunks, walk_rows| Some(RecurrentLayout { rows, chunks, walk_rows });
+        assert_eq!(RecurrentLayout::parse("32x8"), l(32, 8, false));
+        assert_eq!(RecurrentLayout::parse(" 64x1r "), l(64, 1, true));
+        assert_eq!(RecurrentLayout::parse("16x16"), l(16, 16, false));
+        // 65536·65536 wraps a u32 to 0: before, that passed the ≤ 256 check.
+        for bad in ["65536x65536", "65536x65536r", "garbage", "32", "0x8", "8x0", "257x1", "32x9", "x8", "-1x8", ""] {
+            assert_eq!(RecurrentLayout::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ pub struct Operand<'a> {
     pub col_stride: u32,
 }
 
-/// C [m, n] = A [m, k] · B [k, n] (+ bias [n]) on the GPU.
+/// `C [m, n] = A [m, k] · B [k, n] (+ bias [n])` on the GPU.
 pub fn matmul(
     ctx: &GpuContext,
     m: u32,

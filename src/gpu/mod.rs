@@ -365,9 +365,36 @@ impl GpuBptt {
         self.clip_norm
     }
 
-    /// Forward + backward on the GPU with the extras of `opts`.
+    /// Forward + backward on the GPU with the extras of `opts`: upload, one submission of both
+    /// passes (or one per pass when timed by the host clock), then one readback.
     pub fn run_with(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, RunTimes)> {
-        let keep_states = opts.keep_states;
+        let config = self.config_for(p, opts)?;
+        let start = Instant::now();
+        self.configure(ctx, config);
+        self.upload(ctx, p);
+        ctx.queue.submit([]);
+        ctx.wait()?;
+        let uploaded = Instant::now();
+        let stamps = self.compute(ctx)?;
+        let computed = Instant::now();
+        let grads = self.read_results(ctx, p, opts)?;
+        let done = Instant::now();
+        let (forward, backward, stages) = self.pass_times(ctx, &grads.1, &stamps);
+        let times = RunTimes {
+            upload: (uploaded - start).as_secs_f64() * 1e3,
+            forward,
+            backward,
+            readback: (done - computed).as_secs_f64() * 1e3,
+            total: (done - start).as_secs_f64() * 1e3,
+            stages,
+            dispatches: self.schedule.len(),
+        };
+        Ok((grads.0, times))
+    }
+
+    /// The schedule's configuration for `p` and `opts`, after checking that they fit this
+    /// object.
+    fn config_for(&self, p: &Problem, opts: &RunOptions) -> Result<Config> {
         if let Some(c) = opts.carry.as_ref().filter(|c| c.len() != p.shape.steps) {
             return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
         }
@@ -377,7 +404,7 @@ impl GpuBptt {
         if p.shape != self.shape {
             return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));
         }
-        let config = Config {
+        Ok(Config {
             activation: p.activation,
             loss_fn: p.loss_fn(),
             loss_at: p.loss_at,
@@ -385,14 +412,12 @@ impl GpuBptt {
             carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
             lanes: self.lanes,
             clip: opts.clip.map(|x| x as f32),
-        };
-        let start = Instant::now();
-        self.configure(ctx, config);
-        self.upload(ctx, p);
-        ctx.queue.submit([]);
-        ctx.wait()?;
-        let uploaded = Instant::now();
+        })
+    }
 
+    /// Records and submits the forward and backward passes and waits for them; returns where
+    /// their timestamps are (or the host clock's times).
+    fn compute(&self, ctx: &GpuContext) -> Result<PassStamps> {
         let new_encoder = || ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bptt") });
         let mut encoder = new_encoder();
         // The gradients are sums over steps: start them at zero. ∂L/∂a_{T+1} = 0 too.
@@ -400,17 +425,15 @@ impl GpuBptt {
             encoder.clear_buffer(&self.buffers[name], 0, None);
         }
         let s = self.shape;
-        let slot_bytes = (s.batch * s.hidden * 4) as u64;
-        let a_slot_bytes = slot_bytes * self.lanes.unwrap_or(1) as u64;
+        let a_slot_bytes = grad_h0_bytes(s) * self.lanes.unwrap_or(1) as u64;
         encoder.clear_buffer(&self.buffers["grad_a"], (s.steps as u64 + 1) * a_slot_bytes, Some(a_slot_bytes));
-        let mut host_ms = [f64::NAN; 2];
-        let mut stamped: Vec<(Phase, Vec<Stage>, u32)> = Vec::new();
+        let mut stamps = PassStamps { stamped: Vec::new(), host_ms: [f64::NAN; 2] };
         if let Some((set, resolve)) = &self.timestamps {
             // One submission; the GPU's own clock times each pass (or stage).
             let (fwd, next) = self.record_pass(ctx, &mut encoder, Phase::Forward, 0);
             let (bwd, end) = self.record_pass(ctx, &mut encoder, Phase::Backward, next);
-            stamped.push((Phase::Forward, fwd, 0));
-            stamped.push((Phase::Backward, bwd, next));
+            stamps.stamped.push((fwd, 0));
+            stamps.stamped.push((bwd, next));
             encoder.resolve_query_set(set, 0..end, resolve, 0);
             encoder.copy_buffer_to_buffer(resolve, 0, &self.readback, 0, 8 * end as u64);
             ctx.queue.submit([encoder.finish()]);
@@ -422,14 +445,16 @@ impl GpuBptt {
                 self.record_pass(ctx, &mut encoder, phase, 0);
                 ctx.queue.submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
                 ctx.wait()?;
-                host_ms[n] = t.elapsed().as_secs_f64() * 1e3;
+                stamps.host_ms[n] = t.elapsed().as_secs_f64() * 1e3;
             }
         }
-        let computed = Instant::now();
+        Ok(stamps)
+    }
 
-        // States go to their own mappable buffer, made the first time they are asked for.
-        let state_bytes = s.steps as u64 * slot_bytes + self.sizes.get("o");
-        if keep_states && self.states_readback.is_none() {
+    /// Makes the mappable buffer for h and o the first time states are asked for.
+    fn states_buffer(&mut self, ctx: &GpuContext) -> Result<&wgpu::Buffer> {
+        let state_bytes = self.shape.steps as u64 * grad_h0_bytes(self.shape) + self.sizes.get("o");
+        if self.states_readback.is_none() {
             if state_bytes > ctx.limits.max_buffer_size {
                 return Err(Error::Limit(format!(
                     "reading back the states h and o needs {}; this adapter allocates at most {} per buffer",
@@ -444,8 +469,21 @@ impl GpuBptt {
                 mapped_at_creation: false,
             }));
         }
+        Ok(self.states_readback.as_ref().expect("made above"))
+    }
+
+    /// Copies the results (and, with `keep_states`, h and o) into the mappable buffers, reads
+    /// them back, and returns them with the readback buffer's bytes (whose head holds the
+    /// timestamps).
+    fn read_results(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, Vec<u8>)> {
+        let s = self.shape;
+        let slot_bytes = grad_h0_bytes(s);
+        if opts.keep_states {
+            self.states_buffer(ctx)?;
+        }
         // Pack the results into the readback buffer after the timestamps.
-        let mut encoder = new_encoder();
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bptt readback") });
         let mut at = 8 * QUERIES as u64;
         let mut places = Vec::new();
         let mut copy = |src: &str, offset: u64, bytes: u64| {
@@ -457,7 +495,7 @@ impl GpuBptt {
             copy(name, 0, self.sizes.get(name));
         }
         copy("grad_h", 0, grad_h0_bytes(s)); // slot 0 of grad_h is ∂L/∂h0
-        let states = self.states_readback.as_ref().filter(|_| keep_states);
+        let states = self.states_readback.as_ref().filter(|_| opts.keep_states);
         if let Some(dst) = states {
             let h_bytes = s.steps as u64 * slot_bytes;
             encoder.copy_buffer_to_buffer(&self.buffers["h"], slot_bytes, dst, 0, h_bytes); // h_1..h_T
@@ -467,7 +505,7 @@ impl GpuBptt {
         let data = read_buffer(ctx, &self.readback, at)?;
         let (h_states, o_states) = match states {
             Some(buf) => {
-                let bytes = read_buffer(ctx, buf, state_bytes)?;
+                let bytes = read_buffer(ctx, buf, buf.size())?;
                 let all: Vec<f64> = bytemuck::cast_slice::<u8, f32>(&bytes).iter().map(|&x| x as f64).collect();
                 let h_len = s.steps * s.batch * s.hidden;
                 (all[..h_len].to_vec(), all[h_len..].to_vec())
@@ -496,51 +534,52 @@ impl GpuBptt {
             h: h_states,
             o: o_states,
         };
-        let done = Instant::now();
-        let mut stages = Vec::new();
-        let (forward_ms, backward_ms) = if self.timestamps.is_some() {
-            let ticks: &[u64] = bytemuck::cast_slice(&data[..8 * QUERIES as usize]);
-            let ns = ctx.queue.get_timestamp_period() as f64;
-            let span = |a: u32, b: u32| ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6;
-            let mut phase_ms = [0.0; 2];
-            for (n, (_, names, first)) in stamped.iter().enumerate() {
-                if self.stage_stamps {
-                    for (k, stage) in names.iter().enumerate() {
-                        stages.push((*stage, span(first + k as u32, first + k as u32 + 1)));
-                    }
-                    phase_ms[n] = span(*first, first + names.len() as u32);
-                } else {
-                    phase_ms[n] = span(*first, first + 1);
-                }
-            }
-            (phase_ms[0], phase_ms[1])
-        } else {
-            (host_ms[0], host_ms[1])
-        };
-        let times = RunTimes {
-            upload: (uploaded - start).as_secs_f64() * 1e3,
-            forward: forward_ms,
-            backward: backward_ms,
-            readback: (done - computed).as_secs_f64() * 1e3,
-            total: (done - start).as_secs_f64() * 1e3,
-            stages,
-            dispatches: self.schedule.len(),
-        };
-        Ok((grads, times))
+        Ok((grads, data))
     }
+
+    /// The forward and backward passes' times in ms, and each stage's where the adapter stamps
+    /// inside passes: from the timestamps at the head of `data`, else the host clock's.
+    fn pass_times(&self, ctx: &GpuContext, data: &[u8], stamps: &PassStamps) -> (f64, f64, Vec<(Stage, f64)>) {
+        if self.timestamps.is_none() {
+            return (stamps.host_ms[0], stamps.host_ms[1], Vec::new());
+        }
+        let ticks: &[u64] = bytemuck::cast_slice(&data[..8 * QUERIES as usize]);
+        let ns = ctx.queue.get_timestamp_period() as f64;
+        let span = |a: u32, b: u32| ticks[b as usize].saturating_sub(ticks[a as usize]) as f64 * ns / 1e6;
+        let mut stages = Vec::new();
+        let mut phase_ms = [0.0; 2];
+        for (n, (names, first)) in stamps.stamped.iter().enumerate() {
+            if self.stage_stamps {
+                for (k, stage) in names.iter().enumerate() {
+                    stages.push((*stage, span(first + k as u32, first + k as u32 + 1)));
+                }
+                phase_ms[n] = span(*first, first + names.len() as u32);
+            } else {
+                phase_ms[n] = span(*first, first + 1);
+            }
+        }
+        (phase_ms[0], phase_ms[1], stages)
+    }
+}
+
+/// Where one run's pass timings are: per pass (forward, then backward) the stages it stamped
+/// and its first query slot; or the host clock's times when the adapter has no timestamps.
+struct PassStamps {
+    stamped: Vec<(Vec<Stage>, u32)>,
+    host_ms: [f64; 2],
 }
 
 fn grad_h0_bytes(s: Shape) -> u64 {
     (s.batch * s.hidden * 4) as u64
 }
 
-/// Maps the first `len` bytes of `buffer`, copies them out, and unmaps.
 /// A workgroup count as an (x, y) grid within the per-dimension limit; the kernels linearise
 /// (x, y) back and skip the few workgroups past the count.
 pub(crate) fn spread(groups: u32, max_dim: u32) -> (u32, u32) {
     if groups <= max_dim { (groups, 1) } else { (max_dim, groups.div_ceil(max_dim)) }
 }
 
+/// Maps the first `len` bytes of `buffer`, copies them out, and unmaps.
 pub(crate) fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, len: u64) -> Result<Vec<u8>> {
     let slice = buffer.slice(..len);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();

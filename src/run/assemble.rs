@@ -56,9 +56,11 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
 }
 
 /// Every path that ran, checked for non-finite values: a result with an overflow never passes,
-/// compared or not. One line per path, e.g. "reference: non-finite values in loss (1),
-/// grad_w_hh (4096); ‖∂L/∂h_t‖ first overflows at step 372 (counting down from T)".
-pub fn non_finite_in(paths: &[(&str, Option<&PathResult>)]) -> Vec<String> {
+/// compared or not. One line per path, with where it overflowed: in the forward pass, e.g.
+/// "gpu: non-finite values in loss (1), grad_w_hh (4096); h_t overflows f32 at t = 1080: lower
+/// --spectral-radius or --steps", else in the backward pass, "‖∂L/∂h_t‖ first overflows at step
+/// 372 (counting down from T)". `loaded`: the problem came from a file (no such flags to lower).
+pub fn non_finite_in(paths: &[(&str, Option<&PathResult>)], loaded: bool) -> Vec<String> {
     let mut out = Vec::new();
     for (label, r) in paths {
         let Some(r) = r else { continue };
@@ -75,7 +77,14 @@ pub fn non_finite_in(paths: &[(&str, Option<&PathResult>)]) -> Vec<String> {
             continue;
         }
         let mut line = format!("{label}: non-finite values in {}", bad.join(", "));
-        if let Some(t) = r.grads.grad_h_norm.iter().rposition(|x| !x.is_finite()) {
+        if let Some(overflow) = r.forward_overflow {
+            let fix = if loaded {
+                "scale down w_hh or shorten the sequence"
+            } else {
+                "lower --spectral-radius or --steps (or use --activation tanh)"
+            };
+            line.push_str(&format!("; {}: {fix}", overflow.describe(r.precision)));
+        } else if let Some(t) = r.grads.grad_h_norm.iter().rposition(|x| !x.is_finite()) {
             // The backward pass runs from t = T down to 1: the first overflow in that order
             // is the largest t whose norm is not finite.
             line.push_str(&format!("; ‖∂L/∂h_t‖ first overflows at step {} (counting down from T)", t + 1));
@@ -95,6 +104,7 @@ pub struct Pieces {
     /// GPU and reference both ran and were compared.
     pub checked: bool,
     pub problems: Vec<String>,
+    pub notes: Vec<String>,
     pub timings: Timings,
 }
 
@@ -149,6 +159,7 @@ pub fn report(
         loss_at: p.loss_at,
         bias: p.has_bias(),
         seed: args.load.is_none().then_some(args.seed),
+        random_h0: args.load.is_none() && args.random_h0,
         compute: args.compute,
         variant: variant.describe(),
         spectral_radius,
@@ -167,6 +178,7 @@ pub fn report(
         checked: k.checked,
         pass,
         problems: k.problems,
+        notes: k.notes,
         schedule: k.gpu.as_ref().map(|_| args.schedule.name()),
         gpu_stages_ms: k.gpu.as_ref().map(|g| g.stages.clone()).unwrap_or_default(),
         timing_source: k.gpu.as_ref().map(|g| g.timing_source),

@@ -7,7 +7,7 @@ use super::progress::Progress;
 use crate::cli::Args;
 use crate::error::Result;
 use crate::gpu::{GpuContext, RunTimes, TimingSource};
-use crate::model::{Grads, LossAt, Problem};
+use crate::model::{Grads, LossAt, Problem, Shape};
 use crate::report::{ClipReport, Timings};
 use crate::variant::{GpuRunner, Variant};
 use crate::{cpu, flops};
@@ -20,6 +20,53 @@ const MAX_REPEAT: u32 = 20;
 pub struct PathResult {
     pub grads: Grads,
     pub reach: Vec<f64>,
+    /// The arithmetic the path ran in ("f32", "f64"), for the overflow diagnosis.
+    pub precision: &'static str,
+    /// Where the forward pass overflowed, when the states show it (None when they are
+    /// finite or were not kept).
+    pub forward_overflow: Option<ForwardOverflow>,
+}
+
+impl PathResult {
+    fn new(grads: Grads, reach: Vec<f64>, precision: &'static str, shape: Shape) -> Self {
+        let forward_overflow = ForwardOverflow::find(&grads, shape);
+        PathResult { grads, reach, precision, forward_overflow }
+    }
+}
+
+/// The first steps t (from 1) whose forward states h_t and o_t have a non-finite entry. A
+/// state that overflows poisons everything computed from it, so this, not the backward pass,
+/// is what to report. o_t = h_t·w_qhᵀ usually overflows a few steps before h_t does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForwardOverflow {
+    pub h: Option<usize>,
+    pub o: Option<usize>,
+}
+
+impl ForwardOverflow {
+    /// From the states a path returned: None when they are all finite or were not kept.
+    pub fn find(g: &Grads, shape: Shape) -> Option<Self> {
+        let first = |v: &[f64], width: usize| {
+            v.chunks(width.max(1)).position(|s| s.iter().any(|x| !x.is_finite())).map(|t| t + 1)
+        };
+        let found =
+            ForwardOverflow { h: first(&g.h, shape.batch * shape.hidden), o: first(&g.o, shape.batch * shape.output) };
+        (found.h.is_some() || found.o.is_some()).then_some(found)
+    }
+
+    /// e.g. "h_t overflows f32 at t = 1080", "o_t overflows f32 at t = 1073 (h_t at t = 1080)".
+    pub fn describe(&self, precision: &str) -> String {
+        match (self.h, self.o) {
+            (Some(h), Some(o)) if o < h => format!("o_t overflows {precision} at t = {o} (h_t at t = {h})"),
+            (Some(h), _) => format!("h_t overflows {precision} at t = {h}"),
+            (None, Some(o)) => format!("o_t overflows {precision} at t = {o}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+fn all_finite(g: &Grads) -> bool {
+    g.tensors().iter().all(|(_, v)| v.iter().all(|x| x.is_finite()))
 }
 
 /// The GPU path's result and everything measured about it.
@@ -126,12 +173,24 @@ pub fn gpu(
         .enumerate()
         .map(|(k, (stage, _))| (stage.name(), median(timed_runs.iter().map(|r| r.stages[k].1).collect())))
         .collect();
+    // A non-finite result without its states (no --save-states): run once more reading them
+    // back, to tell a forward overflow (h_t) from one in the backward pass. Only on failure,
+    // and only if the states fit in memory; without them the report names the tensors alone.
+    let mut forward = ForwardOverflow::find(&grads, p.shape);
+    if forward.is_none() && grads.h.is_empty() && !all_finite(&grads) {
+        let rows = (p.shape.steps * p.shape.batch) as u64;
+        let states_bytes = rows.saturating_mul(12 * (p.shape.hidden + p.shape.output) as u64);
+        if crate::memory::check_host(states_bytes, "", "").is_ok() {
+            progress.say("GPU: reading the states back to find where the result overflowed".into());
+            forward = runner.run(p, true).ok().and_then(|(g, _)| ForwardOverflow::find(&g, p.shape));
+        }
+    }
     progress.say("GPU: reach profile (loss at the last step only)".into());
     let reach = scored_at_last(p, |last| runner.run(last, false))?.0.grad_h_norm;
     progress.say("GPU: dispatch-latency floor".into());
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
-        result: PathResult { grads, reach },
+        result: PathResult { grads, reach, precision: "f32", forward_overflow: forward },
         clip,
         repeat: timed_runs.len() as u32,
         stages,
@@ -153,7 +212,7 @@ pub fn fast_cpu(
     let (grads, med, times) = timed(args, progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
     timings.cpu_total = Some(med);
     let reach = if with_reach { scored_at_last(p, cpu::fast::bptt).grad_h_norm } else { Vec::new() };
-    Ok((PathResult { grads, reach }, times.len() as u32))
+    Ok((PathResult::new(grads, reach, "f32", p.shape), times.len() as u32))
 }
 
 /// The f64 reference (the oracle), one run, and its reach profile; ‖g‖ before clipping.
@@ -169,10 +228,39 @@ pub fn reference(
     timings.cpu_ref_total = Some(ms);
     progress.say("f64 CPU reference: reach profile".into());
     let reach = scored_at_last(p, |last| variant.reference(last))?.0.grad_h_norm;
-    Ok((PathResult { grads, reach }, clip_before))
+    Ok((PathResult::new(grads, reach, "f64", p.shape), clip_before))
 }
 
 /// Whether a shape is long enough on a software adapter or the reference to show a spinner.
 pub fn is_long(args: &Args, p: &Problem) -> bool {
     flops::flops(p.shape) >= 1e8 || args.repeat.is_some_and(|r| r > 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn states(h: Vec<f64>, o: Vec<f64>) -> Grads {
+        Grads { h, o, ..Default::default() }
+    }
+
+    #[test]
+    fn the_first_non_finite_state_is_found_and_named() {
+        // T = 4, B = 1, h = 2, q = 1.
+        let shape = Shape::new(4, 1, 1, 2, 1).unwrap();
+        let inf = f64::INFINITY;
+        let finite = states(vec![1.0; 8], vec![1.0; 4]);
+        assert_eq!(ForwardOverflow::find(&finite, shape), None);
+        // Not kept: nothing to say.
+        assert_eq!(ForwardOverflow::find(&Grads::default(), shape), None);
+        let h_first = states(vec![1.0, 1.0, 1.0, 1.0, 1.0, f64::NAN, inf, inf], vec![1.0, 1.0, 1.0, inf]);
+        let found = ForwardOverflow::find(&h_first, shape).unwrap();
+        assert_eq!(found, ForwardOverflow { h: Some(3), o: Some(4) });
+        assert_eq!(found.describe("f32"), "h_t overflows f32 at t = 3");
+        let o_first = states(vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, inf, 1.0], vec![1.0, inf, inf, inf]);
+        let found = ForwardOverflow::find(&o_first, shape).unwrap();
+        assert_eq!(found.describe("f64"), "o_t overflows f64 at t = 2 (h_t at t = 4)");
+        let only_o = states(vec![1.0; 8], vec![1.0, 1.0, -inf, 1.0]);
+        assert_eq!(ForwardOverflow::find(&only_o, shape).unwrap().describe("f32"), "o_t overflows f32 at t = 3");
+    }
 }

@@ -18,7 +18,7 @@ pub fn run(a: &TrainArgs) -> Result<TrainReport> {
         crate::io::check_output_path(path)?;
     }
     if let Some(path) = &a.plot {
-        crate::plot::register_font(path)?;
+        crate::plot::check_font(path)?;
     }
     let show = !a.json && std::io::stderr().is_terminal();
     let bar = show.then(|| {

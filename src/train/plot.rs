@@ -13,7 +13,7 @@ const SIZE: (u32, u32) = (900, 560);
 pub fn plot_curve(path: &Path, r: &TrainReport) -> Result<()> {
     let err =
         |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the plot failed: {e}") };
-    crate::plot::register_font(path)?;
+    crate::plot::check_font(path)?;
     let is_png = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if is_png {
         let root = BitMapBackend::new(path, SIZE).into_drawing_area();

@@ -1,0 +1,139 @@
+//! The unrolled computation graph of a run, as in the textbook's figure: time across (one
+//! column per step), rows for the inputs x_t, the hidden states h_t, the outputs o_t, the loss
+//! terms ℓ_t with their targets y_t, and the loss L on top; the parameters W_hx, W_hh, W_qh
+//! (and b_h, b_q) are nodes of their own, with an edge to every node they enter. Each edge is
+//! one dependency of the forward equations (README, "The model"):
+//!
+//! ```text
+//! h_t ← x_t, h_{t−1}, W_hx, W_hh (, b_h)     o_t ← h_t, W_qh (, b_q)
+//! ℓ_t ← o_t, y_t                              L ← ℓ_t for every step with a loss term
+//! ```
+//!
+//! The run annotates it: each h_t (h_0 included) and each edge h_{t−1} → h_t is coloured, and
+//! the edge widened, by ‖∂L/∂h_t‖ on a log scale with a legend, so the gradient can be followed
+//! back through time (the backward pass runs from t = T down to 1, right to left).
+//!
+//! With `--segments` or `--truncate random:P`, an edge h_t → h_{t+1} whose carried gradient is
+//! cut (c_t = 0) is drawn grey and thin with a cut mark: it is still a forward dependency, but
+//! no gradient flows back along it.
+//!
+//! Large T: up to `ALL_STEPS_UP_TO` steps are all drawn; beyond that the first and the last
+//! `END_STEPS` steps are, with an ellipsis column between them standing for the others (the
+//! hidden chain runs through it as one dashed edge).
+//!
+//! `layout` places everything (`picture` has the pieces, `scale` the colour scale); `svg`,
+//! `png` and `dot` write it out.
+
+mod dot;
+mod layout;
+mod picture;
+mod png;
+mod scale;
+mod svg;
+
+use std::path::Path;
+
+pub use layout::{ALL_STEPS_UP_TO, END_STEPS, drawn_steps};
+
+use crate::cli::{Args, TruncateArg};
+use crate::error::{Error, Result};
+use crate::model::{Activation, LossAt, LossFn};
+use crate::report::Report;
+use crate::variant::segments::segment_carry_scales;
+use crate::variant::truncation::random_carry_scales;
+
+/// What the graph shows: the problem's structure and the run's ‖∂L/∂h_t‖.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphSpec {
+    pub steps: usize,
+    pub loss_at: LossAt,
+    pub bias: bool,
+    pub activation: Activation,
+    pub loss_fn: LossFn,
+    /// ‖∂L/∂h_t‖ for t = 1..T.
+    pub grad_h_norm: Vec<f64>,
+    /// ‖∂L/∂h_0‖, when known.
+    pub grad_h0_norm: Option<f64>,
+    /// What was computed beyond plain BPTT (truncation, segments, clipping), one line each.
+    pub variant: Vec<String>,
+    /// The carry multipliers c_t, t = 0..T−1, of the gradient sent back along h_t → h_{t+1}
+    /// (`--segments`: 0 at the boundaries; `--truncate random:P`: 0 or 1/(1−P)); an edge with
+    /// c_t = 0 is drawn cut. None: every edge carries the gradient unscaled.
+    pub carry: Option<Vec<f64>>,
+    /// Why an edge is cut, for the legend ("a segment boundary").
+    pub cut_reason: Option<String>,
+}
+
+impl GraphSpec {
+    pub fn from_report(r: &Report) -> Self {
+        GraphSpec {
+            steps: r.shape.steps,
+            loss_at: r.loss_at,
+            bias: r.bias,
+            activation: r.activation,
+            loss_fn: r.loss_fn,
+            grad_h_norm: r.grad_h_norm.clone(),
+            grad_h0_norm: r.grad_norms.get("grad_h0").copied(),
+            variant: r.variant.clone(),
+            carry: None,
+            cut_reason: None,
+        }
+    }
+
+    /// Adds the cuts of `--segments N` or `--truncate random:P` (the very multipliers the run
+    /// used), so the graph shows which edges carry no gradient back.
+    pub fn with_cuts_from(mut self, args: &Args) -> Result<Self> {
+        let steps = self.steps;
+        if let Some(n) = args.segments {
+            self.carry = Some(segment_carry_scales(steps, n as usize)?);
+            self.cut_reason = Some("it crosses a segment boundary (--segments)".into());
+        } else if let Some(TruncateArg::Random(p)) = args.truncate {
+            self.carry = Some(random_carry_scales(steps, p, args.truncate_seed)?);
+            self.cut_reason = Some(format!(
+                "a random cut of --truncate random:{p} (seed {}); the others carry it ×1/(1−p)",
+                args.truncate_seed
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The formats `--graph` writes, by the file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Svg,
+    Png,
+    Dot,
+}
+
+impl GraphFormat {
+    /// The format for `path`'s extension (case-insensitive), or an error naming the choices.
+    pub fn of(path: &Path) -> std::result::Result<Self, String> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("svg") => Ok(GraphFormat::Svg),
+            Some("png") => Ok(GraphFormat::Png),
+            Some("dot") | Some("gv") => Ok(GraphFormat::Dot),
+            _ => Err(format!("the graph is written as .svg, .png or .dot (Graphviz), not '{}'", path.display())),
+        }
+    }
+}
+
+/// Writes the graph of `spec` to `path` as SVG, PNG or Graphviz text, by its extension.
+pub fn write_graph(path: &Path, spec: &GraphSpec) -> Result<()> {
+    let format = GraphFormat::of(path).map_err(Error::Invalid)?;
+    let picture = layout::layout(spec);
+    let io_err = |e: String| Error::Io { path: path.display().to_string(), reason: e };
+    match format {
+        GraphFormat::Svg => std::fs::write(path, svg::render(&picture)).map_err(|e| io_err(e.to_string())),
+        GraphFormat::Dot => std::fs::write(path, dot::render(&picture)).map_err(|e| io_err(e.to_string())),
+        GraphFormat::Png => {
+            crate::plot::register_font(path)?;
+            png::render(&picture, path).map_err(|e| io_err(format!("drawing the graph failed: {e}")))
+        }
+    }
+}
+
+/// Writes the graph of a finished run, with the cuts its arguments made.
+pub fn write_report_graph(path: &Path, report: &Report, args: &Args) -> Result<()> {
+    write_graph(path, &GraphSpec::from_report(report).with_cuts_from(args)?)
+}
