@@ -18,13 +18,14 @@ h_t inside the scan, and dL/d(eps_t) is dL/dh_t (the total derivative, through e
 Regenerate (from the repository root):
     python3 -m venv /tmp/venv-fixtures
     /tmp/venv-fixtures/bin/pip install -r scripts/requirements.txt
-    /tmp/venv-fixtures/bin/python scripts/make_fixtures.py
+    /tmp/venv-fixtures/bin/python scripts/make_fixtures.py [CASE ...]
 The inputs come from numpy's seeded generator: rerunning gives the same tensor values bit for
 bit (only the order of the __metadata__ keys in the header may change); the expected values
 may differ in the last bits across JAX/XLA versions, far below the tests' 1e-9 tolerance. `cargo test --release --test fixtures` then checks the Rust reference.
 """
 
 import os
+import sys
 from dataclasses import dataclass
 
 import jax
@@ -47,7 +48,7 @@ class Case:
     d: int
     h: int
     q: int
-    activation: str  # identity | tanh
+    activation: str  # identity | tanh | relu
     loss: str  # mse | xent
     bias: bool = False
     random_h0: bool = False
@@ -68,6 +69,9 @@ CASES = [
          spectral_radius=1.3, seed=6),
     Case("tanh_xent_h12", T=10, B=2, d=5, h=12, q=4, activation="tanh", loss="xent",
          bias=True, seed=7),
+    # relu (the IRNN's phi): h0 and biases so that some units are clipped and some are not.
+    Case("relu_mse_bias_h0", T=8, B=3, d=3, h=6, q=2, activation="relu", loss="mse",
+         bias=True, random_h0=True, seed=8),
 ]
 
 
@@ -95,7 +99,7 @@ def make_inputs(c: Case) -> dict:
 
 
 def results(c: Case, inp: dict) -> dict:
-    phi = {"identity": lambda a: a, "tanh": jnp.tanh}[c.activation]
+    phi = {"identity": lambda a: a, "tanh": jnp.tanh, "relu": jax.nn.relu}[c.activation]
     zero_h, zero_q = jnp.zeros(c.h), jnp.zeros(c.q)
     targets = inp["y"] if c.loss == "mse" else inp["labels"]
 
@@ -142,8 +146,16 @@ def results(c: Case, inp: dict) -> dict:
 
 
 def main():
+    # Case names on the command line regenerate only those cases (the others' files stay as
+    # they are); no names regenerates every case.
+    only = set(sys.argv[1:])
+    unknown = only - {c.name for c in CASES}
+    if unknown:
+        sys.exit(f"unknown case(s): {', '.join(sorted(unknown))}")
     os.makedirs(OUT, exist_ok=True)
     for c in CASES:
+        if only and c.name not in only:
+            continue
         inp = make_inputs(c)
         exp = results(c, inp)
         meta = {"loss": c.loss, "activation": c.activation}

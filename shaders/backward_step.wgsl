@@ -4,7 +4,7 @@
 // c_t = 1 is full BPTT; 0 cuts the gradient (segments), 1/(1−p) or 0 randomises truncation.
 // One invocation per (b, i): it walks column i of w_hh and w_qh, so neighbouring invocations
 // read neighbouring addresses.
-// φ'(a_t) is taken from h_t: 1 for identity, 1 − h_t² for tanh.
+// φ'(a_t) is taken from h_t: 1 for identity, 1 − h_t² for tanh, [h_t > 0] for relu.
 // Bindings: 0 params (uniform, dynamic offset), 1 w_hh [h,h], 2 w_qh [q,h], 3 grad_o [T,B,q],
 //           4 h [T+1,B,h], 5 grad_a [T+2,B,h] (slot t is ∂L/∂a_t; slot T+1 is kept zero),
 //           6 grad_h [T+1,B,h] (slot t is ∂L/∂h_t; slot 0 is ∂L/∂h0).
@@ -14,7 +14,7 @@ struct Params {
     batch: u32,
     hidden: u32,
     output: u32,
-    activation: u32, // 0 identity, 1 tanh
+    activation: u32, // 0 identity, 1 tanh, 2 relu
     carry: f32,      // c_t
     _pad1: u32,
     _pad2: u32,
@@ -49,9 +49,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             acc += grad_o[o_row + k] * w_qh[k * p.hidden + i];
         }
         var dphi = 1.0;
+        let h_ti = h[row + i];
         if p.activation == 1u {
-            let h_ti = h[row + i];
             dphi = 1.0 - h_ti * h_ti;
+        } else if p.activation == 2u {
+            dphi = select(0.0, 1.0, h_ti > 0.0);
         }
         grad_a[row + i] = acc * dphi;
     }

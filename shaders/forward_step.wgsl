@@ -9,7 +9,7 @@ struct Params {
     batch: u32,
     input: u32,
     hidden: u32,
-    activation: u32, // 0 identity, 1 tanh
+    activation: u32, // 0 identity, 1 tanh, 2 relu
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -41,6 +41,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     if p.activation == 1u {
         acc = tanh(acc);
+    } else if p.activation == 2u {
+        // select, not max: NaN stays NaN, so an overflow still reaches the checks.
+        acc = select(acc, 0.0, acc < 0.0);
     }
     h[(p.t * p.batch + b) * p.hidden + i] = acc;
 }

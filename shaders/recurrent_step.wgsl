@@ -23,7 +23,7 @@ struct Params {
     mode: u32,
     batch: u32,
     hidden: u32,
-    activation: u32, // 0 identity, 1 tanh
+    activation: u32, // 0 identity, 1 tanh, 2 relu
     v_slot: u32,     // slot of `state` holding v (h_{t-1} or ∂L/∂a_{t+1})
     out_slot: u32,   // slot of `state` written (h_t or ∂L/∂a_t)
     add_slot: u32,   // slot of `add` (xproj_t or gq_t)
@@ -112,15 +112,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if p.mode == 0u {
             if p.activation == 1u {
                 acc = tanh(acc);
+            } else if p.activation == 2u {
+                // select, not max: NaN stays NaN, so an overflow still reaches the checks.
+                acc = select(acc, 0.0, acc < 0.0);
             }
             state[p.out_slot * rows + at] = acc;
         } else {
             grad_h[p.t * rows + at] = acc;
             if p.mode == 1u {
                 var dphi = 1.0;
+                let h_t = h[p.t * rows + at];
                 if p.activation == 1u {
-                    let h_t = h[p.t * rows + at];
                     dphi = 1.0 - h_t * h_t;
+                } else if p.activation == 2u {
+                    dphi = select(0.0, 1.0, h_t > 0.0);
                 }
                 state[p.out_slot * rows + at] = acc * dphi;
             }

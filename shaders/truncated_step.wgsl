@@ -15,7 +15,7 @@ struct Params {
     mode: u32,       // 1 a step t ≥ 1, 2 ∂L/∂h0
     batch: u32,
     hidden: u32,
-    activation: u32, // 0 identity, 1 tanh
+    activation: u32, // 0 identity, 1 tanh, 2 relu
     lanes: u32,      // K
     t: u32,          // the math's step
     _pad0: u32,
@@ -65,9 +65,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let grad_h_ti = gq[((p.t - 1u) * p.batch + b) * n + i] + carried;
     var dphi = 1.0;
+    let h_ti = h[at];
     if p.activation == 1u {
-        let h_ti = h[at];
         dphi = 1.0 - h_ti * h_ti;
+    } else if p.activation == 2u {
+        dphi = select(0.0, 1.0, h_ti > 0.0);
     }
     state[((p.t * p.batch + b) * k + (m - 1u)) * n + i] = grad_h_ti * dphi;
     if m == k {

@@ -50,7 +50,7 @@ pub enum Compute {
     version,
     about,
     long_about,
-    after_help = "Examples:\n  bptt --hidden 64 --steps 16 --batch 2\n  bptt --compute cpu-ref --hidden 32 --steps 64 --spectral-radius 1.2 --json\n  bptt --list-adapters"
+    after_help = "Examples:\n  bptt --hidden 64 --steps 16 --batch 2\n  bptt --compute cpu-ref --hidden 32 --steps 64 --spectral-radius 1.2 --json\n  bptt --list-adapters\n\nTraining (a subcommand with its own flags): bptt train --help"
 )]
 pub struct Args {
     /// Hidden size h.
@@ -218,4 +218,36 @@ fn parse_radius(s: &str) -> Result<f64, String> {
 fn parse_tolerance(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
     if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
+}
+
+/// What the command line asks for: the gradient check (the flags alone, as always) or
+/// training (`bptt train ...`, with `TrainArgs`).
+#[derive(Debug, Clone)]
+pub enum Command {
+    Check(Box<Args>),
+    Train(Box<crate::train::args::TrainArgs>),
+}
+
+/// Parses the whole command line (program name first). `train` as the first argument selects
+/// the training subcommand and its own flags; anything else is the gradient check's flags, so
+/// the flag-only form keeps working unchanged.
+pub fn parse_command(argv: Vec<std::ffi::OsString>) -> Result<Command, clap::Error> {
+    if argv.get(1).is_some_and(|a| a == "train") {
+        let rest = std::iter::once(std::ffi::OsString::from("bptt train")).chain(argv.into_iter().skip(2));
+        return crate::train::args::TrainArgs::try_parse_from(rest).map(|a| Command::Train(Box::new(a)));
+    }
+    Args::try_parse_from(argv).map(|a| Command::Check(Box::new(a)))
+}
+
+/// A clap error as one line: its reason (all of it, e.g. the missing argument's name), without
+/// the usage block, and where to read more.
+pub fn one_line_error(e: &clap::Error, command: &str) -> String {
+    let msg = e.to_string();
+    let reason: Vec<&str> = msg
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("{} (see {command} --help)", reason.join(" "))
 }

@@ -23,6 +23,9 @@ pub enum Error {
     /// Reading or writing a file.
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },
+    /// A run that failed on its own terms (a training run whose loss stopped being finite).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Error {
@@ -30,7 +33,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Tensor { .. } => 2,
-            Error::NoAdapter(_) | Error::Limit(_) | Error::Gpu(_) | Error::Io { .. } => 1,
+            Error::NoAdapter(_) | Error::Limit(_) | Error::Gpu(_) | Error::Io { .. } | Error::Failed(_) => 1,
         }
     }
 

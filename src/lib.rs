@@ -43,6 +43,7 @@ pub mod plot;
 pub mod problem;
 pub mod report;
 pub mod run;
+pub mod train;
 pub mod variant;
 
 pub use api::{Device, compute};

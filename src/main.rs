@@ -5,9 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use bptt::cli::Args;
+use bptt::cli::{Command, one_line_error, parse_command};
 use bptt::error::one_line;
 
 /// One line on stderr. A closed stderr is not worth a panic: the exit code still says it.
@@ -31,20 +29,13 @@ fn print_out(text: &str) -> Result<bool, ExitCode> {
 
 fn main() -> ExitCode {
     env_logger::init();
-    let args = match Args::try_parse() {
-        Ok(a) => a,
+    let training = std::env::args_os().nth(1).is_some_and(|a| a == "train");
+    let args = match parse_command(std::env::args_os().collect()) {
+        Ok(Command::Check(a)) => *a,
+        Ok(Command::Train(a)) => return train(&a),
         Err(e) if e.use_stderr() => {
-            // One line: clap's reason (all of it, e.g. the missing argument's name), without
-            // the usage block.
-            let msg = e.to_string();
-            let reason: Vec<&str> = msg
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            let reason = reason.join(" ");
-            let _ = writeln!(std::io::stderr(), "{} (see bptt --help)", one_line(&reason));
+            let line = one_line_error(&e, if training { "bptt train" } else { "bptt" });
+            let _ = writeln!(std::io::stderr(), "{}", one_line(&line));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -112,4 +103,30 @@ fn main() -> ExitCode {
         }
     }
     code
+}
+
+/// `bptt train`: the summary (or JSON) on stdout, one line on stderr for an error.
+fn train(args: &bptt::train::args::TrainArgs) -> ExitCode {
+    let report = match bptt::train::command::run(args) {
+        Ok(r) => r,
+        Err(e) => {
+            say_error(&e.to_string());
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let text = if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                say_error(&format!("cannot write the report as JSON: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        report.text()
+    };
+    match print_out(&text) {
+        Err(code) => code,
+        Ok(_) => ExitCode::SUCCESS,
+    }
 }

@@ -59,6 +59,25 @@ pub enum Activation {
     Identity,
     /// φ(a) = tanh(a), φ'(a) = 1 − tanh²(a).
     Tanh,
+    /// φ(a) = max(a, 0), φ'(a) = [a > 0] (0 at a = 0): the IRNN's (Le et al. 2015).
+    Relu,
+}
+
+/// tanh in f32 as a rational function (the approximation Eigen and XLA use: odd degree 13 over
+/// even degree 6, the input clamped to ±7.905, where tanh rounds to ±1): within a few ulp of
+/// tanh (3e-7 relative), branch-free so loops over it vectorise, and about 15× faster than a
+/// call to libm's tanhf per element, which at h = 128, T = 200, B = 32 cost ~12 ms per forward
+/// pass, more than the recurrence's matrix products. NaN stays NaN.
+#[inline]
+pub fn tanh_f32(x: f32) -> f32 {
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let mut p = -2.760_768_5e-16f32;
+    for c in [2.000_188e-13, -8.604_672e-11, 5.122_297e-8, 1.485_722_4e-5, 6.372_619_3e-4, 4.893_524_6e-3] {
+        p = p * x2 + c;
+    }
+    let q = ((1.198_258_4e-6f32 * x2 + 1.185_347e-4) * x2 + 2.268_434_7e-3) * x2 + 4.893_525e-3;
+    x * p / q
 }
 
 impl Activation {
@@ -66,6 +85,7 @@ impl Activation {
         match self {
             Activation::Identity => "identity",
             Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
         }
     }
 }

@@ -32,7 +32,7 @@ fn matches_reference_on_the_grid() {
     for hidden in [1, 3, 33, 70] {
         for steps in [1, 5] {
             for batch in [1, 3] {
-                for activation in [Activation::Identity, Activation::Tanh] {
+                for activation in [Activation::Identity, Activation::Tanh, Activation::Relu] {
                     for loss in [LossFn::Mse, LossFn::Xent] {
                         for bias in [false, true] {
                             for loss_at in [LossAt::All, LossAt::Last] {
@@ -66,7 +66,7 @@ fn matches_reference_on_the_grid() {
 fn matches_reference_when_steps_are_split_over_threads() {
     for (threads, batch) in [(2, 2), (3, 2), (2, 9), (3, 9)] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        for activation in [Activation::Identity, Activation::Tanh] {
+        for activation in [Activation::Identity, Activation::Tanh, Activation::Relu] {
             let shape = Shape::new(4, batch, 7, 258, 6).unwrap();
             let mut spec = ProblemSpec::new(shape);
             spec.activation = activation;
@@ -150,4 +150,22 @@ fn a_call_after_one_that_overflowed_matches_the_reference() {
     let mut spec = ProblemSpec::new(shape);
     spec.seed = 7;
     check(&spec);
+}
+
+/// The fast path's tanh (a rational approximation) against f64's, over the range where it
+/// bends and beyond the clamp, at zero, and for NaN.
+#[test]
+fn tanh_f32_is_within_a_few_ulp() {
+    let mut worst = 0.0f64;
+    for i in -200_000..=200_000 {
+        let x = i as f32 * 1e-4; // -20 .. 20
+        let want = (x as f64).tanh();
+        let got = bptt::model::tanh_f32(x) as f64;
+        let err = (got - want).abs() / want.abs().max(f64::MIN_POSITIVE);
+        worst = worst.max(if want == 0.0 { got.abs() } else { err });
+    }
+    assert!(worst < 1e-6, "largest relative error {worst:e}");
+    assert_eq!(bptt::model::tanh_f32(0.0), 0.0);
+    assert_eq!(bptt::model::tanh_f32(f32::INFINITY), 1.0);
+    assert!(bptt::model::tanh_f32(f32::NAN).is_nan());
 }

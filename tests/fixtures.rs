@@ -37,8 +37,8 @@ fn expected_path(case: &Path) -> PathBuf {
 #[test]
 fn the_reference_matches_jax_on_every_fixture() {
     let cases = cases();
-    // identity/tanh × mse/xent, B>1, h0, biases, exploding: the script writes seven.
-    assert!(cases.len() >= 7, "expected the 7 fixtures, found {cases:?}");
+    // identity/tanh × mse/xent, B>1, h0, biases, exploding, relu: the script writes eight.
+    assert!(cases.len() >= 8, "expected the 8 fixtures, found {cases:?}");
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_stem().unwrap().to_string_lossy().into_owned();

@@ -77,6 +77,27 @@ fn gpu_matches_reference_on_a_grid() {
     println!("{cases} cases, largest relative error {worst:.3e}");
 }
 
+/// relu (the IRNN's φ) on both schedules and both layouts: h not a multiple of the workgroup
+/// size, B > 1, biases, both losses, loss at every step and at the last.
+#[test]
+fn relu_matches_reference() {
+    let ctx = common::gpu_with_each_layout();
+    for (n, (loss, loss_at)) in [(LossFn::Mse, LossAt::Last), (LossFn::Xent, LossAt::All)].into_iter().enumerate() {
+        let mut s = spec(6, 3, 5, 33, 4);
+        s.activation = Activation::Relu;
+        s.loss = loss;
+        s.loss_at = loss_at;
+        s.bias = true;
+        s.random_h0 = n == 1;
+        s.seed = 77 + n as u64;
+        let p = random_problem(&s).unwrap();
+        // Some states are clipped to zero and some are not, so both branches of φ' run.
+        let h = reference::bptt(&p).h;
+        assert!(h.contains(&0.0) && h.iter().any(|&v| v > 0.0));
+        check(&ctx, &p);
+    }
+}
+
 #[test]
 fn longer_sequences_and_loss_at_last_match() {
     let ctx = common::gpu_with_each_layout();

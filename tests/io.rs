@@ -228,9 +228,9 @@ fn metadata_loss_contradicting_the_targets_is_an_error() {
 #[test]
 fn unknown_metadata_values_are_errors() {
     let mut f = RawFile::good();
-    f.meta("activation", "relu");
+    f.meta("activation", "sigmoid");
     let msg = f.load(None, None).unwrap_err().to_string();
-    assert!(msg.contains("activation=relu") && msg.contains("tanh"), "{msg}");
+    assert!(msg.contains("activation=sigmoid") && msg.contains("relu"), "{msg}");
     let mut f = RawFile::good();
     f.meta("loss", "hinge");
     let err = f.load(None, None).unwrap_err();

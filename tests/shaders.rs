@@ -2,6 +2,7 @@
 //! comment naming what it computes, and is one of the kernels the library loads.
 
 use bptt::gpu::kernels::Kernel;
+use bptt::train::gpu::UPDATE_KERNELS;
 
 fn validate(name: &str, source: &str) {
     let module =
@@ -16,6 +17,9 @@ fn every_kernel_validates_with_naga() {
     for k in Kernel::ALL {
         validate(k.name(), k.source());
     }
+    for (name, source) in UPDATE_KERNELS {
+        validate(name, source);
+    }
 }
 
 #[test]
@@ -28,8 +32,9 @@ fn every_shader_file_is_a_loaded_kernel_and_documents_itself() {
         .collect();
     files.sort();
     let mut kernels: Vec<String> = Kernel::ALL.iter().map(|k| format!("{}.wgsl", k.name())).collect();
+    kernels.extend(UPDATE_KERNELS.iter().map(|(name, _)| format!("{name}.wgsl")));
     kernels.sort();
-    assert_eq!(files, kernels, "shaders/ and Kernel::ALL must list the same kernels");
+    assert_eq!(files, kernels, "shaders/ must hold exactly Kernel::ALL and the optimisers' kernels");
     for f in files {
         let text = std::fs::read_to_string(dir.join(&f)).unwrap();
         validate(&f, &text);

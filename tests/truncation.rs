@@ -50,6 +50,7 @@ fn phi_prime(act: Activation, h: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,
         Activation::Tanh => 1.0 - h * h,
+        Activation::Relu => f64::from(h > 0.0),
     }
 }
 

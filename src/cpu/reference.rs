@@ -64,14 +64,30 @@ pub fn phi(act: Activation, a: f64) -> f64 {
     match act {
         Activation::Identity => a,
         Activation::Tanh => a.tanh(),
+        // Not `a.max(0.0)`, which turns NaN into 0 and would hide an overflow from the checks.
+        Activation::Relu => {
+            if a < 0.0 {
+                0.0
+            } else {
+                a
+            }
+        }
     }
 }
 
-/// φ'(a), written in terms of h = φ(a) where that is the usual form (tanh' = 1 − h²).
+/// φ'(a), written in terms of h = φ(a) where that is the usual form (tanh' = 1 − h²;
+/// relu' = [a > 0] = [h > 0]).
 pub fn phi_prime(act: Activation, h: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,
         Activation::Tanh => 1.0 - h * h,
+        Activation::Relu => {
+            if h > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod buffers;
 pub mod floor;
 pub mod kernels;
 pub mod matmul;
+pub mod resident;
 pub mod schedule;
 
 use std::collections::HashMap;

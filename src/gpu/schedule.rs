@@ -261,6 +261,7 @@ fn dims(s: Shape, c: &Config) -> Dims {
     let act = match c.activation {
         Activation::Identity => 0,
         Activation::Tanh => 1,
+        Activation::Relu => 2,
     };
     Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
 }

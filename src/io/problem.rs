@@ -77,9 +77,14 @@ fn loss_at_name(l: LossAt) -> &'static str {
 
 fn from_tensors(st: &SafeTensors, metadata: &HashMap<String, String>, given: &Overrides) -> Result<Problem> {
     tensor::reject_unknown(st, &INPUTS)?;
-    let activation =
-        resolve("activation", given.activation, metadata, &[Activation::Identity, Activation::Tanh], Activation::name)?
-            .map_or(Activation::default(), |(a, _)| a);
+    let activation = resolve(
+        "activation",
+        given.activation,
+        metadata,
+        &[Activation::Identity, Activation::Tanh, Activation::Relu],
+        Activation::name,
+    )?
+    .map_or(Activation::default(), |(a, _)| a);
     let loss = resolve("loss", given.loss, metadata, &[LossFn::Mse, LossFn::Xent], LossFn::name)?;
     let loss_at = resolve("loss_at", given.loss_at, metadata, &[LossAt::All, LossAt::Last], loss_at_name)?
         .map_or(LossAt::default(), |(l, _)| l);

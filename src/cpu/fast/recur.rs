@@ -20,7 +20,7 @@ use super::aligned::padded;
 use super::flush_tiny;
 use super::simd::{Isa, matvec_acc, outer_acc};
 use super::team::run_steps;
-use crate::model::Activation;
+use crate::model::{Activation, tanh_f32};
 
 /// Below this many multiply-adds per step a second thread costs more than it saves.
 const PAR_MIN_WORK: usize = 1 << 16;
@@ -91,7 +91,9 @@ impl Recurrence {
             for out in outs.iter_mut() {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
-                    Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(a.tanh())),
+                    Activation::Tanh => out.iter_mut().for_each(|a| *a = flush_tiny(tanh_f32(*a))),
+                    // `if a < 0` rather than `max`, which would turn NaN into 0 and hide an overflow.
+                    Activation::Relu => out.iter_mut().for_each(|a| *a = if *a < 0.0 { 0.0 } else { flush_tiny(*a) }),
                 }
             }
             0.0
@@ -149,6 +151,11 @@ impl Recurrence {
                     Activation::Tanh => {
                         let h = &h_all[t * bh + b * nh..][cols.clone()];
                         let grad_a = |(g, h): (&mut f32, &f32)| *g = flush_tiny(*g * (1.0 - h * h));
+                        out.iter_mut().zip(h).for_each(grad_a);
+                    }
+                    Activation::Relu => {
+                        let h = &h_all[t * bh + b * nh..][cols.clone()];
+                        let grad_a = |(g, h): (&mut f32, &f32)| *g = if *h > 0.0 { flush_tiny(*g) } else { 0.0 };
                         out.iter_mut().zip(h).for_each(grad_a);
                     }
                 }

@@ -1,0 +1,55 @@
+//! One `bptt train` iteration on the fast CPU path at the speed claim's shape (README,
+//! "Training speed against PyTorch"): a fresh adding-problem minibatch, forward, backward,
+//! clipping to norm 1 and an Adam step, h = 128, T = 200, B = 32, tanh.
+//!
+//! `cargo bench --bench train` (about half a minute). The comparison with PyTorch is
+//! `scripts/bench_train_vs_torch.sh`, which alternates the two in one sitting.
+
+use std::time::Duration;
+
+use clap::Parser;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use bptt::train::args::TrainArgs;
+use bptt::train::cpu::CpuEngine;
+use bptt::train::setup::Setup;
+use bptt::train::{Engine, H0};
+
+fn train_iteration(c: &mut Criterion) {
+    let flags = [
+        "bptt train",
+        "--compute",
+        "cpu",
+        "--activation",
+        "tanh",
+        "--hidden",
+        "128",
+        "--steps",
+        "200",
+        "--batch",
+        "32",
+        "--optim",
+        "adam",
+        "--clip",
+        "1",
+        "--eval-size",
+        "32",
+    ];
+    let setup = Setup::from_args(&TrainArgs::try_parse_from(flags).unwrap()).unwrap();
+    let mut engine = CpuEngine::new(setup.step, setup.weights.clone());
+    let mut r = setup.batch_rng();
+    let mut g = c.benchmark_group("train");
+    g.sample_size(50).measurement_time(Duration::from_secs(10)).throughput(Throughput::Elements(32));
+    g.bench_function("cpu_adam_h128_T200_B32", |b| {
+        b.iter(|| {
+            let (batch, _) = setup.batch(0, &mut r).unwrap();
+            engine.step(&batch, H0::Zero).unwrap();
+            // Keep the losses from piling up; the training loop reads them the same way.
+            engine.take_losses().unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, train_iteration);
+criterion_main!(benches);

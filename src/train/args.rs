@@ -1,0 +1,177 @@
+//! `bptt train`'s arguments (clap). Combinations clap cannot check are checked in `setup`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::optim::OptimKind;
+use super::weights::InitRecurrent;
+use crate::gpu::BackendChoice;
+use crate::model::Activation;
+
+/// What to learn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// The adding problem: the sum of two marked values, MSE at the last step (baseline 1/6).
+    #[default]
+    Adding,
+    /// The copy task: recall 10 symbols after T = steps − 20 steps (cross-entropy every step).
+    Copy,
+    /// A character-level language model of --text FILE (cross-entropy every step).
+    Text,
+}
+
+/// Where the training runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainCompute {
+    /// The GPU: weights and optimiser state stay resident, the update is a WGSL kernel.
+    #[default]
+    Gpu,
+    /// The fast f32 CPU path.
+    Cpu,
+}
+
+/// How --task text cuts minibatches out of the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partition {
+    /// Each sequence starts at a random offset; h starts at zero.
+    #[default]
+    Random,
+    /// B contiguous streams read T characters at a time; h is carried across minibatches with
+    /// the gradient cut at the boundary.
+    Sequential,
+}
+
+/// Train a simple RNN with BPTT on a generated task (adding, copy) or a text file, on the GPU
+/// or the fast CPU path, and report the training curve and the held-out metrics.
+///
+/// Model: a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ + b_h, h_t = φ(a_t), o_t = h_t·w_qhᵀ + b_q. The held-out
+/// set is fixed (the same for every --seed). Exit codes: 0 success; 1 a run-time failure
+/// (no adapter, a diverged run); 2 bad arguments or input.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "bptt train",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  bptt train --task adding --steps 50 --activation relu --init-recurrent identity --compute cpu\n  \
+                  bptt train --task copy --steps 30 --iters 2000 --clip 1\n  \
+                  bptt train --task text --text book.txt --sample 200 --prompt 'The '"
+)]
+pub struct TrainArgs {
+    /// The task.
+    #[arg(long, value_enum, default_value_t = Task::Adding)]
+    pub task: Task,
+    /// The text file of --task text (UTF-8).
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+    /// Sequence length T (for copy, T + 20: the delay is steps − 20) [default: 50 adding, 30
+    /// copy, 64 text].
+    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: Option<u32>,
+    /// Hidden size h.
+    #[arg(long, default_value_t = 128, value_name = "H", value_parser = clap::value_parser!(u32).range(1..))]
+    pub hidden: u32,
+    /// Minibatch size B.
+    #[arg(long, default_value_t = 32, value_name = "B", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Training iterations (minibatches).
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub iters: u32,
+    /// φ [default: tanh].
+    #[arg(long, value_enum)]
+    pub activation: Option<Activation>,
+    /// How w_hh starts: normal N(0, s²/h), identity s·I (the IRNN), orthogonal s·Q.
+    #[arg(long, value_enum, default_value_t = InitRecurrent::Normal)]
+    pub init_recurrent: InitRecurrent,
+    /// s of --init-recurrent.
+    #[arg(long, default_value_t = 1.0, value_name = "S", value_parser = parse_nonneg)]
+    pub init_scale: f64,
+    /// The optimiser.
+    #[arg(long, value_enum, default_value_t = OptimKind::Adam)]
+    pub optim: OptimKind,
+    /// Learning rate η [default: 1e-3 adam, 1e-2 sgd].
+    #[arg(long, value_name = "η", value_parser = parse_positive)]
+    pub lr: Option<f64>,
+    /// SGD's momentum μ (0 is plain SGD).
+    #[arg(long, default_value_t = 0.9, value_name = "μ", value_parser = parse_momentum)]
+    pub momentum: f64,
+    /// Clip the parameter gradients together to global norm θ before each update.
+    #[arg(long, value_name = "θ", value_parser = parse_positive)]
+    pub clip: Option<f64>,
+    /// Truncated BPTT: loss term s reaches h_t only if s − t < K.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub truncate: Option<u32>,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = TrainCompute::Gpu)]
+    pub compute: TrainCompute,
+    /// Seed of the initial weights and the training minibatches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Read the training loss back (and check it) every N iterations.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_every: u32,
+    /// Evaluate the held-out set every N iterations (and after the last).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub eval_every: u32,
+    /// Held-out sequences (rounded up to whole minibatches of B).
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub eval_size: u32,
+    /// --task text: random or sequential partitioning of the file into minibatches.
+    #[arg(long, value_enum)]
+    pub partition: Option<Partition>,
+    /// --task text: after training, print N characters sampled from the model.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u32>,
+    /// --task text: the text the sample starts from [default: the file's first character].
+    #[arg(long, value_name = "STR", requires = "sample")]
+    pub prompt: Option<String>,
+    /// Start from the weights in this file (written by --save-model) instead of a random init.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["init_recurrent", "init_scale"])]
+    pub init_from: Option<PathBuf>,
+    /// Write the trained weights (F32 safetensors: w_hx w_hh w_qh b_h b_q), atomically, only
+    /// after a run that did not diverge.
+    #[arg(long, value_name = "FILE")]
+    pub save_model: Option<PathBuf>,
+    /// Draw the training and held-out loss against the iteration, with the baseline (.svg or .png).
+    #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
+    pub plot: Option<PathBuf>,
+    /// Print one JSON object (the curve, the final metrics, the throughput) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Graphics API (also read from WGPU_BACKEND when auto).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Use the adapter whose name contains this text (also read from WGPU_ADAPTER_NAME).
+    #[arg(long, value_name = "SUBSTRING")]
+    pub adapter: Option<String>,
+    /// Use a software (CPU-type) adapter only, such as Mesa's lavapipe.
+    #[arg(long)]
+    pub software: bool,
+}
+
+fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match p.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+        Some("svg") | Some("png") => Ok(p),
+        _ => Err(format!("the plot is written as .svg or .png, not '{s}'")),
+    }
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
+}
+
+fn parse_nonneg(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
+}
+
+fn parse_momentum(s: &str) -> Result<f64, String> {
+    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {s}")) }
+}

@@ -1,0 +1,162 @@
+//! What `bptt train` reports: the curve, the held-out metrics, the baseline and the
+//! throughput, as a summary or as JSON (`--json`; fields in README, "Training").
+
+use super::args::{Task, TrainArgs};
+use super::setup::{Setup, task_name};
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CurvePoint {
+    /// Iterations done.
+    pub iter: usize,
+    /// The task's metric, averaged over the iterations since the previous point.
+    pub train: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvalPoint {
+    pub iter: usize,
+    /// The task's metric on the held-out set.
+    pub loss: f64,
+    /// Copy: the fraction of recalled symbols right.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Text: exp(cross-entropy per character).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainReport {
+    pub task: &'static str,
+    /// What the loss column means: mse, or cross-entropy in nats per step.
+    pub metric: &'static str,
+    pub device: String,
+    pub steps: usize,
+    pub batch: usize,
+    pub hidden: usize,
+    pub input: usize,
+    pub output: usize,
+    pub activation: &'static str,
+    pub init_recurrent: String,
+    pub init_scale: f64,
+    pub optimizer: String,
+    pub lr: f64,
+    pub clip: Option<f64>,
+    pub truncate: Option<usize>,
+    pub iters: usize,
+    pub seed: u64,
+    /// The memoryless baseline of the metric.
+    pub baseline: f64,
+    pub curve: Vec<CurvePoint>,
+    pub eval: Vec<EvalPoint>,
+    /// The last curve point's training metric.
+    pub final_train: f64,
+    /// The last held-out evaluation.
+    pub final_eval: EvalPoint,
+    /// Wall time of the training loop, evaluations included.
+    pub seconds: f64,
+    pub eval_seconds: f64,
+    /// Training sequences per second, evaluation time excluded.
+    pub sequences_per_s: f64,
+    pub notes: Vec<String>,
+    /// --task text --sample: the generated text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
+}
+
+pub fn build(
+    a: &TrainArgs,
+    s: &Setup,
+    device: String,
+    curve: Vec<CurvePoint>,
+    eval: Vec<EvalPoint>,
+    seconds: f64,
+    eval_seconds: f64,
+) -> TrainReport {
+    let sh = s.step.shape;
+    let final_train = curve.last().map_or(f64::NAN, |c| c.train);
+    let final_eval = eval.last().cloned().expect("the last iteration is always evaluated");
+    let init_recurrent = match a.init_from {
+        Some(_) => "from file".to_string(),
+        None => format!("{:?}", a.init_recurrent).to_lowercase(),
+    };
+    TrainReport {
+        task: task_name(s.task),
+        metric: if s.task == Task::Adding { "mse" } else { "xent" },
+        device,
+        steps: sh.steps,
+        batch: sh.batch,
+        hidden: sh.hidden,
+        input: sh.input,
+        output: sh.output,
+        activation: s.step.activation.name(),
+        init_recurrent,
+        init_scale: a.init_scale,
+        optimizer: format!("{:?}", s.step.optim.kind).to_lowercase(),
+        lr: s.step.optim.lr,
+        clip: s.step.clip,
+        truncate: s.step.truncate,
+        iters: s.iters,
+        seed: s.seed,
+        baseline: s.baseline,
+        curve,
+        eval,
+        final_train,
+        final_eval,
+        seconds,
+        eval_seconds,
+        sequences_per_s: (s.iters * sh.batch) as f64 / (seconds - eval_seconds).max(1e-9),
+        notes: s.notes.clone(),
+        sample: None,
+    }
+}
+
+impl TrainReport {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(format!(
+            "task         {} (T={} B={} d={} h={} q={}), on {}",
+            self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
+        ));
+        let extra: Vec<String> =
+            [self.clip.map(|c| format!(", clip {c}")), self.truncate.map(|k| format!(", truncated to K = {k}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+        line(format!(
+            "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
+            self.activation,
+            self.init_recurrent,
+            self.init_scale,
+            self.optimizer,
+            self.lr,
+            extra.join("")
+        ));
+        for n in &self.notes {
+            line(format!("note         {n}"));
+        }
+        let e = &self.final_eval;
+        line(format!(
+            "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",
+            self.iters, self.metric, self.final_train, e.loss, self.baseline
+        ));
+        if let Some(acc) = e.accuracy {
+            line(format!("accuracy     {:.1}% of the recalled symbols (chance 12.5%)", 100.0 * acc));
+        }
+        if let Some(p) = e.perplexity {
+            line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
+        }
+        line(format!(
+            "time         {:.1} s ({:.1} s of it held-out evaluation), {:.0} sequences/s",
+            self.seconds, self.eval_seconds, self.sequences_per_s
+        ));
+        if let Some(s) = &self.sample {
+            line(format!("sample       {s:?}"));
+        }
+        out
+    }
+}

@@ -1,0 +1,259 @@
+//! From `TrainArgs` to a checked training run: every bad combination is refused here with one
+//! line (exit 2) before anything runs.
+
+use std::collections::BTreeMap;
+
+use super::StepConfig;
+use super::args::{Partition, Task, TrainArgs, TrainCompute};
+use super::optim::{Optim, OptimKind};
+use super::tasks::{self, ADDING_INPUT, ADDING_OUTPUT, Batch, COPY_INPUT, COPY_OUTPUT, rng};
+use super::text::Corpus;
+use super::weights::{Weights, f32s};
+use crate::error::{Error, Result};
+use crate::model::{Activation, LossAt, LossFn, Shape};
+
+/// The held-out set's seed: fixed, so runs with different --seed are scored on the same set.
+pub const HELD_OUT_SEED: u64 = 0x4845_4c44; // "HELD"
+/// The training minibatches' stream of --seed (the weights use others, see `weights`).
+const BATCH_STREAM: u64 = 7;
+
+/// The task's data.
+pub enum TaskData {
+    Adding,
+    Copy,
+    Text { corpus: Corpus, partition: Partition },
+}
+
+pub struct Setup {
+    pub task: Task,
+    pub data: TaskData,
+    pub step: StepConfig,
+    pub weights: Weights,
+    pub iters: usize,
+    pub log_every: usize,
+    pub eval_every: usize,
+    pub held_out: Vec<Batch>,
+    pub seed: u64,
+    /// The memoryless baseline of the task's metric (README, "Training").
+    pub baseline: f64,
+    /// Said in the report: settings that have no effect, and where the weights came from.
+    pub notes: Vec<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::Invalid(msg.into())
+}
+
+impl Setup {
+    pub fn from_args(a: &TrainArgs) -> Result<Self> {
+        let task = a.task;
+        if task != Task::Text {
+            for (given, flag) in [
+                (a.text.is_some(), "--text"),
+                (a.partition.is_some(), "--partition"),
+                (a.sample.is_some(), "--sample"),
+                (a.prompt.is_some(), "--prompt"),
+            ] {
+                if given {
+                    return Err(invalid(format!("{flag} is for --task text, not --task {}", task_name(task))));
+                }
+            }
+        }
+        let steps = a.steps.map(|s| s as usize).unwrap_or(match task {
+            Task::Adding => 50,
+            Task::Copy => 30,
+            Task::Text => 64,
+        });
+        let (data, d, q, loss_fn, loss_at, baseline) = match task {
+            Task::Adding => {
+                if steps < 2 {
+                    return Err(invalid("--task adding needs --steps ≥ 2 (one marker in each half)"));
+                }
+                (TaskData::Adding, ADDING_INPUT, ADDING_OUTPUT, LossFn::Mse, LossAt::Last, tasks::ADDING_BASELINE)
+            }
+            Task::Copy => {
+                if steps <= 2 * tasks::COPY_RECALL {
+                    return Err(invalid(format!(
+                        "--task copy needs --steps ≥ 21 (10 symbols, a delay T = steps − 20 ≥ 1, 10 recalled); got {steps}"
+                    )));
+                }
+                (TaskData::Copy, COPY_INPUT, COPY_OUTPUT, LossFn::Xent, LossAt::All, tasks::copy_baseline(steps))
+            }
+            Task::Text => {
+                let Some(path) = &a.text else {
+                    return Err(invalid("--task text needs --text FILE"));
+                };
+                let corpus = Corpus::load(path, steps)?;
+                if let Some(prompt) = &a.prompt {
+                    if prompt.is_empty() {
+                        return Err(invalid("--prompt is empty; give at least one character"));
+                    }
+                    corpus.encode(prompt)?;
+                }
+                let v = corpus.vocab_size();
+                let baseline = corpus.unigram_entropy();
+                let partition = a.partition.unwrap_or_default();
+                if partition == Partition::Sequential {
+                    corpus.sequential_batch(0, steps, a.batch as usize)?;
+                }
+                (TaskData::Text { corpus, partition }, v, v, LossFn::Xent, LossAt::All, baseline)
+            }
+        };
+        let shape = Shape::new(steps, a.batch as usize, d, a.hidden as usize, q)?;
+        let truncate = a.truncate.map(|k| k as usize);
+        let mut notes = Vec::new();
+        if let Some(k) = truncate {
+            if k >= steps {
+                notes.push(format!("--truncate {k} reaches back over all T = {steps} steps: full BPTT"));
+            } else if a.compute == TrainCompute::Cpu && loss_at != LossAt::Last {
+                return Err(invalid(format!(
+                    "--truncate with --compute cpu needs a loss at the last step only (--task adding); \
+                     --task {} scores every step: use --compute gpu",
+                    task_name(task)
+                )));
+            }
+        }
+        let (weights, activation) = initial_weights(a, d, q)?;
+        if let (Some(path), TaskData::Text { corpus, .. }) = (&a.init_from, &data) {
+            let saved = crate::io::load_model(path)?.metadata.get("vocab").cloned();
+            let here: String = corpus.vocab.iter().collect();
+            if saved.as_ref() != Some(&here) {
+                return Err(invalid(format!(
+                    "--init-from {}: the model was not trained on this text's vocabulary ({} characters here)",
+                    path.display(),
+                    corpus.vocab_size()
+                )));
+            }
+        }
+        if let Some(path) = &a.init_from {
+            notes.push(format!("weights from {}", path.display()));
+        }
+        let lr = a.lr.unwrap_or(match a.optim {
+            OptimKind::Adam => 1e-3,
+            OptimKind::Sgd => 1e-2,
+        });
+        let step = StepConfig {
+            shape,
+            activation,
+            loss_fn,
+            loss_at,
+            clip: a.clip,
+            truncate: truncate.filter(|&k| k < steps),
+            optim: Optim { kind: a.optim, lr, momentum: a.momentum },
+        };
+        let held_out = held_out_batches(&data, shape, a.eval_size as usize);
+        Ok(Setup {
+            task,
+            data,
+            step,
+            weights,
+            iters: a.iters as usize,
+            log_every: (a.log_every as usize).min(a.iters as usize),
+            eval_every: a.eval_every as usize,
+            held_out,
+            seed: a.seed,
+            baseline,
+            notes,
+        })
+    }
+
+    /// The generator of the training minibatches.
+    pub fn batch_rng(&self) -> rand_chacha::ChaCha8Rng {
+        rng(self.seed, BATCH_STREAM)
+    }
+
+    /// Training minibatch `i` and whether h0 is carried from the previous one.
+    pub fn batch(&self, i: usize, r: &mut impl rand::Rng) -> Result<(Batch, bool)> {
+        let s = self.step.shape;
+        Ok(match &self.data {
+            TaskData::Adding => (tasks::adding_batch(r, s.steps, s.batch), false),
+            TaskData::Copy => (tasks::copy_batch(r, s.steps, s.batch), false),
+            TaskData::Text { corpus, partition: Partition::Random } => {
+                (corpus.random_batch(r, s.steps, s.batch), false)
+            }
+            TaskData::Text { corpus, partition: Partition::Sequential } => {
+                let (b, restart) = corpus.sequential_batch(i, s.steps, s.batch)?;
+                (b, !restart)
+            }
+        })
+    }
+
+    /// The metadata saved with the model.
+    pub fn model_metadata(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("activation".into(), self.step.activation.name().into());
+        m.insert("task".into(), task_name(self.task).into());
+        if let TaskData::Text { corpus, .. } = &self.data {
+            m.insert("vocab".into(), corpus.vocab.iter().collect());
+        }
+        m
+    }
+}
+
+pub fn task_name(t: Task) -> &'static str {
+    match t {
+        Task::Adding => "adding",
+        Task::Copy => "copy",
+        Task::Text => "text",
+    }
+}
+
+/// The starting weights and φ: from --init-from (checked against the task's sizes and
+/// --activation) or the seeded initialisation.
+fn initial_weights(a: &TrainArgs, d: usize, q: usize) -> Result<(Weights, Activation)> {
+    let h = a.hidden as usize;
+    let Some(path) = &a.init_from else {
+        let act = a.activation.unwrap_or(Activation::Tanh);
+        return Ok((Weights::init(d, h, q, a.init_recurrent, a.init_scale, a.seed), act));
+    };
+    let m = crate::io::load_model(path)?;
+    let here = path.display();
+    if (m.input, m.hidden, m.output) != (d, h, q) {
+        return Err(invalid(format!(
+            "--init-from {here}: the model has d={} h={} q={}, this run needs d={d} h={h} q={q} (--hidden, --task)",
+            m.input, m.hidden, m.output
+        )));
+    }
+    let from_file = match m.metadata.get("activation").map(String::as_str) {
+        None => None,
+        Some("identity") => Some(Activation::Identity),
+        Some("tanh") => Some(Activation::Tanh),
+        Some("relu") => Some(Activation::Relu),
+        Some(other) => {
+            return Err(invalid(format!("--init-from {here}: unknown activation '{other}' in its metadata")));
+        }
+    };
+    let act = match (a.activation, from_file) {
+        (Some(flag), Some(file)) if flag != file => {
+            return Err(invalid(format!(
+                "--activation {} contradicts --init-from {here}, trained with {}",
+                flag.name(),
+                file.name()
+            )));
+        }
+        (Some(act), _) | (None, Some(act)) => act,
+        (None, None) => Activation::Tanh,
+    };
+    let [w_hx, w_hh, w_qh, b_h, b_q] = &m.tensors;
+    Ok((Weights { w_hx: f32s(w_hx), w_hh: f32s(w_hh), w_qh: f32s(w_qh), b_h: f32s(b_h), b_q: f32s(b_q) }, act))
+}
+
+/// The held-out set, in minibatches of B (fixed seed; for text, the file's last tenth).
+fn held_out_batches(data: &TaskData, s: Shape, size: usize) -> Vec<Batch> {
+    let n = size.div_ceil(s.batch);
+    let mut r = rng(HELD_OUT_SEED, 0);
+    match data {
+        TaskData::Adding => (0..n).map(|_| tasks::adding_batch(&mut r, s.steps, s.batch)).collect(),
+        TaskData::Copy => (0..n).map(|_| tasks::copy_batch(&mut r, s.steps, s.batch)).collect(),
+        TaskData::Text { corpus, .. } => {
+            // Consecutive windows of the held-out text, wrapped round to fill whole batches.
+            let starts = corpus.held_out_starts(s.steps, n * s.batch);
+            (0..n)
+                .map(|k| {
+                    let batch: Vec<usize> = (0..s.batch).map(|b| starts[(k * s.batch + b) % starts.len()]).collect();
+                    corpus.batch_at(&corpus.held_out, &batch, s.steps)
+                })
+                .collect()
+        }
+    }
+}

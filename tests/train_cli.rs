@@ -1,0 +1,204 @@
+//! `bptt train` from the command line: one-line errors with exit 2 for bad combinations, a
+//! diverging run stops with exit 1 and writes no model, a saved model loads back, and the JSON
+//! report carries the curve.
+
+use std::process::Command;
+
+fn bptt(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn one_error_line(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).collect()
+}
+
+#[test]
+fn bad_combinations_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let empty = empty.to_str().unwrap();
+    for args in [
+        &["train", "--task", "adding", "--text", "x.txt"][..],
+        &["train", "--lr", "0"],
+        &["train", "--lr", "nan"],
+        &["train", "--clip", "-1"],
+        &["train", "--momentum", "1"],
+        &["train", "--task", "copy", "--sample", "10"],
+        &["train", "--task", "text"],
+        &["train", "--task", "text", "--text", empty],
+        &["train", "--task", "text", "--text", "/no/such/file.txt"],
+        &["train", "--task", "copy", "--steps", "20"],
+        &["train", "--steps", "1"],
+        &["train", "--prompt", "ab"],
+        &["train", "--task", "copy", "--truncate", "5", "--compute", "cpu"],
+        &["train", "--init-from", "m.safetensors", "--init-recurrent", "identity"],
+        &["train", "--plot", "curve.pdf"],
+        &["train", "--save-model", "/no/such/folder/m.safetensors"],
+        &["train", "--iters", "0"],
+        &["train", "--no-such-flag"],
+    ] {
+        let (code, stdout, stderr) = bptt(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+        let lines = one_error_line(&stderr);
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].starts_with("error:"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn the_flag_only_form_is_still_the_gradient_check() {
+    let (code, stdout, stderr) =
+        bptt(&["--compute", "cpu-ref", "--hidden", "4", "--steps", "3", "--input", "2", "--output", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("loss"), "{stdout}");
+    let (code, stdout, _) = bptt(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("bptt train --help"));
+    let (code, stdout, _) = bptt(&["train", "--help"]);
+    assert_eq!(code, 0);
+    for flag in ["--task", "--init-recurrent", "--optim", "--truncate", "--save-model", "--init-from", "--log-every"] {
+        assert!(stdout.contains(flag), "train --help documents {flag}");
+    }
+}
+
+#[test]
+fn a_diverging_run_exits_1_naming_the_iteration_and_writes_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.safetensors");
+    let (code, stdout, stderr) = bptt(&[
+        "train",
+        "--compute",
+        "cpu",
+        "--steps",
+        "6",
+        "--hidden",
+        "8",
+        "--iters",
+        "50",
+        "--optim",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--save-model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty());
+    let lines = one_error_line(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("diverged") && lines[0].contains("iteration") && lines[0].contains("--clip"), "{stderr}");
+    assert!(!model.exists(), "no model file after a diverged run");
+}
+
+#[test]
+fn a_saved_model_loads_back_and_training_continues_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("irnn.safetensors");
+    let model = model.to_str().unwrap();
+    let base = ["train", "--compute", "cpu", "--steps", "8", "--hidden", "16", "--eval-size", "64", "--json"];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, stdout, stderr) = bptt(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let first = run(&["--iters", "200", "--activation", "relu", "--init-recurrent", "identity", "--save-model", model]);
+    let m = bptt::io::load_model(std::path::Path::new(model)).unwrap();
+    assert_eq!((m.input, m.hidden, m.output), (2, 16, 1));
+    assert_eq!(m.metadata["activation"], "relu");
+    // The JSON report: the curve, the metrics and the throughput.
+    assert_eq!(first["curve"].as_array().unwrap().len(), 20);
+    assert!(first["sequences_per_s"].as_f64().unwrap() > 0.0);
+    let trained = first["final_eval"]["loss"].as_f64().unwrap();
+    // A run from the file, with a tiny step, starts where the first ended (its activation from the metadata).
+    let resumed = run(&["--iters", "1", "--lr", "1e-9", "--init-from", model]);
+    assert_eq!(resumed["activation"], "relu");
+    let again = resumed["final_eval"]["loss"].as_f64().unwrap();
+    assert!((again - trained).abs() <= 1e-4 * trained, "resumed held-out {again} vs saved {trained}");
+    // A model of another size is refused.
+    let (code, _, stderr) = bptt(&["train", "--hidden", "17", "--init-from", model]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("h=16"), "{stderr}");
+}
+
+#[test]
+fn the_text_task_trains_reports_perplexity_and_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "abcabcabcabd ".repeat(60)).unwrap();
+    let (code, stdout, stderr) = bptt(&[
+        "train",
+        "--task",
+        "text",
+        "--text",
+        text.to_str().unwrap(),
+        "--compute",
+        "cpu",
+        "--steps",
+        "12",
+        "--hidden",
+        "24",
+        "--batch",
+        "8",
+        "--iters",
+        "150",
+        "--lr",
+        "0.01",
+        "--partition",
+        "sequential",
+        "--sample",
+        "20",
+        "--prompt",
+        "ab",
+        "--eval-size",
+        "16",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let perplexity = r["final_eval"]["perplexity"].as_f64().unwrap();
+    // Five symbols (a b c d space); the text is almost periodic, so a model does far better
+    // than the unigram baseline.
+    let baseline = r["baseline"].as_f64().unwrap().exp();
+    assert!(perplexity < 0.6 * baseline, "perplexity {perplexity}, unigram baseline {baseline}");
+    let sample = r["sample"].as_str().unwrap();
+    assert!(sample.starts_with("ab") && sample.chars().count() == 22, "{sample:?}");
+}
+
+#[test]
+fn plot_draws_the_curve_with_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("curve.svg");
+    let (code, _, stderr) = bptt(&[
+        "train",
+        "--compute",
+        "cpu",
+        "--steps",
+        "6",
+        "--hidden",
+        "8",
+        "--iters",
+        "40",
+        "--eval-every",
+        "20",
+        "--eval-size",
+        "32",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in ["training", "held-out", "memoryless baseline", "iteration", "mse"] {
+        assert!(text.contains(label), "the plot names {label}");
+    }
+    // Two lines (training, held-out) and the held-out points.
+    assert!(text.matches("<polyline").count() >= 2, "lines drawn");
+}
