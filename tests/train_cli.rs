@@ -33,6 +33,9 @@ fn bad_combinations_exit_2_with_one_line() {
         &["train", "--task", "text"],
         &["train", "--task", "text", "--text", empty],
         &["train", "--task", "text", "--text", "/no/such/file.txt"],
+        // Not a regular file: read without a bound, /dev/zero ran the machine out of memory.
+        &["train", "--task", "text", "--text", "/dev/zero"],
+        &["train", "--task", "text", "--text", "/tmp"],
         &["train", "--task", "copy", "--steps", "20"],
         &["train", "--steps", "1"],
         &["train", "--prompt", "ab"],

@@ -3,6 +3,7 @@
 
 use super::args::{Task, TrainArgs};
 use super::setup::{Setup, task_name};
+use crate::report::significant;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CurvePoint {
@@ -151,8 +152,10 @@ impl TrainReport {
             line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
         }
         line(format!(
-            "time         {:.1} s ({:.1} s of it held-out evaluation), {:.0} sequences/s",
-            self.seconds, self.eval_seconds, self.sequences_per_s
+            "time         {} s ({} s of it held-out evaluation), {:.0} sequences/s",
+            significant(self.seconds, 3),
+            significant(self.eval_seconds, 3),
+            self.sequences_per_s
         ));
         if let Some(s) = &self.sample {
             line(format!("sample       {s:?}"));

@@ -13,7 +13,7 @@ use std::path::Path;
 use rand::Rng;
 
 use super::tasks::Batch;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 use crate::model::Targets;
 
 /// The most distinct characters a vocabulary may have (d = q = V; larger is surely not text).
@@ -26,13 +26,20 @@ pub struct Corpus {
     pub held_out: Vec<u32>,
 }
 
+/// The largest text file `--text` reads (each character becomes a u32 index, four times this).
+const MAX_TEXT_BYTES: u64 = 256 << 20;
+
 impl Corpus {
     /// Reads `path` as UTF-8 text; a file that cannot be read, is empty, is binary (a NUL byte
     /// or invalid UTF-8) or is too short for one training and one held-out sequence of `steps`
     /// is an error naming it.
     pub fn load(path: &Path, steps: usize) -> Result<Self> {
-        let bad = |why: String| Error::Invalid(format!("--text {}: {why}", path.display()));
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let bad = |why: String| Error::Invalid(format!("--text {}: {why}", one_line(&path.display().to_string())));
+        // A regular file of bounded size only: `--text /dev/zero` or a FIFO must not read forever.
+        let bytes = crate::io::read_regular(path, MAX_TEXT_BYTES).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("--text {m}")),
+            e => e,
+        })?;
         if bytes.is_empty() {
             return Err(bad("the file is empty".into()));
         }
