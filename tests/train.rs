@@ -210,6 +210,14 @@ fn one_adam_iteration_on_the_gpu_equals_the_cpu_path() {
     gpu_equals_cpu(&["--steps", "12", "--hidden", "33", "--batch", "3", "--activation", "relu", "--eval-size", "3"], 1);
 }
 
+/// A sequence longer than one compute pass holds (4096 dispatches): the iteration is recorded
+/// in several passes, as a timed gradient run is (a single pass of ~65000 dispatches crashed
+/// lavapipe), and still equals the CPU path.
+#[test]
+fn a_sequence_longer_than_one_pass_trains_alike() {
+    gpu_equals_cpu(&["--steps", "5000", "--hidden", "2", "--batch", "1", "--eval-size", "1"], 1);
+}
+
 /// Several iterations carry the optimisers' state (momentum, Adam's moments and bias
 /// correction), with clipping and, on the copy task, cross-entropy at every step.
 #[test]

@@ -4,8 +4,8 @@
 //! submission can hold a whole iteration (the pass and the optimiser's update) and nothing is
 //! read back unless asked for.
 
-use super::schedule::{Config, Phase, Work};
-use super::{GpuBptt, GpuContext, spread};
+use super::schedule::{Config, Phase};
+use super::{GpuBptt, GpuContext};
 use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn, Targets};
 
@@ -72,7 +72,7 @@ impl GpuBptt {
 
     /// Records the forward and backward passes (after `prepare`) into `encoder`, starting the
     /// gradient sums at zero. h's slot 0 (h0) is whatever the buffer holds: the caller writes or
-    /// copies it. No timestamps: training times whole iterations.
+    /// copies it. Training times whole iterations, so no timestamp is read.
     pub fn record_passes(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         if self.config.is_none() {
             return Err(Error::Invalid("record_passes before prepare".into()));
@@ -83,22 +83,10 @@ impl GpuBptt {
         let s = self.shape;
         let a_slot_bytes = (s.batch * s.hidden * 4) as u64 * self.lanes.unwrap_or(1) as u64;
         encoder.clear_buffer(&self.buffers["grad_a"], (s.steps as u64 + 1) * a_slot_bytes, Some(a_slot_bytes));
-        let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+        // The same recording as a timed run (passes of bounded length, so long sequences do
+        // not crash a driver); whatever timestamps it writes are never resolved here.
         for phase in [Phase::Forward, Phase::Backward] {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train"), timestamp_writes: None });
-            for (i, d) in self.schedule.iter().enumerate().filter(|(_, d)| d.stage.phase() == phase) {
-                let kernel = d.binding.kernel();
-                let groups = match d.work {
-                    Work::Invocations(n) => n.div_ceil(kernel.workgroup_size()),
-                    Work::Rows(n) => n.div_ceil(self.pipelines.recurrent.rows),
-                    Work::Workgroups(n) => n,
-                };
-                let (gx, gy) = spread(groups, max_dim);
-                pass.set_pipeline(self.pipelines.pipeline(kernel));
-                pass.set_bind_group(0, &self.bind_groups[&d.binding], &[(i as u64 * self.slot) as u32]);
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
+            self.record_pass(ctx, encoder, phase, 0);
         }
         Ok(())
     }
