@@ -86,7 +86,7 @@ pub struct Args {
     pub seed: u64,
     /// Rescale w_hh to this spectral radius: below 1 gradients shrink going back in time, above 1
     /// they grow.
-    #[arg(long, value_name = "R", value_parser = parse_radius, allow_hyphen_values = true, conflicts_with = "load")]
+    #[arg(long, value_name = "R", value_parser = parse_nonneg, allow_hyphen_values = true, conflicts_with = "load")]
     pub spectral_radius: Option<f64>,
     /// Draw h0 ~ N(0,1) instead of zeros.
     #[arg(long, conflicts_with = "load")]
@@ -100,7 +100,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Schedule::Fused)]
     pub schedule: Schedule,
     /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to PASS.
-    #[arg(long, default_value_t = 1e-4, value_parser = parse_tolerance, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_positive, allow_hyphen_values = true)]
     pub tolerance: f64,
     /// Timed runs after a warm-up; the median is reported [default: enough to fill about 2 s,
     /// between 1 and 20].
@@ -133,7 +133,7 @@ pub struct Args {
     /// Clip the parameter gradients together to global norm θ: g ← min(1, θ/‖g‖)·g. Not with
     /// --segments (refused): the GPU clips within one run, and with segments the whole
     /// gradient exists only after the last segment's run.
-    #[arg(long, value_name = "θ", value_parser = parse_tolerance, allow_hyphen_values = true, conflicts_with = "segments")]
+    #[arg(long, value_name = "θ", value_parser = parse_positive, allow_hyphen_values = true, conflicts_with = "segments")]
     pub clip: Option<f64>,
     /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis
     /// (.svg or .png).
@@ -146,7 +146,7 @@ pub struct Args {
     pub graph: Option<PathBuf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
-    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_radius, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
+    #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_nonneg, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
     pub sweep_radius: Option<Vec<f64>>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
@@ -167,7 +167,8 @@ pub struct Args {
     pub save_states: bool,
 }
 
-fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
+/// `--plot`'s value (also `bptt train --plot`): the format comes from the extension.
+pub(crate) fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
     match p.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
         Some("svg") | Some("png") => Ok(p),
@@ -203,19 +204,21 @@ fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
 }
 
 /// A float flag's value; flags take hyphen values, so `--clip --json` lands here: say so.
-fn parse_number(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
     if s.starts_with("--") {
         return Err(format!("a number is needed, not the flag '{s}'"));
     }
     s.parse().map_err(|_| format!("'{s}' is not a number"))
 }
 
-fn parse_radius(s: &str) -> Result<f64, String> {
+/// A finite number ≥ 0 (a spectral radius, an initial scale).
+pub(crate) fn parse_nonneg(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
     if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
 }
 
-fn parse_tolerance(s: &str) -> Result<f64, String> {
+/// A finite number > 0 (a tolerance, a clipping norm, a learning rate).
+pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
     if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
 }

@@ -28,6 +28,8 @@ fn bad_combinations_exit_2_with_one_line() {
         &["train", "--lr", "0"],
         &["train", "--lr", "nan"],
         &["train", "--clip", "-1"],
+        &["train", "--lr", "-0.5"],
+        &["train", "--clip", "--json"],
         &["train", "--momentum", "1"],
         &["train", "--task", "copy", "--sample", "10"],
         &["train", "--task", "text"],
@@ -54,6 +56,9 @@ fn bad_combinations_exit_2_with_one_line() {
         assert!(lines[0].starts_with("error:"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}");
     }
+    // A negative value reaches its flag's own check instead of clap's "unexpected argument".
+    let (_, _, stderr) = bptt(&["train", "--lr", "-0.5"]);
+    assert!(stderr.contains("must be a finite number > 0, got -0.5"), "{stderr}");
 }
 
 #[test]

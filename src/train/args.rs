@@ -6,6 +6,7 @@ use clap::Parser;
 
 use super::optim::OptimKind;
 use super::weights::InitRecurrent;
+use crate::cli::{parse_nonneg, parse_number, parse_plot_path, parse_positive};
 use crate::gpu::BackendChoice;
 use crate::model::Activation;
 
@@ -88,19 +89,19 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = InitRecurrent::Normal)]
     pub init_recurrent: InitRecurrent,
     /// s of --init-recurrent.
-    #[arg(long, default_value_t = 1.0, value_name = "S", value_parser = parse_nonneg)]
+    #[arg(long, default_value_t = 1.0, value_name = "S", value_parser = parse_nonneg, allow_hyphen_values = true)]
     pub init_scale: f64,
     /// The optimiser.
     #[arg(long, value_enum, default_value_t = OptimKind::Adam)]
     pub optim: OptimKind,
     /// Learning rate η [default: 1e-3 adam, 1e-2 sgd].
-    #[arg(long, value_name = "η", value_parser = parse_positive)]
+    #[arg(long, value_name = "η", value_parser = parse_positive, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// SGD's momentum μ (0 is plain SGD).
-    #[arg(long, default_value_t = 0.9, value_name = "μ", value_parser = parse_momentum)]
+    #[arg(long, default_value_t = 0.9, value_name = "μ", value_parser = parse_momentum, allow_hyphen_values = true)]
     pub momentum: f64,
     /// Clip the parameter gradients together to global norm θ before each update.
-    #[arg(long, value_name = "θ", value_parser = parse_positive)]
+    #[arg(long, value_name = "θ", value_parser = parse_positive, allow_hyphen_values = true)]
     pub clip: Option<f64>,
     /// Truncated BPTT: loss term s reaches h_t only if s − t < K.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
@@ -153,25 +154,7 @@ pub struct TrainArgs {
     pub software: bool,
 }
 
-fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
-    let p = PathBuf::from(s);
-    match p.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
-        Some("svg") | Some("png") => Ok(p),
-        _ => Err(format!("the plot is written as .svg or .png, not '{s}'")),
-    }
-}
-
-fn parse_positive(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
-}
-
-fn parse_nonneg(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
-}
-
 fn parse_momentum(s: &str) -> Result<f64, String> {
-    let r: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let r = parse_number(s)?;
     if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {s}")) }
 }
