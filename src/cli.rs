@@ -38,7 +38,7 @@ pub enum Compute {
 /// (checked before computing; BPTT_MAX_MEMORY=BYTES, e.g. 8G, sets the figure).
 ///
 /// Environment: WGPU_BACKEND (backend names, comma-separated, read with --backend auto),
-/// WGPU_ADAPTER_NAME, BPTT_RECURRENT_LAYOUT (ROWSxCHUNKS[r]), BPTT_PLOT_FONT (a .ttf/.otf file
+/// WGPU_ADAPTER_NAME, BPTT_RECURRENT_LAYOUT (ROWSxCHUNKS, with a trailing r for row walks), BPTT_PLOT_FONT (a .ttf/.otf file
 /// for --plot), BPTT_MAX_MEMORY; an invalid value is an error (exit 2), never ignored.
 #[derive(Parser, Debug, Clone)]
 // allow_negative_numbers, and allow_hyphen_values on the float flags (for "-1e-3", "-inf",

@@ -59,7 +59,7 @@ pub enum Activation {
     Identity,
     /// φ(a) = tanh(a), φ'(a) = 1 − tanh²(a).
     Tanh,
-    /// φ(a) = max(a, 0), φ'(a) = [a > 0] (0 at a = 0): the IRNN's (Le et al. 2015).
+    /// φ(a) = max(a, 0), φ'(a) = `[a > 0]` (0 at a = 0): the IRNN's (Le et al. 2015).
     Relu,
 }
 

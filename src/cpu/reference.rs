@@ -76,7 +76,7 @@ pub fn phi(act: Activation, a: f64) -> f64 {
 }
 
 /// φ'(a), written in terms of h = φ(a) where that is the usual form (tanh' = 1 − h²;
-/// relu' = [a > 0] = [h > 0]).
+/// relu' = `[a > 0]` = `[h > 0]`).
 pub fn phi_prime(act: Activation, h: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,

@@ -54,7 +54,7 @@ impl GpuBptt {
         Ok(())
     }
 
-    /// Writes a minibatch: x [T,B,d] and its targets (y [T,B,q] or labels [T,B]).
+    /// Writes a minibatch: x `[T,B,d]` and its targets (y `[T,B,q]` or labels `[T,B]`).
     pub fn write_batch(&self, ctx: &GpuContext, x: &[f32], targets: &Targets) -> Result<()> {
         self.write_f32(ctx, "x", x)?;
         match targets {
@@ -91,7 +91,7 @@ impl GpuBptt {
         Ok(())
     }
 
-    /// Bytes of one time slot of h [B,h].
+    /// Bytes of one time slot of h `[B,h]`.
     pub fn state_slot_bytes(&self) -> u64 {
         (self.shape.batch * self.shape.hidden * 4) as u64
     }

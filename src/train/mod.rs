@@ -55,7 +55,7 @@ pub trait Engine {
     fn step(&mut self, batch: &Batch, h0: H0) -> Result<()>;
     /// L of every iteration since the last call, in order.
     fn take_losses(&mut self) -> Result<Vec<f64>>;
-    /// L and the outputs o [T,B,q] of a held-out batch (h0 = 0), without an update.
+    /// L and the outputs o `[T,B,q]` of a held-out batch (h0 = 0), without an update.
     fn evaluate(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)>;
     /// The current weights.
     fn weights(&mut self) -> Result<Weights>;

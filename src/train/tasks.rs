@@ -1,5 +1,5 @@
 //! The training tasks, generated from a seed (nothing is downloaded). Each minibatch is the
-//! model's inputs x [T,B,d] and its targets, scored as the task says (README, "Training").
+//! model's inputs x `[T,B,d]` and its targets, scored as the task says (README, "Training").
 //!
 //! - adding (Hochreiter & Schmidhuber 1997; Le et al. 2015): x_t = (value ~ U(0,1), marker);
 //!   exactly two markers, one uniformly in the first ⌊T/2⌋ steps and one in the rest; the
@@ -23,7 +23,7 @@ pub const COPY_INPUT: usize = COPY_ALPHABET + 2;
 /// Output classes of the copy task (blank and the 8 symbols; the delimiter is never a target).
 pub const COPY_OUTPUT: usize = COPY_ALPHABET + 1;
 
-/// One minibatch: x [T,B,d] and targets scored at `loss_at`.
+/// One minibatch: x `[T,B,d]` and targets scored at `loss_at`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     pub x: Vec<f64>,
@@ -41,7 +41,7 @@ pub fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
 pub const ADDING_INPUT: usize = 2;
 pub const ADDING_OUTPUT: usize = 1;
 
-/// The adding problem: B sequences of T steps (T ≥ 2). The target y [T,B,1] is zero except at
+/// The adding problem: B sequences of T steps (T ≥ 2). The target y `[T,B,1]` is zero except at
 /// the last step, the only one scored.
 pub fn adding_batch(r: &mut impl Rng, steps: usize, batch: usize) -> Batch {
     assert!(steps >= 2, "the adding problem needs T ≥ 2");
@@ -95,7 +95,7 @@ pub fn copy_baseline(steps: usize) -> f64 {
 pub const ADDING_BASELINE: f64 = 1.0 / 6.0;
 
 /// Fraction of the recalled symbols (the copy task's last ten steps) whose largest output is
-/// the right symbol; `o` is [T,B,q].
+/// the right symbol; `o` is `[T,B,q]`.
 pub fn copy_accuracy(o: &[f64], labels: &[u32], steps: usize, batch: usize) -> f64 {
     let q = COPY_OUTPUT;
     let mut right = 0usize;

@@ -84,7 +84,7 @@ impl Corpus {
         self.vocab.len()
     }
 
-    /// x one-hot [T,B,V] and the next-character labels [T,B] for sequences starting at `starts`
+    /// x one-hot `[T,B,V]` and the next-character labels `[T,B]` for sequences starting at `starts`
     /// in `ids`.
     pub fn batch_at(&self, ids: &[u32], starts: &[usize], steps: usize) -> Batch {
         let (nb, v) = (starts.len(), self.vocab_size());

@@ -24,7 +24,7 @@ pub enum InitRecurrent {
     Orthogonal,
 }
 
-/// Parameters as f32, row-major: w_hx [h,d], w_hh [h,h], w_qh [q,h], b_h [h], b_q [q].
+/// Parameters as f32, row-major: w_hx `[h,d]`, w_hh `[h,h]`, w_qh `[q,h]`, b_h `[h]`, b_q `[q]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Weights {
     pub w_hx: Vec<f32>,
@@ -91,7 +91,7 @@ pub fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
-/// Gram–Schmidt (modified, twice for stability) on the rows of a Gaussian [n,n] matrix: the
+/// Gram–Schmidt (modified, twice for stability) on the rows of a Gaussian `[n,n]` matrix: the
 /// rows of the result are orthonormal, so the matrix is orthogonal.
 fn orthonormal_rows(mut m: Vec<f64>, n: usize) -> Vec<f64> {
     for i in 0..n {
