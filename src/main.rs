@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use bptt::cli::{Command, one_line_error, parse_command};
+use bptt::cli::{Args, Command, one_line_error, parse_command};
 use bptt::error::one_line;
 
 /// One line on stderr. A closed stderr is not worth a panic: the exit code still says it.
@@ -44,89 +44,77 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    if args.list_adapters {
-        let adapters = match bptt::gpu::list_adapters(args.backend) {
-            Ok(a) => a,
-            Err(e) => {
-                say_error(&e.to_string());
-                return ExitCode::from(e.exit_code() as u8);
-            }
-        };
-        let list: String = adapters.iter().map(|a| format!("{a}\n")).collect();
-        return match print_out(&list) {
-            Err(code) => code,
-            Ok(_) => ExitCode::SUCCESS,
-        };
+    if args.list_adapters { list_adapters(&args) } else { check(&args) }
+}
+
+/// `--list-adapters`: one line per adapter.
+fn list_adapters(args: &Args) -> ExitCode {
+    match bptt::gpu::list_adapters(args.backend) {
+        Ok(adapters) => {
+            let list: String = adapters.iter().map(|a| format!("{a}\n")).collect();
+            print_out(&list).map_or_else(|code| code, |_| ExitCode::SUCCESS)
+        }
+        Err(e) => fail(&e),
     }
-    let outcome = match bptt::run::run(&args) {
+}
+
+/// The gradient check: the report first, then the files (a file that cannot be written never
+/// costs the report), then the exit code the run earned.
+fn check(args: &Args) -> ExitCode {
+    let outcome = match bptt::run::run(args) {
         Ok(o) => o,
-        Err(e) => {
-            say_error(&e.to_string());
-            return ExitCode::from(e.exit_code() as u8);
-        }
+        Err(e) => return fail(&e),
     };
-    // The report first, then the files: a file that cannot be written never costs the report.
-    let text = if args.json {
-        match serde_json::to_string_pretty(&outcome.report) {
-            Ok(j) => j + "\n",
-            Err(e) => {
-                say_error(&format!("cannot write the report as JSON: {e}"));
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        outcome.report.text(args.verbose)
+    let text = match render(args.json, &outcome.report, || outcome.report.text(args.verbose)) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let mut code = if outcome.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS };
-    let stdout_open = match print_out(&text) {
-        Ok(open) => open,
-        Err(c) => {
-            code = c;
-            false
-        }
-    };
-    if let Some(line) = outcome.failure_line(&args) {
+    let stdout_open = print_out(&text).unwrap_or_else(|c| {
+        code = c;
+        false
+    });
+    if let Some(line) = outcome.failure_line(args) {
         say_error(&line);
     }
-    match outcome.write_files(&args) {
-        Ok(written) => {
-            if stdout_open && !args.json && !written.is_empty() {
-                let lines: String = written.iter().map(|w| format!("files      {w}\n")).collect();
-                if let Err(c) = print_out(&lines) {
-                    code = c;
-                }
+    match outcome.write_files(args) {
+        Ok(written) if stdout_open && !args.json && !written.is_empty() => {
+            let lines: String = written.iter().map(|w| format!("files      {w}\n")).collect();
+            if let Err(c) = print_out(&lines) {
+                code = c;
             }
         }
-        Err(e) => {
-            say_error(&e.to_string());
-            code = ExitCode::from(e.exit_code() as u8);
-        }
+        Ok(_) => {}
+        Err(e) => code = fail(&e),
     }
     code
+}
+
+/// The error's one line on stderr, and its exit code.
+fn fail(e: &bptt::Error) -> ExitCode {
+    say_error(&e.to_string());
+    ExitCode::from(e.exit_code() as u8)
+}
+
+/// A report as pretty JSON with `--json`, else as `text()` gives it.
+fn render<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce() -> String) -> Result<String, ExitCode> {
+    if !json {
+        return Ok(text());
+    }
+    serde_json::to_string_pretty(report).map(|j| j + "\n").map_err(|e| {
+        say_error(&format!("cannot write the report as JSON: {e}"));
+        ExitCode::from(1)
+    })
 }
 
 /// `bptt train`: the summary (or JSON) on stdout, one line on stderr for an error.
 fn train(args: &bptt::train::args::TrainArgs) -> ExitCode {
     let report = match bptt::train::command::run(args) {
         Ok(r) => r,
-        Err(e) => {
-            say_error(&e.to_string());
-            return ExitCode::from(e.exit_code() as u8);
-        }
+        Err(e) => return fail(&e),
     };
-    let text = if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(j) => j + "\n",
-            Err(e) => {
-                say_error(&format!("cannot write the report as JSON: {e}"));
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        report.text()
-    };
-    match print_out(&text) {
+    match render(args.json, &report, || report.text()) {
+        Ok(text) => print_out(&text).map_or_else(|code| code, |_| ExitCode::SUCCESS),
         Err(code) => code,
-        Ok(_) => ExitCode::SUCCESS,
     }
 }
