@@ -77,9 +77,15 @@ fn check(args: &Args) -> ExitCode {
     if let Some(line) = outcome.failure_line(args) {
         say_error(&line);
     }
-    match outcome.write_files(args) {
-        Ok(written) if stdout_open && !args.json && !written.is_empty() => {
-            let lines: String = written.iter().map(|w| format!("files      {w}\n")).collect();
+    confirm(outcome.write_files(args), stdout_open && !args.json, "files      ", code)
+}
+
+/// After the files were written: a line per file on stdout (when `show`, in the report's
+/// column), or the write's error; returns the exit code.
+fn confirm(written: bptt::Result<Vec<String>>, show: bool, label: &str, mut code: ExitCode) -> ExitCode {
+    match written {
+        Ok(written) if show && !written.is_empty() => {
+            let lines: String = written.iter().map(|w| format!("{label}{w}\n")).collect();
             if let Err(c) = print_out(&lines) {
                 code = c;
             }
@@ -109,12 +115,17 @@ fn render<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce() -> St
 
 /// `bptt train`: the summary (or JSON) on stdout, one line on stderr for an error.
 fn train(args: &bptt::train::args::TrainArgs) -> ExitCode {
-    let report = match bptt::train::command::run(args) {
-        Ok(r) => r,
+    let trained = match bptt::train::command::run(args) {
+        Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    match render(args.json, &report, || report.text()) {
-        Ok(text) => print_out(&text).map_or_else(|code| code, |_| ExitCode::SUCCESS),
-        Err(code) => code,
-    }
+    let text = match render(args.json, &trained.report, || trained.report.text()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let (stdout_open, code) = match print_out(&text) {
+        Ok(open) => (open, ExitCode::SUCCESS),
+        Err(c) => (false, c),
+    };
+    confirm(trained.write_files(args), stdout_open && !args.json, "files        ", code)
 }

@@ -135,6 +135,13 @@ fn a_saved_model_loads_back_and_training_continues_from_it() {
     let (code, _, stderr) = bptt(&["train", "--hidden", "17", "--init-from", model]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("h=16"), "{stderr}");
+    // In text, the files are confirmed after the summary, the model last.
+    let (code, stdout, stderr) =
+        bptt(&["train", "--compute", "cpu", "--steps", "8", "--hidden", "4", "--iters", "5", "--save-model", model]);
+    assert_eq!(code, 0, "{stderr}");
+    let last = stdout.lines().last().unwrap();
+    assert_eq!(last, format!("files        model saved to {model}"));
+    assert!(stdout.find("result ").unwrap() < stdout.find("files ").unwrap(), "{stdout}");
 }
 
 #[test]

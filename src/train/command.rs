@@ -1,18 +1,28 @@
-//! `bptt train` as one library call: the progress bar, the training, then the extras the flags
-//! ask for (sample, model file, plot), each only after a run that finished with finite losses.
+//! `bptt train` as library calls: `run` checks the outputs, shows the progress bar, trains and
+//! draws the sample; `Trained::write_files` then writes the plot and the model file, after the
+//! caller has printed the report, so a file that cannot be written never costs the report (and
+//! only a run that finished with finite losses gets this far).
 
 use std::io::IsTerminal;
 
 use super::args::TrainArgs;
 use super::report::TrainReport;
-use super::setup::TaskData;
+use super::setup::{Setup, TaskData};
 use super::tasks::rng;
-use crate::error::Result;
+use super::weights::Weights;
+use crate::error::{Result, one_line};
 
 /// The stream of --seed that --sample draws from.
 const SAMPLE_STREAM: u64 = 11;
 
-pub fn run(a: &TrainArgs) -> Result<TrainReport> {
+/// A finished training: its report, and what `write_files` still writes.
+pub struct Trained {
+    pub report: TrainReport,
+    weights: Weights,
+    setup: Setup,
+}
+
+pub fn run(a: &TrainArgs) -> Result<Trained> {
     // A missing font or an unwritable output would otherwise only show after the training.
     for path in a.save_model.iter().chain(&a.plot) {
         crate::io::check_output_path(path)?;
@@ -53,18 +63,29 @@ pub fn run(a: &TrainArgs) -> Result<TrainReport> {
         );
         report.sample = Some(format!("{}{text}", a.prompt.clone().unwrap_or_default()));
     }
-    if let Some(path) = &a.save_model {
-        let s = setup.step.shape;
-        let t = w.tensors();
-        crate::io::save_model(
-            path,
-            [t[0].1, t[1].1, t[2].1, t[3].1, t[4].1],
-            (s.input, s.hidden, s.output),
-            &setup.model_metadata(),
-        )?;
+    Ok(Trained { report, weights: w, setup })
+}
+
+impl Trained {
+    /// Writes the plot, then the model file (last, as the check's `--save`). Returns a line per
+    /// file written.
+    pub fn write_files(&self, a: &TrainArgs) -> Result<Vec<String>> {
+        let mut written = Vec::new();
+        if let Some(path) = &a.plot {
+            super::plot::plot_curve(path, &self.report)?;
+            written.push(format!("plot written to {}", one_line(&path.display().to_string())));
+        }
+        if let Some(path) = &a.save_model {
+            let s = self.setup.step.shape;
+            let t = self.weights.tensors();
+            crate::io::save_model(
+                path,
+                [t[0].1, t[1].1, t[2].1, t[3].1, t[4].1],
+                (s.input, s.hidden, s.output),
+                &self.setup.model_metadata(),
+            )?;
+            written.push(format!("model saved to {}", one_line(&path.display().to_string())));
+        }
+        Ok(written)
     }
-    if let Some(path) = &a.plot {
-        super::plot::plot_curve(path, &report)?;
-    }
-    Ok(report)
 }
