@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::gpu::{BackendChoice, Schedule};
+use crate::gpu::{AdapterRequest, BackendChoice, Schedule};
 use crate::model::{Activation, LossAt, LossFn};
 
 /// Which implementations run.
@@ -106,15 +106,8 @@ pub struct Args {
     /// between 1 and 20].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: Option<u32>,
-    /// Graphics API (also read from WGPU_BACKEND when auto).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    /// Use the adapter whose name contains this text (also read from WGPU_ADAPTER_NAME).
-    #[arg(long, value_name = "SUBSTRING")]
-    pub adapter: Option<String>,
-    /// Use a software (CPU-type) adapter only, such as Mesa's lavapipe.
-    #[arg(long)]
-    pub software: bool,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Print every adapter wgpu can see, then exit.
     #[arg(long)]
     pub list_adapters: bool,
@@ -179,6 +172,26 @@ pub(crate) fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
 fn parse_graph_path(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
     crate::graph::GraphFormat::of(&p).map(|_| p)
+}
+
+/// Which GPU adapter to use: the flags the gradient check and `bptt train` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GpuArgs {
+    /// Graphics API (also read from WGPU_BACKEND when auto).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Use the adapter whose name contains this text (also read from WGPU_ADAPTER_NAME).
+    #[arg(long, value_name = "SUBSTRING")]
+    pub adapter: Option<String>,
+    /// Use a software (CPU-type) adapter only, such as Mesa's lavapipe.
+    #[arg(long)]
+    pub software: bool,
+}
+
+impl GpuArgs {
+    pub fn request(&self) -> AdapterRequest {
+        AdapterRequest { backend: self.backend, name: self.adapter.clone(), software: self.software }
+    }
 }
 
 /// `--truncate`'s value.

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 
 /// `--list-adapters`: one line per adapter.
 fn list_adapters(args: &Args) -> ExitCode {
-    match bptt::gpu::list_adapters(args.backend) {
+    match bptt::gpu::list_adapters(args.gpu.backend) {
         Ok(adapters) => {
             let list: String = adapters.iter().map(|a| format!("{a}\n")).collect();
             print_out(&list).map_or_else(|code| code, |_| ExitCode::SUCCESS)

@@ -18,7 +18,7 @@ use progress::Progress;
 use crate::cli::{Args, Compute};
 use crate::error::{Error, Result, one_line};
 use crate::gpu::buffers::BufferSizes;
-use crate::gpu::{AdapterRequest, GpuContext, Schedule};
+use crate::gpu::{GpuContext, Schedule};
 use crate::memory::{self, Paths};
 use crate::model::{Grads, Problem, Shape};
 use crate::plot::{Series, plot_profiles, report_series, report_title};
@@ -169,7 +169,7 @@ fn gpu_context(args: &Args, shape: Shape) -> Result<Option<Gpu>> {
     if !runs_gpu(args) {
         return Ok(None);
     }
-    let req = AdapterRequest { backend: args.backend, name: args.adapter.clone(), software: args.software };
+    let req = args.gpu.request();
     let (ctx, ms) = compute::clock(|| GpuContext::new(&req));
     let ctx = ctx?;
     // The GPU holds one segment at a time: the longest one decides.

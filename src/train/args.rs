@@ -6,8 +6,7 @@ use clap::Parser;
 
 use super::optim::OptimKind;
 use super::weights::InitRecurrent;
-use crate::cli::{parse_nonneg, parse_number, parse_plot_path, parse_positive};
-use crate::gpu::BackendChoice;
+use crate::cli::{GpuArgs, parse_nonneg, parse_number, parse_plot_path, parse_positive};
 use crate::model::Activation;
 
 /// What to learn.
@@ -143,15 +142,8 @@ pub struct TrainArgs {
     /// Print one JSON object (the curve, the final metrics, the throughput) instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// Graphics API (also read from WGPU_BACKEND when auto).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    /// Use the adapter whose name contains this text (also read from WGPU_ADAPTER_NAME).
-    #[arg(long, value_name = "SUBSTRING")]
-    pub adapter: Option<String>,
-    /// Use a software (CPU-type) adapter only, such as Mesa's lavapipe.
-    #[arg(long)]
-    pub software: bool,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
 }
 
 fn parse_momentum(s: &str) -> Result<f64, String> {

@@ -25,7 +25,7 @@ use tasks::Batch;
 use weights::Weights;
 
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterRequest, GpuContext};
+use crate::gpu::GpuContext;
 use crate::model::{Activation, LossAt, LossFn, Shape, Targets};
 
 /// What every iteration of a run shares.
@@ -68,7 +68,7 @@ pub fn engine(a: &TrainArgs, s: &Setup) -> Result<Box<dyn Engine>> {
     Ok(match a.compute {
         TrainCompute::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())),
         TrainCompute::Gpu => {
-            let req = AdapterRequest { backend: a.backend, name: a.adapter.clone(), software: a.software };
+            let req = a.gpu.request();
             let ctx = GpuContext::new(&req)?;
             Box::new(gpu::GpuEngine::new(ctx, s.step, &s.weights, s.log_every)?)
         }
