@@ -100,6 +100,21 @@ pub struct Text {
     pub italic: bool,
 }
 
+impl Node {
+    /// The node's label as text: italic, centred in the box (both writers draw it so).
+    pub fn label_text(&self) -> Text {
+        Text {
+            x: self.x,
+            y: self.y + 5.5,
+            content: self.label.plain(),
+            size: 17.0,
+            anchor: Anchor::Middle,
+            color: self.text,
+            italic: true,
+        }
+    }
+}
+
 /// A plain line (the cut marks).
 #[derive(Clone, Debug)]
 pub struct Line {

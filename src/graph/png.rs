@@ -96,15 +96,7 @@ fn draw(area: &Area, pic: &Picture) -> DrawResult {
         let corners = [px((n.x - n.w / 2.0, n.y - n.h / 2.0)), px((n.x + n.w / 2.0, n.y + n.h / 2.0))];
         area.draw(&Rectangle::new(corners, color(n.fill).filled())).map_err(err)?;
         area.draw(&Rectangle::new(corners, color(n.stroke).stroke_width(2))).map_err(err)?;
-        let label = Text {
-            x: n.x,
-            y: n.y + 5.5,
-            content: n.label.plain(),
-            size: 17.0,
-            anchor: Anchor::Middle,
-            color: n.text,
-            italic: true,
-        };
+        let label = n.label_text();
         text(area, &label)?;
     }
     for l in &pic.lines {

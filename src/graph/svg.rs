@@ -135,15 +135,7 @@ pub fn render(pic: &Picture) -> String {
             hex(n.fill),
             hex(n.stroke)
         );
-        let label = Text {
-            x: n.x,
-            y: n.y + 5.5,
-            content: n.label.plain(),
-            size: 17.0,
-            anchor: Anchor::Middle,
-            color: n.text,
-            italic: true,
-        };
+        let label = n.label_text();
         s.push_str("  ");
         text(&mut s, &label);
         let _ = writeln!(s, "</g>");
