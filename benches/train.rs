@@ -1,5 +1,4 @@
-//! One `bptt train` iteration on the fast CPU path at the speed claim's shape (README,
-//! "Training speed against PyTorch"): a fresh adding-problem minibatch, forward, backward,
+//! One `bptt train` iteration on the fast CPU path at the speed claim's shape (docs/performance.md): a fresh adding-problem minibatch, forward, backward,
 //! clipping to norm 1 and an Adam step, h = 128, T = 200, B = 32, tanh.
 //!
 //! `cargo bench --bench train` (about half a minute). The comparison with PyTorch is
@@ -7,35 +6,26 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use bptt::train::args::TrainArgs;
 use bptt::train::cpu::CpuEngine;
 use bptt::train::setup::Setup;
 use bptt::train::{Engine, H0};
+use bptt::{Activation, OptimKind, TrainConfig, TrainDevice};
 
 fn train_iteration(c: &mut Criterion) {
-    let flags = [
-        "bptt train",
-        "--compute",
-        "cpu",
-        "--activation",
-        "tanh",
-        "--hidden",
-        "128",
-        "--steps",
-        "200",
-        "--batch",
-        "32",
-        "--optim",
-        "adam",
-        "--clip",
-        "1",
-        "--eval-size",
-        "32",
-    ];
-    let setup = Setup::from_args(&TrainArgs::try_parse_from(flags).unwrap()).unwrap();
+    let config = TrainConfig {
+        device: TrainDevice::Cpu,
+        activation: Some(Activation::Tanh),
+        hidden: 128,
+        steps: Some(200),
+        batch: 32,
+        optim: OptimKind::Adam,
+        clip: Some(1.0),
+        eval_size: 32,
+        ..TrainConfig::default()
+    };
+    let setup = Setup::from_config(&config).unwrap();
     let mut engine = CpuEngine::new(setup.step, setup.weights.clone());
     let mut r = setup.batch_rng();
     let mut g = c.benchmark_group("train");

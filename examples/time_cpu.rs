@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bptt::cpu::{fast, reference};
 use bptt::model::rel_err;
-use bptt::{Activation, Grads, LossFn, Problem, ProblemSpec, Shape, Targets, random_problem};
+use bptt::{Activation, BpttResult, LossFn, Problem, ProblemSpec, Shape, Targets, random_problem};
 use safetensors::{Dtype, tensor::TensorView};
 
 fn median_ms(mut f: impl FnMut(), runs: usize) -> f64 {
@@ -93,7 +93,7 @@ fn main() {
 }
 
 /// Inputs and the fast path's results as f32 safetensors (mse problems only: JAX's side has y).
-fn save_problem(path: &str, p: &Problem, g: &Grads) {
+fn save_problem(path: &str, p: &Problem, g: &BpttResult) {
     let Targets::Mse(y) = &p.targets else {
         panic!("--save-problem needs an mse problem");
     };

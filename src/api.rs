@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::{AdapterRequest, GpuBptt, GpuContext, Schedule};
-use crate::model::{Grads, Problem};
+use crate::model::{BpttResult, Problem};
 
 /// Where a forward + backward pass runs.
 #[derive(Clone, Debug)]
@@ -26,7 +26,7 @@ impl Device {
 ///
 /// On the GPU this opens a device and builds pipelines on every call; to run many problems of
 /// one shape, keep a [`GpuContext`] and a [`GpuBptt`] and call [`GpuBptt::run`] instead.
-pub fn compute(p: &Problem, device: &Device) -> Result<Grads> {
+pub fn compute(p: &Problem, device: &Device) -> Result<BpttResult> {
     match device {
         Device::Gpu { adapter, schedule } => {
             let ctx = GpuContext::new(adapter)?;

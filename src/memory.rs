@@ -3,11 +3,8 @@
 //! minute and dying of an allocation failure (README, "Before computing").
 
 use crate::error::{Error, Result};
-use crate::gpu::buffers::human_bytes;
+use crate::format::human_bytes;
 use crate::model::Shape;
-
-/// Names the environment variable that caps the host memory a run may plan for.
-pub const MEMORY_ENV: &str = "BPTT_MAX_MEMORY";
 
 /// Which paths a run takes, for the estimate.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,18 +39,12 @@ pub fn host_bytes(s: Shape, paths: Paths) -> u64 {
     rows.saturating_mul(per_row).saturating_add(weights).saturating_add(8 * b * h)
 }
 
-/// The memory this process may plan for: `BPTT_MAX_MEMORY` (bytes, or with a K, M or G
-/// suffix) if set, else the smaller of the system's available memory and the cgroup's limit
-/// (a container's real bound); None where neither can be read.
-pub fn available() -> Result<Option<u64>> {
-    if let Some(v) = std::env::var_os(MEMORY_ENV) {
-        let v = v.to_string_lossy();
-        return parse_bytes(&v).map(Some).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{MEMORY_ENV}={} is not a number of bytes (e.g. 8000000000 or 8G)",
-                crate::error::quote(&v)
-            ))
-        });
+/// The memory this process may plan for: `cap` (a caller's `max_memory`) if given, else the
+/// smaller of the system's available memory and the cgroup's limit (a container's real
+/// bound); None where neither can be read.
+pub fn available(cap: Option<u64>) -> Option<u64> {
+    if cap.is_some() {
+        return cap;
     }
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -63,13 +54,15 @@ pub fn available() -> Result<Option<u64>> {
     let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
     let cgroup = read("/sys/fs/cgroup/memory.max")
         .map(|max| max.saturating_sub(read("/sys/fs/cgroup/memory.current").unwrap_or(0)));
-    Ok(match (meminfo, cgroup) {
+    match (meminfo, cgroup) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    })
+    }
 }
 
-fn parse_bytes(s: &str) -> Option<u64> {
+/// A number of bytes, plain or with a K, M, G or T suffix (binary: 1K = 1024): "8000000000",
+/// "64M", "2G". None for anything else.
+pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last()? {
         (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
@@ -81,15 +74,15 @@ fn parse_bytes(s: &str) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-/// Refuses (exit 2) when `bytes` exceed the memory available, naming both figures and
-/// what to change (`hint`, may be empty).
-pub fn check_host(bytes: u64, what: &str, hint: &str) -> Result<()> {
-    match available()? {
+/// Refuses (exit 2) when `bytes` exceed the memory available (`cap`, or the system's),
+/// naming both figures and what to change (`hint`, may be empty).
+pub fn check_host(bytes: u64, cap: Option<u64>, what: &str, hint: &str) -> Result<()> {
+    match available(cap) {
         Some(avail) if bytes > avail => Err(Error::Invalid(format!(
             "{what} needs about {} of memory, more than the {} available{}{}",
             human_bytes(bytes),
             human_bytes(avail),
-            if std::env::var_os(MEMORY_ENV).is_some() { format!(" ({MEMORY_ENV})") } else { String::new() },
+            if cap.is_some() { " (`max_memory`)" } else { "" },
             if hint.is_empty() { String::new() } else { format!(": {hint}") }
         ))),
         _ => Ok(()),

@@ -50,8 +50,40 @@ impl std::fmt::Display for Shape {
     }
 }
 
+/// An option with a fixed set of named values (φ, ℓ, which steps are scored, ...): the names
+/// files, reports and the command line use, each with a line saying what it means. `name`
+/// and `from_name` are inverses over `ALL`.
+pub trait Choice: Sized + Copy + PartialEq + 'static {
+    /// Every value, in the order a listing shows them.
+    const ALL: &'static [Self];
+    /// The value's name, e.g. "tanh".
+    fn name(self) -> &'static str;
+    /// One line on what the value means.
+    fn about(self) -> &'static str;
+    /// The value called `name`, if any.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+}
+
+/// Implements `Choice` for a fieldless enum: each variant with its name and its line.
+#[macro_export]
+macro_rules! choice {
+    ($t:ty { $($variant:ident => $name:literal: $about:literal),+ $(,)? }) => {
+        impl $crate::model::Choice for $t {
+            const ALL: &'static [Self] = &[$(<$t>::$variant),+];
+            fn name(self) -> &'static str {
+                match self { $(<$t>::$variant => $name),+ }
+            }
+            fn about(self) -> &'static str {
+                match self { $(<$t>::$variant => $about),+ }
+            }
+        }
+    };
+}
+
 /// φ in h_t = φ(a_t).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// φ(a) = a: the textbook case, where ∂L/∂h_t is a sum of matrix powers of w_hhᵀ.
@@ -82,16 +114,18 @@ pub fn tanh_f32(x: f32) -> f32 {
 
 impl Activation {
     pub fn name(self) -> &'static str {
-        match self {
-            Activation::Identity => "identity",
-            Activation::Tanh => "tanh",
-            Activation::Relu => "relu",
-        }
+        Choice::name(self)
     }
 }
 
+choice!(Activation {
+    Identity => "identity": "φ(a) = a: the textbook case, where ∂L/∂h_t is a sum of matrix powers of w_hhᵀ",
+    Tanh => "tanh": "φ(a) = tanh(a), φ′(a) = 1 − tanh²(a)",
+    Relu => "relu": "φ(a) = max(a, 0), φ′(a) = [a > 0]: the IRNN's (Le et al. 2015)",
+});
+
 /// ℓ(o, y): per-step, per-batch-entry loss.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LossFn {
     /// ℓ = ½‖o − y‖² against targets y of shape T×B×q.
@@ -103,15 +137,17 @@ pub enum LossFn {
 
 impl LossFn {
     pub fn name(self) -> &'static str {
-        match self {
-            LossFn::Mse => "mse",
-            LossFn::Xent => "xent",
-        }
+        Choice::name(self)
     }
 }
 
+choice!(LossFn {
+    Mse => "mse": "ℓ = ½‖o − y‖² against targets y of shape T×B×q",
+    Xent => "xent": "ℓ = −log softmax(o) at the label, against labels of shape T×B, each in 0..q",
+});
+
 /// Which steps carry a loss term.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LossAt {
     /// L = 1/(T·B) Σ_t Σ_b ℓ(o_tb, y_tb): the textbook's loss, one term per step.
@@ -120,6 +156,17 @@ pub enum LossAt {
     /// L = 1/B Σ_b ℓ(o_Tb, y_Tb): sequence-to-one, only the last step is scored.
     Last,
 }
+
+impl LossAt {
+    pub fn name(self) -> &'static str {
+        Choice::name(self)
+    }
+}
+
+choice!(LossAt {
+    All => "all": "L = 1/(T·B) Σ_t Σ_b ℓ(o_tb, y_tb): the textbook's loss, one term per step",
+    Last => "last": "L = 1/B Σ_b ℓ(o_Tb, y_Tb): sequence-to-one, only the last step is scored",
+});
 
 /// Weights (row-major) and optional biases.
 #[derive(Clone, Debug, PartialEq)]
@@ -166,6 +213,16 @@ pub struct Problem {
     /// h0 [B, h]
     pub h0: Vec<f64>,
     pub targets: Targets,
+    /// How a seeded random problem was drawn (`problem::random_problem`); None for a problem
+    /// from a file or built by hand.
+    pub drawn: Option<Drawn>,
+}
+
+/// The seed of a random problem, and whether h0 was drawn too (else it is zeros).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drawn {
+    pub seed: u64,
+    pub random_h0: bool,
 }
 
 impl Problem {
@@ -209,7 +266,7 @@ impl Problem {
                 }
             }
         }
-        Ok(Problem { shape, activation, loss_at: LossAt::All, params, x, h0, targets })
+        Ok(Problem { shape, activation, loss_at: LossAt::All, params, x, h0, targets, drawn: None })
     }
 
     pub fn loss_fn(&self) -> LossFn {
@@ -243,7 +300,7 @@ pub(crate) fn check_tensor(name: &str, v: &[f64], dims: &[usize]) -> Result<()> 
 /// The result of one forward + backward pass: the loss, every gradient, the per-step norms
 /// ‖∂L/∂h_t‖, and the forward states (kept for inspection and `--save-states`).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Grads {
+pub struct BpttResult {
     pub loss: f64,
     /// [h, d]
     pub grad_w_hx: Vec<f64>,
@@ -265,7 +322,7 @@ pub struct Grads {
     pub o: Vec<f64>,
 }
 
-impl Grads {
+impl BpttResult {
     /// The result tensors by their contract names, in a fixed order (biases only when present).
     pub fn tensors(&self) -> Vec<(&'static str, &[f64])> {
         let mut v: Vec<(&'static str, &[f64])> = vec![

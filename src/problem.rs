@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
-use crate::model::{Activation, LossAt, LossFn, Params, Problem, Shape, Targets};
+use crate::model::{Activation, Drawn, LossAt, LossFn, Params, Problem, Shape, Targets};
 
 /// Everything that defines a random problem.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,5 +96,7 @@ pub fn random_problem(spec: &ProblemSpec) -> Result<Problem> {
             Targets::Xent((0..t * b).map(|_| r.random_range(0..q as u32)).collect())
         }
     };
-    Ok(Problem::new(spec.shape, spec.activation, params, x, h0, targets)?.with_loss_at(spec.loss_at))
+    let mut p = Problem::new(spec.shape, spec.activation, params, x, h0, targets)?.with_loss_at(spec.loss_at);
+    p.drawn = Some(Drawn { seed: spec.seed, random_h0: spec.random_h0 });
+    Ok(p)
 }

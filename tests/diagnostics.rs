@@ -7,7 +7,7 @@
 use bptt::clip::{clip_grads, global_grad_norm};
 use bptt::cpu::reference;
 use bptt::diagnostics::{describe_reach, fit_growth_factor, reach_profile};
-use bptt::{Activation, Error, Grads, LossAt, LossFn, Problem, ProblemSpec, Shape, random_problem};
+use bptt::{Activation, BpttResult, Error, LossAt, LossFn, Problem, ProblemSpec, Shape, random_problem};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -233,7 +233,7 @@ fn describe_reach_says_which_way_and_how_much() {
 }
 
 /// The parameter gradients as one vector (grad_w_hx, grad_w_hh, grad_w_qh, grad_b_h, grad_b_q).
-fn flat(g: &Grads) -> Vec<f64> {
+fn flat(g: &BpttResult) -> Vec<f64> {
     g.tensors()
         .into_iter()
         .filter(|(name, _)| !matches!(*name, "loss" | "grad_h0" | "grad_h_norm"))

@@ -181,7 +181,7 @@ fn non_finite_results_are_named() {
     let p = random_problem(&s).unwrap();
     let mut gpu = GpuBptt::new(&ctx, p.shape, Schedule::Fused).unwrap();
     let (g, _) = gpu.run(&ctx, &p, false).unwrap();
-    let problems = bptt::run::non_finite_problems(&g);
+    let problems = bptt::check::non_finite_problems(&g);
     assert!(problems.iter().any(|l| l.starts_with("grad_w_hh has ")), "{problems:?}");
     let norm_line = problems.iter().find(|l| l.starts_with("grad_h_norm")).expect("grad_h_norm overflows");
     let first_bad = g.grad_h_norm.iter().rposition(|x| !x.is_finite()).unwrap() + 1;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use bptt::graph::{ALL_STEPS_UP_TO, END_STEPS, GraphSpec, drawn_steps, write_graph};
+use bptt::graph::{ALL_STEPS_UP_TO, END_STEPS, GraphSpec, drawn_steps, write_spec};
 use bptt::model::{Activation, LossAt, LossFn};
 
 fn bptt(args: &[&str]) -> (i32, String, String) {
@@ -229,7 +229,7 @@ fn a_three_step_graph_is_the_forward_equations_annotated_with_the_json_norms() {
     assert!(hs.windows(2).all(|w| w[0].1 < w[1].1), "{hs:?}");
     // The printed values (3 significant digits) are there too.
     for x in g {
-        assert!(svg.contains(&format!(">{}<", bptt::report::significant(x, 3))), "{x}");
+        assert!(svg.contains(&format!(">{}<", bptt::format::significant(x, 3))), "{x}");
     }
 }
 
@@ -322,7 +322,7 @@ fn dot_and_png_draw_the_same_graph() {
     let dir = tempfile::tempdir().unwrap();
     let (svg_path, dot_path, png_path) = (dir.path().join("g.svg"), dir.path().join("g.dot"), dir.path().join("g.PNG"));
     for p in [&svg_path, &dot_path, &png_path] {
-        write_graph(p, &spec()).expect("write");
+        write_spec(p, &spec()).expect("write");
     }
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     let dot = std::fs::read_to_string(&dot_path).unwrap();

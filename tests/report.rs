@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use bptt::report::significant;
+use bptt::format::significant;
 
 fn bptt(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");

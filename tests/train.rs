@@ -5,7 +5,6 @@
 mod common;
 
 use bptt::model::{Targets, rel_err};
-use bptt::train::args::TrainArgs;
 use bptt::train::cpu::CpuEngine;
 use bptt::train::gpu::GpuEngine;
 use bptt::train::setup::Setup;
@@ -13,11 +12,7 @@ use bptt::train::tasks::{self, COPY_INPUT, COPY_OUTPUT, adding_batch, copy_batch
 use bptt::train::text::Corpus;
 use bptt::train::weights::Weights;
 use bptt::train::{Engine, H0};
-use clap::Parser;
-
-fn args(flags: &[&str]) -> TrainArgs {
-    TrainArgs::try_parse_from(std::iter::once("bptt train").chain(flags.iter().copied())).unwrap()
-}
+use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice};
 
 #[test]
 fn adding_batches_have_two_markers_one_per_half_and_the_sum_as_target() {
@@ -167,9 +162,8 @@ fn initialisations_have_their_documented_form() {
 
 /// A few iterations on the GPU and on the CPU path from the same weights and minibatches: the
 /// weights (and the losses) agree to f32 rounding.
-fn gpu_equals_cpu(flags: &[&str], iters: usize) {
-    let a = args(flags);
-    let s = Setup::from_args(&a).unwrap();
+fn gpu_equals_cpu(config: &TrainConfig, iters: usize) {
+    let s = Setup::from_config(config).unwrap();
     let mut cpu = CpuEngine::new(s.step, s.weights.clone());
     let mut gpu = GpuEngine::new(common::gpu(), s.step, &s.weights, iters).unwrap();
     let mut r = s.batch_rng();
@@ -181,33 +175,51 @@ fn gpu_equals_cpu(flags: &[&str], iters: usize) {
     }
     let (lc, lg) = (cpu.take_losses().unwrap(), gpu.take_losses().unwrap());
     assert_eq!(lc.len(), iters);
-    assert!(rel_err(&lg, &lc) < 1e-5, "{flags:?}: losses {lg:?} vs {lc:?}");
+    assert!(rel_err(&lg, &lc) < 1e-5, "{config:?}: losses {lg:?} vs {lc:?}");
     let (wc, wg) = (cpu.weights().unwrap(), gpu.weights().unwrap());
     let moved = wc.w_hh.iter().zip(&s.weights.w_hh).any(|(a, b)| a != b);
-    assert!(moved, "{flags:?}: the update changed nothing");
+    assert!(moved, "{config:?}: the update changed nothing");
     for ((name, c), (_, g)) in wc.tensors().into_iter().zip(wg.tensors()) {
         let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let e = rel_err(&f64s(g), &f64s(c));
-        assert!(e < 1e-5, "{flags:?}: {name} differs by {e:.3e}");
+        assert!(e < 1e-5, "{config:?}: {name} differs by {e:.3e}");
     }
     // The held-out evaluation agrees too.
     let (ec, oc) = cpu.evaluate(&s.held_out[0]).unwrap();
     let (eg, og) = gpu.evaluate(&s.held_out[0]).unwrap();
-    assert!((ec - eg).abs() <= 1e-5 * ec.abs(), "{flags:?}: held-out {eg} vs {ec}");
+    assert!((ec - eg).abs() <= 1e-5 * ec.abs(), "{config:?}: held-out {eg} vs {ec}");
     assert!(rel_err(&og, &oc) < 1e-5);
 }
 
 #[test]
 fn one_sgd_iteration_on_the_gpu_equals_the_cpu_path() {
     gpu_equals_cpu(
-        &["--steps", "12", "--hidden", "33", "--batch", "3", "--optim", "sgd", "--lr", "0.05", "--eval-size", "3"],
+        &TrainConfig {
+            steps: Some(12),
+            hidden: 33,
+            batch: 3,
+            optim: OptimKind::Sgd,
+            lr: Some(0.05),
+            eval_size: 3,
+            ..TrainConfig::default()
+        },
         1,
     );
 }
 
 #[test]
 fn one_adam_iteration_on_the_gpu_equals_the_cpu_path() {
-    gpu_equals_cpu(&["--steps", "12", "--hidden", "33", "--batch", "3", "--activation", "relu", "--eval-size", "3"], 1);
+    gpu_equals_cpu(
+        &TrainConfig {
+            steps: Some(12),
+            hidden: 33,
+            batch: 3,
+            activation: Some(Activation::Relu),
+            eval_size: 3,
+            ..TrainConfig::default()
+        },
+        1,
+    );
 }
 
 /// A sequence longer than one compute pass holds (4096 dispatches): the iteration is recorded
@@ -215,7 +227,7 @@ fn one_adam_iteration_on_the_gpu_equals_the_cpu_path() {
 /// lavapipe), and still equals the CPU path.
 #[test]
 fn a_sequence_longer_than_one_pass_trains_alike() {
-    gpu_equals_cpu(&["--steps", "5000", "--hidden", "2", "--batch", "1", "--eval-size", "1"], 1);
+    gpu_equals_cpu(&TrainConfig { steps: Some(5000), hidden: 2, batch: 1, eval_size: 1, ..TrainConfig::default() }, 1);
 }
 
 /// Several iterations carry the optimisers' state (momentum, Adam's moments and bias
@@ -223,26 +235,28 @@ fn a_sequence_longer_than_one_pass_trains_alike() {
 #[test]
 fn several_iterations_with_clipping_agree_on_both_tasks() {
     gpu_equals_cpu(
-        &["--task", "copy", "--steps", "22", "--hidden", "20", "--batch", "2", "--clip", "0.5", "--eval-size", "2"],
+        &TrainConfig {
+            task: Task::Copy,
+            steps: Some(22),
+            hidden: 20,
+            batch: 2,
+            clip: Some(0.5),
+            eval_size: 2,
+            ..TrainConfig::default()
+        },
         4,
     );
     gpu_equals_cpu(
-        &[
-            "--steps",
-            "9",
-            "--hidden",
-            "16",
-            "--batch",
-            "4",
-            "--optim",
-            "sgd",
-            "--momentum",
-            "0.9",
-            "--clip",
-            "0.1",
-            "--eval-size",
-            "4",
-        ],
+        &TrainConfig {
+            steps: Some(9),
+            hidden: 16,
+            batch: 4,
+            optim: OptimKind::Sgd,
+            momentum: 0.9,
+            clip: Some(0.1),
+            eval_size: 4,
+            ..TrainConfig::default()
+        },
         4,
     );
 }
@@ -256,22 +270,16 @@ fn sequential_text_training_carries_h_alike_on_both_paths() {
     std::fs::write(&path, "to be or not to be, that is the question. ".repeat(8)).unwrap();
     let text = path.to_str().unwrap();
     gpu_equals_cpu(
-        &[
-            "--task",
-            "text",
-            "--text",
-            text,
-            "--partition",
-            "sequential",
-            "--steps",
-            "7",
-            "--hidden",
-            "12",
-            "--batch",
-            "3",
-            "--eval-size",
-            "3",
-        ],
+        &TrainConfig {
+            task: Task::Text,
+            text: Some(text.into()),
+            partition: Some(Partition::Sequential),
+            steps: Some(7),
+            hidden: 12,
+            batch: 3,
+            eval_size: 3,
+            ..TrainConfig::default()
+        },
         4,
     );
 }
@@ -280,7 +288,17 @@ fn sequential_text_training_carries_h_alike_on_both_paths() {
 /// h_{T−K}) equals the GPU's K lanes.
 #[test]
 fn truncated_training_agrees_between_cpu_split_and_gpu_lanes() {
-    gpu_equals_cpu(&["--steps", "10", "--hidden", "12", "--batch", "2", "--truncate", "3", "--eval-size", "2"], 3);
+    gpu_equals_cpu(
+        &TrainConfig {
+            steps: Some(10),
+            hidden: 12,
+            batch: 2,
+            truncate: Some(3),
+            eval_size: 2,
+            ..TrainConfig::default()
+        },
+        3,
+    );
 }
 
 /// The training curve is a function of the seed: the same seed gives the same numbers, another
@@ -288,25 +306,18 @@ fn truncated_training_agrees_between_cpu_split_and_gpu_lanes() {
 #[test]
 fn the_same_seed_gives_the_same_curve() {
     let run = |seed: &str| {
-        let a = args(&[
-            "--compute",
-            "cpu",
-            "--steps",
-            "8",
-            "--hidden",
-            "16",
-            "--iters",
-            "20",
-            "--log-every",
-            "5",
-            "--eval-every",
-            "10",
-            "--eval-size",
-            "64",
-            "--seed",
-            seed,
-        ]);
-        bptt::train::train(&a, |_, _| {}).unwrap().0
+        let a = TrainConfig {
+            device: TrainDevice::Cpu,
+            steps: Some(8),
+            hidden: 16,
+            iters: 20,
+            log_every: 5,
+            eval_every: 10,
+            eval_size: 64,
+            seed: seed.parse().unwrap(),
+            ..TrainConfig::default()
+        };
+        bptt::train(&a).unwrap().report
     };
     let (a, b, c) = (run("1"), run("1"), run("2"));
     assert_eq!(a.curve, b.curve);
@@ -322,31 +333,21 @@ fn the_same_seed_gives_the_same_curve() {
 /// held-out MSE falls far below the baseline 1/6.
 #[test]
 fn an_irnn_learns_the_adding_problem() {
-    let a = args(&[
-        "--compute",
-        "cpu",
-        "--steps",
-        "10",
-        "--hidden",
-        "32",
-        "--batch",
-        "32",
-        "--iters",
-        "600",
-        "--lr",
-        "0.003",
-        "--activation",
-        "relu",
-        "--init-recurrent",
-        "identity",
-        "--clip",
-        "1",
-        "--eval-every",
-        "600",
-        "--eval-size",
-        "256",
-    ]);
-    let (report, _, _) = bptt::train::train(&a, |_, _| {}).unwrap();
+    let a = TrainConfig {
+        device: TrainDevice::Cpu,
+        steps: Some(10),
+        hidden: 32,
+        batch: 32,
+        iters: 600,
+        lr: Some(0.003),
+        activation: Some(Activation::Relu),
+        init_recurrent: InitRecurrent::Identity,
+        clip: Some(1.0),
+        eval_every: 600,
+        eval_size: 256,
+        ..TrainConfig::default()
+    };
+    let report = bptt::train(&a).unwrap().report;
     let mse = report.final_eval.loss;
     assert!(mse < 0.05, "held-out MSE {mse} after 600 iterations (baseline 1/6)");
 }
@@ -356,28 +357,20 @@ fn an_irnn_learns_the_adding_problem() {
 #[test]
 fn the_same_seed_gives_the_same_curve_on_the_gpu() {
     drop(common::gpu()); // fails saying how to get an adapter when there is none
-    let a = args(&[
-        "--compute",
-        "gpu",
-        "--steps",
-        "6",
-        "--hidden",
-        "16",
-        "--iters",
-        "12",
-        "--log-every",
-        "3",
-        "--eval-every",
-        "6",
-        "--eval-size",
-        "32",
-        "--activation",
-        "relu",
-        "--init-recurrent",
-        "identity",
-    ]);
-    let (r1, w1, _) = bptt::train::train(&a, |_, _| {}).unwrap();
-    let (r2, w2, _) = bptt::train::train(&a, |_, _| {}).unwrap();
+    let a = TrainConfig {
+        device: TrainDevice::Gpu,
+        steps: Some(6),
+        hidden: 16,
+        iters: 12,
+        log_every: 3,
+        eval_every: 6,
+        eval_size: 32,
+        activation: Some(Activation::Relu),
+        init_recurrent: InitRecurrent::Identity,
+        ..TrainConfig::default()
+    };
+    let (one, two) = (bptt::train(&a).unwrap(), bptt::train(&a).unwrap());
+    let (r1, w1, r2, w2) = (one.report, one.weights, two.report, two.weights);
     assert_eq!(r1.curve.len(), 4);
     assert_eq!(r1.curve, r2.curve);
     assert_eq!(r1.eval, r2.eval);

@@ -12,7 +12,7 @@ use bptt::cpu::truncated::{bptt_carry_scaled, bptt_truncated};
 use bptt::model::{norm, rel_err};
 use bptt::variant::segments::{segment_carry_scales, segment_lengths};
 use bptt::variant::truncation::{Truncation, random_carry_scales};
-use bptt::{Activation, Error, Grads, LossAt, LossFn, Problem, ProblemSpec, Shape, random_problem};
+use bptt::{Activation, BpttResult, Error, LossAt, LossFn, Problem, ProblemSpec, Shape, random_problem};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -56,7 +56,7 @@ fn phi_prime(act: Activation, h: f64) -> f64 {
 
 /// The gradients keeping loss term s's contribution to ∂L/∂h_t iff keep(s, t); `keep` must
 /// hold on an interval t ∈ [t0, s] (both cuts tested here do).
-fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
+fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> BpttResult {
     let sh = p.shape;
     let (nt, nb, d, nh, q) = (sh.steps, sh.batch, sh.input, sh.hidden, sh.output);
     let w = &p.params;
@@ -101,7 +101,7 @@ fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
             }
         }
     }
-    let mut g = Grads {
+    let mut g = BpttResult {
         loss,
         grad_w_hx: vec![0.0; nh * d],
         grad_w_hh: vec![0.0; nh * nh],
@@ -141,7 +141,7 @@ fn direct(p: &Problem, keep: impl Fn(usize, usize) -> bool) -> Grads {
 
 /// Every result tensor within `tol` (relative, or absolute where the expected one is zero).
 #[track_caller]
-fn assert_grads_close(what: &str, got: &Grads, want: &Grads, tol: f64) -> f64 {
+fn assert_grads_close(what: &str, got: &BpttResult, want: &BpttResult, tol: f64) -> f64 {
     let mut worst: f64 = 0.0;
     for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
         let e = rel_err(a, b);

@@ -19,7 +19,7 @@
 //! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
 //! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
 //!
-//! Conversions from and to the f64 of `Problem` and `Grads` are part of the call (and timed).
+//! Conversions from and to the f64 of `Problem` and `BpttResult` are part of the call (and timed).
 //!
 //! Layout: the states live in one buffer hs [(T+1),B,h] = h0, h_1..h_T, so H_prev and H are two
 //! overlapping `[T·B, h]` views of it, and ∂L/∂a `[T,B,h]` is built in place over ∂L/∂o·w_qh.
@@ -36,17 +36,17 @@ use gemm::{View, gemm};
 use rayon::prelude::*;
 use recur::Recurrence;
 
-use crate::model::{Grads, Problem};
+use crate::model::{BpttResult, Problem};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
-pub fn bptt(p: &Problem) -> Grads {
+pub fn bptt(p: &Problem) -> BpttResult {
     // Run on one of rayon's workers, so the conversions' parallel loops are jobs on its local
     // queue rather than injected from outside the pool. The thread count of the recurrences'
     // team is this pool's (`rayon::current_num_threads`).
     rayon::scope(|_| bptt_on_worker(p))
 }
 
-fn bptt_on_worker(p: &Problem) -> Grads {
+fn bptt_on_worker(p: &Problem) -> BpttResult {
     let s = p.shape;
     let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
     let rows = nt * nb;
@@ -95,7 +95,7 @@ fn bptt_on_worker(p: &Problem) -> Grads {
     gemm(View::new(&grad_o, rows, q).t(), View::new(h_all, rows, nh), &mut grad_w_qh, false);
     let bias = p.has_bias();
 
-    Grads {
+    BpttResult {
         loss,
         grad_w_hx: to_f64(&grad_w_hx),
         grad_w_hh: to_f64(&grad_w_hh),

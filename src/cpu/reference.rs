@@ -7,7 +7,7 @@
 // Index loops are the point here: each line reads like the equation it transcribes.
 #![allow(clippy::needless_range_loop)]
 
-use crate::model::{Activation, Grads, LossAt, Problem, Targets};
+use crate::model::{Activation, BpttResult, LossAt, Problem, Targets};
 
 /// Forward states kept for the backward pass.
 pub struct Forward {
@@ -146,7 +146,7 @@ pub fn loss_and_grad_o(p: &Problem, o: &[f64]) -> (f64, Vec<f64>) {
 }
 
 /// Forward, loss, and backward in reverse time order.
-pub fn bptt(p: &Problem) -> Grads {
+pub fn bptt(p: &Problem) -> BpttResult {
     let s = p.shape;
     let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
     let w = &p.params;
@@ -228,7 +228,7 @@ pub fn bptt(p: &Problem) -> Grads {
     }
 
     let bias = p.has_bias();
-    Grads {
+    BpttResult {
         loss,
         grad_w_hx,
         grad_w_hh,

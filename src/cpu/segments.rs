@@ -6,12 +6,12 @@
 
 use crate::cpu::reference;
 use crate::error::Result;
-use crate::model::{Grads, Problem};
+use crate::model::{BpttResult, Problem};
 use crate::variant::segments::run_in_segments;
 
 /// BPTT over `n` segments, the gradient cut at their boundaries (see the module doc), with the
 /// f64 reference running each segment. grad_h0 is ∂L/∂h_0 within the first segment;
 /// `grad_h_norm[t]` the norm of the cut ∂L/∂h_t.
-pub fn bptt_segments(p: &Problem, n: usize) -> Result<Grads> {
+pub fn bptt_segments(p: &Problem, n: usize) -> Result<BpttResult> {
     run_in_segments(p, n, |segment| Ok(reference::bptt(segment)))
 }

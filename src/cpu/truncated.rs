@@ -25,11 +25,11 @@
 
 use crate::cpu::reference::{forward, loss_and_grad_o, phi_prime};
 use crate::error::{Error, Result};
-use crate::model::{Grads, Problem, norm};
+use crate::model::{BpttResult, Problem, norm};
 pub use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// BPTT with the backward recursion truncated as `trunc` says (see the module doc).
-pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<Grads> {
+pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<BpttResult> {
     let nt = p.shape.steps;
     match trunc {
         Truncation::Regular(0) => Err(Error::Invalid("truncation length K must be at least 1".into())),
@@ -45,7 +45,7 @@ pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<Grads> {
 /// multipliers (math index t = 0..T−1, `scales[0]` for ∂L/∂h_0). Randomized truncation is this
 /// with `random_carry_scales`; zeros at segment ends give the "detach" of `bptt_segments`;
 /// all ones give full BPTT bit for bit.
-pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<Grads> {
+pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<BpttResult> {
     if scales.len() != p.shape.steps {
         return Err(Error::Invalid(format!(
             "expected {} carry scales (one per step), got {}",
@@ -71,7 +71,7 @@ pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<Grads> {
 /// Lanes above T are all equal (no contribution is older than T − 1 steps), so at most
 /// M = min(K, T) are carried; `k = usize::MAX` means no regular truncation, which needs one
 /// lane that feeds itself. Cost: O(M·B·h²) per step.
-fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> Grads {
+fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> BpttResult {
     let s = p.shape;
     let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
     let w = &p.params;
@@ -166,7 +166,7 @@ fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> Grads {
     }
 
     let bias = p.has_bias();
-    Grads {
+    BpttResult {
         loss,
         grad_w_hx,
         grad_w_hh,

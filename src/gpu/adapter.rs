@@ -1,16 +1,18 @@
 //! Headless adapter acquisition: no window, no surface. We enumerate every adapter the enabled
 //! backends offer, filter by the user's wishes (backend, name, software), and take the best kind
-//! (discrete GPU, then integrated, virtual, software). wgpu's own environment variables
-//! (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`) are honoured when no flag is given.
+//! (discrete GPU, then integrated, virtual, software). The library reads no environment
+//! variable: a caller that honours wgpu's (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`) puts them in the
+//! request, saying where each setting came from (`Origin`), so that a search that finds
+//! nothing names its cause.
 
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result, quote};
 
 /// Which graphics API to go through.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// Every backend this build supports (or `WGPU_BACKEND` when set).
+    /// Every backend this build supports.
     #[default]
     Auto,
     Vulkan,
@@ -19,14 +21,44 @@ pub enum BackendChoice {
     Gl,
 }
 
+crate::choice!(BackendChoice {
+    Auto => "auto": "every backend this build supports",
+    Vulkan => "vulkan": "Vulkan",
+    Metal => "metal": "Metal",
+    Dx12 => "dx12": "Direct3D 12",
+    Gl => "gl": "OpenGL (ES)",
+});
+
+/// Where a setting of the request came from, for the messages when nothing matches: a field of
+/// the request (named `backend`, `adapter` or `software` in a message), or an environment
+/// variable the caller read (the message then names the variable and its value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    #[default]
+    Field,
+    Env(String),
+}
+
 /// What the user asked for.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AdapterRequest {
     pub backend: BackendChoice,
-    /// Case-insensitive substring of the adapter's name (or `WGPU_ADAPTER_NAME` when unset).
-    pub name: Option<String>,
+    /// With `backend: Auto`, the backends to search by wgpu's names (comma-separated, as
+    /// `WGPU_BACKEND` spells them: vulkan, metal, dx12, gl); None searches every one.
+    pub backend_list: Option<(String, Origin)>,
+    /// Case-insensitive substring of the adapter's name.
+    pub name: Option<(String, Origin)>,
     /// Only CPU-type (software/fallback) adapters, such as Mesa's lavapipe.
     pub software: bool,
+    /// recurrent_step's workgroup layout (None: chosen by the device type).
+    pub recurrent_layout: Option<crate::gpu::kernels::RecurrentLayout>,
+}
+
+impl AdapterRequest {
+    /// Asks for an adapter whose name contains `name`.
+    pub fn named(name: impl Into<String>) -> Self {
+        AdapterRequest { name: Some((name.into(), Origin::Field)), ..Default::default() }
+    }
 }
 
 /// What the report prints about the adapter in use.
@@ -97,38 +129,44 @@ fn backend_by_name(name: &str) -> Option<wgpu::Backends> {
     })
 }
 
-/// The backends to search, and what narrowed them (`--backend metal` or `WGPU_BACKEND=metal`;
+/// The backends to search, and what narrowed them (`backend` metal or `WGPU_BACKEND=metal`;
 /// None for every backend), so that a search that finds nothing names its cause.
-fn backends(choice: BackendChoice) -> Result<(wgpu::Backends, Option<String>)> {
-    let flag = |b: wgpu::Backends, name: &str| Ok((b, Some(format!("--backend {name}"))));
-    match choice {
-        BackendChoice::Auto => match std::env::var_os("WGPU_BACKEND") {
+fn backends(req: &AdapterRequest) -> Result<(wgpu::Backends, Option<String>)> {
+    let field = |b: wgpu::Backends, name: &str| Ok((b, Some(format!("`backend` {name}"))));
+    match req.backend {
+        BackendChoice::Auto => match &req.backend_list {
             None => Ok((wgpu::Backends::all(), None)),
-            Some(v) => {
-                let v = v.to_string_lossy().into_owned();
+            Some((v, origin)) => {
+                let shown = match origin {
+                    Origin::Env(var) => format!("{var}={}", quote(v)),
+                    Origin::Field => format!("`backend_list` {}", quote(v)),
+                };
                 let mut set = wgpu::Backends::empty();
                 for name in v.split(',') {
                     set |= backend_by_name(name).ok_or_else(|| {
+                        let unset = match origin {
+                            Origin::Env(var) => format!("unset {var}"),
+                            Origin::Field => "leave it out".to_string(),
+                        };
                         Error::Invalid(format!(
-                            "WGPU_BACKEND={}: `{}` is not a backend (use vulkan, metal, dx12 or gl, \
-                             comma-separated, or unset WGPU_BACKEND to try every one)",
-                            quote(&v),
+                            "{shown}: '{}' is not a backend (use vulkan, metal, dx12 or gl, \
+                             comma-separated, or {unset} to try every one)",
                             quote(name.trim())
                         ))
                     })?;
                 }
-                Ok((set, Some(format!("WGPU_BACKEND={}", quote(&v)))))
+                Ok((set, Some(shown)))
             }
         },
-        BackendChoice::Vulkan => flag(wgpu::Backends::VULKAN, "vulkan"),
-        BackendChoice::Metal => flag(wgpu::Backends::METAL, "metal"),
-        BackendChoice::Dx12 => flag(wgpu::Backends::DX12, "dx12"),
-        BackendChoice::Gl => flag(wgpu::Backends::GL, "gl"),
+        BackendChoice::Vulkan => field(wgpu::Backends::VULKAN, "vulkan"),
+        BackendChoice::Metal => field(wgpu::Backends::METAL, "metal"),
+        BackendChoice::Dx12 => field(wgpu::Backends::DX12, "dx12"),
+        BackendChoice::Gl => field(wgpu::Backends::GL, "gl"),
     }
 }
 
 fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
     pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
 }
@@ -140,8 +178,8 @@ or on headless Linux Mesa's software adapter: `apt-get install mesa-vulkan-drive
 
 /// Every adapter wgpu can see through the chosen backends. An invalid `WGPU_BACKEND` is an
 /// error (exit 2); finding none names what narrowed the search.
-pub fn list_adapters(choice: BackendChoice) -> Result<Vec<AdapterSummary>> {
-    let (set, narrowed_by) = backends(choice)?;
+pub fn list_adapters(req: &AdapterRequest) -> Result<Vec<AdapterSummary>> {
+    let (set, narrowed_by) = backends(req)?;
     let adapters: Vec<AdapterSummary> =
         enumerate(set).iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
     if adapters.is_empty() {
@@ -164,10 +202,9 @@ fn none_through(narrowed_by: Option<&str>) -> String {
             "no GPU adapter found through {cause}, nor through any other backend. To get one, {HOW_TO_GET_AN_ADAPTER}"
         )
     } else {
-        let fix = if cause.starts_with("WGPU_BACKEND") {
-            "set WGPU_BACKEND to its backend or unset it"
-        } else {
-            "give --backend its backend or leave it out"
+        let fix = match cause.split_once('=') {
+            Some((var, _)) if !cause.starts_with('`') => format!("set {var} to its backend or unset it"),
+            _ => "give `backend` its backend or leave it out".to_string(),
         };
         format!("no GPU adapter through {cause}; the other backends offer: {}. To use one, {fix}", elsewhere.join("; "))
     }
@@ -183,7 +220,7 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     /// The first error wgpu reported outside an error scope, if any (validation, out of memory).
     uncaptured: Arc<Mutex<Option<String>>>,
-    /// recurrent_step's workgroup shape: from the device type (or BPTT_RECURRENT_LAYOUT).
+    /// recurrent_step's workgroup shape: the request's, or from the device type.
     recurrent: crate::gpu::kernels::RecurrentLayout,
     /// Compiled once per device, on first use, and shared by every object built on it.
     pipelines: std::sync::OnceLock<Arc<crate::gpu::kernels::Pipelines>>,
@@ -193,26 +230,25 @@ impl GpuContext {
     /// Finds the adapter `req` describes and opens a device on it with the adapter's own limits
     /// (so large shapes fit wherever the hardware allows) and timestamp queries where offered.
     pub fn new(req: &AdapterRequest) -> Result<Self> {
-        let (set, narrowed_by) = backends(req.backend)?;
+        let (set, narrowed_by) = backends(req)?;
         let adapters = enumerate(set);
         if adapters.is_empty() {
             return Err(Error::NoAdapter(none_through(narrowed_by.as_deref())));
         }
         let seen: Vec<String> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info()).to_string()).collect();
         // The name filter, where it came from (the flag wins over the variable), and its fix.
-        let name = match (&req.name, std::env::var("WGPU_ADAPTER_NAME")) {
-            (Some(n), _) => Some((
+        let name = req.name.as_ref().map(|(n, origin)| match origin {
+            Origin::Field => (
                 n.to_lowercase(),
-                format!("--adapter {}", quote(n)),
-                "give --adapter a part of one of these names or leave it out",
-            )),
-            (None, Ok(n)) => Some((
+                format!("`adapter` {}", quote(n)),
+                "give `adapter` a part of one of these names or leave it out".to_string(),
+            ),
+            Origin::Env(var) => (
                 n.to_lowercase(),
-                format!("WGPU_ADAPTER_NAME={}", quote(&n)),
-                "set WGPU_ADAPTER_NAME to a part of one of these names or unset it",
-            )),
-            (None, Err(_)) => None,
-        };
+                format!("{var}={}", quote(n)),
+                format!("set {var} to a part of one of these names or unset it"),
+            ),
+        });
         let chosen = adapters
             .into_iter()
             .filter(|a| {
@@ -228,11 +264,11 @@ impl GpuContext {
             let mut fixes = Vec::new();
             if let Some((n, from, fix)) = &name {
                 filters.push(format!("{from} (a name containing \"{}\")", quote(n)));
-                fixes.push(*fix);
+                fixes.push(fix.clone());
             }
             if req.software {
-                filters.push("--software (a CPU-type adapter)".to_string());
-                fixes.push("leave out --software");
+                filters.push("`software` (a CPU-type adapter)".to_string());
+                fixes.push("leave out `software`".to_string());
             }
             return Err(Error::NoAdapter(format!(
                 "no GPU adapter matches {}; adapters found: {}. To use one, {}",
@@ -277,7 +313,9 @@ impl GpuContext {
             queue,
             adapter: AdapterSummary::from_info(&info),
             device_type: info.device_type,
-            recurrent: crate::gpu::kernels::RecurrentLayout::for_device_type(info.device_type)?,
+            recurrent: req
+                .recurrent_layout
+                .unwrap_or(crate::gpu::kernels::RecurrentLayout::for_device_type(info.device_type)),
             limits,
             features,
             uncaptured,

@@ -3,6 +3,7 @@
 
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
+use crate::format::human_bytes;
 use crate::model::Shape;
 
 /// Every storage buffer the GPU path allocates, in f32 (or u32) elements.
@@ -82,20 +83,5 @@ impl BufferSizes {
 
     pub fn total(&self) -> u64 {
         self.list.iter().map(|e| e.2).sum()
-    }
-}
-
-/// 512 MiB, 3.2 KiB, 100 B.
-pub fn human_bytes(n: u64) -> String {
-    const KI: f64 = 1024.0;
-    let x = n as f64;
-    if x >= KI * KI * KI {
-        format!("{:.1} GiB", x / (KI * KI * KI))
-    } else if x >= KI * KI {
-        format!("{:.1} MiB", x / (KI * KI))
-    } else if x >= KI {
-        format!("{:.1} KiB", x / KI)
-    } else {
-        format!("{n} B")
     }
 }

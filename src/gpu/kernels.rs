@@ -128,33 +128,17 @@ pub struct RecurrentLayout {
     pub walk_rows: bool,
 }
 
-/// The environment variable that overrides recurrent_step's layout.
-pub const LAYOUT_ENV: &str = "BPTT_RECURRENT_LAYOUT";
-
 impl RecurrentLayout {
     /// On a GPU, 8 slices per column give each step 8× the parallel work (32 columns keep a
     /// warp's loads in one 128-byte line); on a software adapter barriers cost more than they
     /// buy, and each invocation streaming its own contiguous row is fastest, so one invocation
-    /// sums a whole row.
-    /// `BPTT_RECURRENT_LAYOUT=ROWSxCHUNKS[r]` (e.g. `32x8`, `64x1r`; ROWS·CHUNKS ≤ 256; `r`
-    /// for row walks) overrides the choice, for tuning on a new GPU.
-    /// A value that does not parse is an error (exit 2), not a silent fallback: the user
-    /// would otherwise time the default and think it was their layout.
-    pub fn for_device_type(t: wgpu::DeviceType) -> crate::error::Result<Self> {
-        if let Some(v) = std::env::var_os(LAYOUT_ENV) {
-            let v = v.to_string_lossy();
-            return Self::parse(&v).ok_or_else(|| {
-                crate::error::Error::Invalid(format!(
-                    "{LAYOUT_ENV}={} is not a layout: expected ROWSxCHUNKS with ROWS, CHUNKS ≥ 1 and \
-                     ROWS·CHUNKS ≤ 256, and a trailing r for row walks (e.g. 32x8, 64x1r), or unset it",
-                    crate::error::quote(&v)
-                ))
-            });
-        }
-        Ok(match t {
+    /// sums a whole row. `AdapterRequest::recurrent_layout` overrides the choice, for tuning on
+    /// a new GPU.
+    pub fn for_device_type(t: wgpu::DeviceType) -> Self {
+        match t {
             wgpu::DeviceType::Cpu => RecurrentLayout { rows: 64, chunks: 1, walk_rows: true },
             _ => RecurrentLayout { rows: 32, chunks: 8, walk_rows: false },
-        })
+        }
     }
 }
 

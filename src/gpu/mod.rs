@@ -15,14 +15,14 @@ pub mod schedule;
 use std::collections::HashMap;
 use std::time::Instant;
 
-pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, list_adapters};
+pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, Origin, list_adapters};
 use buffers::BufferSizes;
 use kernels::{PARAMS_SIZE, Pipelines};
 pub use schedule::Schedule;
 use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
 
 use crate::error::{Error, Result};
-use crate::model::{Activation, Grads, LossAt, LossFn, Problem, Shape, Targets};
+use crate::model::{Activation, BpttResult, LossAt, LossFn, Problem, Shape, Targets};
 
 /// Where the phase times came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -135,7 +135,7 @@ impl GpuBptt {
         if params_bytes > ctx.limits.max_buffer_size || params_bytes > u32::MAX as u64 {
             return Err(Error::Limit(format!(
                 "the parameter arena ({}) exceeds this adapter's buffer size limit",
-                buffers::human_bytes(params_bytes)
+                crate::format::human_bytes(params_bytes)
             )));
         }
         let mut buffers = HashMap::new();
@@ -356,7 +356,7 @@ impl GpuBptt {
     }
 
     /// Forward + backward on the GPU. With `keep_states`, h_1..h_T and o_1..o_T are read back too.
-    pub fn run(&mut self, ctx: &GpuContext, p: &Problem, keep_states: bool) -> Result<(Grads, RunTimes)> {
+    pub fn run(&mut self, ctx: &GpuContext, p: &Problem, keep_states: bool) -> Result<(BpttResult, RunTimes)> {
         self.run_with(ctx, p, &RunOptions { keep_states, ..Default::default() })
     }
 
@@ -367,7 +367,7 @@ impl GpuBptt {
 
     /// Forward + backward on the GPU with the extras of `opts`: upload, one submission of both
     /// passes (or one per pass when timed by the host clock), then one readback.
-    pub fn run_with(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, RunTimes)> {
+    pub fn run_with(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(BpttResult, RunTimes)> {
         let config = self.config_for(p, opts)?;
         let start = Instant::now();
         self.configure(ctx, config);
@@ -458,8 +458,8 @@ impl GpuBptt {
             if state_bytes > ctx.limits.max_buffer_size {
                 return Err(Error::Limit(format!(
                     "reading back the states h and o needs {}; this adapter allocates at most {} per buffer",
-                    buffers::human_bytes(state_bytes),
-                    buffers::human_bytes(ctx.limits.max_buffer_size)
+                    crate::format::human_bytes(state_bytes),
+                    crate::format::human_bytes(ctx.limits.max_buffer_size)
                 )));
             }
             self.states_readback = Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -475,7 +475,7 @@ impl GpuBptt {
     /// Copies the results (and, with `keep_states`, h and o) into the mappable buffers, reads
     /// them back, and returns them with the readback buffer's bytes (whose head holds the
     /// timestamps).
-    fn read_results(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(Grads, Vec<u8>)> {
+    fn read_results(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(BpttResult, Vec<u8>)> {
         let s = self.shape;
         let slot_bytes = grad_h0_bytes(s);
         if opts.keep_states {
@@ -522,7 +522,7 @@ impl GpuBptt {
         let bias = p.has_bias();
         // clip_norms holds ‖∂L/∂w_k‖ per parameter gradient (zeros for biases that are off).
         self.clip_norm = opts.clip.map(|_| crate::model::norm(&floats(0)));
-        let grads = Grads {
+        let grads = BpttResult {
             loss: floats(1)[0],
             grad_w_hx: floats(2),
             grad_w_hh: floats(3),

@@ -10,7 +10,7 @@ use super::kernels::{Kernel, ParamBlock, params};
 use crate::model::{Activation, LossAt, LossFn, Shape};
 
 /// How the work is split into dispatches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// The textbook, one equation per dispatch: per step a forward and an output dispatch,
@@ -25,12 +25,14 @@ pub enum Schedule {
 
 impl Schedule {
     pub fn name(self) -> &'static str {
-        match self {
-            Schedule::Stepwise => "stepwise",
-            Schedule::Fused => "fused",
-        }
+        crate::model::Choice::name(self)
     }
 }
+
+crate::choice!(Schedule {
+    Stepwise => "stepwise": "the textbook, one equation per dispatch: per step a forward and an output dispatch, and per step backward a recurrence dispatch plus one accumulation per weight gradient",
+    Fused => "fused": "only the recurrences stay sequential (one dispatch per step each way); the input and output projections, ∂L/∂o·w_qh and the weight gradients are single matrix products over all T·B rows",
+});
 
 /// Which compute pass a dispatch belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! column per step), rows for the inputs x_t, the hidden states h_t, the outputs o_t, the loss
 //! terms ℓ_t with their targets y_t, and the loss L on top; the parameters W_hx, W_hh, W_qh
 //! (and b_h, b_q) are nodes of their own, with an edge to every node they enter. Each edge is
-//! one dependency of the forward equations (README, "The model"):
+//! one dependency of the forward equations (docs/model.md):
 //!
 //! ```text
 //! h_t ← x_t, h_{t−1}, W_hx, W_hh (, b_h)     o_t ← h_t, W_qh (, b_q)
@@ -13,7 +13,7 @@
 //! the edge widened, by ‖∂L/∂h_t‖ on a log scale with a legend, so the gradient can be followed
 //! back through time (the backward pass runs from t = T down to 1, right to left).
 //!
-//! With `--segments` or `--truncate random:P`, an edge h_t → h_{t+1} whose carried gradient is
+//! With segments or randomised truncation (`truncate` random:P), an edge h_t → h_{t+1} whose carried gradient is
 //! cut (c_t = 0) is drawn grey and thin with a cut mark: it is still a forward dependency, but
 //! no gradient flows back along it.
 //!
@@ -35,12 +35,9 @@ use std::path::Path;
 
 pub use layout::{ALL_STEPS_UP_TO, END_STEPS, drawn_steps};
 
-use crate::cli::{Args, TruncateArg};
+use crate::check::CheckReport;
 use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn};
-use crate::report::Report;
-use crate::variant::segments::segment_carry_scales;
-use crate::variant::truncation::random_carry_scales;
 
 /// What the graph shows: the problem's structure and the run's ‖∂L/∂h_t‖.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +62,10 @@ pub struct GraphSpec {
 }
 
 impl GraphSpec {
-    pub fn from_report(r: &Report) -> Self {
+    /// The graph of a finished check: its problem, its ‖∂L/∂h_t‖, and the cuts its segments or
+    /// randomised truncation made (the very multipliers the run used), so the graph shows
+    /// which edges carry no gradient back.
+    pub fn from_report(r: &CheckReport) -> Self {
         GraphSpec {
             steps: r.shape.steps,
             loss_at: r.loss_at,
@@ -75,30 +75,13 @@ impl GraphSpec {
             grad_h_norm: r.grad_h_norm.clone(),
             grad_h0_norm: r.grad_norms.get("grad_h0").copied(),
             variant: r.variant.clone(),
-            carry: None,
-            cut_reason: None,
+            carry: r.cuts.as_ref().map(|c| c.carry.clone()),
+            cut_reason: r.cuts.as_ref().map(|c| c.reason.clone()),
         }
-    }
-
-    /// Adds the cuts of `--segments N` or `--truncate random:P` (the very multipliers the run
-    /// used), so the graph shows which edges carry no gradient back.
-    pub fn with_cuts_from(mut self, args: &Args) -> Result<Self> {
-        let steps = self.steps;
-        if let Some(n) = args.segments {
-            self.carry = Some(segment_carry_scales(steps, n as usize)?);
-            self.cut_reason = Some("it crosses a segment boundary (--segments)".into());
-        } else if let Some(TruncateArg::Random(p)) = args.truncate {
-            self.carry = Some(random_carry_scales(steps, p, args.truncate_seed)?);
-            self.cut_reason = Some(format!(
-                "a random cut of --truncate random:{p} (seed {}); the others carry it ×1/(1−p)",
-                args.truncate_seed
-            ));
-        }
-        Ok(self)
     }
 }
 
-/// The formats `--graph` writes, by the file's extension.
+/// The formats a graph is written in, by the file's extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraphFormat {
     Svg,
@@ -118,8 +101,14 @@ impl GraphFormat {
     }
 }
 
+/// Writes the graph of a finished check to `path` as SVG, PNG or Graphviz text, by its
+/// extension.
+pub fn write_graph(path: &Path, report: &CheckReport) -> Result<()> {
+    write_spec(path, &GraphSpec::from_report(report))
+}
+
 /// Writes the graph of `spec` to `path` as SVG, PNG or Graphviz text, by its extension.
-pub fn write_graph(path: &Path, spec: &GraphSpec) -> Result<()> {
+pub fn write_spec(path: &Path, spec: &GraphSpec) -> Result<()> {
     let format = GraphFormat::of(path).map_err(Error::Invalid)?;
     let picture = layout::layout(spec);
     let io_err = |e: String| Error::Io { path: path.display().to_string(), reason: e };
@@ -131,9 +120,4 @@ pub fn write_graph(path: &Path, spec: &GraphSpec) -> Result<()> {
             png::render(&picture, path).map_err(|e| io_err(format!("drawing the graph failed: {e}")))
         }
     }
-}
-
-/// Writes the graph of a finished run, with the cuts its arguments made.
-pub fn write_report_graph(path: &Path, report: &Report, args: &Args) -> Result<()> {
-    write_graph(path, &GraphSpec::from_report(report).with_cuts_from(args)?)
 }

@@ -57,7 +57,7 @@ impl LogScale {
 
 /// A norm as the graph prints it: three significant digits.
 pub fn short(v: f64) -> String {
-    crate::report::significant(v, 3)
+    crate::format::significant(v, 3)
 }
 
 /// Black or white text, whichever reads on `fill`.

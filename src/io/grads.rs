@@ -7,7 +7,7 @@ use safetensors::SafeTensors;
 
 use super::tensor::{self, Dims, Raw, floats, optional, required};
 use crate::error::{Error, Result};
-use crate::model::{Grads, Shape};
+use crate::model::{BpttResult, Shape};
 
 /// The tensor names a result file may hold.
 const RESULTS: [&str; 10] =
@@ -18,7 +18,7 @@ const RESULTS: [&str; 10] =
 pub struct LoadedGrads {
     pub shape: Shape,
     /// `h` and `o` are empty when the file has no states.
-    pub grads: Grads,
+    pub grads: BpttResult,
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -28,7 +28,7 @@ pub struct LoadedGrads {
 /// whole or, on any error, left as it was.
 pub fn save_grads(
     path: &Path,
-    g: &Grads,
+    g: &BpttResult,
     shape: &Shape,
     save_states: bool,
     metadata: &BTreeMap<String, String>,
@@ -123,7 +123,7 @@ fn from_tensors(st: &SafeTensors, metadata: HashMap<String, String>) -> Result<L
     let shape = Shape::new(size("T"), size("B"), size("d"), size("h"), size("q"))?;
     Ok(LoadedGrads {
         shape,
-        grads: Grads {
+        grads: BpttResult {
             // A rank-0 tensor holds exactly one value.
             loss: loss.first().copied().unwrap_or(f64::NAN),
             grad_w_hx,

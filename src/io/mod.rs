@@ -64,7 +64,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
             len - 8
         )));
     }
-    crate::memory::check_host(len, &format!("reading {}", shown()), "")?;
+    crate::memory::check_host(len, None, &format!("reading {}", shown()), "")?;
     let mut bytes = Vec::with_capacity(len as usize);
     bytes.extend_from_slice(&prefix);
     f.take(len - 8).read_to_end(&mut bytes).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", shown())))?;

@@ -126,7 +126,7 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
 }
 
 fn human(bytes: u64) -> String {
-    crate::gpu::buffers::human_bytes(bytes)
+    crate::format::human_bytes(bytes)
 }
 
 /// Whether `a` and `b` name the same existing file (hard links and other spellings too).

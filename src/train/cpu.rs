@@ -13,7 +13,7 @@ use super::{Engine, H0, StepConfig};
 use crate::clip::clip_grads;
 use crate::cpu::fast;
 use crate::error::{Error, Result};
-use crate::model::{Grads, LossAt, Problem, Shape, Targets};
+use crate::model::{BpttResult, LossAt, Problem, Shape, Targets};
 
 pub struct CpuEngine {
     cfg: StepConfig,
@@ -36,7 +36,7 @@ impl CpuEngine {
     }
 
     /// Loss and gradients of one batch: full BPTT, or truncated K steps back from the last step.
-    pub fn grads(&self, batch: &Batch, h0: Vec<f64>) -> Result<Grads> {
+    pub fn grads(&self, batch: &Batch, h0: Vec<f64>) -> Result<BpttResult> {
         let s = self.cfg.shape;
         let k = match self.cfg.truncate {
             Some(k) if k < s.steps => k,
@@ -51,7 +51,7 @@ impl CpuEngine {
             }
         };
         if self.cfg.loss_at != LossAt::Last {
-            return Err(Error::Invalid("--truncate on --compute cpu needs a loss at the last step only".into()));
+            return Err(Error::Invalid("`truncate` on `compute` cpu needs a loss at the last step only".into()));
         }
         // The first T − K steps, forward only (their loss is unscored here): h_{T−K}.
         let (nb, d, q) = (s.batch, s.input, s.output);

@@ -1,14 +1,13 @@
-//! `bptt train`: BPTT that learns (README, "Training"). A task (`tasks`, `text`) gives
-//! minibatches, an engine (`cpu` or `gpu`) runs forward, backward, clipping and the
-//! optimiser's update (`optim`) on them, and the loop here logs the loss, evaluates the
-//! held-out set, checks that every loss is finite, and fills in the report (`report`).
+//! Training: BPTT that learns (docs/training.md). `train(&TrainConfig)` runs it: a task
+//! (`tasks`, `text`) gives minibatches, an engine (`cpu` or `gpu`) runs forward, backward,
+//! clipping and the optimiser's update (`optim`) on them, and the loop here logs the loss,
+//! evaluates the held-out set, checks that every loss is finite, and fills in the report
+//! (`report`).
 
-pub mod args;
-pub mod command;
+pub mod config;
 pub mod cpu;
 pub mod gpu;
 pub mod optim;
-pub mod plot;
 pub mod report;
 pub mod sample;
 pub mod setup;
@@ -16,17 +15,24 @@ pub mod tasks;
 pub mod text;
 pub mod weights;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use args::{Task, TrainArgs, TrainCompute};
-use report::{CurvePoint, EvalPoint, TrainReport};
+pub use config::{Partition, Task, TrainConfig, TrainDevice};
+pub use optim::OptimKind;
+pub use report::TrainReport;
+use report::{CurvePoint, EvalPoint};
 use setup::{Setup, TaskData};
-use tasks::Batch;
-use weights::Weights;
+use tasks::{Batch, rng};
+pub use weights::{InitRecurrent, Weights};
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
 use crate::model::{Activation, LossAt, LossFn, Shape, Targets};
+use crate::progress::{Progress, Quiet};
+
+/// The stream of the seed that the text task's sample draws from.
+const SAMPLE_STREAM: u64 = 11;
 
 /// What every iteration of a run shares.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,13 +69,12 @@ pub trait Engine {
     fn device(&self) -> String;
 }
 
-/// The engine `--compute` asks for.
-pub fn engine(a: &TrainArgs, s: &Setup) -> Result<Box<dyn Engine>> {
-    Ok(match a.compute {
-        TrainCompute::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())),
-        TrainCompute::Gpu => {
-            let req = a.gpu.request();
-            let ctx = GpuContext::new(&req)?;
+/// The engine `device` asks for.
+pub fn engine(a: &TrainConfig, s: &Setup) -> Result<Box<dyn Engine>> {
+    Ok(match a.device {
+        TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())),
+        TrainDevice::Gpu => {
+            let ctx = GpuContext::new(&a.adapter)?;
             Box::new(gpu::GpuEngine::new(ctx, s.step, &s.weights, s.log_every)?)
         }
     })
@@ -84,10 +89,47 @@ pub fn metric(task: Task, loss: f64) -> f64 {
     }
 }
 
-/// Runs the whole training: the iterations, the held-out evaluations, the final summary.
-/// `progress` gets (iteration, latest training metric) after every logged window.
-pub fn train(a: &TrainArgs, mut progress: impl FnMut(usize, f64)) -> Result<(TrainReport, Weights, Setup)> {
-    let setup = Setup::from_args(a)?;
+/// A finished training run: its report (the JSON of `bptt train --json`), the trained
+/// weights, and the metadata a model file of them carries (`io::save_model`).
+#[derive(Clone, Debug)]
+pub struct Trained {
+    pub report: TrainReport,
+    pub weights: Weights,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Trained {
+    /// The weights in the order a model file holds them: w_hx, w_hh, w_qh, b_h, b_q.
+    pub fn tensors(&self) -> [&[f32]; 5] {
+        let w = &self.weights;
+        [&w.w_hx, &w.w_hh, &w.w_qh, &w.b_h, &w.b_q]
+    }
+}
+
+/// Trains as `config` says and returns the report and the weights. Every value is checked
+/// first; a run whose loss stops being finite fails (`Error::Failed`), naming the iteration.
+pub fn train(config: &TrainConfig) -> Result<Trained> {
+    train_with(config, &Quiet)
+}
+
+/// `train`, telling `progress` the iteration and training metric after every logged window.
+pub fn train_with(config: &TrainConfig, progress: &dyn Progress) -> Result<Trained> {
+    let (mut report, weights, setup) = run(config, progress)?;
+    if let (Some(n), TaskData::Text { corpus, .. }) = (config.sample, &setup.data) {
+        let prompt = match &config.prompt {
+            Some(p) => corpus.encode(p)?,
+            None => vec![corpus.train[0]],
+        };
+        let text =
+            sample::sample(&weights, setup.step.activation, corpus, &prompt, n, &mut rng(config.seed, SAMPLE_STREAM));
+        report.sample = Some(format!("{}{text}", config.prompt.clone().unwrap_or_default()));
+    }
+    Ok(Trained { report, weights, metadata: setup.model_metadata() })
+}
+
+/// The iterations, the held-out evaluations, the final summary.
+fn run(a: &TrainConfig, progress: &dyn Progress) -> Result<(TrainReport, Weights, Setup)> {
+    let setup = Setup::from_config(a)?;
     let mut engine = engine(a, &setup)?;
     let mut r = setup.batch_rng();
     let mut curve = Vec::new();
@@ -106,7 +148,7 @@ pub fn train(a: &TrainArgs, mut progress: impl FnMut(usize, f64)) -> Result<(Tra
             }
             let mean = losses.iter().sum::<f64>() / losses.len() as f64;
             curve.push(CurvePoint { iter: done, train: metric(setup.task, mean) });
-            progress(done, metric(setup.task, mean));
+            progress.iteration(done, setup.iters, metric(setup.task, mean));
         }
         if done % setup.eval_every == 0 || done == setup.iters {
             let t = Instant::now();
@@ -121,7 +163,7 @@ pub fn train(a: &TrainArgs, mut progress: impl FnMut(usize, f64)) -> Result<(Tra
     let seconds = start.elapsed().as_secs_f64();
     let w = engine.weights()?;
     if !w.all_finite() {
-        return Err(Error::Failed("the trained weights are not all finite; try --clip θ or a lower --lr".into()));
+        return Err(Error::Failed("the trained weights are not all finite; try `clip` θ or a lower `lr`".into()));
     }
     let report = report::build(a, &setup, engine.device(), curve, evals, seconds, eval_time);
     Ok((report, w, setup))
@@ -129,7 +171,7 @@ pub fn train(a: &TrainArgs, mut progress: impl FnMut(usize, f64)) -> Result<(Tra
 
 fn diverged(iter: usize, loss: f64) -> Error {
     Error::Failed(format!(
-        "training diverged: the loss is {loss} at iteration {iter}; try --clip θ (e.g. --clip 1) or a lower --lr"
+        "training diverged: the loss is {loss} at iteration {iter}; try `clip` θ (e.g. `clip` 1) or a lower `lr`"
     ))
 }
 

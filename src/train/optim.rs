@@ -8,7 +8,7 @@
 use super::weights::Weights;
 
 /// Which optimiser.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimKind {
     /// SGD with momentum (--momentum).
@@ -17,6 +17,11 @@ pub enum OptimKind {
     #[default]
     Adam,
 }
+
+crate::choice!(OptimKind {
+    Sgd => "sgd": "SGD with momentum (`momentum`)",
+    Adam => "adam": "Adam, β₁ = 0.9, β₂ = 0.999, ε = 1e-8",
+});
 
 pub const ADAM_BETA1: f64 = 0.9;
 pub const ADAM_BETA2: f64 = 0.999;

@@ -1,9 +1,9 @@
-//! What `bptt train` reports: the curve, the held-out metrics, the baseline and the
-//! throughput, as a summary or as JSON (`--json`; fields in README, "Training").
+//! What a training run reports: the curve, the held-out metrics, the baseline and the
+//! throughput (the JSON of `bptt train --json`; fields in docs/training.md).
 
-use super::args::{Task, TrainArgs};
+use super::config::{Task, TrainConfig};
 use super::setup::{Setup, task_name};
-use crate::report::significant;
+use crate::model::Choice;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CurvePoint {
@@ -66,7 +66,7 @@ pub struct TrainReport {
 }
 
 pub fn build(
-    a: &TrainArgs,
+    a: &TrainConfig,
     s: &Setup,
     device: String,
     curve: Vec<CurvePoint>,
@@ -79,7 +79,7 @@ pub fn build(
     let final_eval = eval.last().cloned().expect("the last iteration is always evaluated");
     let init_recurrent = match a.init_from {
         Some(_) => "from file".to_string(),
-        None => format!("{:?}", a.init_recurrent).to_lowercase(),
+        None => a.init_recurrent.name().to_string(),
     };
     TrainReport {
         task: task_name(s.task),
@@ -109,57 +109,5 @@ pub fn build(
         sequences_per_s: (s.iters * sh.batch) as f64 / (seconds - eval_seconds).max(1e-9),
         notes: s.notes.clone(),
         sample: None,
-    }
-}
-
-impl TrainReport {
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
-        };
-        line(format!(
-            "task         {} (T={} B={} d={} h={} q={}), on {}",
-            self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
-        ));
-        let extra: Vec<String> =
-            [self.clip.map(|c| format!(", clip {c}")), self.truncate.map(|k| format!(", truncated to K = {k}"))]
-                .into_iter()
-                .flatten()
-                .collect();
-        line(format!(
-            "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
-            self.activation,
-            self.init_recurrent,
-            self.init_scale,
-            self.optimizer,
-            self.lr,
-            extra.join("")
-        ));
-        for n in &self.notes {
-            line(format!("note         {n}"));
-        }
-        let e = &self.final_eval;
-        line(format!(
-            "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",
-            self.iters, self.metric, self.final_train, e.loss, self.baseline
-        ));
-        if let Some(acc) = e.accuracy {
-            line(format!("accuracy     {:.1}% of the recalled symbols (chance 12.5%)", 100.0 * acc));
-        }
-        if let Some(p) = e.perplexity {
-            line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
-        }
-        line(format!(
-            "time         {} s ({} s of it held-out evaluation), {:.0} sequences/s",
-            significant(self.seconds, 3),
-            significant(self.eval_seconds, 3),
-            self.sequences_per_s
-        ));
-        if let Some(s) = &self.sample {
-            line(format!("sample       {s:?}"));
-        }
-        out
     }
 }

@@ -1,16 +1,16 @@
-//! From `TrainArgs` to a checked training run: every bad combination is refused here with one
-//! line (exit 2) before anything runs.
+//! From a `TrainConfig` to a checked training run: every bad value or combination is refused
+//! here with one line naming the field (exit 2 on the command line) before anything runs.
 
 use std::collections::BTreeMap;
 
 use super::StepConfig;
-use super::args::{Partition, Task, TrainArgs, TrainCompute};
+use super::config::{Partition, Task, TrainConfig, TrainDevice};
 use super::optim::{Optim, OptimKind};
 use super::tasks::{self, ADDING_INPUT, ADDING_OUTPUT, Batch, COPY_INPUT, COPY_OUTPUT, rng};
 use super::text::Corpus;
 use super::weights::{Weights, f32s};
 use crate::error::{Error, Result};
-use crate::model::{Activation, LossAt, LossFn, Shape};
+use crate::model::{Activation, Choice, LossAt, LossFn, Shape};
 
 /// The held-out set's seed: fixed, so runs with different --seed are scored on the same set.
 pub const HELD_OUT_SEED: u64 = 0x4845_4c44; // "HELD"
@@ -45,21 +45,25 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 impl Setup {
-    pub fn from_args(a: &TrainArgs) -> Result<Self> {
+    pub fn from_config(a: &TrainConfig) -> Result<Self> {
+        check_numbers(a)?;
         let task = a.task;
         if task != Task::Text {
-            for (given, flag) in [
-                (a.text.is_some(), "--text"),
-                (a.partition.is_some(), "--partition"),
-                (a.sample.is_some(), "--sample"),
-                (a.prompt.is_some(), "--prompt"),
+            for (given, field) in [
+                (a.text.is_some(), "text"),
+                (a.partition.is_some(), "partition"),
+                (a.sample.is_some(), "sample"),
+                (a.prompt.is_some(), "prompt"),
             ] {
                 if given {
-                    return Err(invalid(format!("{flag} is for --task text, not --task {}", task_name(task))));
+                    return Err(invalid(format!("`{field}` is for `task` text, not `task` {}", task_name(task))));
                 }
             }
         }
-        let steps = a.steps.map(|s| s as usize).unwrap_or(match task {
+        if a.prompt.is_some() && a.sample.is_none() {
+            return Err(invalid("`prompt` needs `sample` N (the characters to sample after it)"));
+        }
+        let steps = a.steps.unwrap_or(match task {
             Task::Adding => 50,
             Task::Copy => 30,
             Task::Text => 64,
@@ -67,26 +71,26 @@ impl Setup {
         let (data, d, q, loss_fn, loss_at, baseline) = match task {
             Task::Adding => {
                 if steps < 2 {
-                    return Err(invalid("--task adding needs --steps ≥ 2 (one marker in each half)"));
+                    return Err(invalid("`task` adding needs `steps` ≥ 2 (one marker in each half)"));
                 }
                 (TaskData::Adding, ADDING_INPUT, ADDING_OUTPUT, LossFn::Mse, LossAt::Last, tasks::ADDING_BASELINE)
             }
             Task::Copy => {
                 if steps <= 2 * tasks::COPY_RECALL {
                     return Err(invalid(format!(
-                        "--task copy needs --steps ≥ 21 (10 symbols, a delay T = steps − 20 ≥ 1, 10 recalled); got {steps}"
+                        "`task` copy needs `steps` ≥ 21 (10 symbols, a delay T = steps − 20 ≥ 1, 10 recalled); got {steps}"
                     )));
                 }
                 (TaskData::Copy, COPY_INPUT, COPY_OUTPUT, LossFn::Xent, LossAt::All, tasks::copy_baseline(steps))
             }
             Task::Text => {
                 let Some(path) = &a.text else {
-                    return Err(invalid("--task text needs --text FILE"));
+                    return Err(invalid("`task` text needs `text` FILE"));
                 };
                 let corpus = Corpus::load(path, steps)?;
                 if let Some(prompt) = &a.prompt {
                     if prompt.is_empty() {
-                        return Err(invalid("--prompt is empty; give at least one character"));
+                        return Err(invalid("`prompt` is empty; give at least one character"));
                     }
                     corpus.encode(prompt)?;
                 }
@@ -94,21 +98,21 @@ impl Setup {
                 let baseline = corpus.unigram_entropy();
                 let partition = a.partition.unwrap_or_default();
                 if partition == Partition::Sequential {
-                    corpus.sequential_batch(0, steps, a.batch as usize)?;
+                    corpus.sequential_batch(0, steps, a.batch)?;
                 }
                 (TaskData::Text { corpus, partition }, v, v, LossFn::Xent, LossAt::All, baseline)
             }
         };
-        let shape = Shape::new(steps, a.batch as usize, d, a.hidden as usize, q)?;
-        let truncate = a.truncate.map(|k| k as usize);
+        let shape = Shape::new(steps, a.batch, d, a.hidden, q)?;
+        let truncate = a.truncate;
         let mut notes = Vec::new();
         if let Some(k) = truncate {
             if k >= steps {
-                notes.push(format!("--truncate {k} reaches back over all T = {steps} steps: full BPTT"));
-            } else if a.compute == TrainCompute::Cpu && loss_at != LossAt::Last {
+                notes.push(format!("`truncate` {k} reaches back over all T = {steps} steps: full BPTT"));
+            } else if a.device == TrainDevice::Cpu && loss_at != LossAt::Last {
                 return Err(invalid(format!(
-                    "--truncate with --compute cpu needs a loss at the last step only (--task adding); \
-                     --task {} scores every step: use --compute gpu",
+                    "`truncate` with `device` cpu needs a loss at the last step only (`task` adding); \
+                     `task` {} scores every step: use `device` gpu",
                     task_name(task)
                 )));
             }
@@ -119,7 +123,7 @@ impl Setup {
             let here: String = corpus.vocab.iter().collect();
             if saved.as_ref() != Some(&here) {
                 return Err(invalid(format!(
-                    "--init-from {}: the model was not trained on this text's vocabulary ({} characters here)",
+                    "`init_from` {}: the model was not trained on this text's vocabulary ({} characters here)",
                     path.display(),
                     corpus.vocab_size()
                 )));
@@ -141,15 +145,15 @@ impl Setup {
             truncate: truncate.filter(|&k| k < steps),
             optim: Optim { kind: a.optim, lr, momentum: a.momentum },
         };
-        let held_out = held_out_batches(&data, shape, a.eval_size as usize);
+        let held_out = held_out_batches(&data, shape, a.eval_size);
         Ok(Setup {
             task,
             data,
             step,
             weights,
-            iters: a.iters as usize,
-            log_every: (a.log_every as usize).min(a.iters as usize),
-            eval_every: a.eval_every as usize,
+            iters: a.iters,
+            log_every: a.log_every.min(a.iters),
+            eval_every: a.eval_every,
             held_out,
             seed: a.seed,
             baseline,
@@ -191,17 +195,44 @@ impl Setup {
 }
 
 pub fn task_name(t: Task) -> &'static str {
-    match t {
-        Task::Adding => "adding",
-        Task::Copy => "copy",
-        Task::Text => "text",
+    t.name()
+}
+
+/// The numbers of a config, each checked against its own rule (the command line's parsers
+/// apply the same ones, so there they never fire).
+fn check_numbers(a: &TrainConfig) -> Result<()> {
+    for (field, v) in [
+        ("hidden", a.hidden),
+        ("batch", a.batch),
+        ("iters", a.iters),
+        ("log_every", a.log_every),
+        ("eval_every", a.eval_every),
+        ("eval_size", a.eval_size),
+        ("steps", a.steps.unwrap_or(1)),
+        ("truncate", a.truncate.unwrap_or(1)),
+    ] {
+        if v == 0 {
+            return Err(invalid(format!("`{field}` must be at least 1")));
+        }
     }
+    let finite = |field: &str, v: f64, ok: bool, rule: &str| {
+        if v.is_finite() && ok { Ok(()) } else { Err(invalid(format!("`{field}` must be {rule}, got {v}"))) }
+    };
+    finite("init_scale", a.init_scale, a.init_scale >= 0.0, "a finite number ≥ 0")?;
+    finite("momentum", a.momentum, (0.0..1.0).contains(&a.momentum), "in [0, 1)")?;
+    if let Some(lr) = a.lr {
+        finite("lr", lr, lr > 0.0, "a finite number > 0")?;
+    }
+    if let Some(clip) = a.clip {
+        finite("clip", clip, clip > 0.0, "a finite number > 0")?;
+    }
+    Ok(())
 }
 
 /// The starting weights and φ: from --init-from (checked against the task's sizes and
 /// --activation) or the seeded initialisation.
-fn initial_weights(a: &TrainArgs, d: usize, q: usize) -> Result<(Weights, Activation)> {
-    let h = a.hidden as usize;
+fn initial_weights(a: &TrainConfig, d: usize, q: usize) -> Result<(Weights, Activation)> {
+    let h = a.hidden;
     let Some(path) = &a.init_from else {
         let act = a.activation.unwrap_or(Activation::Tanh);
         return Ok((Weights::init(d, h, q, a.init_recurrent, a.init_scale, a.seed), act));
@@ -210,7 +241,7 @@ fn initial_weights(a: &TrainArgs, d: usize, q: usize) -> Result<(Weights, Activa
     let here = path.display();
     if (m.input, m.hidden, m.output) != (d, h, q) {
         return Err(invalid(format!(
-            "--init-from {here}: the model has d={} h={} q={}, this run needs d={d} h={h} q={q} (--hidden, --task)",
+            "`init_from` {here}: the model has d={} h={} q={}, this run needs d={d} h={h} q={q} (`hidden`, `task`)",
             m.input, m.hidden, m.output
         )));
     }
@@ -220,13 +251,13 @@ fn initial_weights(a: &TrainArgs, d: usize, q: usize) -> Result<(Weights, Activa
         Some("tanh") => Some(Activation::Tanh),
         Some("relu") => Some(Activation::Relu),
         Some(other) => {
-            return Err(invalid(format!("--init-from {here}: unknown activation '{other}' in its metadata")));
+            return Err(invalid(format!("`init_from` {here}: unknown activation '{other}' in its metadata")));
         }
     };
     let act = match (a.activation, from_file) {
         (Some(flag), Some(file)) if flag != file => {
             return Err(invalid(format!(
-                "--activation {} contradicts --init-from {here}, trained with {}",
+                "`activation` {} contradicts `init_from` {here}, trained with {}",
                 flag.name(),
                 file.name()
             )));

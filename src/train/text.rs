@@ -34,10 +34,10 @@ impl Corpus {
     /// or invalid UTF-8) or is too short for one training and one held-out sequence of `steps`
     /// is an error naming it.
     pub fn load(path: &Path, steps: usize) -> Result<Self> {
-        let bad = |why: String| Error::Invalid(format!("--text {}: {why}", one_line(&path.display().to_string())));
+        let bad = |why: String| Error::Invalid(format!("`text` {}: {why}", one_line(&path.display().to_string())));
         // A regular file of bounded size only: `--text /dev/zero` or a FIFO must not read forever.
         let bytes = crate::io::read_regular(path, MAX_TEXT_BYTES).map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("--text {m}")),
+            Error::Invalid(m) => Error::Invalid(format!("`text` {m}")),
             e => e,
         })?;
         if bytes.is_empty() {
@@ -145,7 +145,7 @@ impl Corpus {
         s.chars()
             .map(|c| {
                 self.vocab.binary_search(&c).map(|i| i as u32).map_err(|_| {
-                    Error::Invalid(format!("--prompt: the character {c:?} does not occur in the --text file"))
+                    Error::Invalid(format!("`prompt`: the character {c:?} does not occur in the `text` file"))
                 })
             })
             .collect()

@@ -12,7 +12,7 @@ use super::tasks::rng;
 use crate::model::Params;
 
 /// How w_hh starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InitRecurrent {
     /// N(0, s²/h): spectral radius about s.
@@ -23,6 +23,12 @@ pub enum InitRecurrent {
     /// s·Q, Q orthogonal: every singular value s.
     Orthogonal,
 }
+
+crate::choice!(InitRecurrent {
+    Normal => "normal": "N(0, s²/h): spectral radius about s",
+    Identity => "identity": "s·I: the IRNN's (with relu)",
+    Orthogonal => "orthogonal": "s·Q, Q orthogonal: every singular value s",
+});
 
 /// Parameters as f32, row-major: w_hx `[h,d]`, w_hh `[h,h]`, w_qh `[q,h]`, b_h `[h]`, b_q `[q]`.
 #[derive(Clone, Debug, PartialEq)]

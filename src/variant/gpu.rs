@@ -1,19 +1,19 @@
 //! A variant on the GPU: the `GpuBptt` objects it needs (one per segment length), the random
 //! cuts and clipping passed to each run, and segments run one after the other.
 
-use super::Variant;
+use super::GradientOptions;
 use super::segments::{run_in_segments, segment_lengths};
 use super::truncation::Truncation;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBptt, GpuContext, RunOptions, RunTimes, Schedule};
-use crate::model::{Grads, Problem};
+use crate::model::{BpttResult, Problem};
 
 /// Runs a variant on the GPU, building (and, across segments of another length, rebuilding)
 /// the `GpuBptt` it needs, so at most one is alive at a time.
 pub struct GpuRunner<'a> {
     ctx: &'a GpuContext,
     schedule: Schedule,
-    variant: Variant,
+    variant: GradientOptions,
     /// One object per segment length (at most two: the segments differ by at most one step).
     objects: Vec<GpuBptt>,
     dispatches: usize,
@@ -24,9 +24,9 @@ pub struct GpuRunner<'a> {
 }
 
 impl<'a> GpuRunner<'a> {
-    pub fn new(ctx: &'a GpuContext, schedule: Schedule, variant: Variant, p: &Problem) -> Result<Self> {
+    pub fn new(ctx: &'a GpuContext, schedule: Schedule, variant: GradientOptions, p: &Problem) -> Result<Self> {
         if let (Some(Truncation::Regular(_)), Schedule::Stepwise) = (variant.truncate, schedule) {
-            return Err(Error::Invalid("--truncate K runs on the fused schedule (--schedule fused)".into()));
+            return Err(Error::Invalid("`truncate` K runs on the fused schedule (`schedule` fused)".into()));
         }
         let mut runner =
             GpuRunner { ctx, schedule, variant, objects: Vec::new(), dispatches: 0, peak_memory: 0, clip_norm: None };
@@ -73,7 +73,7 @@ impl<'a> GpuRunner<'a> {
     }
 
     /// One forward + backward of the variant; the times of segments add up.
-    pub fn run(&mut self, p: &Problem, keep_states: bool) -> Result<(Grads, RunTimes)> {
+    pub fn run(&mut self, p: &Problem, keep_states: bool) -> Result<(BpttResult, RunTimes)> {
         let carry = self.variant.carry(p.shape.steps)?;
         let clip = self.variant.clip;
         let ctx = self.ctx;

@@ -1,5 +1,6 @@
 //! What a run computes beyond plain BPTT: truncation (K steps, or randomised), segments, and
-//! clipping; the same variant on the f64 reference (for the check) and on the GPU (`gpu`).
+//! clipping (`GradientOptions`); the same options on the f64 reference (for the check) and on
+//! the GPU (`gpu`).
 //! The device-independent parts live here too: the segment split and driver (`segments`) and
 //! the truncation kinds with their random cuts (`truncation`); the f64 computations that use
 //! them are in `cpu::segments` and `cpu::truncated`.
@@ -8,18 +9,19 @@ pub mod gpu;
 pub mod segments;
 pub mod truncation;
 
-use crate::cli::{Args, TruncateArg};
 use crate::clip::clip_grads;
 use crate::cpu::segments::bptt_segments;
 use crate::cpu::truncated::bptt_truncated;
 use crate::error::Result;
-use crate::model::{Grads, Problem};
+use crate::model::{BpttResult, Problem};
 pub use gpu::GpuRunner;
 use segments::segment_lengths;
 use truncation::{Truncation, random_carry_scales};
 
+/// The options that change which gradient is computed: truncation, segments (the gradient cut
+/// at their boundaries) and clipping. All None is plain BPTT.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Variant {
+pub struct GradientOptions {
     /// Said in the report when an option asked for has no effect (K > T).
     pub note: Option<String>,
     pub truncate: Option<Truncation>,
@@ -27,27 +29,39 @@ pub struct Variant {
     pub clip: Option<f64>,
 }
 
-impl Variant {
-    pub fn from_args(args: &Args, p: &Problem) -> Result<Self> {
-        let steps = p.shape.steps;
-        let truncate = match args.truncate {
-            // K ≥ T keeps every term: plain BPTT, on any path.
-            Some(TruncateArg::Steps(k)) if k >= steps => None,
-            Some(TruncateArg::Steps(k)) => Some(Truncation::Regular(k)),
-            Some(TruncateArg::Random(prob)) => Some(Truncation::Random { p: prob, seed: args.truncate_seed }),
-            None => None,
-        };
-        let note = match args.truncate {
-            Some(TruncateArg::Steps(k)) if k >= steps => {
-                Some(format!("--truncate {k} reaches back over all T = {steps} steps: every term is kept, full BPTT"))
+impl GradientOptions {
+    /// The options for a problem of `steps` steps, checked: K ≥ T keeps every term (plain BPTT,
+    /// on any path, with a note saying so), P must be in [0, 1), N segments at most T, θ > 0.
+    pub fn new(truncate: Option<Truncation>, segments: Option<usize>, clip: Option<f64>, steps: usize) -> Result<Self> {
+        let invalid = |m: String| Err(crate::error::Error::Invalid(m));
+        let (truncate, note) = match truncate {
+            Some(Truncation::Regular(0)) => return invalid("`truncate` K must be at least 1".into()),
+            Some(Truncation::Regular(k)) if k >= steps => (
+                None,
+                Some(format!("`truncate` {k} reaches back over all T = {steps} steps: every term is kept, full BPTT")),
+            ),
+            Some(Truncation::Random { p, .. }) if !(0.0..1.0).contains(&p) => {
+                return invalid(format!("`truncate` random:P needs P in [0, 1), got {p}"));
             }
-            _ => None,
+            t => (t, None),
         };
-        let segments = args.segments.map(|n| n as usize);
+        if truncate.is_some() && segments.is_some() {
+            return invalid("`truncate` and `segments` cannot be combined: give one".into());
+        }
+        if clip.is_some() && segments.is_some() {
+            return invalid(
+                "`clip` and `segments` cannot be combined: the gradient is whole only after the last segment".into(),
+            );
+        }
+        if let Some(theta) = clip
+            && !(theta.is_finite() && theta > 0.0)
+        {
+            return invalid(format!("`clip` must be a finite number > 0, got {theta}"));
+        }
         if let Some(n) = segments {
             segment_lengths(steps, n)?;
         }
-        Ok(Variant { note, truncate, segments, clip: args.clip })
+        Ok(GradientOptions { note, truncate, segments, clip })
     }
 
     pub fn is_plain(&self) -> bool {
@@ -84,7 +98,7 @@ impl Variant {
     }
 
     /// The variant on the f64 reference, and ‖g‖ before clipping when it clips.
-    pub fn reference(&self, p: &Problem) -> Result<(Grads, Option<f64>)> {
+    pub fn reference(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
         let mut g = match (self.truncate, self.segments) {
             (Some(t), _) => bptt_truncated(p, t)?,
             (None, Some(n)) => bptt_segments(p, n)?,

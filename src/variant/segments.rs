@@ -10,7 +10,7 @@
 //! last segment has a loss term, and the others contribute zeros.
 
 use crate::error::{Error, Result};
-use crate::model::{Grads, LossAt, Problem, Shape, Targets};
+use crate::model::{BpttResult, LossAt, Problem, Shape, Targets};
 
 /// The lengths of n consecutive segments of T steps: as equal as possible, the first ones
 /// longer (T = 10, n = 3 → [4, 3, 3]). Errors when n == 0 or n > T.
@@ -41,12 +41,16 @@ pub fn segment_carry_scales(steps: usize, n: usize) -> Result<Vec<f64>> {
 /// `run` (which must return the forward states h and o) with h0 = the previous segment's last
 /// state, and sums the results with the weights of the full problem. The states of the whole
 /// sequence are the segments' states end to end.
-pub fn run_in_segments(p: &Problem, n: usize, mut run: impl FnMut(&Problem) -> Result<Grads>) -> Result<Grads> {
+pub fn run_in_segments(
+    p: &Problem,
+    n: usize,
+    mut run: impl FnMut(&Problem) -> Result<BpttResult>,
+) -> Result<BpttResult> {
     let s = p.shape;
     let lengths = segment_lengths(s.steps, n)?;
     let (nb, d, nh, q) = (s.batch, s.input, s.hidden, s.output);
 
-    let mut total = Grads {
+    let mut total = BpttResult {
         loss: 0.0,
         grad_w_hx: vec![0.0; nh * d],
         grad_w_hh: vec![0.0; nh * nh],
@@ -78,6 +82,7 @@ pub fn run_in_segments(p: &Problem, n: usize, mut run: impl FnMut(&Problem) -> R
             x: p.x[start * nb * d..][..len * nb * d].to_vec(),
             h0,
             targets,
+            drawn: None,
         };
         let g = run(&segment)?;
         if g.h.len() != len * nb * nh || g.o.len() != len * nb * q {

@@ -4,7 +4,7 @@
 pub mod svg;
 
 use bptt::gpu::{AdapterRequest, GpuContext};
-use bptt::model::{Grads, rel_err};
+use bptt::model::{BpttResult, rel_err};
 
 /// The GPU tests' adapter. Without one they fail, saying how to get one: never a silent skip.
 pub fn gpu() -> GpuContext {
@@ -25,7 +25,7 @@ pub fn gpu_with_each_layout() -> Vec<GpuContext> {
 }
 
 /// Asserts every result tensor of `got` is within `tol` (relative) of `want`; returns the worst.
-pub fn assert_close(what: &str, got: &Grads, want: &Grads, tol: f64) -> f64 {
+pub fn assert_close(what: &str, got: &BpttResult, want: &BpttResult, tol: f64) -> f64 {
     let mut worst: f64 = 0.0;
     let (a, b) = (got.tensors(), want.tensors());
     assert_eq!(a.len(), b.len(), "{what}: different tensor sets");

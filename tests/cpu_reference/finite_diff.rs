@@ -4,7 +4,7 @@
 
 use bptt::cpu::reference;
 use bptt::model::{norm, rel_err};
-use bptt::{Activation, Grads, LossAt, LossFn, Problem, Shape, Targets, random_problem};
+use bptt::{Activation, BpttResult, LossAt, LossFn, Problem, Shape, Targets, random_problem};
 
 use crate::common::{grad_o, shape, spec};
 
@@ -112,7 +112,7 @@ fn check(p: &Problem, case: &str) -> (f64, f64) {
 ///   ∂L/∂h_t = w_qhᵀ ∂L/∂o_t  +  c · ∂L'/∂h0'  (the suffix problem's, by finite differences),
 /// with c = (T−t)/T rescaling the suffix's 1/((T−t)·B) loss weight to 1/(T·B) (1-based t;
 /// c = 1 with LossAt::Last, where both score only the last step with weight 1/B).
-fn check_grad_h_norm(p: &Problem, g: &Grads, case: &str) -> f64 {
+fn check_grad_h_norm(p: &Problem, g: &BpttResult, case: &str) -> f64 {
     let s = p.shape;
     let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
     let g_o = grad_o(p, &g.o);

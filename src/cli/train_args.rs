@@ -1,49 +1,14 @@
-//! `bptt train`'s arguments (clap). Combinations clap cannot check are checked in `setup`.
+//! `bptt train`'s arguments (clap), and how they become the library's `TrainConfig`.
+//! Combinations clap cannot check are checked by the library when the run starts.
 
 use std::path::PathBuf;
 
+use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice};
 use clap::Parser;
 
-use super::optim::OptimKind;
-use super::weights::InitRecurrent;
-use crate::cli::{GpuArgs, parse_nonneg, parse_number, parse_plot_path, parse_positive};
-use crate::model::Activation;
-
-/// What to learn.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// The adding problem: the sum of two marked values, MSE at the last step (baseline 1/6).
-    #[default]
-    Adding,
-    /// The copy task: recall 10 symbols after T = steps − 20 steps (cross-entropy every step).
-    Copy,
-    /// A character-level language model of --text FILE (cross-entropy every step).
-    Text,
-}
-
-/// Where the training runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainCompute {
-    /// The GPU: weights and optimiser state stay resident, the update is a WGSL kernel.
-    #[default]
-    Gpu,
-    /// The fast f32 CPU path.
-    Cpu,
-}
-
-/// How --task text cuts minibatches out of the file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Partition {
-    /// Each sequence starts at a random offset; h starts at zero.
-    #[default]
-    Random,
-    /// B contiguous streams read T characters at a time; h is carried across minibatches with
-    /// the gradient cut at the boundary.
-    Sequential,
-}
+use super::args::{GpuArgs, parse_nonneg, parse_number, parse_plot_path, parse_positive};
+use super::choice::choice;
+use super::env::Env;
 
 /// Train a simple RNN with BPTT on a generated task (adding, copy) or a text file, on the GPU
 /// or the fast CPU path, and report the training curve and the held-out metrics.
@@ -63,7 +28,7 @@ pub enum Partition {
 )]
 pub struct TrainArgs {
     /// The task.
-    #[arg(long, value_enum, default_value_t = Task::Adding)]
+    #[arg(long, value_parser = choice::<Task>(), default_value = "adding")]
     pub task: Task,
     /// The text file of --task text (UTF-8).
     #[arg(long, value_name = "FILE")]
@@ -82,16 +47,16 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub iters: u32,
     /// φ [default: tanh].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Activation>())]
     pub activation: Option<Activation>,
     /// How w_hh starts: normal N(0, s²/h), identity s·I (the IRNN), orthogonal s·Q.
-    #[arg(long, value_enum, default_value_t = InitRecurrent::Normal)]
+    #[arg(long, value_parser = choice::<InitRecurrent>(), default_value = "normal")]
     pub init_recurrent: InitRecurrent,
     /// s of --init-recurrent.
     #[arg(long, default_value_t = 1.0, value_name = "S", value_parser = parse_nonneg, allow_hyphen_values = true)]
     pub init_scale: f64,
     /// The optimiser.
-    #[arg(long, value_enum, default_value_t = OptimKind::Adam)]
+    #[arg(long, value_parser = choice::<OptimKind>(), default_value = "adam")]
     pub optim: OptimKind,
     /// Learning rate η [default: 1e-3 adam, 1e-2 sgd].
     #[arg(long, value_name = "η", value_parser = parse_positive, allow_hyphen_values = true)]
@@ -106,8 +71,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub truncate: Option<u32>,
     /// Where to train.
-    #[arg(long, value_enum, default_value_t = TrainCompute::Gpu)]
-    pub compute: TrainCompute,
+    #[arg(long, value_parser = choice::<TrainDevice>(), default_value = "gpu")]
+    pub compute: TrainDevice,
     /// Seed of the initial weights and the training minibatches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -121,7 +86,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub eval_size: u32,
     /// --task text: random or sequential partitioning of the file into minibatches.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Partition>())]
     pub partition: Option<Partition>,
     /// --task text: after training, print N characters sampled from the model.
     #[arg(long, value_name = "N")]
@@ -149,4 +114,37 @@ pub struct TrainArgs {
 fn parse_momentum(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
     if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {s}")) }
+}
+
+impl TrainArgs {
+    /// The library's config for these flags and this environment.
+    pub fn config(&self, env: &Env) -> TrainConfig {
+        TrainConfig {
+            task: self.task,
+            text: self.text.clone(),
+            steps: self.steps.map(|s| s as usize),
+            hidden: self.hidden as usize,
+            batch: self.batch as usize,
+            iters: self.iters as usize,
+            activation: self.activation,
+            init_recurrent: self.init_recurrent,
+            init_scale: self.init_scale,
+            optim: self.optim,
+            lr: self.lr,
+            momentum: self.momentum,
+            clip: self.clip,
+            truncate: self.truncate.map(|k| k as usize),
+            device: self.compute,
+            adapter: self.gpu.request(env),
+            seed: self.seed,
+            log_every: self.log_every as usize,
+            eval_every: self.eval_every as usize,
+            eval_size: self.eval_size as usize,
+            partition: self.partition,
+            sample: self.sample.map(|n| n as usize),
+            prompt: self.prompt.clone(),
+            init_from: self.init_from.clone(),
+            max_memory: env.max_memory,
+        }
+    }
 }

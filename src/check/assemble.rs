@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 
+use super::CheckConfig;
 use super::compute::{GpuPath, PathResult};
-use crate::cli::Args;
+use super::report::{CheckReport, ClipReport, Timings};
 use crate::diagnostics::{describe_reach, fit_growth_factor};
 use crate::gpu::{AdapterSummary, Schedule};
-use crate::model::{Grads, Problem, rel_err};
-use crate::report::{ClipReport, Report, Timings};
-use crate::variant::Variant;
+use crate::model::{BpttResult, Problem, rel_err};
+use crate::variant::GradientOptions;
 
 /// Names a result's non-finite entries, e.g. "grad_w_hh has 12 non-finite entries".
-pub fn non_finite_problems(g: &Grads) -> Vec<String> {
+pub fn non_finite_problems(g: &BpttResult) -> Vec<String> {
     let mut out = Vec::new();
     for (name, v) in g.tensors() {
         let bad = v.iter().filter(|x| !x.is_finite()).count();
@@ -81,7 +81,7 @@ pub fn non_finite_in(paths: &[(&str, Option<&PathResult>)], loaded: bool) -> Vec
             let fix = if loaded {
                 "scale down w_hh or shorten the sequence"
             } else {
-                "lower --spectral-radius or --steps (or use --activation tanh)"
+                "lower `spectral_radius` or `steps` (or use `activation` tanh)"
             };
             line.push_str(&format!("; {}: {fix}", overflow.describe(r.precision)));
         } else if let Some(t) = r.grads.grad_h_norm.iter().rposition(|x| !x.is_finite()) {
@@ -133,13 +133,13 @@ impl GpuPathFacts {
 
 /// The report of `result` (from the path `from`) with the run's measurements.
 pub fn report(
-    args: &Args,
+    c: &CheckConfig,
     p: &Problem,
-    variant: &Variant,
+    variant: &GradientOptions,
     result: &PathResult,
     from: &'static str,
     k: Pieces,
-) -> Report {
+) -> CheckReport {
     let shape = p.shape;
     let grad_norms = result.grads.tensors().into_iter().filter(|(n, _)| n.starts_with("grad_") && *n != "grad_h_norm");
     let grad_norms = grad_norms.map(|(n, v)| (n, crate::model::norm(v))).collect();
@@ -151,16 +151,16 @@ pub fn report(
     let floor = k.gpu.as_ref().map(|g| g.floor_ms);
     // Passed: compared and nothing wrong; failed: anything wrong; None: nothing to compare.
     let pass = if !k.problems.is_empty() { Some(false) } else { k.checked.then_some(true) };
-    Report {
+    CheckReport {
         adapter: k.adapter,
         shape,
         activation: p.activation,
         loss_fn: p.loss_fn(),
         loss_at: p.loss_at,
         bias: p.has_bias(),
-        seed: args.load.is_none().then_some(args.seed),
-        random_h0: args.load.is_none() && args.random_h0,
-        compute: args.compute,
+        seed: p.drawn.map(|d| d.seed),
+        random_h0: p.drawn.is_some_and(|d| d.random_h0),
+        compute: c.compute,
         variant: variant.describe(),
         spectral_radius,
         largest_singular_value: crate::linalg::largest_singular_value(&p.params.w_hh, shape.hidden),
@@ -174,12 +174,12 @@ pub fn report(
         reach_growth_factor,
         clip: k.clip,
         rel_err: k.rel_err,
-        tolerance: args.tolerance,
+        tolerance: c.tolerance,
         checked: k.checked,
         pass,
         problems: k.problems,
         notes: k.notes,
-        schedule: k.gpu.as_ref().map(|_| args.schedule.name()),
+        schedule: k.gpu.as_ref().map(|_| c.schedule.name()),
         gpu_stages_ms: k.gpu.as_ref().map(|g| g.stages.clone()).unwrap_or_default(),
         timing_source: k.gpu.as_ref().map(|g| g.timing_source),
         repeat: k.gpu.as_ref().map_or(0, |g| g.repeat),
@@ -189,7 +189,7 @@ pub fn report(
         flops: fl,
         gpu_gflops: gpu_total.map(|ms| fl / (ms * 1e6)),
         gpu_gbps: gpu_total.map(|ms| {
-            let bytes = match args.schedule {
+            let bytes = match c.schedule {
                 Schedule::Fused => crate::flops::bytes_fused(shape),
                 Schedule::Stepwise => crate::flops::bytes_stepwise(shape),
             };
@@ -205,5 +205,7 @@ pub fn report(
         },
         timings_ms: t,
         sweep: Vec::new(),
+        result: None,
+        cuts: None,
     }
 }

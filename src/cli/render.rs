@@ -1,126 +1,25 @@
-//! The report of one run: built by `run`, printed as text or as one JSON object.
+//! The reports as text: the gradient check's report (every line is explained in
+//! docs/report.md) and `bptt train`'s summary (docs/training.md).
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde::Serialize;
+use bptt::format::significant;
+use bptt::gpu::TimingSource;
+use bptt::{Activation, CheckReport, LossAt, TrainReport};
 
-use crate::cli::Compute;
-use crate::gpu::{AdapterSummary, TimingSource};
-use crate::model::{Activation, LossAt, LossFn, Shape};
-
-/// Median times in milliseconds; `None` for what did not run.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Timings {
-    pub gpu_setup: Option<f64>,
-    pub gpu_upload: Option<f64>,
-    pub gpu_forward: Option<f64>,
-    pub gpu_backward: Option<f64>,
-    pub gpu_readback: Option<f64>,
-    pub gpu_total: Option<f64>,
-    pub gpu_total_min: Option<f64>,
-    pub gpu_total_max: Option<f64>,
-    pub cpu_total: Option<f64>,
-    pub cpu_ref_total: Option<f64>,
+/// The gradient check's report, as the command prints it; `verbose` adds ‖∂L/∂h_t‖ and the
+/// reach profile for every step.
+pub fn check_text(r: &CheckReport, verbose: bool) -> String {
+    CheckText(r).text(verbose)
 }
 
-/// Gradient clipping: θ and the global norm before and after.
-#[derive(Clone, Debug, Serialize)]
-pub struct ClipReport {
-    pub theta: f64,
-    pub norm_before: f64,
-    pub norm_after: f64,
-}
+struct CheckText<'a>(&'a CheckReport);
 
-/// One radius of `--sweep-radius`.
-#[derive(Clone, Debug, Serialize)]
-pub struct SweepRow {
-    pub radius: f64,
-    pub loss: f64,
-    pub grad_h_norm_first: f64,
-    pub grad_h_norm_last: f64,
-    pub reach_first: f64,
-    pub reach_growth_factor: Option<f64>,
-    /// As `Report::pass`: null when nothing was compared and nothing failed.
-    pub pass: Option<bool>,
-    pub grad_h_norm: Vec<f64>,
-    pub grad_h_norm_from_last: Vec<f64>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub adapter: Option<AdapterSummary>,
-    pub shape: Shape,
-    pub activation: Activation,
-    pub loss_fn: LossFn,
-    pub loss_at: LossAt,
-    pub bias: bool,
-    pub seed: Option<u64>,
-    /// h0 ~ N(0,1) (`--random-h0`) instead of zeros; false for a loaded problem.
-    pub random_h0: bool,
-    pub compute: Compute,
-    /// What is computed beyond plain BPTT (truncation, segments, clipping), one line each.
-    pub variant: Vec<String>,
-    /// Spectral radius of w_hh (growth-rate power-iteration estimate).
-    pub spectral_radius: f64,
-    /// Largest singular value of w_hh (power iteration on w_hhᵀw_hh).
-    pub largest_singular_value: f64,
-    /// L, from the GPU when it ran, else from the CPU path that ran.
-    pub loss: f64,
-    /// Which path `loss`, `grad_norms` and `grad_h_norm` come from.
-    pub result_from: &'static str,
-    /// ‖·‖ of each gradient tensor.
-    pub grad_norms: BTreeMap<&'static str, f64>,
-    /// ‖∂L/∂h_t‖ for t = 1..T.
-    pub grad_h_norm: Vec<f64>,
-    /// The reach profile ‖∂L_T/∂h_t‖ for t = 1..T: the last step's loss alone.
-    pub grad_h_norm_from_last: Vec<f64>,
-    /// Per-step factor of the reach profile going back in time (log-linear fit).
-    pub reach_growth_factor: Option<f64>,
-    /// That factor in one sentence, next to the spectral radius.
-    pub reach_summary: Option<String>,
-    /// Gradient clipping, when asked for.
-    pub clip: Option<ClipReport>,
-    /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
-    pub rel_err: BTreeMap<&'static str, f64>,
-    pub tolerance: f64,
-    /// Whether two paths were compared (the GPU against the f64 reference).
-    pub checked: bool,
-    /// true: compared, every tensor within the tolerance and every result finite; false: a
-    /// tensor over the tolerance or a non-finite result on any path (exit 1); null: nothing
-    /// was compared (one path ran) and its result is finite.
-    pub pass: Option<bool>,
-    /// One line per problem found (non-finite results, failed checks).
-    pub problems: Vec<String>,
-    /// One line per thing the run left out that the arguments might suggest it did (e.g. the
-    /// fast CPU path under --truncate, --segments or --clip).
-    pub notes: Vec<String>,
-    pub timings_ms: Timings,
-    /// GPU schedule (`fused` or `stepwise`).
-    pub schedule: Option<&'static str>,
-    /// Median GPU time of each stage, in schedule order, where the adapter writes timestamps
-    /// inside passes.
-    pub gpu_stages_ms: Vec<(&'static str, f64)>,
-    pub timing_source: Option<TimingSource>,
-    /// Timed GPU runs behind each GPU median (after one warm-up run); 0 when no GPU ran.
-    pub repeat: u32,
-    /// Timed runs of the fast CPU path behind its median (after one warm-up run).
-    pub cpu_repeat: Option<u32>,
-    pub dispatches: Option<usize>,
-    pub gpu_memory_bytes: Option<u64>,
-    pub flops: f64,
-    pub gpu_gflops: Option<f64>,
-    pub gpu_gbps: Option<f64>,
-    pub gpu_us_per_step: Option<f64>,
-    /// 2T empty dispatches (in passes of at most 4096): the latency floor of one dispatch per step each way.
-    pub gpu_dispatch_floor_ms: Option<f64>,
-    /// The GPU's forward + backward passes over that floor (1 would mean the kernels cost
-    /// nothing beyond launching them).
-    pub gpu_total_over_floor: Option<f64>,
-    /// Fast CPU path's time over the GPU's (> 1: the GPU is faster).
-    pub speedup_vs_cpu: Option<f64>,
-    /// `--sweep-radius`: one row per radius (the rest of the report is the first radius's).
-    pub sweep: Vec<SweepRow>,
+impl std::ops::Deref for CheckText<'_> {
+    type Target = CheckReport;
+    fn deref(&self) -> &CheckReport {
+        self.0
+    }
 }
 
 /// A time in milliseconds with four significant digits ("812.3 ms", "0.02134 ms").
@@ -145,10 +44,9 @@ fn num(v: f64) -> String {
     significant(v, 4)
 }
 
-impl Report {
+impl CheckText<'_> {
     /// The human-readable report: each number on a line that says what it is, with a short
-    /// reading of the ones a learner cannot yet read (README, "Seeing vanishing and exploding
-    /// gradients").
+    /// reading of the ones a learner cannot yet read (docs/gradients.md).
     pub fn text(&self, verbose: bool) -> String {
         let mut s = String::new();
         self.text_problem(&mut s);
@@ -379,8 +277,7 @@ impl Report {
                 self.dispatches.unwrap_or(0)
             );
             if let Some(bytes) = self.gpu_memory_bytes {
-                let _ =
-                    writeln!(s, "  memory   {} of GPU buffers at the peak", crate::gpu::buffers::human_bytes(bytes));
+                let _ = writeln!(s, "  memory   {} of GPU buffers at the peak", bptt::format::human_bytes(bytes));
             }
             if let (Some(f), Some(r)) = (self.gpu_dispatch_floor_ms, self.gpu_total_over_floor) {
                 let _ = writeln!(
@@ -394,7 +291,7 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "  rate     {} GFLOP/s, {} GB/s effective ({} GFLOP per run; FLOP and byte model in README)",
+                "  rate     {} GFLOP/s, {} GB/s effective ({} GFLOP per run; FLOP and byte model in docs/design.md)",
                 significant(self.gpu_gflops.unwrap_or(f64::NAN), 3),
                 significant(self.gpu_gbps.unwrap_or(f64::NAN), 3),
                 significant(self.flops / 1e9, 3)
@@ -413,19 +310,68 @@ impl Report {
     }
 }
 
-/// `v` with `digits` significant digits: plainly from 0.001 up to where the digits run out
-/// ("0.754", "2.29", "812.3", "567072" with 6 or more), in scientific notation outside
-/// ("5.67e5", "3.10e-13"); "0", "inf", "NaN" as such.
-pub fn significant(v: f64, digits: usize) -> String {
-    let digits = digits.max(1);
-    if !v.is_finite() || v == 0.0 {
-        return if v == 0.0 { "0".into() } else { format!("{v}") };
+/// `bptt train`'s summary.
+pub fn train_text(r: &TrainReport) -> String {
+    TrainText(r).text()
+}
+
+struct TrainText<'a>(&'a TrainReport);
+
+impl std::ops::Deref for TrainText<'_> {
+    type Target = TrainReport;
+    fn deref(&self) -> &TrainReport {
+        self.0
     }
-    let magnitude = v.abs().log10().floor() as i32;
-    if (-3..digits as i32).contains(&magnitude) {
-        let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
-        format!("{v:.decimals$}")
-    } else {
-        format!("{v:.*e}", digits - 1)
+}
+
+impl TrainText<'_> {
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(format!(
+            "task         {} (T={} B={} d={} h={} q={}), on {}",
+            self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
+        ));
+        let extra: Vec<String> =
+            [self.clip.map(|c| format!(", clip {c}")), self.truncate.map(|k| format!(", truncated to K = {k}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+        line(format!(
+            "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
+            self.activation,
+            self.init_recurrent,
+            self.init_scale,
+            self.optimizer,
+            self.lr,
+            extra.join("")
+        ));
+        for n in &self.notes {
+            line(format!("note         {n}"));
+        }
+        let e = &self.final_eval;
+        line(format!(
+            "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",
+            self.iters, self.metric, self.final_train, e.loss, self.baseline
+        ));
+        if let Some(acc) = e.accuracy {
+            line(format!("accuracy     {:.1}% of the recalled symbols (chance 12.5%)", 100.0 * acc));
+        }
+        if let Some(p) = e.perplexity {
+            line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
+        }
+        line(format!(
+            "time         {} s ({} s of it held-out evaluation), {:.0} sequences/s",
+            significant(self.seconds, 3),
+            significant(self.eval_seconds, 3),
+            self.sequences_per_s
+        ));
+        if let Some(s) = &self.sample {
+            line(format!("sample       {s:?}"));
+        }
+        out
     }
 }

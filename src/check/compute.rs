@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use super::progress::Progress;
-use crate::cli::Args;
+use super::CheckConfig;
+use super::report::{ClipReport, Timings};
+use crate::cpu;
 use crate::error::Result;
 use crate::gpu::{GpuContext, RunTimes, TimingSource};
-use crate::model::{Grads, LossAt, Problem, Shape};
-use crate::report::{ClipReport, Timings};
-use crate::variant::{GpuRunner, Variant};
-use crate::{cpu, flops};
+use crate::model::{BpttResult, LossAt, Problem, Shape};
+use crate::progress::Progress;
+use crate::variant::{GpuRunner, GradientOptions};
 
 /// Aim for about this much timed work per path when `--repeat` is not given.
 const TIME_BUDGET_MS: f64 = 2000.0;
@@ -18,7 +18,7 @@ const MAX_REPEAT: u32 = 20;
 
 /// What one path computed: the result, and the reach profile (empty where it was not run).
 pub struct PathResult {
-    pub grads: Grads,
+    pub grads: BpttResult,
     pub reach: Vec<f64>,
     /// The arithmetic the path ran in ("f32", "f64"), for the overflow diagnosis.
     pub precision: &'static str,
@@ -28,7 +28,7 @@ pub struct PathResult {
 }
 
 impl PathResult {
-    fn new(grads: Grads, reach: Vec<f64>, precision: &'static str, shape: Shape) -> Self {
+    fn new(grads: BpttResult, reach: Vec<f64>, precision: &'static str, shape: Shape) -> Self {
         let forward_overflow = ForwardOverflow::find(&grads, shape);
         PathResult { grads, reach, precision, forward_overflow }
     }
@@ -45,7 +45,7 @@ pub struct ForwardOverflow {
 
 impl ForwardOverflow {
     /// From the states a path returned: None when they are all finite or were not kept.
-    pub fn find(g: &Grads, shape: Shape) -> Option<Self> {
+    pub fn find(g: &BpttResult, shape: Shape) -> Option<Self> {
         let first = |v: &[f64], width: usize| {
             v.chunks(width.max(1)).position(|s| s.iter().any(|x| !x.is_finite())).map(|t| t + 1)
         };
@@ -65,7 +65,7 @@ impl ForwardOverflow {
     }
 }
 
-fn all_finite(g: &Grads) -> bool {
+fn all_finite(g: &BpttResult) -> bool {
     g.tensors().iter().all(|(_, v)| v.iter().all(|x| x.is_finite()))
 }
 
@@ -91,8 +91,8 @@ pub fn scored_at_last<R>(p: &mut Problem, f: impl FnOnce(&Problem) -> R) -> R {
 }
 
 /// How many timed runs to make after a warm-up that took `warmup_ms`.
-fn repeats(args: &Args, warmup_ms: f64) -> u32 {
-    args.repeat.unwrap_or_else(|| ((TIME_BUDGET_MS / warmup_ms.max(1e-3)) as u32).clamp(1, MAX_REPEAT))
+fn repeats(c: &CheckConfig, warmup_ms: f64) -> u32 {
+    c.repeat.unwrap_or_else(|| ((TIME_BUDGET_MS / warmup_ms.max(1e-3)) as u32).clamp(1, MAX_REPEAT))
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -105,19 +105,19 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// first timed call decides how many more fit in the time budget (the warm-up is no guide: it
 /// includes shader compilation and first-touch costs).
 fn timed<T>(
-    args: &Args,
-    progress: &Progress,
+    c: &CheckConfig,
+    progress: &dyn Progress,
     label: &str,
     mut f: impl FnMut() -> Result<(T, f64)>,
 ) -> Result<(T, f64, Vec<f64>)> {
-    progress.say(format!("{label}: warm-up"));
+    progress.stage(&format!("{label}: warm-up"));
     f()?;
-    progress.say(format!("{label}: timed run 1"));
+    progress.stage(&format!("{label}: timed run 1"));
     let (mut last, first) = f()?;
     let mut times = vec![first];
-    let n = repeats(args, first);
+    let n = repeats(c, first);
     for k in 1..n {
-        progress.say(format!("{label}: timed run {}/{n}", k + 1));
+        progress.stage(&format!("{label}: timed run {}/{n}", k + 1));
         let (r, ms) = f()?;
         times.push(ms);
         last = r;
@@ -131,26 +131,26 @@ pub fn clock<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (r, t.elapsed().as_secs_f64() * 1e3)
 }
 
-pub fn clip_report(theta: Option<f64>, before: Option<f64>, g: &Grads) -> Option<ClipReport> {
+pub fn clip_report(theta: Option<f64>, before: Option<f64>, g: &BpttResult) -> Option<ClipReport> {
     Some(ClipReport { theta: theta?, norm_before: before?, norm_after: crate::clip::global_grad_norm(g) })
 }
 
 /// The GPU: timed runs of the problem, one run scored at the last step only (the reach
 /// profile), then the dispatch floor. `setup_ms` is the context's creation, already done.
 pub fn gpu(
-    args: &Args,
+    c: &CheckConfig,
     ctx: &GpuContext,
     setup_ms: f64,
-    variant: &Variant,
+    variant: &GradientOptions,
     p: &mut Problem,
-    progress: &Progress,
+    progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<GpuPath> {
-    let (runner, build_ms) = clock(|| GpuRunner::new(ctx, args.schedule, variant.clone(), p));
+    let (runner, build_ms) = clock(|| GpuRunner::new(ctx, c.schedule, variant.clone(), p));
     let mut runner = runner?;
     let mut runs: Vec<RunTimes> = Vec::new();
-    let (grads, _, _) = timed(args, progress, "GPU", || {
-        let (g, t) = runner.run(p, args.save_states)?;
+    let (grads, _, _) = timed(c, progress, "GPU", || {
+        let (g, t) = runner.run(p, c.keep_states)?;
         let total = t.total;
         runs.push(t);
         Ok((g, total))
@@ -180,14 +180,14 @@ pub fn gpu(
     if forward.is_none() && grads.h.is_empty() && !all_finite(&grads) {
         let rows = (p.shape.steps * p.shape.batch) as u64;
         let states_bytes = rows.saturating_mul(12 * (p.shape.hidden + p.shape.output) as u64);
-        if crate::memory::check_host(states_bytes, "", "").is_ok() {
-            progress.say("GPU: reading the states back to find where the result overflowed".into());
+        if crate::memory::check_host(states_bytes, c.max_memory, "", "").is_ok() {
+            progress.stage("GPU: reading the states back to find where the result overflowed");
             forward = runner.run(p, true).ok().and_then(|(g, _)| ForwardOverflow::find(&g, p.shape));
         }
     }
-    progress.say("GPU: reach profile (loss at the last step only)".into());
+    progress.stage("GPU: reach profile (loss at the last step only)");
     let reach = scored_at_last(p, |last| runner.run(last, false))?.0.grad_h_norm;
-    progress.say("GPU: dispatch-latency floor".into());
+    progress.stage("GPU: dispatch-latency floor");
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
         result: PathResult { grads, reach, precision: "f32", forward_overflow: forward },
@@ -203,13 +203,13 @@ pub fn gpu(
 
 /// The fast f32 CPU path (plain BPTT only), timed; its reach profile only when no GPU ran.
 pub fn fast_cpu(
-    args: &Args,
+    c: &CheckConfig,
     p: &mut Problem,
     with_reach: bool,
-    progress: &Progress,
+    progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<(PathResult, u32)> {
-    let (grads, med, times) = timed(args, progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
+    let (grads, med, times) = timed(c, progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
     timings.cpu_total = Some(med);
     let reach = if with_reach { scored_at_last(p, cpu::fast::bptt).grad_h_norm } else { Vec::new() };
     Ok((PathResult::new(grads, reach, "f32", p.shape), times.len() as u32))
@@ -217,31 +217,26 @@ pub fn fast_cpu(
 
 /// The f64 reference (the oracle), one run, and its reach profile; ‖g‖ before clipping.
 pub fn reference(
-    variant: &Variant,
+    variant: &GradientOptions,
     p: &mut Problem,
-    progress: &Progress,
+    progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<(PathResult, Option<f64>)> {
-    progress.say("f64 CPU reference".into());
+    progress.stage("f64 CPU reference");
     let (r, ms) = clock(|| variant.reference(p));
     let (grads, clip_before) = r?;
     timings.cpu_ref_total = Some(ms);
-    progress.say("f64 CPU reference: reach profile".into());
+    progress.stage("f64 CPU reference: reach profile");
     let reach = scored_at_last(p, |last| variant.reference(last))?.0.grad_h_norm;
     Ok((PathResult::new(grads, reach, "f64", p.shape), clip_before))
-}
-
-/// Whether a shape is long enough on a software adapter or the reference to show a spinner.
-pub fn is_long(args: &Args, p: &Problem) -> bool {
-    flops::flops(p.shape) >= 1e8 || args.repeat.is_some_and(|r| r > 5)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn states(h: Vec<f64>, o: Vec<f64>) -> Grads {
-        Grads { h, o, ..Default::default() }
+    fn states(h: Vec<f64>, o: Vec<f64>) -> BpttResult {
+        BpttResult { h, o, ..Default::default() }
     }
 
     #[test]
@@ -252,7 +247,7 @@ mod tests {
         let finite = states(vec![1.0; 8], vec![1.0; 4]);
         assert_eq!(ForwardOverflow::find(&finite, shape), None);
         // Not kept: nothing to say.
-        assert_eq!(ForwardOverflow::find(&Grads::default(), shape), None);
+        assert_eq!(ForwardOverflow::find(&BpttResult::default(), shape), None);
         let h_first = states(vec![1.0, 1.0, 1.0, 1.0, 1.0, f64::NAN, inf, inf], vec![1.0, 1.0, 1.0, inf]);
         let found = ForwardOverflow::find(&h_first, shape).unwrap();
         assert_eq!(found, ForwardOverflow { h: Some(3), o: Some(4) });

@@ -6,9 +6,15 @@
 //! Text: plotters is built with its pure-Rust `ab_glyph` font backend (no fontconfig or
 //! FreeType to build or link), which needs a TrueType font registered at run time, for both
 //! formats (the SVG's layout is measured with it too). We load one from `$BPTT_PLOT_FONT` or
-//! the usual system locations (DejaVu Sans, Liberation Sans, Arial, …); when none is there the
-//! plot fails with one line naming the fix. A `$BPTT_PLOT_FONT` that is no usable font is an
-//! error, not a silent fallback.
+//! the usual system locations (DejaVu Sans, Liberation Sans, Arial, …), or the one given to
+//! `use_font`; when none is there the plot fails with one line naming the fix. A font given to
+//! `use_font` that is no usable font is an error, not a silent fallback.
+//!
+//! `train` draws the training curve (`write_train_plot`).
+
+pub mod train;
+
+pub use train::write_train_plot;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -16,6 +22,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::check::CheckReport;
 use crate::error::{Error, Result};
 
 /// One line of the plot: `values[i]` is drawn at t = i + 1.
@@ -57,25 +64,30 @@ const DASH: (u32, u32) = (9, 6);
 /// in colour `color`, labelled with `suffix` (e.g. " ρ=0.9"). When the two hold the same
 /// numbers (a loss at the last step only makes ‖∂L/∂h_t‖ the reach profile), one solid line
 /// stands for both.
-pub fn report_series(r: &crate::report::Report, color: usize, suffix: &str) -> Vec<Series> {
-    if r.grad_h_norm == r.grad_h_norm_from_last {
+pub fn report_series(r: &CheckReport, color: usize, suffix: &str) -> Vec<Series> {
+    profile_series(&r.grad_h_norm, &r.grad_h_norm_from_last, color, suffix)
+}
+
+/// `report_series` from the two profiles themselves (a sweep's rows have them too).
+pub fn profile_series(grad_h_norm: &[f64], reach: &[f64], color: usize, suffix: &str) -> Vec<Series> {
+    if grad_h_norm == reach {
         return vec![
             Series::new(
                 format!("‖∂L/∂h_t‖ = reach ‖∂L_T/∂h_t‖ (loss at the last step only){suffix}"),
-                r.grad_h_norm.clone(),
+                grad_h_norm.to_vec(),
             )
             .with_color(color),
         ];
     }
     vec![
-        Series::new(format!("‖∂L/∂h_t‖{suffix}"), r.grad_h_norm.clone()).with_color(color),
-        Series::new(format!("reach ‖∂L_T/∂h_t‖{suffix}"), r.grad_h_norm_from_last.clone()).with_color(color).dashed(),
+        Series::new(format!("‖∂L/∂h_t‖{suffix}"), grad_h_norm.to_vec()).with_color(color),
+        Series::new(format!("reach ‖∂L_T/∂h_t‖{suffix}"), reach.to_vec()).with_color(color).dashed(),
     ]
 }
 
 /// A run's plot title: the shape, φ, the radius (or `radii` of a sweep), and what is computed
 /// beyond plain BPTT (truncation, segments, clipping).
-pub fn report_title(r: &crate::report::Report, radii: Option<&[f64]>) -> String {
+pub fn report_title(r: &CheckReport, radii: Option<&[f64]>) -> String {
     let radius = match radii {
         Some(radii) => radii.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
         None => format!("{:.3}", r.spectral_radius),
@@ -91,8 +103,23 @@ pub fn report_title(r: &crate::report::Report, radii: Option<&[f64]>) -> String 
     title
 }
 
-/// The environment variable that names a .ttf/.otf font for plot text.
-pub const FONT_ENV: &str = "BPTT_PLOT_FONT";
+/// Writes the plot of a finished check to `path` (.svg or .png): ‖∂L/∂h_t‖ and the reach
+/// profile of the run, or of every radius of a sweep, one colour each.
+pub fn write_check_plot(path: &Path, r: &CheckReport) -> Result<()> {
+    if r.sweep.is_empty() {
+        return plot_profiles(path, &report_title(r, None), &report_series(r, 0, ""));
+    }
+    let radii: Vec<f64> = r.sweep.iter().map(|row| row.radius).collect();
+    let series: Vec<Series> = r
+        .sweep
+        .iter()
+        .enumerate()
+        .flat_map(|(k, row)| {
+            profile_series(&row.grad_h_norm, &row.grad_h_norm_from_last, k, &format!(" ρ={}", row.radius))
+        })
+        .collect();
+    plot_profiles(path, &report_title(r, Some(&radii)), &series)
+}
 
 /// Where a font usually is: Debian/Ubuntu, Fedora, Arch, macOS, Windows.
 const FONT_CANDIDATES: &[&str] = &[
@@ -138,32 +165,43 @@ pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> 
     }
 }
 
+/// The font chosen by `use_font`, if any (set once, before the first plot).
+static CHOSEN_FONT: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// Draws every plot's text with the font at `path` (a .ttf or .otf file) instead of a system
+/// font. Call it before the first plot; the font is read and checked now, so a file that is no
+/// usable font is an error here (exit 2), never a silent fallback to a system font.
+pub fn use_font(path: &Path) -> Result<()> {
+    if CHOSEN_FONT.set(path.to_path_buf()).is_err() && CHOSEN_FONT.get().map(|p| p.as_path()) != Some(path) {
+        return Err(Error::Invalid("the plot font is chosen once per process".into()));
+    }
+    register_font(path)
+}
+
 /// Finds and registers the plot's font now, so that a missing or bad font is refused before
-/// any computing (`run` calls it when `--plot` is given). A `BPTT_PLOT_FONT` that is not a
-/// usable font is an error (exit 2), never a silent fallback to a system font.
+/// any computing (the command line calls it when a plot is asked for).
 pub fn check_font(plot: &Path) -> Result<()> {
     register_font(plot)
 }
 
 /// Registers a font for plotters once per process; the error names the fix.
 pub(crate) fn register_font(path: &Path) -> Result<()> {
-    // (bad input: BPTT_PLOT_FONT names no usable font, the message) or (no font anywhere).
+    // (bad input: the chosen font is no usable font, the message) or (no font anywhere).
     static FONT: OnceLock<std::result::Result<(), (bool, String)>> = OnceLock::new();
     FONT.get_or_init(|| {
         let try_font = |candidate: &Path| -> std::result::Result<(), String> {
-            // Regular files of at most 64 MB only: `BPTT_PLOT_FONT=/dev/zero` must not read forever.
+            // Regular files of at most 64 MB only: a font at /dev/zero must not read forever.
             let bytes = crate::io::read_regular(candidate, 64 << 20).map_err(|e| e.to_string())?;
             // plotters keeps fonts for the whole process ('static); this runs at most once.
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
             plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
                 .map_err(|_| "not a TrueType or OpenType font".to_string())
         };
-        if let Some(from_env) = std::env::var_os(FONT_ENV) {
-            let from_env = std::path::PathBuf::from(from_env);
-            return try_font(&from_env).map_err(|why| {
+        if let Some(chosen) = CHOSEN_FONT.get() {
+            return try_font(chosen).map_err(|why| {
                 let why = why.strip_prefix("invalid input: ").unwrap_or(&why).to_string();
-                let at = crate::error::quote(&from_env.display().to_string());
-                (true, format!("{FONT_ENV}={at} is not a usable font ({why}): give a .ttf or .otf file, or unset it"))
+                let at = crate::error::quote(&chosen.display().to_string());
+                (true, format!("{at} is not a usable font ({why}): give a .ttf or .otf file"))
             });
         }
         if FONT_CANDIDATES.iter().any(|c| try_font(Path::new(c)).is_ok()) {
@@ -171,10 +209,9 @@ pub(crate) fn register_font(path: &Path) -> Result<()> {
         }
         Err((
             false,
-            format!(
-                "no font found for the plot's text: set {FONT_ENV}=/path/to/font.ttf, or install \
-                 DejaVu (`apt-get install fonts-dejavu-core`)"
-            ),
+            "no font found for the plot's text: give one (a .ttf or .otf file), or install \
+             DejaVu (`apt-get install fonts-dejavu-core`)"
+                .to_string(),
         ))
     })
     .clone()

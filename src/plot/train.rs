@@ -5,12 +5,13 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::report::TrainReport;
 use crate::error::{Error, Result};
+use crate::train::TrainReport;
 
 const SIZE: (u32, u32) = (900, 560);
 
-pub fn plot_curve(path: &Path, r: &TrainReport) -> Result<()> {
+/// Writes the training curve of a finished run to `path` (.svg or .png).
+pub fn write_train_plot(path: &Path, r: &TrainReport) -> Result<()> {
     let err =
         |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the plot failed: {e}") };
     crate::plot::check_font(path)?;

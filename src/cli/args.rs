@@ -1,27 +1,14 @@
-//! The command line: arguments (clap) and the one function the binary calls.
+//! The gradient check's arguments (clap), and how they become the library's configs: the
+//! problem (`problem_spec`, or a file) and the `CheckConfig`.
 
 use std::path::PathBuf;
 
+use bptt::gpu::{AdapterRequest, BackendChoice, Origin};
+use bptt::{Activation, CheckConfig, Engines, LossAt, LossFn, ProblemSpec, Schedule, Shape, Truncation};
 use clap::Parser;
 
-use crate::gpu::{AdapterRequest, BackendChoice, Schedule};
-use crate::model::{Activation, LossAt, LossFn};
-
-/// Which implementations run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Compute {
-    /// GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT
-    /// only: not under --truncate, --segments or --clip, as the report notes).
-    #[default]
-    Both,
-    /// GPU only, no check.
-    Gpu,
-    /// The fast f32 CPU path.
-    Cpu,
-    /// The f64 CPU reference (the oracle).
-    CpuRef,
-}
+use super::choice::choice;
+use super::env::Env;
 
 /// Backpropagation through time for a simple RNN on the GPU (wgpu + WGSL), checked against an
 /// f64 CPU reference.
@@ -69,14 +56,14 @@ pub struct Args {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), value_name = "Q", conflicts_with = "load")]
     pub output: u32,
     /// φ in h_t = φ(a_t) [default: identity].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Activation>())]
     pub activation: Option<Activation>,
     /// ℓ: mse = ½‖o − y‖², xent = −log softmax(o) at the label [default: mse].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<LossFn>())]
     pub loss: Option<LossFn>,
     /// Which steps carry a loss term: all (the textbook's L) or only the last (sequence-to-one)
     /// [default: all].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<LossAt>())]
     pub loss_at: Option<LossAt>,
     /// Add the biases b_h and b_q.
     #[arg(long, conflicts_with = "load")]
@@ -92,12 +79,12 @@ pub struct Args {
     #[arg(long, conflicts_with = "load")]
     pub random_h0: bool,
     /// Which implementations run.
-    #[arg(long, value_enum, default_value_t = Compute::Both)]
-    pub compute: Compute,
+    #[arg(long, value_parser = choice::<Engines>(), default_value = "both")]
+    pub compute: Engines,
     /// How the GPU work is split into dispatches: fused (time-parallel work as single matrix
     /// products, only the recurrences per step) or stepwise (the textbook, one equation per
     /// dispatch per step).
-    #[arg(long, value_enum, default_value_t = Schedule::Fused)]
+    #[arg(long, value_parser = choice::<Schedule>(), default_value = "fused")]
     pub schedule: Schedule,
     /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to PASS.
     #[arg(long, default_value_t = 1e-4, value_parser = parse_positive, allow_hyphen_values = true)]
@@ -152,7 +139,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub load: Option<PathBuf>,
     /// Write the loss and gradients (F32 safetensors) of the GPU run, or of the path --compute
-    /// chose; after the report, unless the run failed (README, Files). Written atomically.
+    /// chose; after the report, unless the run failed (docs/report.md). Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
     /// With --save, also write the states h (T×B×h) and o (T×B×q).
@@ -161,7 +148,7 @@ pub struct Args {
 }
 
 /// `--plot`'s value (also `bptt train --plot`): the format comes from the extension.
-pub(crate) fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
+pub fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
     match p.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
         Some("svg") | Some("png") => Ok(p),
@@ -171,14 +158,14 @@ pub(crate) fn parse_plot_path(s: &str) -> Result<PathBuf, String> {
 
 fn parse_graph_path(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
-    crate::graph::GraphFormat::of(&p).map(|_| p)
+    bptt::graph::GraphFormat::of(&p).map(|_| p)
 }
 
 /// Which GPU adapter to use: the flags the gradient check and `bptt train` share.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct GpuArgs {
     /// Graphics API (also read from WGPU_BACKEND when auto).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    #[arg(long, value_parser = choice::<BackendChoice>(), default_value = "auto")]
     pub backend: BackendChoice,
     /// Use the adapter whose name contains this text (also read from WGPU_ADAPTER_NAME).
     #[arg(long, value_name = "SUBSTRING")]
@@ -189,8 +176,25 @@ pub struct GpuArgs {
 }
 
 impl GpuArgs {
-    pub fn request(&self) -> AdapterRequest {
-        AdapterRequest { backend: self.backend, name: self.adapter.clone(), software: self.software }
+    /// The adapter request: the flags, and wgpu's environment variables where no flag is given
+    /// (`WGPU_BACKEND` with `--backend auto`, `WGPU_ADAPTER_NAME` without `--adapter`).
+    pub fn request(&self, env: &Env) -> AdapterRequest {
+        let backend_list = match self.backend {
+            BackendChoice::Auto => env.wgpu_backend.clone().map(|v| (v, Origin::Env("WGPU_BACKEND".into()))),
+            _ => None,
+        };
+        let name = match (&self.adapter, &env.wgpu_adapter_name) {
+            (Some(n), _) => Some((n.clone(), Origin::Field)),
+            (None, Some(n)) => Some((n.clone(), Origin::Env("WGPU_ADAPTER_NAME".into()))),
+            (None, None) => None,
+        };
+        AdapterRequest {
+            backend: self.backend,
+            backend_list,
+            name,
+            software: self.software,
+            recurrent_layout: env.recurrent_layout,
+        }
     }
 }
 
@@ -217,7 +221,7 @@ fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
 }
 
 /// A float flag's value; flags take hyphen values, so `--clip --json` lands here: say so.
-pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
+pub fn parse_number(s: &str) -> Result<f64, String> {
     if s.starts_with("--") {
         return Err(format!("a number is needed, not the flag '{s}'"));
     }
@@ -225,13 +229,13 @@ pub(crate) fn parse_number(s: &str) -> Result<f64, String> {
 }
 
 /// A finite number ≥ 0 (a spectral radius, an initial scale).
-pub(crate) fn parse_nonneg(s: &str) -> Result<f64, String> {
+pub fn parse_nonneg(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
     if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
 }
 
 /// A finite number > 0 (a tolerance, a clipping norm, a learning rate).
-pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
+pub fn parse_positive(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
     if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
 }
@@ -241,7 +245,7 @@ pub(crate) fn parse_positive(s: &str) -> Result<f64, String> {
 #[derive(Debug, Clone)]
 pub enum Command {
     Check(Box<Args>),
-    Train(Box<crate::train::args::TrainArgs>),
+    Train(Box<super::train_args::TrainArgs>),
 }
 
 /// Parses the whole command line (program name first). `train` as the first argument selects
@@ -250,7 +254,7 @@ pub enum Command {
 pub fn parse_command(argv: Vec<std::ffi::OsString>) -> Result<Command, clap::Error> {
     if argv.get(1).is_some_and(|a| a == "train") {
         let rest = std::iter::once(std::ffi::OsString::from("bptt train")).chain(argv.into_iter().skip(2));
-        return crate::train::args::TrainArgs::try_parse_from(rest).map(|a| Command::Train(Box::new(a)));
+        return super::train_args::TrainArgs::try_parse_from(rest).map(|a| Command::Train(Box::new(a)));
     }
     Args::try_parse_from(argv).map(|a| Command::Check(Box::new(a)))
 }
@@ -266,4 +270,49 @@ pub fn one_line_error(e: &clap::Error, command: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect();
     format!("{} (see {command} --help)", reason.join(" "))
+}
+
+impl Args {
+    /// The shape the flags give.
+    pub fn shape(&self) -> bptt::Result<Shape> {
+        Shape::new(
+            self.steps as usize,
+            self.batch as usize,
+            self.input as usize,
+            self.hidden as usize,
+            self.output as usize,
+        )
+    }
+
+    /// The random problem the flags describe (without `--load`).
+    pub fn problem_spec(&self) -> bptt::Result<ProblemSpec> {
+        let mut spec = ProblemSpec::new(self.shape()?);
+        spec.activation = self.activation.unwrap_or_default();
+        spec.loss = self.loss.unwrap_or_default();
+        spec.loss_at = self.loss_at.unwrap_or_default();
+        spec.bias = self.bias;
+        spec.seed = self.seed;
+        spec.spectral_radius = self.spectral_radius;
+        spec.random_h0 = self.random_h0;
+        Ok(spec)
+    }
+
+    /// The library's config for these flags and this environment.
+    pub fn config(&self, env: &Env) -> CheckConfig {
+        CheckConfig {
+            compute: self.compute,
+            schedule: self.schedule,
+            tolerance: self.tolerance,
+            repeat: self.repeat,
+            adapter: self.gpu.request(env),
+            truncate: self.truncate.map(|t| match t {
+                TruncateArg::Steps(k) => Truncation::Regular(k),
+                TruncateArg::Random(p) => Truncation::Random { p, seed: self.truncate_seed },
+            }),
+            segments: self.segments.map(|n| n as usize),
+            clip: self.clip,
+            keep_states: self.save_states,
+            max_memory: env.max_memory,
+        }
+    }
 }

@@ -1,0 +1,352 @@
+//! The gradient check as a library call: run the chosen paths on a problem (the GPU, the fast
+//! CPU path, the f64 reference), compare the GPU with the reference, check every result for
+//! non-finite values, compute the reach profile, time everything, and return the report
+//! (docs/report.md). Nothing is printed or written: the caller renders the report and writes
+//! files (`io`, `plot`, `graph`).
+//!
+//! Before anything is built, the host memory the shape needs is estimated against what is
+//! available (`memory`) and the GPU buffers against the adapter's limits, so an impossible
+//! shape is refused at once with the figure.
+
+mod assemble;
+mod compute;
+mod report;
+
+use std::collections::BTreeMap;
+
+pub use assemble::non_finite_problems;
+use assemble::{GpuPathFacts, Pieces};
+use compute::PathResult;
+pub use report::{CheckReport, ClipReport, Cuts, SweepRow, Timings};
+
+use crate::error::{Error, Result};
+use crate::gpu::buffers::BufferSizes;
+use crate::gpu::{AdapterRequest, GpuContext, Schedule};
+use crate::memory::{self, Paths};
+use crate::model::{Problem, Shape};
+use crate::problem::{ProblemSpec, random_problem};
+use crate::progress::{Progress, Quiet};
+use crate::variant::GradientOptions;
+use crate::variant::segments::segment_carry_scales;
+use crate::variant::truncation::{Truncation, random_carry_scales};
+
+/// Which implementations a check runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Engines {
+    /// The GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT
+    /// only: not under truncation, segments or clipping, as the report notes).
+    #[default]
+    #[serde(rename = "both")]
+    Check,
+    /// The GPU only, no check.
+    #[serde(rename = "gpu")]
+    Gpu,
+    /// The fast f32 CPU path.
+    #[serde(rename = "cpu")]
+    FastCpu,
+    /// The f64 CPU reference (the oracle).
+    #[serde(rename = "cpu-ref")]
+    Reference,
+}
+
+crate::choice!(Engines {
+    Check => "both": "GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT only: not under `truncate`, `segments` or `clip`, as the report notes)",
+    Gpu => "gpu": "GPU only, no check",
+    FastCpu => "cpu": "the fast f32 CPU path",
+    Reference => "cpu-ref": "the f64 CPU reference (the oracle)",
+});
+
+impl Engines {
+    pub fn gpu(self) -> bool {
+        matches!(self, Engines::Check | Engines::Gpu)
+    }
+    pub fn fast_cpu(self) -> bool {
+        matches!(self, Engines::Check | Engines::FastCpu)
+    }
+    pub fn reference(self) -> bool {
+        matches!(self, Engines::Check | Engines::Reference)
+    }
+}
+
+/// How to check: everything but the problem. `Default` is the command without flags: every
+/// path, the fused schedule, tolerance 1e-4, plain BPTT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckConfig {
+    pub compute: Engines,
+    /// How the GPU work is split into dispatches.
+    pub schedule: Schedule,
+    /// Largest relative error ‖gpu − ref‖/‖ref‖ a tensor may have to pass.
+    pub tolerance: f64,
+    /// Timed runs after a warm-up (the median is reported); None: enough to fill about 2 s,
+    /// between 1 and 20.
+    pub repeat: Option<u32>,
+    /// The adapter, when a GPU path runs.
+    pub adapter: AdapterRequest,
+    /// Truncated BPTT: K steps back from each loss term, or randomised cuts.
+    pub truncate: Option<Truncation>,
+    /// Split the sequence into N segments, the gradient cut at their boundaries.
+    pub segments: Option<usize>,
+    /// Clip the parameter gradients together to this global norm.
+    pub clip: Option<f64>,
+    /// Read the states h and o back from the GPU too (into the report's `result`).
+    pub keep_states: bool,
+    /// The host memory the run may plan for; None: what the system has available.
+    pub max_memory: Option<u64>,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            compute: Engines::Check,
+            schedule: Schedule::Fused,
+            tolerance: 1e-4,
+            repeat: None,
+            adapter: AdapterRequest::default(),
+            truncate: None,
+            segments: None,
+            clip: None,
+            keep_states: false,
+            max_memory: None,
+        }
+    }
+}
+
+/// A GPU context and the milliseconds its creation took (part of the reported setup time).
+type Gpu = (GpuContext, f64);
+
+/// Checks `problem` as `config` says. The problem is copied once (the reach profile scores a
+/// copy at the last step only); `check_with` takes it by value and needs no copy.
+pub fn check(problem: &Problem, config: &CheckConfig) -> Result<CheckReport> {
+    check_with(problem.clone(), config, &Quiet)
+}
+
+/// `check`, owning the problem, telling `progress` what it is doing.
+pub fn check_with(mut problem: Problem, config: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
+    check_config(config)?;
+    check_memory(config, problem.shape)?;
+    let gpu = gpu_context(config, problem.shape)?;
+    run_problem(config, &mut problem, gpu.as_ref(), progress)
+}
+
+/// Draws the random problem `spec` describes and checks it: the memory the shape needs and the
+/// GPU's limits are checked before the problem is drawn.
+pub fn check_random(spec: &ProblemSpec, config: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
+    check_config(config)?;
+    check_memory(config, spec.shape)?;
+    let gpu = gpu_context(config, spec.shape)?;
+    let mut problem = random_problem(spec)?;
+    run_problem(config, &mut problem, gpu.as_ref(), progress)
+}
+
+/// The same random problem with w_hh rescaled to each spectral radius in `radii`: one report
+/// whose `sweep` has a row per radius (the rest of the report is the first radius's).
+pub fn sweep(spec: &ProblemSpec, radii: &[f64], config: &CheckConfig) -> Result<CheckReport> {
+    sweep_with(spec, radii, config, &Quiet)
+}
+
+/// `sweep`, telling `progress` what it is doing.
+pub fn sweep_with(
+    spec: &ProblemSpec,
+    radii: &[f64],
+    config: &CheckConfig,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    check_config(config)?;
+    if radii.is_empty() {
+        return Err(Error::Invalid("`sweep_radius` needs at least one radius".into()));
+    }
+    if let Some(r) = radii.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+        return Err(Error::Invalid(format!("`sweep_radius` must be finite numbers ≥ 0, got {r}")));
+    }
+    check_memory(config, spec.shape)?;
+    let gpu = gpu_context(config, spec.shape)?;
+    // One timed run per radius unless asked: a sweep is about the profiles.
+    let config = CheckConfig { repeat: Some(config.repeat.unwrap_or(1)), ..config.clone() };
+    let mut rows = Vec::new();
+    let mut first: Option<CheckReport> = None;
+    let mut problems = Vec::new();
+    for &r in radii {
+        let mut p = random_problem(&ProblemSpec { spectral_radius: Some(r), ..spec.clone() })?;
+        let mut report = run_problem(&config, &mut p, gpu.as_ref(), progress)?;
+        drop(p);
+        problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
+        rows.push(SweepRow {
+            radius: r,
+            loss: report.loss,
+            grad_h_norm_first: report.grad_h_norm.first().copied().unwrap_or(f64::NAN),
+            grad_h_norm_last: report.grad_h_norm.last().copied().unwrap_or(f64::NAN),
+            reach_first: report.grad_h_norm_from_last.first().copied().unwrap_or(f64::NAN),
+            reach_growth_factor: report.reach_growth_factor,
+            pass: report.pass,
+            grad_h_norm: report.grad_h_norm.clone(),
+            grad_h_norm_from_last: report.grad_h_norm_from_last.clone(),
+        });
+        report.result = None;
+        first.get_or_insert(report);
+    }
+    let mut report = first.expect("at least one radius");
+    report.pass = if rows.iter().any(|r| r.pass == Some(false)) { Some(false) } else { report.checked.then_some(true) };
+    report.problems = problems;
+    report.sweep = rows;
+    Ok(report)
+}
+
+/// The numbers of a config, each against its own rule.
+fn check_config(c: &CheckConfig) -> Result<()> {
+    if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
+        return Err(Error::Invalid(format!("`tolerance` must be a finite number > 0, got {}", c.tolerance)));
+    }
+    if c.repeat == Some(0) {
+        return Err(Error::Invalid("`repeat` must be at least 1".into()));
+    }
+    if c.segments == Some(0) {
+        return Err(Error::Invalid("`segments` must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Which paths run, for the memory estimate and the messages.
+fn check_memory(c: &CheckConfig, shape: Shape) -> Result<()> {
+    let plain = c.truncate.is_none() && c.segments.is_none() && c.clip.is_none();
+    let paths = Paths {
+        gpu: c.compute.gpu(),
+        fast_cpu: c.compute.fast_cpu() && plain,
+        reference: c.compute.reference(),
+        gpu_states: c.keep_states,
+    };
+    memory::check_host(
+        memory::host_bytes(shape, paths),
+        c.max_memory,
+        &format!("this run ({shape}, `compute` {})", crate::model::Choice::name(c.compute)),
+        "lower `steps` or `batch`, or run fewer paths (`compute` gpu needs the least host memory)",
+    )
+}
+
+/// The adapter (when a GPU path runs), with the buffers for `shape` checked against its limits
+/// before anything is built: a shape that cannot fit is refused at once.
+fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<Gpu>> {
+    if !c.compute.gpu() {
+        return Ok(None);
+    }
+    let (ctx, ms) = compute::clock(|| GpuContext::new(&c.adapter));
+    let ctx = ctx?;
+    // The GPU holds one segment at a time: the longest one decides.
+    let steps = c.segments.map_or(shape.steps, |n| shape.steps.div_ceil(n.clamp(1, shape.steps)));
+    let lanes = match c.truncate {
+        Some(Truncation::Regular(k)) if k < shape.steps => k as u32,
+        _ => 1,
+    };
+    let schedule = if lanes > 1 { Schedule::Fused } else { c.schedule };
+    BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(|e| {
+        Error::Invalid(format!(
+            "{e}{}",
+            if c.segments.is_none() {
+                " (or `segments` N: the GPU then holds one segment of T/N steps at a time)"
+            } else {
+                " (or more `segments`)"
+            }
+        ))
+    })?;
+    Ok(Some((ctx, ms)))
+}
+
+/// Runs the paths `c` asks for on `p`; returns the report with the result it describes (the
+/// GPU's when it ran, else the CPU path's). `p` is borrowed mutably only to score it at the
+/// last step for the reach profile, and is given back as it was.
+fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &dyn Progress) -> Result<CheckReport> {
+    let options = GradientOptions::new(c.truncate, c.segments, c.clip, p.shape.steps)?;
+    if c.compute == Engines::FastCpu && !options.is_plain() {
+        return Err(Error::Invalid(
+            "`truncate`, `segments` and `clip` run on the GPU and the f64 reference: use `compute` gpu, both or cpu-ref"
+                .into(),
+        ));
+    }
+    let mut timings = Timings::default();
+    let gpu_path = match gpu {
+        Some((ctx, setup_ms)) => Some(compute::gpu(c, ctx, *setup_ms, &options, p, progress, &mut timings)?),
+        None => None,
+    };
+    // The fast CPU path computes plain BPTT only: it is timed when the options are plain.
+    let fast = if c.compute.fast_cpu() && options.is_plain() {
+        Some(compute::fast_cpu(c, p, gpu_path.is_none(), progress, &mut timings)?)
+    } else {
+        None
+    };
+    let reference =
+        if c.compute.reference() { Some(compute::reference(&options, p, progress, &mut timings)?) } else { None };
+
+    let (rel_err, mut problems) = match (&gpu_path, &reference) {
+        (Some(g), Some((r, _))) => assemble::compare(&g.result, r, c.tolerance),
+        _ => (BTreeMap::new(), Vec::new()),
+    };
+    problems.extend(assemble::non_finite_in(
+        &[
+            ("gpu", gpu_path.as_ref().map(|g| &g.result)),
+            ("fast CPU path", fast.as_ref().map(|f| &f.0)),
+            ("reference", reference.as_ref().map(|r| &r.0)),
+        ],
+        p.drawn.is_none(),
+    ));
+    let clip = match (&gpu_path, &reference) {
+        (Some(g), _) => g.clip.clone(),
+        (None, Some((r, before))) => compute::clip_report(options.clip, *before, &r.grads),
+        _ => None,
+    };
+    let pieces = Pieces {
+        adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
+        gpu: gpu_path.as_ref().map(GpuPathFacts::of),
+        cpu_repeat: fast.as_ref().map(|f| f.1),
+        clip,
+        checked: gpu_path.is_some() && reference.is_some(),
+        rel_err,
+        problems,
+        notes: skipped_paths(c, &options),
+        timings,
+    };
+    let (result, from): (PathResult, &'static str) = match (gpu_path, fast, reference) {
+        (Some(g), _, _) => (g.result, "gpu"),
+        (None, Some((f, _)), _) => (f, "cpu"),
+        (None, None, Some((r, _))) => (r, "cpu-ref"),
+        _ => unreachable!("every `compute` value runs at least one path"),
+    };
+    let mut report = assemble::report(c, p, &options, &result, from, pieces);
+    report.cuts = cuts(&options, p.shape.steps)?;
+    report.result = Some(result.grads);
+    Ok(report)
+}
+
+/// The carried-gradient cuts the options make (the very multipliers the run used), for the
+/// graph: segment boundaries, or randomised truncation's cuts.
+fn cuts(options: &GradientOptions, steps: usize) -> Result<Option<Cuts>> {
+    Ok(match (options.segments, options.truncate) {
+        (Some(n), _) => Some(Cuts {
+            carry: segment_carry_scales(steps, n)?,
+            reason: "it crosses a segment boundary (`segments`)".into(),
+        }),
+        (None, Some(Truncation::Random { p, seed })) => Some(Cuts {
+            carry: random_carry_scales(steps, p, seed)?,
+            reason: format!("a random cut of `truncate` random:{p} (seed {seed}); the others carry it ×1/(1−p)"),
+        }),
+        _ => None,
+    })
+}
+
+/// Says when `Engines::Check` runs less than "both" suggests: the fast CPU path computes plain
+/// BPTT only, so under truncation, segments or clipping it does not run (and has no time).
+fn skipped_paths(c: &CheckConfig, options: &GradientOptions) -> Vec<String> {
+    if c.compute != Engines::Check || options.is_plain() {
+        return Vec::new();
+    }
+    let fields: Vec<&str> = [
+        (options.truncate.is_some(), "`truncate`"),
+        (options.segments.is_some(), "`segments`"),
+        (options.clip.is_some(), "`clip`"),
+    ]
+    .into_iter()
+    .filter_map(|(on, field)| on.then_some(field))
+    .collect();
+    vec![format!(
+        "the fast CPU path computes plain BPTT only: it did not run (with {}); the GPU is checked against the f64 reference",
+        fields.join(", ")
+    )]
+}

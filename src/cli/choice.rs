@@ -1,0 +1,15 @@
+//! Flags whose value is one of the library's named choices (`bptt::Choice`): clap lists the
+//! names with their lines in `--help` and refuses anything else.
+
+use bptt::Choice;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+
+/// The value parser of a flag taking a `T`.
+pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
+    let values = T::ALL.iter().map(|v| PossibleValue::new(v.name()).help(super::flags::as_flags(v.about())));
+    PossibleValuesParser::new(values).map(|name| match T::from_name(&name) {
+        Some(v) => v,
+        // PossibleValuesParser lets only the listed names through, and each comes from ALL.
+        None => unreachable!("{name} is one of the listed values"),
+    })
+}

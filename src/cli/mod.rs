@@ -1,0 +1,293 @@
+//! The `bptt` command: parse the arguments and the environment, turn them into the library's
+//! configs, call the library, print the report, write the files, choose the exit code. Exit
+//! codes: 0 success, 1 a run-time failure or a failed check, 2 bad arguments or input. Every
+//! error is one line on stderr; nothing panics, not even a closed stdout.
+
+pub mod args;
+mod choice;
+mod env;
+mod flags;
+mod progress;
+mod render;
+pub mod train_args;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use args::{Args, Command, one_line_error, parse_command};
+use bptt::error::{Error, one_line};
+use bptt::{CheckReport, Trained};
+use env::Env;
+use train_args::TrainArgs;
+
+/// The whole command: what `main` returns.
+pub fn main() -> ExitCode {
+    env_logger::init();
+    let training = std::env::args_os().nth(1).is_some_and(|a| a == "train");
+    let command = match parse_command(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            let line = one_line_error(&e, if training { "bptt train" } else { "bptt" });
+            let _ = writeln!(std::io::stderr(), "{}", one_line(&line));
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let env = match Env::read() {
+        Ok(env) => env,
+        Err(e) => return fail(&e),
+    };
+    match command {
+        Command::Train(a) => train(&a, &env),
+        Command::Check(a) if a.list_adapters => list_adapters(&a, &env),
+        Command::Check(a) => check(&a, &env),
+    }
+}
+
+/// One line on stderr, the library's field names written as flags. A closed stderr is not
+/// worth a panic: the exit code still says it.
+fn say_error(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "error: {}", one_line(&flags::as_flags(msg)));
+}
+
+/// Writes to stdout. Ok(false) when the reader went away (`bptt ... | head -1`): nothing more
+/// is printed, quietly; any other write error is one line (exit 1).
+fn print_out(text: &str) -> Result<bool, ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => {
+            say_error(&format!("cannot write the report to stdout: {e}"));
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// The error's one line on stderr, and its exit code.
+fn fail(e: &Error) -> ExitCode {
+    say_error(&e.to_string());
+    ExitCode::from(e.exit_code() as u8)
+}
+
+/// A report as pretty JSON with `--json`, else as `text()` gives it.
+fn render<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce() -> String) -> Result<String, ExitCode> {
+    if !json {
+        return Ok(text());
+    }
+    serde_json::to_string_pretty(report).map(|j| j + "\n").map_err(|e| {
+        say_error(&format!("cannot write the report as JSON: {e}"));
+        ExitCode::from(1)
+    })
+}
+
+/// After the files were written: a line per file on stdout (when `show`, in the report's
+/// column), or the write's error; returns the exit code.
+fn confirm(written: bptt::Result<Vec<String>>, show: bool, label: &str, mut code: ExitCode) -> ExitCode {
+    match written {
+        Ok(written) if show && !written.is_empty() => {
+            let lines: String = written.iter().map(|w| format!("{label}{w}\n")).collect();
+            if let Err(c) = print_out(&lines) {
+                code = c;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => code = fail(&e),
+    }
+    code
+}
+
+fn shown(path: &Path) -> String {
+    one_line(&path.display().to_string())
+}
+
+/// `--list-adapters`: one line per adapter.
+fn list_adapters(args: &Args, env: &Env) -> ExitCode {
+    match bptt::gpu::list_adapters(&args.gpu.request(env)) {
+        Ok(adapters) => {
+            let list: String = adapters.iter().map(|a| format!("{a}\n")).collect();
+            print_out(&list).map_or_else(|code| code, |_| ExitCode::SUCCESS)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// The gradient check: the outputs checked, the problem built or loaded, the check run; the
+/// report first, then the files (a file that cannot be written never costs the report), then
+/// the exit code the run earned.
+fn check(args: &Args, env: &Env) -> ExitCode {
+    let report = match run_check(args, env) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let text = match render(args.json, &report, || render::check_text(&report, args.verbose)) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let mut code = if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+    let stdout_open = print_out(&text).unwrap_or_else(|c| {
+        code = c;
+        false
+    });
+    if report.failed() {
+        let mut line = format!("the check failed: {}", report.problems.join("; "));
+        if let Some(path) = &args.save {
+            line.push_str(&format!("; --save {} skipped (an existing file is left as it was)", shown(path)));
+        }
+        say_error(&line);
+    }
+    confirm(write_check_files(args, &report), stdout_open && !args.json, "files      ", code)
+}
+
+fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
+    check_outputs(args, env)?;
+    let config = args.config(env);
+    let long = |flops: f64| flops >= 1e8 || args.repeat.is_some_and(|r| r > 5);
+    let mut report = if let Some(radii) = &args.sweep_radius {
+        let spinner = progress::Spinner::new(long(bptt::flops::flops(args.shape()?)), args.json);
+        bptt::sweep_with(&args.problem_spec()?, radii, &config, &spinner)?
+    } else if let Some(path) = &args.load {
+        let given = bptt::io::Overrides { activation: args.activation, loss: args.loss, loss_at: args.loss_at };
+        let problem = bptt::io::load_problem_with(path, &given)?;
+        let spinner = progress::Spinner::new(long(bptt::flops::flops(problem.shape)), args.json);
+        bptt::check_with(problem, &config, &spinner)?
+    } else {
+        let spinner = progress::Spinner::new(long(bptt::flops::flops(args.shape()?)), args.json);
+        bptt::check_random(&args.problem_spec()?, &config, &spinner)?
+    };
+    // The report's sentences name the library's fields: here they are flags.
+    report.sentences_mut().for_each(|s| *s = flags::as_flags(s));
+    Ok(report)
+}
+
+/// Checks every output path before anything is computed: each must be absent or a regular
+/// file in a writable folder (`io::check_output_path`), `--save` must not be the `--load`
+/// file, and no two outputs may be one file; the plot's font is found now too.
+fn check_outputs(args: &Args, env: &Env) -> bptt::Result<()> {
+    let outputs: Vec<(&str, &Path)> =
+        [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref()), ("--graph", args.graph.as_deref())]
+            .into_iter()
+            .filter_map(|(flag, p)| Some((flag, p?)))
+            .collect();
+    for (flag, path) in &outputs {
+        bptt::io::check_output_path(path).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{flag} {m}")),
+            other => other,
+        })?;
+    }
+    // The plot always draws text; the graph does only as a PNG (SVG names its fonts).
+    let png_graph = args.graph.as_deref().filter(|g| g.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
+    if let Some(drawn) = args.plot.as_deref().or(png_graph) {
+        env.check_font(drawn)?;
+    }
+    let same = |a: &Path, b: &Path| a == b || bptt::io::same_file(a, b);
+    if let (Some(load), Some(save)) = (&args.load, &args.save)
+        && same(load, save)
+    {
+        return Err(Error::Invalid(format!(
+            "--save {} would overwrite the problem --load reads: give another file",
+            shown(save)
+        )));
+    }
+    for (i, (flag_a, a)) in outputs.iter().enumerate() {
+        if let Some((flag_b, _)) = outputs[i + 1..].iter().find(|(_, b)| same(a, b)) {
+            return Err(Error::Invalid(format!(
+                "{flag_a} and {flag_b} name the same file {}: give two files",
+                shown(a)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the files the arguments ask for, after the report is out: the plot, the graph,
+/// then the result (`--save`), last and only if the run did not fail. Returns a line per
+/// file written ("plot written to …").
+fn write_check_files(args: &Args, report: &CheckReport) -> bptt::Result<Vec<String>> {
+    // A file written before `--save` failed: the save comes only after everything else
+    // succeeded, so the error says that it was skipped.
+    let save_skipped = |e: Error| match (e, &args.save) {
+        (Error::Io { path, reason }, Some(save)) => Error::Io {
+            path,
+            reason: format!("{reason}; --save {} skipped (an existing file is left as it was)", shown(save)),
+        },
+        (e, _) => e,
+    };
+    let mut written = Vec::new();
+    if let Some(path) = &args.plot {
+        bptt::plot::write_check_plot(path, report).map_err(save_skipped)?;
+        written.push(format!("plot written to {}", shown(path)));
+    }
+    if let Some(path) = &args.graph {
+        bptt::graph::write_graph(path, report).map_err(save_skipped)?;
+        written.push(format!("graph written to {}", shown(path)));
+    }
+    if let (Some(path), Some(result), false) = (&args.save, &report.result, report.failed()) {
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert(
+            "command_line".to_string(),
+            std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
+        );
+        meta.insert("result_from".to_string(), report.result_from.to_string());
+        if let Some(a) = &report.adapter {
+            meta.insert("adapter".to_string(), a.to_string());
+        }
+        bptt::io::save_grads(path, result, &report.shape, args.save_states, &meta)?;
+        written.push(format!("saved grads to {}", shown(path)));
+    }
+    Ok(written)
+}
+
+/// `bptt train`: the summary (or JSON) on stdout, then the files; one line on stderr for an
+/// error.
+fn train(args: &TrainArgs, env: &Env) -> ExitCode {
+    let trained = match run_train(args, env) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let text = match render(args.json, &trained.report, || render::train_text(&trained.report)) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let (stdout_open, code) = match print_out(&text) {
+        Ok(open) => (open, ExitCode::SUCCESS),
+        Err(c) => (false, c),
+    };
+    confirm(write_train_files(args, &trained), stdout_open && !args.json, "files        ", code)
+}
+
+fn run_train(args: &TrainArgs, env: &Env) -> bptt::Result<Trained> {
+    // A missing font or an unwritable output would otherwise only show after the training.
+    for path in args.save_model.iter().chain(&args.plot) {
+        bptt::io::check_output_path(path)?;
+    }
+    if let Some(path) = &args.plot {
+        env.check_font(path)?;
+    }
+    let bar = progress::Bar::new(args.iters as usize, args.json);
+    let mut trained = bptt::train_with(&args.config(env), &bar)?;
+    drop(bar);
+    trained.report.notes.iter_mut().for_each(|s| *s = flags::as_flags(s));
+    Ok(trained)
+}
+
+/// Writes the plot, then the model file (last, as the check's `--save`). Returns a line per
+/// file written.
+fn write_train_files(args: &TrainArgs, trained: &Trained) -> bptt::Result<Vec<String>> {
+    let mut written = Vec::new();
+    if let Some(path) = &args.plot {
+        bptt::plot::write_train_plot(path, &trained.report)?;
+        written.push(format!("plot written to {}", shown(path)));
+    }
+    if let Some(path) = &args.save_model {
+        let r = &trained.report;
+        bptt::io::save_model(path, trained.tensors(), (r.input, r.hidden, r.output), &trained.metadata)?;
+        written.push(format!("model saved to {}", shown(path)));
+    }
+    Ok(written)
+}
