@@ -192,7 +192,7 @@ fn an_activation_argument_contradicting_the_metadata_is_an_error() {
     f.meta("activation", "identity");
     let err = f.load(Some(Activation::Tanh), None).unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().contains("--activation tanh contradicts the file's metadata activation=identity"), "{err}");
+    assert!(err.to_string().contains("`activation` tanh contradicts the file's metadata activation=identity"), "{err}");
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn a_loss_argument_contradicting_the_metadata_is_an_error() {
     f.meta("loss", "mse");
     let err = f.load(None, Some(LossFn::Xent)).unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().contains("--loss xent contradicts the file's metadata loss=mse"), "{err}");
+    assert!(err.to_string().contains("`loss` xent contradicts the file's metadata loss=mse"), "{err}");
 }
 
 #[test]
@@ -209,12 +209,12 @@ fn a_loss_argument_contradicting_the_targets_is_an_error() {
     let err = RawFile::good().load(None, Some(LossFn::Xent)).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(msg.contains("--loss xent") && msg.contains("`y`") && msg.contains("`labels`"), "{msg}");
+    assert!(msg.contains("`loss` xent") && msg.contains("`y`") && msg.contains("`labels`"), "{msg}");
 
     let err = RawFile::good_xent().load(None, Some(LossFn::Mse)).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.exit_code(), 2);
-    assert!(msg.contains("--loss mse") && msg.contains("`labels`"), "{msg}");
+    assert!(msg.contains("`loss` mse") && msg.contains("`labels`"), "{msg}");
 }
 
 #[test]
@@ -698,7 +698,7 @@ fn loss_at_given_and_in_the_metadata_must_agree() {
     let last = Overrides { loss_at: Some(LossAt::Last), ..Default::default() };
     let err = load_problem_with(&path, &last).unwrap_err();
     assert_eq!(err.exit_code(), 2);
-    assert!(err.to_string().contains("--loss-at last contradicts the file's metadata loss_at=all"), "{err}");
+    assert!(err.to_string().contains("`loss_at` last contradicts the file's metadata loss_at=all"), "{err}");
     // Without the metadata, the argument applies.
     let path = RawFile::good().write(dir.path());
     assert_eq!(load_problem_with(&path, &last).unwrap().loss_at, LossAt::Last);

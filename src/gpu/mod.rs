@@ -95,8 +95,9 @@ pub struct RunOptions {
     pub clip: Option<f64>,
 }
 
-/// The configuration with the most dispatches and bindings (biases and clipping on).
-fn most(lanes: Option<u32>) -> Config {
+/// The configuration with the most dispatches and bindings (biases and clipping on): the
+/// buffers and the uniform arena are sized for it, so every configuration of the shape fits.
+fn largest_config(lanes: Option<u32>) -> Config {
     Config {
         activation: Activation::Tanh,
         loss_fn: LossFn::Xent,
@@ -126,11 +127,11 @@ impl GpuBptt {
 
     fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
         let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
-        let most = schedule::build(schedule_kind, shape, &most(lanes));
+        let largest = schedule::build(schedule_kind, shape, &largest_config(lanes));
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
-        let params_bytes = slot * most.len() as u64;
+        let params_bytes = slot * largest.len() as u64;
         // Dynamic offsets are u32.
         if params_bytes > ctx.limits.max_buffer_size || params_bytes > u32::MAX as u64 {
             return Err(Error::Limit(format!(
@@ -156,7 +157,7 @@ impl GpuBptt {
         });
         let pipelines = ctx.pipelines();
         let mut bind_groups = HashMap::new();
-        for binding in most.iter().map(|d| d.binding) {
+        for binding in largest.iter().map(|d| d.binding) {
             if bind_groups.contains_key(&binding) {
                 continue;
             }

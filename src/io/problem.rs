@@ -192,7 +192,7 @@ enum Source {
 impl Source {
     fn describe(self, key: &str, value: &str) -> String {
         match self {
-            Source::Argument => format!("--{} {value}", key.replace('_', "-")),
+            Source::Argument => format!("`{key}` {value}"),
             Source::Metadata => format!("the file's metadata {key}={value}"),
         }
     }
@@ -215,12 +215,9 @@ fn resolve<V: Copy + PartialEq>(
         })?),
     };
     match (arg, from_file) {
-        (Some(a), Some(f)) if a != f => Err(Error::Invalid(format!(
-            "--{} {} contradicts the file's metadata {key}={}",
-            key.replace('_', "-"),
-            name(a),
-            name(f)
-        ))),
+        (Some(a), Some(f)) if a != f => {
+            Err(Error::Invalid(format!("`{key}` {} contradicts the file's metadata {key}={}", name(a), name(f))))
+        }
         (Some(a), _) => Ok(Some((a, Source::Argument))),
         (None, Some(f)) => Ok(Some((f, Source::Metadata))),
         (None, None) => Ok(None),
