@@ -5,7 +5,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum Error {
-    /// A shape or value the contract does not allow (zero sizes, mismatched lengths, NaN, ...).
+    /// A shape or value the model does not allow (zero sizes, mismatched lengths, NaN, ...).
     #[error("invalid input: {0}")]
     Invalid(String),
     /// A problem with one named tensor (from a file or from the API).

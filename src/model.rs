@@ -121,7 +121,7 @@ impl Activation {
 choice!(Activation {
     Identity => "identity": "φ(a) = a: the textbook case, where ∂L/∂h_t is a sum of matrix powers of w_hhᵀ",
     Tanh => "tanh": "φ(a) = tanh(a), φ′(a) = 1 − tanh²(a)",
-    Relu => "relu": "φ(a) = max(a, 0), φ′(a) = [a > 0]: the IRNN's (Le et al. 2015)",
+    Relu => "relu": "φ(a) = max(a, 0), φ′(a) = [a > 0] (0 at a = 0): the IRNN's (Le et al. 2015)",
 });
 
 /// ℓ(o, y): per-step, per-batch-entry loss.
@@ -323,7 +323,7 @@ pub struct BpttResult {
 }
 
 impl BpttResult {
-    /// The result tensors by their contract names, in a fixed order (biases only when present).
+    /// The result tensors by their file names (docs/model.md), in a fixed order (biases only when present).
     pub fn tensors(&self) -> Vec<(&'static str, &[f64])> {
         let mut v: Vec<(&'static str, &[f64])> = vec![
             ("loss", std::slice::from_ref(&self.loss)),

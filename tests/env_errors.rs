@@ -1,4 +1,4 @@
-//! The environment and the arguments around the computation (issue items 14–17): every
+//! The environment and the arguments around the computation: every
 //! adapter filter named when it leaves nothing, invalid environment variables refused in one
 //! line, forward-state overflow told apart from the backward pass, the fast CPU path's absence
 //! said, and negative values reaching their own checks. The GPU cases need an adapter.

@@ -188,7 +188,7 @@ fn regular_truncation_matches_the_direct_cut() {
 #[test]
 fn regular_truncation_at_one_is_the_gradient_without_recurrent_path() {
     // No recurrent path: ∂L/∂h_t = ∂L/∂o_t·w_qh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'(a_t), and
-    // ∂L/∂h_0 = ∂L/∂a_1·w_hh from that ∂L/∂a_1 (the contract's formula).
+    // ∂L/∂h_0 = ∂L/∂a_1·w_hh from that ∂L/∂a_1 (the model's formula).
     for (name, p) in cases(T) {
         let sh = p.shape;
         let (nb, d, nh, q) = (sh.batch, sh.input, sh.hidden, sh.output);

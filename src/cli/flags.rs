@@ -9,6 +9,7 @@ const RENAMED: &[(&str, &str)] = &[
     ("keep_states", "--save-states"),
     ("max_memory", "BPTT_MAX_MEMORY"),
     ("font", "BPTT_PLOT_FONT"),
+    ("backend_list", "WGPU_BACKEND"),
 ];
 
 /// Every field name the library may put in backticks, with the flag it is on the command

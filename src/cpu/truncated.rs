@@ -1,5 +1,5 @@
 //! Truncated backpropagation through time in f64, beside the plain reference (which stays a
-//! line-by-line transcription of the contract). Two kinds of truncation, both defined on the
+//! line-by-line transcription of the model's equations). Two kinds of truncation, both defined on the
 //! backward recursion ∂L/∂h_t = ∂L/∂a_{t+1}·w_hh + ∂L/∂o_t·w_qh (math indices: h_0 is the
 //! initial state, loss terms at steps s = 1..T):
 //!
@@ -7,7 +7,7 @@
 //!   (t = 1..T) is kept iff s − t < K, i.e. the recursion stops K steps back from each loss
 //!   term: in the unrolled sum ∂L/∂h_t = Σ_{i=t..T} (w_hhᵀ)^{T−i} w_qhᵀ ∂L/∂o_{T+t−i}, only the
 //!   terms with T − i < K. K = 1 keeps only the output path (no recurrent path through time).
-//!   ∂L/∂h_0 follows the contract's ∂L/∂h_0 = ∂L/∂a_1·w_hh from the truncated ∂L/∂a_1. So every
+//!   ∂L/∂h_0 follows the model's ∂L/∂h_0 = ∂L/∂a_1·w_hh from the truncated ∂L/∂a_1. So every
 //!   tensor is complete for K ≥ T, and then equal to `reference::bptt` bit for bit.
 //! - `Truncation::Random { p, seed }` (Tallec & Ollivier 2017, "Unbiasing truncated
 //!   backpropagation through time"): ∂L/∂h_t = c_t·(∂L/∂a_{t+1}·w_hh) + ∂L/∂o_t·w_qh with

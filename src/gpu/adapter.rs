@@ -22,7 +22,7 @@ pub enum BackendChoice {
 }
 
 crate::choice!(BackendChoice {
-    Auto => "auto": "every backend this build supports",
+    Auto => "auto": "every backend this build supports (or those of `backend_list` when given)",
     Vulkan => "vulkan": "Vulkan",
     Metal => "metal": "Metal",
     Dx12 => "dx12": "Direct3D 12",

@@ -22,7 +22,7 @@ pub struct LoadedGrads {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Writes `g` as F32 tensors with the contract's result names (`grad_b_h`/`grad_b_q` when the
+/// Writes `g` as F32 tensors with the model's result names (`grad_b_h`/`grad_b_q` when the
 /// problem has biases; `h [T,B,h]` and `o [T,B,q]` with `save_states`), and `metadata` (e.g.
 /// the adapter and the command line) in the header. Atomic: an existing `path` is replaced
 /// whole or, on any error, left as it was.

@@ -1,4 +1,4 @@
-//! Problems and results as safetensors files, with the contract's tensor names.
+//! Problems and results as safetensors files, with the model's tensor names (docs/model.md).
 //!
 //! Inputs: `w_hx [h,d]`, `w_hh [h,h]`, `w_qh [q,h]`, `x [T,B,d]`, optional `h0 [B,h]`, optional
 //! `b_h [h]` + `b_q [q]` (a pair), and `y [T,B,q]` (mse) or `labels [T,B]` (xent). Floats may be
