@@ -8,7 +8,7 @@
 //! - GPU: (256,64,1), (1024,256,1), and (256,64,32) for the schedule comparison; all four
 //!   shapes with BPTT_BENCH_FULL=1 (for real GPUs: on lavapipe B=32 at h=1024 is ~50 GFLOP).
 //!
-//! `cargo bench` takes about 5 minutes on 2 cores with lavapipe (README, "Performance"), nearly
+//! `cargo bench` takes about 5 minutes on 2 cores with lavapipe (docs/performance.md), nearly
 //! 4 of them the reference at (2048,512,1). Each benchmark takes ten samples of one iteration
 //! (flat sampling): these are long, steady computations.
 

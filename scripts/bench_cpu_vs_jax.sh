@@ -2,7 +2,7 @@
 # Times the fast f32 CPU path (`bptt --compute cpu`) and the two strongest JAX-on-CPU forms
 # (autodiff "hoisted" and the hand-written "split VJP", see scripts/jax_cpu_baseline.py)
 # alternately, round after round, at (h, T, B) = (1024, 256, 1) and (1024, 256, 32), d = q = 64,
-# identity, mse, seed 0; then prints the table of README "Performance" (medians of each round's
+# identity, mse, seed 0; then prints the table of docs/performance.md (medians of each round's
 # median, with the range over rounds). JAX's gradients are compared with the fast path's on the
 # same problem once per shape. Nothing here passes or fails.
 #

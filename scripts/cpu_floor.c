@@ -1,4 +1,4 @@
-// The machine limits behind README "Performance" (the fast CPU path's floors): peak f32 FMA
+// The machine limits behind docs/performance.md (the fast CPU path's floors): peak f32 FMA
 // throughput, and the read bandwidth of a GEMV-like sweep (aligned 64-byte loads into 8
 // accumulators) over a buffer of a given size per thread, from L1, L2, L3 or memory. One or two
 // threads, each pinned to its own core with its own buffer; best of many trials, so a busy

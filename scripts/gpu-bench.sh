@@ -7,7 +7,7 @@
 # f64 reference (--compute both, PASS required) where the reference is affordable, then the
 # timed GPU-only run. Every run's JSON goes to $OUT (or ./gpu-bench-out), and a table is
 # printed: total ms, µs per step, the floor (2T empty dispatches in one pass), total/floor,
-# GFLOP/s and effective GB/s (README's FLOP and byte model).
+# GFLOP/s and effective GB/s (docs/design.md, "FLOP and byte model").
 # Environment: SHAPES="1024x256x1 ..." (h x T x B) overrides the shapes; CHECK_SHAPES likewise
 # for the checked ones; REPEAT (default 20) timed runs per schedule.
 set -euo pipefail

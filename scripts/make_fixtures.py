@@ -2,7 +2,7 @@
 """Writes the test fixtures in tests/fixtures/: small BPTT problems with gradients computed by JAX.
 
 This is an implementation independent of the Rust code, written from the math contract
-(README.md, "The model"): the forward pass is a `jax.lax.scan`, the gradients come from
+(docs/model.md): the forward pass is a `jax.lax.scan`, the gradients come from
 `jax.value_and_grad` (reverse-mode autodiff, not hand-written BPTT), in float64.
 
 Each case is two files:

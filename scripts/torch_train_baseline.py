@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager baseline for `bptt train`'s speed claim (README, "Training"): one training
+"""PyTorch eager baseline for `bptt train`'s speed claim (docs/training.md): one training
 iteration on the adding problem (a fresh minibatch, forward, MSE at the last step, backward,
 clipping to global norm 1, an Adam step) with a tanh RNN of the same sizes, on the CPU.
 

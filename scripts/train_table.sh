@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The adding-problem table of README's "Training" section: a plain tanh RNN, the IRNN (relu,
+# The adding-problem table of docs/training.md: a plain tanh RNN, the IRNN (relu,
 # w_hh = I; Le et al. 2015) and the IRNN trained with BPTT truncated to K = T/5 steps (below
 # T/2, the least distance from the last step back to the first marker), at several T.
 # Each run trains on the fast CPU path and prints one markdown row from its --json report.

@@ -1,4 +1,4 @@
-//! The napkin math behind GFLOP/s and GB/s in the report (README's Performance section).
+//! The napkin math behind GFLOP/s and GB/s in the report (docs/design.md, "FLOP and byte model").
 //!
 //! FLOPs (multiply and add count 2), per time step and batch entry:
 //!   forward:  a_t: 2(hd + h²), o_t: 2qh                       → 2(hd + h² + qh)

@@ -6,11 +6,11 @@
 //!
 //! The library in one screen (docs/library.md):
 //!
-//! - [`check`] / [`check_with`] / [`check_random`]: the gradient check of one [`Problem`] as
+//! - [`check()`] / [`check_with`] / [`check_random`]: the gradient check of one [`Problem`] as
 //!   a [`CheckConfig`] says (which paths run, the schedule, the tolerance, truncation,
 //!   segments, clipping) → a [`CheckReport`], the JSON report of `bptt --json`, with the result
 //!   it describes; [`sweep`] runs one problem at several spectral radii.
-//! - [`train`] / [`train_with`]: a [`TrainConfig`] (the task, the model, the optimiser) → a
+//! - [`train()`] / [`train_with`]: a [`TrainConfig`] (the task, the model, the optimiser) → a
 //!   [`Trained`]: the report with the curve and the held-out metrics, and the weights.
 //! - [`compute`]: one forward + backward pass on a [`Device`] → a [`BpttResult`].
 //! - [`random_problem`] draws a seeded problem from a [`ProblemSpec`]; [`io`] reads and writes

@@ -1,5 +1,5 @@
 //! Small dense linear algebra the diagnostics need: the spectral radius and the largest
-//! singular value of w_hh, both by power iteration in f64 (documented in README).
+//! singular value of w_hh, both by power iteration in f64 (documented in docs/report.md).
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -1,4 +1,4 @@
-//! The model of README's "The model" section as types: shapes, parameters, a sequence, and the result of one
+//! The model of docs/model.md as types: shapes, parameters, a sequence, and the result of one
 //! forward + backward pass. Everything is validated when it is built, so the CPU and GPU paths
 //! can trust their inputs. Values are kept in f64 (the reference's precision); the GPU path
 //! converts to f32 when it uploads.

@@ -232,7 +232,7 @@ fn compute_both_says_when_the_fast_cpu_path_did_not_run() {
         assert_eq!(v["notes"].as_array().unwrap().len(), 0, "{extra:?}");
         assert!(v["timings_ms"]["cpu_total"].as_f64().is_some_and(|ms| ms > 0.0), "{extra:?}");
     }
-    // --segments with --clip is refused (documented in --help and README).
+    // --segments with --clip is refused (documented in --help and docs/report.md).
     let (code, _, stderr) = bptt(&["--segments", "2", "--clip", "1", "--compute", "cpu-ref"], &[]);
     assert_eq!(code, 2);
     let line = one_error_line(&stderr);

@@ -21,7 +21,7 @@ fn run(name: &str) -> String {
 fn number_after(text: &str, label: &str) -> f64 {
     let at = text.find(label).unwrap_or_else(|| panic!("no '{label}' in {text}")) + label.len();
     let word: String =
-        text[at..].trim_start().chars().take_while(|c| !c.is_whitespace() && *c != ',' && *c != ';').collect();
+        text[at..].trim_start().chars().take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ';' | ')')).collect();
     word.parse().unwrap_or_else(|_| panic!("'{word}' after '{label}' is no number"))
 }
 

@@ -102,7 +102,7 @@ fn read_edges(svg: &str) -> BTreeMap<(String, String), Edge> {
     out
 }
 
-/// The forward equations' dependencies, written out from README's model section for the steps
+/// The forward equations' dependencies, written out from docs/model.md for the steps
 /// `steps` (consecutive ones joined h_{t−1} → h_t; `prev` of the first is h_0).
 fn forward_dependencies(steps: &[usize], bias: bool, scored: impl Fn(usize) -> bool) -> BTreeSet<(String, String)> {
     let mut e = BTreeSet::new();

@@ -1,4 +1,4 @@
-//! The f64 reference BPTT: a plain transcription of the equations of README's "The model", written to be
+//! The f64 reference BPTT: a plain transcription of the equations of docs/model.md, written to be
 //! checked by eye, not to be fast. Every other path (GPU, fast CPU) is tested against it.
 //!
 //! Layout: row-major, x `[T,B,d]`, h `[T,B,h]`, o `[T,B,q]`, w_hx `[h,d]`, w_hh `[h,h]`, w_qh `[q,h]`.

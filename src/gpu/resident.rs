@@ -1,4 +1,4 @@
-//! `GpuBptt` as a building block for training (README, "Training"): the parameters stay in the
+//! `GpuBptt` as a building block for training (docs/training.md): the parameters stay in the
 //! object's buffers between passes, new minibatches are written over the inputs, and the
 //! forward + backward passes are recorded into the caller's command encoder, so one
 //! submission can hold a whole iteration (the pass and the optimiser's update) and nothing is

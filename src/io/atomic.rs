@@ -1,5 +1,5 @@
 //! Writing a file so that a reader, a crash or an interrupt sees either the old file or the
-//! whole new one (README, Files): the bytes go to a temporary file in the destination's
+//! whole new one (docs/report.md, "Files"): the bytes go to a temporary file in the destination's
 //! folder, are fsynced, and the temporary file is renamed over the destination. A rename is
 //! atomic only within one file system, hence the same folder.
 //!

@@ -9,7 +9,7 @@ use super::tensor::{self, Dims, floats, ints, optional, required};
 use crate::error::{Error, Result, quote};
 use crate::model::{Activation, LossAt, LossFn, Params, Problem, Shape, Targets};
 
-/// The tensor names a problem file may hold (README, Files).
+/// The tensor names a problem file may hold (docs/report.md, "Files").
 const INPUTS: [&str; 9] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q", "x", "h0", "y", "labels"];
 
 /// Settings given on the command line, which apply instead of the file's `__metadata__` and

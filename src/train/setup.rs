@@ -34,7 +34,7 @@ pub struct Setup {
     pub eval_every: usize,
     pub held_out: Vec<Batch>,
     pub seed: u64,
-    /// The memoryless baseline of the task's metric (README, "Training").
+    /// The memoryless baseline of the task's metric (docs/training.md).
     pub baseline: f64,
     /// Said in the report: settings that have no effect, and where the weights came from.
     pub notes: Vec<String>,

@@ -1,5 +1,5 @@
 //! The training tasks, generated from a seed (nothing is downloaded). Each minibatch is the
-//! model's inputs x `[T,B,d]` and its targets, scored as the task says (README, "Training").
+//! model's inputs x `[T,B,d]` and its targets, scored as the task says (docs/training.md).
 //!
 //! - adding (Hochreiter & Schmidhuber 1997; Le et al. 2015): x_t = (value ~ U(0,1), marker);
 //!   exactly two markers, one uniformly in the first ⌊T/2⌋ steps and one in the rest; the

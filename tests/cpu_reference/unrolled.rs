@@ -1,5 +1,5 @@
 //! For φ = identity, ∂L/∂h_t from the reference's backward recursion must equal the unrolled
-//! closed form of README's "The model" (1-based t = 1..T):
+//! closed form of docs/model.md (1-based t = 1..T):
 //!
 //!   ∂L/∂h_t = Σ_{i=t..T} (w_hhᵀ)^{T−i} w_qhᵀ ∂L/∂o_{T+t−i}
 //!           = Σ_{k=0..T−t} (w_hhᵀ)^k w_qhᵀ ∂L/∂o_{t+k}       (k = T − i).

@@ -2,7 +2,7 @@
 //!
 //! Thread k owns one block of output columns (of h_t forward, of ∂L/∂a_t backward) for the whole
 //! pass, so it reads the same part of w_hh every step, and that part stays in its core's caches
-//! (half of w_hh per core with two threads; see README "Performance"). Between steps the team
+//! (half of w_hh per core with two threads; see docs/performance.md). Between steps the team
 //! waits on a shared counter (`team`), a fraction of a microsecond, instead of handing each
 //! step's work to a thread pool and back (a few µs per step, twice per step pair).
 //!
