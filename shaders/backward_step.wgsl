@@ -14,7 +14,7 @@ struct Params {
     batch: u32,
     hidden: u32,
     output: u32,
-    activation: u32, // 0 identity, 1 tanh, 2 relu
+    activation: u32, // ACT_IDENTITY, ACT_TANH or ACT_RELU (the prelude)
     carry: f32,      // c_t
     _pad1: u32,
     _pad2: u32,
@@ -30,7 +30,7 @@ struct Params {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
+    let idx = flat_index(gid, nwg);
     if idx >= p.batch * p.hidden {
         return;
     }
@@ -48,14 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var k = 0u; k < p.output; k++) {
             acc += grad_o[o_row + k] * w_qh[k * p.hidden + i];
         }
-        var dphi = 1.0;
-        let h_ti = h[row + i];
-        if p.activation == 1u {
-            dphi = 1.0 - h_ti * h_ti;
-        } else if p.activation == 2u {
-            dphi = select(0.0, 1.0, h_ti > 0.0);
-        }
-        grad_a[row + i] = acc * dphi;
+        grad_a[row + i] = acc * dphi_from_h(p.activation, h[row + i]);
     }
     grad_h[row + i] = acc;
 }

@@ -9,7 +9,7 @@ struct Params {
     batch: u32,
     input: u32,
     hidden: u32,
-    activation: u32, // 0 identity, 1 tanh, 2 relu
+    activation: u32, // ACT_IDENTITY, ACT_TANH or ACT_RELU (the prelude)
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -24,7 +24,7 @@ struct Params {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
+    let idx = flat_index(gid, nwg);
     if idx >= p.batch * p.hidden {
         return;
     }
@@ -39,11 +39,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var j = 0u; j < p.hidden; j++) {
         acc += h[h_prev_row + j] * w_hh[i * p.hidden + j];
     }
-    if p.activation == 1u {
-        acc = tanh(acc);
-    } else if p.activation == 2u {
-        // select, not max: NaN stays NaN, so an overflow still reaches the checks.
-        acc = select(acc, 0.0, acc < 0.0);
-    }
+    acc = phi(p.activation, acc);
     h[(p.t * p.batch + b) * p.hidden + i] = acc;
 }

@@ -26,30 +26,12 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> loss_rows: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> scratch: array<f32, WG>;
-
-// Tree reduction of scratch[0..WG] into scratch[0]; op 0 = sum, 1 = max.
-fn reduce(lid: u32, op: u32) -> f32 {
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        workgroupBarrier();
-        if lid < stride {
-            if op == 0u {
-                scratch[lid] += scratch[lid + stride];
-            } else {
-                scratch[lid] = max(scratch[lid], scratch[lid + stride]);
-            }
-        }
-    }
-    workgroupBarrier();
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
+// scratch and reduce are the prelude's.
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let row = wid.x + wid.y * nwg.x;
+    let row = flat_workgroup(wid, nwg);
     if row >= p.rows {
         return;
     }
@@ -66,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             part += 0.5 * diff * diff;
         }
         scratch[lid] = part;
-        let total = reduce(lid, 0u);
+        let total = reduce(lid, 0u, WG);
         if lid == 0u {
             loss_rows[row] = w * total;
         }
@@ -77,13 +59,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             m = max(m, o[base + k]);
         }
         scratch[lid] = m;
-        let row_max = reduce(lid, 1u);
+        let row_max = reduce(lid, 1u, WG);
         var part = 0.0;
         for (var k = lid; k < p.output; k += WG) {
             part += exp(o[base + k] - row_max);
         }
         scratch[lid] = part;
-        let log_z = row_max + log(reduce(lid, 0u));
+        let log_z = row_max + log(reduce(lid, 0u, WG));
         let label = labels[row];
         for (var k = lid; k < p.output; k += WG) {
             var g = exp(o[base + k] - log_z);

@@ -44,7 +44,7 @@ var<workgroup> b_tile: array<f32, 1024>; // [DEPTH][TILE]: b_tile[kk * TILE + nn
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let tiles_n = (p.n + TILE - 1u) / TILE;
-    let tile = wid.x + wid.y * nwg.x;
+    let tile = flat_workgroup(wid, nwg);
     if tile >= tiles_n * ((p.m + TILE - 1u) / TILE) {
         return; // workgroup-uniform: the barriers below stay in uniform control flow
     }

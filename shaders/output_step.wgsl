@@ -23,7 +23,7 @@ struct Params {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
+    let idx = flat_index(gid, nwg);
     if idx >= p.batch * p.output {
         return;
     }

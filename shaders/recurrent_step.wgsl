@@ -23,7 +23,7 @@ struct Params {
     mode: u32,
     batch: u32,
     hidden: u32,
-    activation: u32, // 0 identity, 1 tanh, 2 relu
+    activation: u32, // ACT_IDENTITY, ACT_TANH or ACT_RELU (the prelude)
     v_slot: u32,     // slot of `state` holding v (h_{t-1} or ∂L/∂a_{t+1})
     out_slot: u32,   // slot of `state` written (h_t or ∂L/∂a_t)
     add_slot: u32,   // slot of `add` (xproj_t or gq_t)
@@ -49,7 +49,7 @@ var<workgroup> partial: array<f32, 1024>; // [CHUNKS][ROWS][BB]
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     // item = b_block·h + i, with b_block covering batch entries 4·b_block .. 4·b_block + 3
-    let item = (wid.x + wid.y * nwg.x) * ROWS + lid.x;
+    let item = flat_workgroup(wid, nwg) * ROWS + lid.x;
     let blocks = (p.batch + BB - 1u) / BB;
     let live = item < blocks * p.hidden;
     let i = item % p.hidden;
@@ -110,24 +110,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             acc += add[p.add_slot * rows + at];
         }
         if p.mode == 0u {
-            if p.activation == 1u {
-                acc = tanh(acc);
-            } else if p.activation == 2u {
-                // select, not max: NaN stays NaN, so an overflow still reaches the checks.
-                acc = select(acc, 0.0, acc < 0.0);
-            }
-            state[p.out_slot * rows + at] = acc;
+            state[p.out_slot * rows + at] = phi(p.activation, acc);
         } else {
             grad_h[p.t * rows + at] = acc;
             if p.mode == 1u {
-                var dphi = 1.0;
-                let h_t = h[p.t * rows + at];
-                if p.activation == 1u {
-                    dphi = 1.0 - h_t * h_t;
-                } else if p.activation == 2u {
-                    dphi = select(0.0, 1.0, h_t > 0.0);
-                }
-                state[p.out_slot * rows + at] = acc * dphi;
+                state[p.out_slot * rows + at] = acc * dphi_from_h(p.activation, h[p.t * rows + at]);
             }
         }
     }

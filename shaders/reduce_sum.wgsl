@@ -20,7 +20,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> scratch: array<f32, WG>;
+// scratch and reduce are the prelude's.
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -29,14 +29,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         part += values[i];
     }
     scratch[lid] = part;
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        workgroupBarrier();
-        if lid < stride {
-            scratch[lid] += scratch[lid + stride];
-        }
-    }
+    let sum = reduce(lid, 0u, WG);
     if lid == 0u {
-        var total = scratch[0];
+        var total = sum;
         if p.sqrt_result == 1u {
             total = sqrt(total);
         }

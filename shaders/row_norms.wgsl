@@ -23,30 +23,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> scratch: array<f32, WG>;
-
-// Tree reduction of scratch[0..WG]; op 0 = sum, 1 = max. Every invocation gets the result.
-fn reduce(lid: u32, op: u32) -> f32 {
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        workgroupBarrier();
-        if lid < stride {
-            if op == 0u {
-                scratch[lid] += scratch[lid + stride];
-            } else {
-                scratch[lid] = max(scratch[lid], scratch[lid + stride]);
-            }
-        }
-    }
-    workgroupBarrier();
-    let r = scratch[0];
-    workgroupBarrier();
-    return r;
-}
+// scratch and reduce are the prelude's.
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * nwg.x;
+    let r = flat_workgroup(wid, nwg);
     if r >= p.rows {
         return;
     }
@@ -56,7 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         part = max(part, abs(m[base + i]));
     }
     scratch[lid] = part;
-    let big = reduce(lid, 1u);
+    let big = reduce(lid, 1u, WG);
     part = 0.0;
     if big > 0.0 {
         for (var i = lid; i < p.n; i += WG) {
@@ -65,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     scratch[lid] = part;
-    let sum = reduce(lid, 0u);
+    let sum = reduce(lid, 0u, WG);
     // max() may drop NaN and compilers may assume floats are finite, so find NaN and Inf by
     // their bits (exponent all ones) and make the norm NaN then.
     part = 0.0;
@@ -75,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     scratch[lid] = part;
-    let bad = reduce(lid, 0u);
+    let bad = reduce(lid, 0u, WG);
     if lid == 0u {
         var norm = big * sqrt(sum);
         if bad > 0.0 {

@@ -2,7 +2,7 @@
 //   lane m (1..K) holds ∂L/∂a_t restricted to loss terms s with s − t < m:
 //     lane_m(t) = φ'(a_t) ⊙ (gq_t + [m ≥ 2]·lane_{m−1}(t+1)·w_hh)        (gq_t = ∂L/∂o_t·w_qh)
 //   lane K is the truncated ∂L/∂a_t; its pre-φ' value is the truncated ∂L/∂h_t (written to
-//   grad_h), and with t = 0 (mode 2), ∂L/∂h0 = lane_K(1)·w_hh, the contract's formula applied
+//   grad_h), and with t = 0 (mode 2), ∂L/∂h0 = lane_K(1)·w_hh, the model's formula applied
 //   to the truncated ∂L/∂a_1.
 // The K lanes of every batch entry are extra rows: state holds [slots, B, K, h]. One invocation
 // per (b, lane, i); for each j neighbouring invocations read neighbouring addresses of row j
@@ -15,7 +15,7 @@ struct Params {
     mode: u32,       // 1 a step t ≥ 1, 2 ∂L/∂h0
     batch: u32,
     hidden: u32,
-    activation: u32, // 0 identity, 1 tanh, 2 relu
+    activation: u32, // ACT_IDENTITY, ACT_TANH or ACT_RELU (the prelude)
     lanes: u32,      // K
     t: u32,          // the math's step
     _pad0: u32,
@@ -31,7 +31,7 @@ struct Params {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 64u;
+    let idx = flat_index(gid, nwg);
     let k = p.lanes;
     let n = p.hidden;
     // Mode 2 computes one row per batch entry; mode 1 one row per (b, lane).
@@ -64,14 +64,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let grad_h_ti = gq[((p.t - 1u) * p.batch + b) * n + i] + carried;
-    var dphi = 1.0;
-    let h_ti = h[at];
-    if p.activation == 1u {
-        dphi = 1.0 - h_ti * h_ti;
-    } else if p.activation == 2u {
-        dphi = select(0.0, 1.0, h_ti > 0.0);
-    }
-    state[((p.t * p.batch + b) * k + (m - 1u)) * n + i] = grad_h_ti * dphi;
+    state[((p.t * p.batch + b) * k + (m - 1u)) * n + i] = grad_h_ti * dphi_from_h(p.activation, h[at]);
     if m == k {
         grad_h[at] = grad_h_ti;
     }

@@ -116,6 +116,16 @@ impl Activation {
     pub fn name(self) -> &'static str {
         Choice::name(self)
     }
+
+    /// The code the WGSL kernels know φ by (`ACT_IDENTITY`, `ACT_TANH`, `ACT_RELU` in
+    /// `shaders/prelude.wgsl`); the only place the enum meets the numbers.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Tanh => 1,
+            Activation::Relu => 2,
+        }
+    }
 }
 
 choice!(Activation {

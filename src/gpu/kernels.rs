@@ -32,6 +32,15 @@ pub enum Kernel {
     ClipScale,
 }
 
+/// The helpers every kernel shares (φ/φ′ and the activation codes, the index helpers, the
+/// workgroup reduction): `shaders/prelude.wgsl`, joined before each kernel's source.
+pub const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// A kernel's WGSL with the prelude before it (WGSL has no #include).
+pub fn with_prelude(body: &str) -> String {
+    format!("{PRELUDE}\n{body}")
+}
+
 impl Kernel {
     pub const ALL: [Kernel; 14] = [
         Kernel::ForwardStep,
@@ -69,7 +78,8 @@ impl Kernel {
         }
     }
 
-    pub fn source(self) -> &'static str {
+    /// The kernel's own file, without the prelude.
+    pub fn body(self) -> &'static str {
         match self {
             Kernel::ForwardStep => include_str!("../../shaders/forward_step.wgsl"),
             Kernel::OutputStep => include_str!("../../shaders/output_step.wgsl"),
@@ -86,6 +96,11 @@ impl Kernel {
             Kernel::TruncatedStep => include_str!("../../shaders/truncated_step.wgsl"),
             Kernel::ClipScale => include_str!("../../shaders/clip_scale.wgsl"),
         }
+    }
+
+    /// The source the device compiles: the prelude joined with the kernel's file.
+    pub fn source(self) -> String {
+        with_prelude(self.body())
     }
 
     /// Storage bindings 1.. in order; `true` where the shader only reads.

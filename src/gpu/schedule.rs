@@ -260,11 +260,7 @@ struct Dims {
 }
 
 fn dims(s: Shape, c: &Config) -> Dims {
-    let act = match c.activation {
-        Activation::Identity => 0,
-        Activation::Tanh => 1,
-        Activation::Relu => 2,
-    };
+    let act = c.activation.code();
     Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
 }
 

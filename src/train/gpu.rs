@@ -76,7 +76,7 @@ impl GpuEngine {
         }];
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+            source: wgpu::ShaderSource::Wgsl(crate::gpu::kernels::with_prelude(source).into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel),
