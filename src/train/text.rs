@@ -69,7 +69,7 @@ impl Corpus {
         let held = (ids.len() / 10).max(steps + 1);
         if ids.len() < held + 2 * (steps + 1) {
             return Err(Error::Invalid(format!(
-                "{} characters is too short for --steps {steps}: it needs at least {} (a held-out tenth and two \
+                "{} characters is too short for `steps` {steps}: it needs at least {} (a held-out tenth and two \
                  training sequences of T + 1)",
                 ids.len(),
                 held + 2 * (steps + 1)
@@ -114,8 +114,8 @@ impl Corpus {
         let chunks = stream.saturating_sub(1) / steps;
         if chunks == 0 {
             return Err(Error::Invalid(format!(
-                "sequential partitioning needs {} training characters per batch entry for --steps {steps}; \
-                 the text has {} for each of {batch} (use a longer text, a smaller --batch or --partition random)",
+                "sequential partitioning needs {} training characters per batch entry for `steps` {steps}; \
+                 the text has {} for each of {batch} (use a longer text, a smaller `batch` or `partition` random)",
                 steps + 1,
                 stream
             )));
