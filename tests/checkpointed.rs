@@ -1,0 +1,68 @@
+//! Checkpointed runs against full-storage runs (docs/design.md "Checkpointing"): the f64
+//! reference bit for bit, under every variant (plain, truncated K, randomised, the loss at the
+//! last step only, biases, each φ, batches), for a range of slot counts; its forward count is
+//! the plan's.
+
+use bptt::checkpoint::Plan;
+use bptt::cpu::{checkpointed, reference, truncated};
+use bptt::model::{Activation, BpttResult, LossAt, LossFn, Shape};
+use bptt::{ProblemSpec, Truncation, random_problem};
+
+fn problem(t: usize, b: usize, act: Activation, loss: LossFn, at: LossAt, bias: bool, seed: u64) -> bptt::Problem {
+    let mut spec = ProblemSpec::new(Shape::new(t, b, 3, 5, 4).unwrap());
+    (spec.activation, spec.loss, spec.loss_at, spec.bias, spec.seed) = (act, loss, at, bias, seed);
+    spec.spectral_radius = Some(0.95);
+    spec.random_h0 = true;
+    random_problem(&spec).unwrap()
+}
+
+/// Every tensor equal, bit for bit (the states aside: a checkpointed run keeps none).
+fn assert_identical(what: &str, got: &BpttResult, want: &BpttResult) {
+    for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
+        let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{what}: {name} differs from the full-storage run");
+    }
+    assert_eq!(got.tensors().len(), want.tensors().len(), "{what}");
+}
+
+#[test]
+fn the_checkpointed_reference_is_the_full_storage_reference_bit_for_bit() {
+    let mut cases = 0;
+    for (n, &act) in [Activation::Identity, Activation::Tanh, Activation::Relu].iter().enumerate() {
+        for (loss, at, bias, b) in [
+            (LossFn::Mse, LossAt::All, false, 1),
+            (LossFn::Xent, LossAt::All, true, 3),
+            (LossFn::Mse, LossAt::Last, true, 2),
+            (LossFn::Xent, LossAt::Last, false, 1),
+        ] {
+            let t = 23 + n;
+            let p = problem(t, b, act, loss, at, bias, n as u64 * 7 + b as u64);
+            for trunc in [None, Some(Truncation::Regular(4)), Some(Truncation::Random { p: 0.3, seed: 5 })] {
+                let want = match trunc {
+                    None => reference::bptt(&p),
+                    Some(k) => truncated::bptt_truncated(&p, k).unwrap(),
+                };
+                for c in [1, 2, 3, 5, 8, t] {
+                    let plan = Plan::new(t, 1, c).unwrap();
+                    let (got, stats) = checkpointed::bptt(&p, trunc, &plan).unwrap();
+                    let what = format!("{act:?} {loss:?} {at:?} bias {bias} B={b} {trunc:?} c={c}");
+                    assert_identical(&what, &got, &want);
+                    assert_eq!(stats.forward_steps, plan.forward_steps(), "{what}");
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 3 * 4 * 3 * 6);
+}
+
+#[test]
+fn the_checkpointed_reference_holds_less_than_full_storage_and_refuses_other_plans() {
+    let p = problem(200, 2, Activation::Tanh, LossFn::Mse, LossAt::All, true, 1);
+    let plan = Plan::new(200, 1, 10).unwrap();
+    let (_, stats) = checkpointed::bptt(&p, None, &plan).unwrap();
+    assert!(stats.peak_bytes * 10 < checkpointed::full_bytes(&p, None), "{stats:?}");
+    assert!(stats.forward_steps > 200 && stats.forward_steps < 200 * 3, "{stats:?}");
+    assert!(checkpointed::bptt(&p, None, &Plan::new(200, 4, 10).unwrap()).is_err());
+    assert!(checkpointed::bptt(&p, None, &Plan::new(100, 1, 10).unwrap()).is_err());
+}
