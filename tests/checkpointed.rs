@@ -66,3 +66,39 @@ fn the_checkpointed_reference_holds_less_than_full_storage_and_refuses_other_pla
     assert!(checkpointed::bptt(&p, None, &Plan::new(200, 4, 10).unwrap()).is_err());
     assert!(checkpointed::bptt(&p, None, &Plan::new(100, 1, 10).unwrap()).is_err());
 }
+
+/// Every tensor within `tol` (relative) of `want`.
+fn assert_within(what: &str, got: &BpttResult, want: &BpttResult, tol: f64) {
+    for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
+        let e = bptt::model::rel_err(a, b);
+        assert!(e <= tol, "{what}: {name} relative error {e:.2e} > {tol:e}");
+    }
+}
+
+#[test]
+fn the_checkpointed_fast_path_matches_its_full_storage_run_and_repeats_itself() {
+    use bptt::cpu::fast;
+    for (n, &act) in [Activation::Identity, Activation::Tanh, Activation::Relu].iter().enumerate() {
+        for (loss, at, bias, b) in [
+            (LossFn::Mse, LossAt::All, false, 1),
+            (LossFn::Xent, LossAt::All, true, 5),
+            (LossFn::Mse, LossAt::Last, true, 2),
+            (LossFn::Xent, LossAt::Last, false, 8),
+        ] {
+            let t = 37 + n;
+            let p = problem(t, b, act, loss, at, bias, 100 + n as u64 * 7 + b as u64);
+            let full = fast::bptt(&p);
+            let oracle = reference::bptt(&p);
+            for (l, c) in [(1, 1), (1, 4), (3, 2), (5, 3), (7, 1), (8, 5), (t, 1), (t + 3, 2)] {
+                let plan = Plan::new(t, l, c).unwrap();
+                let (got, stats) = fast::bptt_checkpointed(&p, &plan).unwrap();
+                let what = format!("{act:?} {loss:?} {at:?} bias {bias} B={b} L={l} c={c}");
+                assert_within(&what, &got, &full, 1e-6);
+                assert_within(&what, &got, &oracle, 1e-4);
+                assert_eq!(stats.forward_steps, plan.forward_steps(), "{what}");
+                let (again, _) = fast::bptt_checkpointed(&p, &plan).unwrap();
+                assert_identical(&format!("{what}, run twice"), &again, &got);
+            }
+        }
+    }
+}
