@@ -102,3 +102,83 @@ fn the_checkpointed_fast_path_matches_its_full_storage_run_and_repeats_itself() 
         }
     }
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+#[test]
+fn checkpointed_gpu_runs_match_whole_runs_stepwise_bit_for_bit_and_fused_closely() {
+    use bptt::Schedule;
+    use bptt::gpu::{GpuBptt, RunOptions};
+    let ctx = common::gpu();
+    for (n, &act) in [Activation::Identity, Activation::Tanh, Activation::Relu].iter().enumerate() {
+        for (loss, at, bias, b) in [(LossFn::Xent, LossAt::All, true, 3), (LossFn::Mse, LossAt::Last, false, 1)] {
+            let t = 19 + n;
+            let p = problem(t, b, act, loss, at, bias, 300 + n as u64 * 7 + b as u64);
+            let oracle = reference::bptt(&p);
+            for schedule in [Schedule::Stepwise, Schedule::Fused] {
+                let whole = GpuBptt::new(&ctx, p.shape, schedule).unwrap().run(&ctx, &p, false).unwrap().0;
+                for (l, c) in [(1, 1), (1, 4), (3, 2), (4, 3), (7, 1), (t, 1)] {
+                    let plan = Plan::new(t, l, c).unwrap();
+                    let mut o = GpuBptt::new_checkpointed(&ctx, p.shape, plan, schedule, None).unwrap();
+                    let opts = RunOptions::default();
+                    let (got, _, steps) = o.run_plan(&ctx, &p, &opts).unwrap();
+                    let what = format!("{schedule:?} {act:?} {loss:?} {at:?} bias {bias} B={b} L={l} c={c}");
+                    assert_eq!(steps, plan.forward_steps(), "{what}");
+                    if schedule == Schedule::Stepwise {
+                        assert_identical(&what, &got, &whole);
+                    } else {
+                        assert_within(&what, &got, &whole, 1e-6);
+                    }
+                    assert_within(&what, &got, &oracle, 1e-4);
+                    let (again, _, _) = o.run_plan(&ctx, &p, &opts).unwrap();
+                    assert_identical(&format!("{what}, run twice"), &again, &got);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn checkpointed_gpu_runs_truncate_and_clip_as_whole_runs_do() {
+    use bptt::Schedule;
+    use bptt::gpu::{GpuBptt, RunOptions};
+    use bptt::variant::truncation::random_carry_scales;
+    let ctx = common::gpu();
+    let t = 21;
+    let p = problem(t, 2, Activation::Tanh, LossFn::Mse, LossAt::All, true, 77);
+    // Regular truncation: K lanes, fused only.
+    let k = 4;
+    let whole = GpuBptt::new_truncated(&ctx, p.shape, k).unwrap().run(&ctx, &p, false).unwrap().0;
+    let oracle = truncated::bptt_truncated(&p, Truncation::Regular(k)).unwrap();
+    for (l, c) in [(1, 3), (5, 2), (4, 4)] {
+        let plan = Plan::new(t, l, c).unwrap();
+        let mut o = GpuBptt::new_checkpointed(&ctx, p.shape, plan, Schedule::Fused, Some(k as u32)).unwrap();
+        let (got, _, _) = o.run_plan(&ctx, &p, &RunOptions::default()).unwrap();
+        assert_within(&format!("K={k} L={l} c={c}"), &got, &whole, 1e-6);
+        assert_within(&format!("K={k} L={l} c={c}"), &got, &oracle, 1e-4);
+    }
+    assert!(GpuBptt::new_checkpointed(&ctx, p.shape, Plan::new(t, 2, 2).unwrap(), Schedule::Stepwise, Some(3)).is_err());
+    // Randomised truncation (carry multipliers) and clipping, both schedules.
+    let scales = random_carry_scales(t, 0.3, 9).unwrap();
+    let opts = RunOptions { keep_states: false, carry: Some(scales.clone()), clip: Some(0.05) };
+    let mut oracle = truncated::bptt_carry_scaled(&p, &scales).unwrap();
+    bptt::clip::clip_grads(&mut oracle, 0.05).unwrap();
+    for schedule in [Schedule::Stepwise, Schedule::Fused] {
+        let mut whole_o = GpuBptt::new(&ctx, p.shape, schedule).unwrap();
+        let whole = whole_o.run_with(&ctx, &p, &opts).unwrap().0;
+        for (l, c) in [(1, 2), (6, 2)] {
+            let plan = Plan::new(t, l, c).unwrap();
+            let mut o = GpuBptt::new_checkpointed(&ctx, p.shape, plan, schedule, None).unwrap();
+            let (got, _, _) = o.run_plan(&ctx, &p, &opts).unwrap();
+            let what = format!("{schedule:?} random + clip L={l} c={c}");
+            if schedule == Schedule::Stepwise {
+                assert_identical(&what, &got, &whole);
+            } else {
+                assert_within(&what, &got, &whole, 1e-6);
+            }
+            assert_within(&what, &got, &oracle, 1e-4);
+            assert!(o.clip_norm().is_some(), "{what}");
+        }
+    }
+}

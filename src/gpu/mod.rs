@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod buffers;
+mod checkpointed;
 pub mod floor;
 pub mod kernels;
 pub mod matmul;
@@ -80,6 +81,9 @@ pub struct GpuBptt {
     schedule: Vec<Dispatch>,
     /// K lanes for truncated BPTT (fused only), fixed when the object is built.
     lanes: Option<u32>,
+    /// For a checkpointed run: the plan (the object's shape is one window of it) and the whole
+    /// sequence's shape (`run_plan`).
+    plan: Option<(crate::checkpoint::Plan, Shape)>,
     /// ‖g‖ over the parameter gradients before the last run's clipping, if it clipped.
     clip_norm: Option<f64>,
 }
@@ -126,7 +130,16 @@ impl GpuBptt {
     }
 
     fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
-        let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
+        Self::build_with(ctx, BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1)), shape, schedule_kind, lanes)
+    }
+
+    fn build_with(
+        ctx: &GpuContext,
+        sizes: BufferSizes,
+        shape: Shape,
+        schedule_kind: Schedule,
+        lanes: Option<u32>,
+    ) -> Result<Self> {
         let largest = schedule::build(schedule_kind, shape, &largest_config(lanes));
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
@@ -218,6 +231,7 @@ impl GpuBptt {
             config: None,
             schedule: Vec::new(),
             lanes,
+            plan: None,
             clip_norm: None,
         })
     }
@@ -270,22 +284,26 @@ impl GpuBptt {
     }
 
     fn upload(&self, ctx: &GpuContext, p: &Problem) {
-        let q = &ctx.queue;
-        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let write = |name: &str, v: &[f64]| q.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
+        self.upload_weights(ctx, p);
+        let write = |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
+        write("x", &p.x);
+        // h's slot 0 is h0.
+        write("h", &p.h0);
+        match &p.targets {
+            Targets::Mse(y) => write("y", y),
+            Targets::Xent(labels) => ctx.queue.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels)),
+        }
+    }
+
+    /// The parameters, in f32 (zeros for biases that are off).
+    fn upload_weights(&self, ctx: &GpuContext, p: &Problem) {
+        let write = |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
         let s = self.shape;
         write("w_hx", &p.params.w_hx);
         write("w_hh", &p.params.w_hh);
         write("w_qh", &p.params.w_qh);
         write("b_h", p.params.b_h.as_deref().unwrap_or(&vec![0.0; s.hidden]));
         write("b_q", p.params.b_q.as_deref().unwrap_or(&vec![0.0; s.output]));
-        write("x", &p.x);
-        // h's slot 0 is h0.
-        write("h", &p.h0);
-        match &p.targets {
-            Targets::Mse(y) => write("y", y),
-            Targets::Xent(labels) => q.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels)),
-        }
     }
 
     /// Records every dispatch of `phase`, in compute passes of at most
@@ -396,14 +414,19 @@ impl GpuBptt {
     /// The schedule's configuration for `p` and `opts`, after checking that they fit this
     /// object.
     fn config_for(&self, p: &Problem, opts: &RunOptions) -> Result<Config> {
+        self.config_against(p, opts, self.shape)
+    }
+
+    /// The configuration for `p`, which must have the shape `expect`.
+    fn config_against(&self, p: &Problem, opts: &RunOptions, expect: Shape) -> Result<Config> {
         if let Some(c) = opts.carry.as_ref().filter(|c| c.len() != p.shape.steps) {
             return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
         }
         if let Some(theta) = opts.clip.filter(|t| !(t.is_finite() && *t > 0.0)) {
             return Err(Error::Invalid(format!("the clipping threshold must be a finite number > 0, got {theta}")));
         }
-        if p.shape != self.shape {
-            return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));
+        if p.shape != expect {
+            return Err(Error::Invalid(format!("this GPU object was built for {expect}, not {}", p.shape)));
         }
         Ok(Config {
             activation: p.activation,
@@ -561,6 +584,11 @@ impl GpuBptt {
         }
         (phase_ms[0], phase_ms[1], stages)
     }
+}
+
+/// f32 copies of f64 values, for upload.
+pub(crate) fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
 }
 
 /// Where one run's pass timings are: per pass (forward, then backward) the stages it stamped

@@ -1,0 +1,270 @@
+//! A checkpointed run on the GPU (docs/design.md "Checkpointing"): the object's buffers hold
+//! one window (a unit of the plan), the slots, the current and the held state, and the carried
+//! ∂L/∂a; the plan's actions become copies between them and, per window, a submission of the
+//! schedule's dispatches for that window (`schedule::parts`) with its inputs uploaded just
+//! before. The per-row losses and the per-step norms cover the whole sequence, so L is summed
+//! over all rows at the end as in a whole run. The stepwise schedule's gradients are then the
+//! whole run's bit for bit (the same kernels, in the same order); the fused schedule sums its
+//! weight-gradient products window by window.
+
+use std::time::Instant;
+
+use super::buffers::BufferSizes;
+use super::schedule::{Config, Dispatch, Window, Work, parts};
+use super::{GpuBptt, GpuContext, MAX_DISPATCHES_PER_PASS, RunOptions, RunTimes, Schedule, f32s};
+use crate::checkpoint::{Action, Plan};
+use crate::error::{Error, Result};
+use crate::model::{BpttResult, Problem, Shape, Targets};
+
+/// Submissions queued before the host waits for them: bounds the staging memory of the
+/// uploads in flight.
+const SUBMISSIONS_IN_FLIGHT: usize = 64;
+
+impl GpuBptt {
+    /// An object for checkpointed runs of `shape` by `plan`: buffers for one window of
+    /// `plan.unit_steps` steps, and `lanes` for truncation (fused only).
+    pub fn new_checkpointed(
+        ctx: &GpuContext,
+        shape: Shape,
+        plan: Plan,
+        schedule: Schedule,
+        lanes: Option<u32>,
+    ) -> Result<Self> {
+        if plan.steps != shape.steps {
+            return Err(Error::Invalid(format!("a plan of {} steps for {} steps", plan.steps, shape.steps)));
+        }
+        if lanes.is_some() && schedule == Schedule::Stepwise {
+            return Err(Error::Invalid("`truncate` K runs on the fused schedule (`schedule` fused)".into()));
+        }
+        let window = Shape { steps: plan.unit_steps, ..shape };
+        let k = lanes.unwrap_or(1);
+        let sizes = BufferSizes::windowed(window, shape.steps, plan.slots_used(), schedule, k);
+        let mut o = Self::build_with(ctx, sizes, window, schedule, lanes)?;
+        o.plan = Some((plan, shape));
+        Ok(o)
+    }
+
+    /// The plan this object runs, if it is a checkpointed one.
+    pub fn plan(&self) -> Option<Plan> {
+        self.plan.map(|(p, _)| p)
+    }
+
+    /// Forward + backward of `p` carried out by the object's plan. Returns the result (no
+    /// states), the times (the host clock around the whole run: forward and backward
+    /// interleave, so they are not timed apart) and the forward steps evaluated.
+    pub fn run_plan(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(BpttResult, RunTimes, u64)> {
+        let (plan, total) = self.plan.ok_or_else(|| Error::Invalid("run_plan needs a checkpointed object".into()))?;
+        if p.shape != total {
+            return Err(Error::Invalid(format!("this GPU object was built for {total}, not {}", p.shape)));
+        }
+        if opts.keep_states {
+            return Err(Error::Invalid("a checkpointed run keeps no states".into()));
+        }
+        let config = self.config_against(p, opts, total)?;
+        let start = Instant::now();
+        self.upload_weights(ctx, p);
+        ctx.queue.write_buffer(&self.buffers["current"], 0, bytemuck::cast_slice(&f32s(&p.h0)));
+        let mut run = PlanRun { o: self, ctx, p, config, plan, encoder: None, submitted: 0, dispatches: 0 };
+        let evaluated = run.carry_out()?;
+        let dispatches = run.dispatches;
+        let (result, _) = self.read_results(ctx, p, opts)?;
+        let total_ms = start.elapsed().as_secs_f64() * 1e3;
+        let times = RunTimes {
+            upload: f64::NAN,
+            forward: f64::NAN,
+            backward: f64::NAN,
+            readback: f64::NAN,
+            total: total_ms,
+            stages: Vec::new(),
+            dispatches,
+        };
+        Ok((result, times, evaluated))
+    }
+
+}
+
+/// One checkpointed run in progress. Commands are recorded in the order they must run: the
+/// copies an action needs before a window's dispatches, the dispatches (`submit`), and the
+/// copies after them, which go out with the next submission.
+struct PlanRun<'a> {
+    o: &'a mut GpuBptt,
+    ctx: &'a GpuContext,
+    p: &'a Problem,
+    config: Config,
+    plan: Plan,
+    /// Commands recorded since the last submission (copies between the states).
+    encoder: Option<wgpu::CommandEncoder>,
+    submitted: usize,
+    dispatches: usize,
+}
+
+impl PlanRun<'_> {
+    fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        let device = &self.ctx.device;
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bptt checkpointed") })
+        })
+    }
+
+    /// Copies `bytes` from `src` at `src_at` to `dst` at `dst_at` (buffers by name).
+    fn copy(&mut self, src: &str, src_at: u64, dst: &str, dst_at: u64, bytes: u64) {
+        let (s, d) = (self.o.buffers[src].clone(), self.o.buffers[dst].clone());
+        self.encoder().copy_buffer_to_buffer(&s, src_at, &d, dst_at, bytes);
+    }
+
+    fn state_bytes(&self) -> u64 {
+        (self.p.shape.batch * self.p.shape.hidden * 4) as u64
+    }
+
+    /// ∂L/∂a's slot of a window: [B, K, h].
+    fn lane_bytes(&self) -> u64 {
+        self.state_bytes() * self.o.lanes.unwrap_or(1) as u64
+    }
+
+    /// The window of unit j, and the object's shape for it (the last unit may be shorter).
+    fn window(&self, unit: usize) -> (Window, Shape) {
+        let r = self.plan.unit_range(unit);
+        let w = Window { t0: r.start as u32, len: r.len() as u32, total: self.p.shape.steps as u32 };
+        (w, Shape { steps: r.len(), ..self.p.shape })
+    }
+
+    /// Uploads the inputs (and with `targets` the targets) of the window's steps.
+    fn upload(&self, w: Window, targets: bool) {
+        let s = self.p.shape;
+        let (q, b) = (&self.ctx.queue, s.batch);
+        let rows = w.t0 as usize * b..(w.t0 + w.len) as usize * b;
+        let slice = |v: &[f64], width: usize| f32s(&v[rows.start * width..rows.end * width]);
+        q.write_buffer(&self.o.buffers["x"], 0, bytemuck::cast_slice(&slice(&self.p.x, s.input)));
+        if targets {
+            match &self.p.targets {
+                Targets::Mse(y) => q.write_buffer(&self.o.buffers["y"], 0, bytemuck::cast_slice(&slice(y, s.output))),
+                Targets::Xent(l) => q.write_buffer(&self.o.buffers["labels"], 0, bytemuck::cast_slice(&l[rows])),
+            }
+        }
+    }
+
+    /// Writes the dispatches' parameters to the arena, records them (in passes of bounded
+    /// length) after the commands already recorded, and submits.
+    fn submit(&mut self, list: &[Dispatch]) -> Result<()> {
+        let slot = self.o.slot as usize;
+        if list.len() * slot > self.o.params.size() as usize {
+            return Err(Error::Invalid(format!("{} dispatches overflow the parameter arena", list.len())));
+        }
+        let mut arena = vec![0u8; slot * list.len()];
+        for (i, d) in list.iter().enumerate() {
+            arena[i * slot..][..super::kernels::PARAMS_SIZE as usize].copy_from_slice(bytemuck::cast_slice(&d.params));
+        }
+        if !arena.is_empty() {
+            self.ctx.queue.write_buffer(&self.o.params, 0, &arena);
+        }
+        let o = &*self.o;
+        let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let mut encoder = self.encoder.take().unwrap_or_else(|| {
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bptt checkpointed") })
+        });
+        for (n, chunk) in list.chunks(MAX_DISPATCHES_PER_PASS).enumerate() {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("checkpointed window"),
+                timestamp_writes: None,
+            });
+            for (k, d) in chunk.iter().enumerate() {
+                let i = n * MAX_DISPATCHES_PER_PASS + k;
+                let kernel = d.binding.kernel();
+                let groups = match d.work {
+                    Work::Invocations(n) => n.div_ceil(kernel.workgroup_size()),
+                    Work::Rows(n) => n.div_ceil(o.pipelines.recurrent.rows),
+                    Work::Workgroups(n) => n,
+                };
+                let (gx, gy) = super::spread(groups, max_dim);
+                pass.set_pipeline(o.pipelines.pipeline(kernel));
+                pass.set_bind_group(0, &o.bind_groups[&d.binding], &[(i * slot) as u32]);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.dispatches += list.len();
+        self.submitted += 1;
+        if self.submitted.is_multiple_of(SUBMISSIONS_IN_FLIGHT) {
+            self.ctx.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The forward over unit j's first `steps` steps from the current state (its window's
+    /// inputs uploaded, and its targets with `score` or `targets`; with `score` its outputs
+    /// and loss terms computed).
+    fn forward(&mut self, unit: usize, steps: usize, score: bool, targets: bool) -> Vec<Dispatch> {
+        let (w, shape) = self.window(unit);
+        self.upload(w, score || targets);
+        self.copy("current", 0, "h", 0, self.state_bytes());
+        parts::forward(self.o.schedule_kind, shape, &self.config, w, steps as u32, score)
+    }
+
+    /// Carries out the plan; returns the forward steps evaluated.
+    fn carry_out(&mut self) -> Result<u64> {
+        let (plan, sb) = (self.plan, self.state_bytes());
+        let schedule = self.o.schedule_kind;
+        let window_shape = Shape { steps: plan.unit_steps, ..self.p.shape };
+        // The gradient sums start at zero.
+        for name in ["grad_w_hx", "grad_w_hh", "grad_w_qh", "grad_b_h", "grad_b_q", "clip_norms", "loss_rows"] {
+            let b = self.o.buffers[name].clone();
+            self.encoder().clear_buffer(&b, 0, None);
+        }
+        let prologue = parts::prologue(schedule, window_shape, &self.config);
+        if !prologue.is_empty() {
+            self.submit(&prologue)?;
+        }
+        let mut evaluated = 0u64;
+        for action in plan.actions() {
+            match action {
+                Action::Advance { from, to, sweep } => {
+                    for unit in from + 1..=to {
+                        let len = plan.unit_len(unit);
+                        let list = self.forward(unit, len, sweep, false);
+                        self.submit(&list)?;
+                        self.copy("h", len as u64 * sb, "current", 0, sb);
+                        evaluated += len as u64;
+                    }
+                }
+                Action::Store { slot, .. } => self.copy("current", 0, "slots", slot as u64 * sb, sb),
+                Action::Restore { slot, .. } => self.copy("slots", slot as u64 * sb, "current", 0, sb),
+                Action::Tail => {
+                    let len = plan.unit_len(plan.units);
+                    let list = self.forward(plan.units, len, true, true);
+                    self.submit(&list)?;
+                    self.copy("h", len as u64 * sb, "held", 0, sb);
+                    evaluated += len as u64;
+                }
+                Action::Reverse { unit } => {
+                    let (w, shape) = self.window(unit);
+                    let (len, lb) = (w.len as u64, self.lane_bytes());
+                    let last = unit == plan.units;
+                    if last {
+                        // The tail left the window's states, outputs and ∂L/∂o in place; nothing
+                        // is carried in after the sequence's end.
+                        let b = self.o.buffers["grad_a"].clone();
+                        self.encoder().clear_buffer(&b, (len + 1) * lb, Some(lb));
+                    } else {
+                        // The inner states from x_{unit−1}; the last one is the held x_unit;
+                        // into the last step comes ∂L/∂a_{t+1} of the window reversed before.
+                        let list = self.forward(unit, w.len as usize - 1, false, true);
+                        self.submit(&list)?;
+                        self.copy("held", 0, "h", len * sb, sb);
+                        self.copy("carry", 0, "grad_a", (len + 1) * lb, lb);
+                        evaluated += len - 1;
+                    }
+                    let list = parts::backward(schedule, shape, &self.config, w, last);
+                    self.submit(&list)?;
+                    // ∂L/∂a at the window's first step goes to the window before it, whose
+                    // last state x_{unit−1} is held from now on.
+                    self.copy("grad_a", lb, "carry", 0, lb);
+                    self.copy("current", 0, "held", 0, sb);
+                }
+            }
+        }
+        let finish = parts::finish(window_shape, &self.config, self.p.shape.steps as u32);
+        self.submit(&finish)?;
+        self.ctx.wait()?;
+        Ok(evaluated)
+    }
+}
