@@ -268,8 +268,11 @@ pub struct Costs {
     /// Held whatever c and L are: the two working states, the carried gradients, and buffers
     /// that stay proportional to T (per-step losses and norms).
     pub fixed: u64,
-    /// The largest unit the path runs (single-step paths: 1).
+    /// The largest unit the path runs (single-step paths: 1; a GPU: the largest window its
+    /// buffers bind).
     pub max_unit: usize,
+    /// The most slots the path can hold (a GPU's largest buffer; usize::MAX: no limit).
+    pub max_slots: usize,
     /// The cost of one unit beyond its steps' arithmetic (a dispatch, a submission, a team
     /// start-up), in forward steps: larger units amortise it.
     pub unit_overhead: f64,
@@ -299,18 +302,24 @@ pub fn choose(steps: usize, budget: Option<u64>, slots: Option<usize>, costs: &C
         return Err(Error::Invalid("`checkpoints` must be at least 1 (the slot of h0)".into()));
     }
     let mut best: Option<(f64, Plan)> = None;
-    let max_unit = costs.max_unit.clamp(1, steps);
+    if costs.max_unit == 0 {
+        return Err(Error::Limit(
+            "even a window of one step does not fit this path's buffers: use a smaller `batch` or `hidden`".into(),
+        ));
+    }
+    let max_unit = costs.max_unit.min(steps);
     let mut unit = 1usize;
     loop {
         let units = steps.div_ceil(unit);
         let c = match (budget, slots) {
-            (_, Some(c)) => Some(c),
+            (_, Some(c)) => Some(c).filter(|&c| c <= costs.max_slots),
             (Some(b), None) => {
                 let room = b.checked_sub(costs.fixed + costs.per_step * unit as u64);
                 room.map(|r| (r / costs.state.max(1)).min(units as u64) as usize).filter(|&c| c >= 1)
             }
             (None, None) => Some(units),
-        };
+        }
+        .map(|c| c.min(costs.max_slots));
         if let Some(c) = c {
             let plan = Plan::new(steps, unit, c)?;
             let fits = budget.is_none_or(|b| costs.bytes(&plan) <= b);

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::CheckConfig;
 use super::report::{ClipReport, Timings};
+use crate::checkpoint::Plan;
 use crate::cpu;
 use crate::error::Result;
 use crate::gpu::{GpuContext, RunTimes, TimingSource};
@@ -25,12 +26,16 @@ pub struct PathResult {
     /// Where the forward pass overflowed, when the states show it (None when they are
     /// finite or were not kept).
     pub forward_overflow: Option<ForwardOverflow>,
+    /// A checkpointed run: the forward steps it evaluated, and its time over a full-storage
+    /// run's when both were timed.
+    pub forward_steps: Option<u64>,
+    pub time_ratio: Option<f64>,
 }
 
 impl PathResult {
     fn new(grads: BpttResult, reach: Vec<f64>, precision: &'static str, shape: Shape) -> Self {
         let forward_overflow = ForwardOverflow::find(&grads, shape);
-        PathResult { grads, reach, precision, forward_overflow }
+        PathResult { grads, reach, precision, forward_overflow, forward_steps: None, time_ratio: None }
     }
 }
 
@@ -137,16 +142,18 @@ pub fn clip_report(theta: Option<f64>, before: Option<f64>, g: &BpttResult) -> O
 
 /// The GPU: timed runs of the problem, one run scored at the last step only (the reach
 /// profile), then the dispatch floor. `setup_ms` is the context's creation, already done.
+#[allow(clippy::too_many_arguments)]
 pub fn gpu(
     c: &CheckConfig,
     ctx: &GpuContext,
     setup_ms: f64,
     variant: &GradientOptions,
+    plan: Option<Plan>,
     p: &mut Problem,
     progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<GpuPath> {
-    let (runner, build_ms) = clock(|| GpuRunner::new(ctx, c.schedule, variant.clone(), p));
+    let (runner, build_ms) = clock(|| GpuRunner::with_plan(ctx, c.schedule, variant.clone(), p, plan));
     let mut runner = runner?;
     let mut runs: Vec<RunTimes> = Vec::new();
     let (grads, _, _) = timed(c, progress, "GPU", || {
@@ -187,48 +194,106 @@ pub fn gpu(
     }
     progress.stage("GPU: reach profile (loss at the last step only)");
     let reach = scored_at_last(p, |last| runner.run(last, false))?.0.grad_h_norm;
+    let forward_steps = runner.forward_steps;
+    let (dispatches, memory) = (runner.dispatch_count(), runner.peak_memory);
+    let timing_source = runner.timing_source();
+    drop(runner);
+    // Checkpointed: the same run storing every state, where the adapter holds it, for the ratio.
+    let time_ratio = match plan {
+        Some(_) if whole_fits_gpu(c, ctx, variant, p.shape) => {
+            let mut whole = GpuRunner::new(ctx, c.schedule, variant.clone(), p)?;
+            let (_, whole_ms, _) = timed(c, progress, "GPU storing every state", || {
+                let (_, t) = whole.run(p, false)?;
+                Ok(((), t.total))
+            })?;
+            timings.gpu_total.map(|ms| ms / whole_ms)
+        }
+        _ => None,
+    };
     progress.stage("GPU: dispatch-latency floor");
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
-        result: PathResult { grads, reach, precision: "f32", forward_overflow: forward },
+        result: PathResult {
+            grads,
+            reach,
+            precision: "f32",
+            forward_overflow: forward,
+            forward_steps,
+            time_ratio,
+        },
         clip,
         repeat: timed_runs.len() as u32,
         stages,
-        timing_source: runner.timing_source(),
-        dispatches: runner.dispatch_count(),
-        memory: runner.peak_memory,
+        timing_source,
+        dispatches,
+        memory,
         floor_ms,
     })
+}
+
+/// Whether a run storing every state fits the adapter's limits (for the time ratio).
+fn whole_fits_gpu(c: &CheckConfig, ctx: &GpuContext, variant: &GradientOptions, s: Shape) -> bool {
+    let lanes = match variant.truncate {
+        Some(crate::variant::truncation::Truncation::Regular(k)) => k as u32,
+        _ => 1,
+    };
+    let schedule = if lanes > 1 { crate::gpu::Schedule::Fused } else { c.schedule };
+    crate::gpu::buffers::BufferSizes::new(s, schedule, lanes).check(&ctx.limits, "").is_ok()
 }
 
 /// The fast f32 CPU path (plain BPTT only), timed; its reach profile only when no GPU ran.
 pub fn fast_cpu(
     c: &CheckConfig,
+    plan: Option<Plan>,
     p: &mut Problem,
     with_reach: bool,
     progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<(PathResult, u32)> {
-    let (grads, med, times) = timed(c, progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
+    let run = |p: &Problem| -> Result<(BpttResult, Option<u64>)> {
+        match &plan {
+            Some(plan) => cpu::fast::bptt_checkpointed(p, plan).map(|(g, stats)| (g, Some(stats.forward_steps))),
+            None => Ok((cpu::fast::bptt(p), None)),
+        }
+    };
+    let (out, med, times) = timed(c, progress, "fast CPU path", || {
+        let (r, ms) = clock(|| run(p));
+        Ok((r?, ms))
+    })?;
+    let (grads, forward_steps) = out;
     timings.cpu_total = Some(med);
-    let reach = if with_reach { scored_at_last(p, cpu::fast::bptt).grad_h_norm } else { Vec::new() };
-    Ok((PathResult::new(grads, reach, "f32", p.shape), times.len() as u32))
+    let reach = if with_reach { scored_at_last(p, |last| run(last))?.0.grad_h_norm } else { Vec::new() };
+    // Checkpointed: the same run storing every state, where memory allows, for the ratio.
+    let full = crate::cpu::fast::full_bytes(p.shape);
+    let time_ratio = if plan.is_some() && crate::memory::check_host(full, c.max_memory, "", "").is_ok() {
+        let (_, whole_ms, _) =
+            timed(c, progress, "fast CPU path storing every state", || Ok(clock(|| cpu::fast::bptt(p))))?;
+        Some(med / whole_ms)
+    } else {
+        None
+    };
+    let mut result = PathResult::new(grads, reach, "f32", p.shape);
+    (result.forward_steps, result.time_ratio) = (forward_steps, time_ratio);
+    Ok((result, times.len() as u32))
 }
 
 /// The f64 reference (the oracle), one run, and its reach profile; ‖g‖ before clipping.
 pub fn reference(
     variant: &GradientOptions,
+    plan: Option<Plan>,
     p: &mut Problem,
     progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<(PathResult, Option<f64>)> {
     progress.stage("f64 CPU reference");
-    let (r, ms) = clock(|| variant.reference(p));
-    let (grads, clip_before) = r?;
+    let (r, ms) = clock(|| variant.reference_planned(p, plan.as_ref()));
+    let (grads, clip_before, forward_steps) = r?;
     timings.cpu_ref_total = Some(ms);
     progress.stage("f64 CPU reference: reach profile");
-    let reach = scored_at_last(p, |last| variant.reference(last))?.0.grad_h_norm;
-    Ok((PathResult::new(grads, reach, "f64", p.shape), clip_before))
+    let reach = scored_at_last(p, |last| variant.reference_planned(last, plan.as_ref()))?.0.grad_h_norm;
+    let mut result = PathResult::new(grads, reach, "f64", p.shape);
+    result.forward_steps = forward_steps;
+    Ok((result, clip_before))
 }
 
 #[cfg(test)]

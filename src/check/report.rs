@@ -47,6 +47,48 @@ pub struct SweepRow {
     pub grad_h_norm_from_last: Vec<f64>,
 }
 
+/// How a checkpointed run held its states (docs/report.md, "memory"): the path the result comes
+/// from (or the first path that checkpointed), with every path that ran in `paths`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemoryReport {
+    /// `memory`, when given (null: checkpointed because the adapter could not hold every state,
+    /// or with `checkpoints` alone).
+    pub budget_bytes: Option<u64>,
+    /// What storing every state would hold, for everything that grows with T.
+    pub full_bytes: u64,
+    /// What the run held at its peak for the same.
+    pub peak_bytes: u64,
+    /// c, the states held at once (h0's included).
+    pub checkpoints: usize,
+    /// L, the steps of a unit (a window of steps on the fast CPU path and the fused GPU
+    /// schedule, one step on the reference and often on the stepwise schedule).
+    pub chunk_steps: usize,
+    /// Forward step evaluations, the first sweep included: T for plain BPTT.
+    pub forward_steps: u64,
+    /// The fewest any schedule of this c and L can do (the plan's count).
+    pub forward_steps_optimal: u64,
+    /// "gpu", "cpu" or "cpu-ref".
+    pub path: &'static str,
+    /// Why it checkpointed without being asked, if so.
+    pub automatic: Option<String>,
+    /// Time over the same path's full-storage run, when both ran (null otherwise).
+    pub time_ratio: Option<f64>,
+    pub paths: Vec<PathMemoryReport>,
+}
+
+/// One path's states: stored (`checkpoints` null) or checkpointed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PathMemoryReport {
+    pub path: &'static str,
+    pub full_bytes: u64,
+    pub peak_bytes: u64,
+    pub checkpoints: Option<usize>,
+    pub chunk_steps: Option<usize>,
+    pub forward_steps: u64,
+    pub forward_steps_optimal: u64,
+    pub time_ratio: Option<f64>,
+}
+
 /// The carried-gradient cuts of a run, for the graph: c_t for t = 0..T−1 (0 where an edge
 /// h_t → h_{t+1} carries no gradient back) and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +131,8 @@ pub struct CheckReport {
     pub reach_summary: Option<String>,
     /// Gradient clipping, when asked for.
     pub clip: Option<ClipReport>,
+    /// Checkpointing, when any path used it (null when every path stored every state).
+    pub memory: Option<MemoryReport>,
     /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
     pub rel_err: BTreeMap<&'static str, f64>,
     pub tolerance: f64,
@@ -156,6 +200,12 @@ impl CheckReport {
     /// Every sentence of the report (variant, notes, problems, the reach summary), for a
     /// caller that rewrites the field names in them (the command line names its flags).
     pub fn sentences_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        self.variant.iter_mut().chain(&mut self.notes).chain(&mut self.problems).chain(&mut self.reach_summary)
+        let automatic = self.memory.as_mut().and_then(|m| m.automatic.as_mut());
+        self.variant
+            .iter_mut()
+            .chain(&mut self.notes)
+            .chain(&mut self.problems)
+            .chain(&mut self.reach_summary)
+            .chain(automatic)
     }
 }

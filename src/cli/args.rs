@@ -115,6 +115,14 @@ pub struct Args {
     /// gradient exists only after the last segment's run.
     #[arg(long, value_name = "θ", value_parser = parse_positive, allow_hyphen_values = true, conflicts_with = "segments")]
     pub clip: Option<f64>,
+    /// Exact BPTT within BYTES (e.g. 64M, 2G) for everything that grows with T, on each path:
+    /// only some states are kept (binomial checkpointing) and the others recomputed from them,
+    /// with the fewest forward steps possible. A budget that holds every state changes nothing.
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+    /// Checkpointing with C states held at once (h0's included); with --memory both must agree.
+    #[arg(long, value_name = "C", allow_hyphen_values = true, value_parser = parse_count)]
+    pub checkpoints: Option<usize>,
     /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis
     /// (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
@@ -228,6 +236,23 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
     s.parse().map_err(|_| format!("'{s}' is not a number"))
 }
 
+/// A number of bytes, plain or with a K, M, G or T suffix (`--memory`; 0 is refused by the
+/// library with its reason).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    if s.starts_with("--") {
+        return Err(format!("a number of bytes is needed, not the flag '{s}'"));
+    }
+    bptt::memory::parse_bytes(s).ok_or_else(|| format!("'{s}' is not a number of bytes (e.g. 64M, 2G, 500000)"))
+}
+
+/// A whole number ≥ 0 (0 is refused by the library with its reason).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    if s.starts_with("--") {
+        return Err(format!("a number is needed, not the flag '{s}'"));
+    }
+    s.parse().map_err(|_| format!("'{s}' is not a whole number ≥ 0"))
+}
+
 /// A finite number ≥ 0 (a spectral radius, an initial scale).
 pub fn parse_nonneg(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
@@ -313,6 +338,8 @@ impl Args {
             clip: self.clip,
             keep_states: self.save_states,
             max_memory: env.max_memory,
+            memory: self.memory,
+            checkpoints: self.checkpoints,
         }
     }
 }

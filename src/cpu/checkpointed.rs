@@ -9,11 +9,11 @@
 //! pre-activations (`[B,h]` each), o_t and ∂L/∂o_t (`[B,q]`), and the backward pass's lanes
 //! (`truncated::Backward`).
 
-use crate::checkpoint::{Action, Plan};
+use crate::checkpoint::{Action, Costs, Plan};
 use crate::cpu::reference::{loss_step, output, step};
 use crate::cpu::truncated::{Backward, carry_into};
 use crate::error::{Error, Result};
-use crate::model::{BpttResult, Problem};
+use crate::model::{BpttResult, Problem, Shape};
 use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// What a checkpointed run did, for the report.
@@ -27,17 +27,28 @@ pub struct Recomputed {
 
 /// The bytes a checkpointed reference run holds (see the module doc).
 pub fn bytes(p: &Problem, truncate: Option<Truncation>, plan: &Plan) -> u64 {
-    let s = p.shape;
+    costs(p.shape, truncate).bytes(plan)
+}
+
+/// What a checkpointed reference run holds, for `checkpoint::choose`: f64 states in the slots,
+/// units of one step.
+pub fn costs(s: Shape, truncate: Option<Truncation>) -> Costs {
     let (bh, bq) = ((s.batch * s.hidden) as u64, (s.batch * s.output) as u64);
-    8 * (plan.slots_used() as u64 + 4) * bh + 8 * 2 * bq + Backward::bytes(p, lanes_k(truncate))
+    Costs {
+        state: 8 * bh,
+        per_step: 0,
+        fixed: 8 * 4 * bh + 8 * 2 * bq + Backward::bytes(s, lanes_k(truncate)),
+        max_unit: 1,
+        max_slots: usize::MAX,
+        unit_overhead: 0.0,
+    }
 }
 
 /// The bytes a full-storage reference run holds for the same: a, h, o, ∂L/∂o for every step and
 /// the backward pass's state.
-pub fn full_bytes(p: &Problem, truncate: Option<Truncation>) -> u64 {
-    let s = p.shape;
+pub fn full_bytes(s: Shape, truncate: Option<Truncation>) -> u64 {
     let rows = (s.steps * s.batch) as u64;
-    8 * rows * (2 * s.hidden as u64 + 2 * s.output as u64) + Backward::bytes(p, lanes_k(truncate))
+    8 * rows * (2 * s.hidden as u64 + 2 * s.output as u64) + Backward::bytes(s, lanes_k(truncate))
 }
 
 fn lanes_k(truncate: Option<Truncation>) -> usize {

@@ -39,7 +39,7 @@ use recur::Recurrence;
 use crate::checkpoint::{Action, Costs, Plan};
 use crate::cpu::checkpointed::Recomputed;
 use crate::error::{Error, Result};
-use crate::model::{BpttResult, Problem};
+use crate::model::{BpttResult, Problem, Shape};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
 pub fn bptt(p: &Problem) -> BpttResult {
@@ -122,7 +122,7 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
             }
         }
         let result = sums.finish(p, loss, grad_h0, Vec::new(), Vec::new());
-        let peak_bytes = costs(p).bytes(plan);
+        let peak_bytes = costs(p.shape).bytes(plan);
         Ok((result, Recomputed { forward_steps: evaluated, peak_bytes }))
     })
 }
@@ -130,23 +130,22 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
 /// What a checkpointed run of the fast path holds (`checkpoint::choose`): f32 states in the
 /// slots; per step of a window its states, inputs, outputs, ∂L/∂o and ∂L/∂a; the current, held
 /// and carried states and the norms besides.
-pub fn costs(p: &Problem) -> Costs {
-    let s = p.shape;
+pub fn costs(s: Shape) -> Costs {
     let (b, d, h, q) = (s.batch as u64, s.input as u64, s.hidden as u64, s.output as u64);
     Costs {
         state: 4 * b * h,
         per_step: 4 * b * (2 * h + d + 2 * q),
         fixed: 4 * 4 * b * h + 8 * s.steps as u64,
         max_unit: s.steps,
+        max_slots: usize::MAX,
         unit_overhead: UNIT_OVERHEAD_STEPS,
     }
 }
 
 /// What the full-storage run holds for the same (one window of T steps), plus the states it
 /// returns in f64.
-pub fn full_bytes(p: &Problem) -> u64 {
-    let s = p.shape;
-    let c = costs(p);
+pub fn full_bytes(s: Shape) -> u64 {
+    let c = costs(s);
     c.fixed + c.per_step * s.steps as u64 + 8 * (s.steps * s.batch * (s.hidden + s.output)) as u64
 }
 

@@ -25,7 +25,7 @@
 
 use crate::cpu::reference::{forward, loss_and_grad_o, phi_prime};
 use crate::error::{Error, Result};
-use crate::model::{BpttResult, Problem, norm};
+use crate::model::{BpttResult, Problem, Shape, norm};
 pub use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// BPTT with the backward recursion truncated as `trunc` says (see the module doc).
@@ -136,8 +136,7 @@ impl Backward {
     }
 
     /// Bytes it holds: the lanes, ∂L/∂h_t and the norms (the weight gradients aside).
-    pub fn bytes(p: &Problem, k: usize) -> u64 {
-        let s = p.shape;
+    pub fn bytes(s: Shape, k: usize) -> u64 {
         let lanes = if k == usize::MAX { 1 } else { k.min(s.steps) } as u64;
         8 * ((2 * (lanes + 1) + 1) * (s.batch * s.hidden) as u64 + s.steps as u64)
     }

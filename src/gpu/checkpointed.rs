@@ -12,9 +12,64 @@ use std::time::Instant;
 use super::buffers::BufferSizes;
 use super::schedule::{Config, Dispatch, Window, Work, parts};
 use super::{GpuBptt, GpuContext, MAX_DISPATCHES_PER_PASS, RunOptions, RunTimes, Schedule, f32s};
-use crate::checkpoint::{Action, Plan};
+use crate::checkpoint::{Action, Costs, Plan};
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, Problem, Shape, Targets};
+
+/// The GPU memory that grows with T of a whole-run object for `shape` (what `GpuBptt::new`
+/// allocates beyond the weights, their gradients and the like), and the costs of checkpointed
+/// objects for the same (`checkpoint::choose`; what `new_checkpointed` allocates for a plan),
+/// with the largest window whose buffers this adapter binds and the most slots its buffers
+/// hold. All are sums of the buffer sizes the objects are built with.
+pub fn memory_costs(limits: &wgpu::Limits, shape: Shape, schedule: Schedule, lanes: Option<u32>) -> (u64, Costs) {
+    let k = lanes.unwrap_or(1);
+    let bytes = |sizes: &BufferSizes, window: Shape| object_bytes(limits, sizes, window, schedule, lanes);
+    let whole = |t: usize| {
+        let s = Shape { steps: t, ..shape };
+        bytes(&BufferSizes::new(s, schedule, k), s)
+    };
+    // Every size is affine in T: what does not grow with it is the value at T = 0.
+    let constant = 2 * whole(1) - whole(2);
+    let full = whole(shape.steps) - constant;
+    let windowed = |l: usize, c: usize| {
+        let window = Shape { steps: l, ..shape };
+        bytes(&BufferSizes::windowed(window, shape.steps, c, schedule, k), window) - constant
+    };
+    let base = windowed(1, 1);
+    let state = windowed(1, 2) - base;
+    let per_step = windowed(2, 1) - base;
+    let fits = |l: usize| {
+        let window = Shape { steps: l, ..shape };
+        BufferSizes::windowed(window, shape.steps, 1, schedule, k).check(limits, "").is_ok()
+    };
+    // The largest window that binds (none may: then even one step does not fit).
+    let (mut lo, mut hi) = (0usize, shape.steps);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) { lo = mid } else { hi = mid - 1 }
+    }
+    let costs = Costs {
+        state,
+        per_step,
+        fixed: base - state - per_step,
+        max_unit: lo,
+        max_slots: (limits.max_buffer_size / state.max(1)) as usize,
+        unit_overhead: WINDOW_OVERHEAD_STEPS,
+    };
+    (full, costs)
+}
+
+/// What an object holds: its buffers, the parameter arena (one slot per dispatch of its
+/// largest schedule) and the readback buffers.
+fn object_bytes(limits: &wgpu::Limits, sizes: &BufferSizes, shape: Shape, schedule: Schedule, lanes: Option<u32>) -> u64 {
+    let slot = (limits.min_uniform_buffer_offset_alignment as u64).max(super::kernels::PARAMS_SIZE);
+    let dispatches = super::schedule::build(schedule, shape, &super::largest_config(lanes)).len() as u64;
+    sizes.total() + slot * dispatches + super::readback_bytes(sizes, shape)
+}
+
+/// A window's cost beyond its steps' dispatches (a submission, the copies between states, the
+/// uploads), in forward steps, for `checkpoint::choose`.
+const WINDOW_OVERHEAD_STEPS: f64 = 16.0;
 
 /// Submissions queued before the host waits for them: bounds the staging memory of the
 /// uploads in flight.

@@ -19,6 +19,7 @@ use std::time::Instant;
 pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, Origin, list_adapters};
 use buffers::BufferSizes;
 use kernels::{PARAMS_SIZE, Pipelines};
+pub use checkpointed::memory_costs;
 pub use schedule::Schedule;
 use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
 
@@ -101,7 +102,7 @@ pub struct RunOptions {
 
 /// The configuration with the most dispatches and bindings (biases and clipping on): the
 /// buffers and the uniform arena are sized for it, so every configuration of the shape fits.
-fn largest_config(lanes: Option<u32>) -> Config {
+pub(crate) fn largest_config(lanes: Option<u32>) -> Config {
     Config {
         activation: Activation::Tanh,
         loss_fn: LossFn::Xent,
@@ -193,10 +194,9 @@ impl GpuBptt {
             });
             bind_groups.insert(binding, bg);
         }
-        let results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: 8 * QUERIES as u64 + results_bytes,
+            size: readback_bytes(&sizes, shape) - 8 * QUERIES as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -596,6 +596,13 @@ pub(crate) fn f32s(v: &[f64]) -> Vec<f32> {
 struct PassStamps {
     stamped: Vec<(Vec<Stage>, u32)>,
     host_ms: [f64; 2],
+}
+
+/// The mappable results buffer (timestamps, then the results) and the timestamps' resolve
+/// buffer, in bytes.
+fn readback_bytes(sizes: &BufferSizes, shape: Shape) -> u64 {
+    let results: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+    2 * 8 * QUERIES as u64 + results
 }
 
 fn grad_h0_bytes(s: Shape) -> u64 {
