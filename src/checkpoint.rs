@@ -346,7 +346,7 @@ pub fn choose(steps: usize, budget: Option<u64>, slots: Option<usize>, costs: &C
                 Some(c) => format!("{c} checkpoint{}", if c == 1 { "" } else { "s" }),
                 None => "one checkpoint".to_string(),
             };
-            Err(Error::Limit(format!(
+            Err(Error::Invalid(format!(
                 "`memory` {} is too small for {what} of this shape: it needs at least {}",
                 crate::format::human_bytes(budget.unwrap_or(0)),
                 crate::format::human_bytes(least)

@@ -195,7 +195,8 @@ fn long_sequences_stream_their_schedule_with_the_closed_forms_count() {
 
 #[test]
 fn choose_fits_the_budget_or_names_the_least() {
-    let costs = Costs { state: 1000, per_step: 3000, fixed: 500, max_unit: 64, max_slots: usize::MAX, unit_overhead: 4.0 };
+    let costs =
+        Costs { state: 1000, per_step: 3000, fixed: 500, max_unit: 64, max_slots: usize::MAX, unit_overhead: 4.0 };
     let plan = choose(1000, Some(100_000), None, &costs).unwrap();
     assert!(costs.bytes(&plan) <= 100_000, "{plan:?}");
     // The chosen plan is no slower (by the model) than any single-step plan of the budget.

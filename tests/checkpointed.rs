@@ -158,7 +158,9 @@ fn checkpointed_gpu_runs_truncate_and_clip_as_whole_runs_do() {
         assert_within(&format!("K={k} L={l} c={c}"), &got, &whole, 1e-6);
         assert_within(&format!("K={k} L={l} c={c}"), &got, &oracle, 1e-4);
     }
-    assert!(GpuBptt::new_checkpointed(&ctx, p.shape, Plan::new(t, 2, 2).unwrap(), Schedule::Stepwise, Some(3)).is_err());
+    assert!(
+        GpuBptt::new_checkpointed(&ctx, p.shape, Plan::new(t, 2, 2).unwrap(), Schedule::Stepwise, Some(3)).is_err()
+    );
     // Randomised truncation (carry multipliers) and clipping, both schedules.
     let scales = random_carry_scales(t, 0.3, 9).unwrap();
     let opts = RunOptions { keep_states: false, carry: Some(scales.clone()), clip: Some(0.05) };

@@ -213,14 +213,7 @@ pub fn gpu(
     progress.stage("GPU: dispatch-latency floor");
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
-        result: PathResult {
-            grads,
-            reach,
-            precision: "f32",
-            forward_overflow: forward,
-            forward_steps,
-            time_ratio,
-        },
+        result: PathResult { grads, reach, precision: "f32", forward_overflow: forward, forward_steps, time_ratio },
         clip,
         repeat: timed_runs.len() as u32,
         stages,

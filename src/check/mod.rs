@@ -19,6 +19,7 @@ use assemble::{GpuPathFacts, Pieces};
 use compute::PathResult;
 pub use report::{CheckReport, ClipReport, Cuts, MemoryReport, PathMemoryReport, SweepRow, Timings};
 
+use crate::checkpoint::Plan;
 use crate::error::{Error, Result};
 use crate::gpu::buffers::BufferSizes;
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
@@ -26,7 +27,6 @@ use crate::memory::{self, Paths};
 use crate::model::{Problem, Shape};
 use crate::problem::{ProblemSpec, random_problem};
 use crate::progress::{Progress, Quiet};
-use crate::checkpoint::Plan;
 use crate::variant::GradientOptions;
 use crate::variant::memory::{MemoryOptions, PathMemory, plan_path};
 use crate::variant::segments::segment_carry_scales;

@@ -202,6 +202,7 @@ impl GpuArgs {
             name,
             software: self.software,
             recurrent_layout: env.recurrent_layout,
+            max_binding: None,
         }
     }
 }

@@ -225,7 +225,8 @@ impl CheckText<'_> {
         let Some(m) = &self.memory else { return };
         let bytes = bptt::format::human_bytes;
         let budget = m.budget_bytes.map(|b| format!(" (budget {})", bytes(b))).unwrap_or_default();
-        let unit = if m.chunk_steps == 1 { "single steps".to_string() } else { format!("windows of {} steps", m.chunk_steps) };
+        let unit =
+            if m.chunk_steps == 1 { "single steps".to_string() } else { format!("windows of {} steps", m.chunk_steps) };
         let _ = writeln!(
             s,
             "memory     exact BPTT with checkpoints ({}): {} states held at once, {unit}; {} held for what grows with T instead of {}{budget}",
@@ -237,9 +238,7 @@ impl CheckText<'_> {
         let _ = writeln!(
             s,
             "           forward steps {} (the fewest for these checkpoints and windows: {}; storing every state: {})",
-            m.forward_steps,
-            m.forward_steps_optimal,
-            self.shape.steps
+            m.forward_steps, m.forward_steps_optimal, self.shape.steps
         );
         if let Some(r) = m.time_ratio {
             let _ = writeln!(s, "           time ×{} of the same path storing every state", significant(r, 3));
@@ -252,7 +251,8 @@ impl CheckText<'_> {
                 (Some(c), Some(l)) => format!("{c} states, units of {l}, {} forward steps", p.forward_steps),
                 _ => "every state stored".to_string(),
             };
-            let _ = writeln!(s, "  {:<8} {} held instead of {}: {how}", p.path, bytes(p.peak_bytes), bytes(p.full_bytes));
+            let _ =
+                writeln!(s, "  {:<8} {} held instead of {}: {how}", p.path, bytes(p.peak_bytes), bytes(p.full_bytes));
         }
     }
 

@@ -236,7 +236,16 @@ impl Window {
     /// applies φ in place. With `loss`, the outputs o = H·w_qhᵀ (+ b_q) and the loss terms
     /// too (adds them to `loss`).
     #[allow(clippy::too_many_arguments)]
-    fn forward(&mut self, e: &Engine, p: &Problem, t0: usize, len: usize, start: &[f32], steps: usize, loss: Option<&mut f64>) {
+    fn forward(
+        &mut self,
+        e: &Engine,
+        p: &Problem,
+        t0: usize,
+        len: usize,
+        start: &[f32],
+        steps: usize,
+        loss: Option<&mut f64>,
+    ) {
         let (bh, bd) = (self.bh, self.bd);
         let (d, nh) = (p.shape.input, p.shape.hidden);
         self.scored = None;

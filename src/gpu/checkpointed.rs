@@ -61,7 +61,13 @@ pub fn memory_costs(limits: &wgpu::Limits, shape: Shape, schedule: Schedule, lan
 
 /// What an object holds: its buffers, the parameter arena (one slot per dispatch of its
 /// largest schedule) and the readback buffers.
-fn object_bytes(limits: &wgpu::Limits, sizes: &BufferSizes, shape: Shape, schedule: Schedule, lanes: Option<u32>) -> u64 {
+fn object_bytes(
+    limits: &wgpu::Limits,
+    sizes: &BufferSizes,
+    shape: Shape,
+    schedule: Schedule,
+    lanes: Option<u32>,
+) -> u64 {
     let slot = (limits.min_uniform_buffer_offset_alignment as u64).max(super::kernels::PARAMS_SIZE);
     let dispatches = super::schedule::build(schedule, shape, &super::largest_config(lanes)).len() as u64;
     sizes.total() + slot * dispatches + super::readback_bytes(sizes, shape)
@@ -107,7 +113,12 @@ impl GpuBptt {
     /// Forward + backward of `p` carried out by the object's plan. Returns the result (no
     /// states), the times (the host clock around the whole run: forward and backward
     /// interleave, so they are not timed apart) and the forward steps evaluated.
-    pub fn run_plan(&mut self, ctx: &GpuContext, p: &Problem, opts: &RunOptions) -> Result<(BpttResult, RunTimes, u64)> {
+    pub fn run_plan(
+        &mut self,
+        ctx: &GpuContext,
+        p: &Problem,
+        opts: &RunOptions,
+    ) -> Result<(BpttResult, RunTimes, u64)> {
         let (plan, total) = self.plan.ok_or_else(|| Error::Invalid("run_plan needs a checkpointed object".into()))?;
         if p.shape != total {
             return Err(Error::Invalid(format!("this GPU object was built for {total}, not {}", p.shape)));
@@ -135,7 +146,6 @@ impl GpuBptt {
         };
         Ok((result, times, evaluated))
     }
-
 }
 
 /// One checkpointed run in progress. Commands are recorded in the order they must run: the

@@ -18,8 +18,8 @@ use std::time::Instant;
 
 pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, Origin, list_adapters};
 use buffers::BufferSizes;
-use kernels::{PARAMS_SIZE, Pipelines};
 pub use checkpointed::memory_costs;
+use kernels::{PARAMS_SIZE, Pipelines};
 pub use schedule::Schedule;
 use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
 
@@ -285,7 +285,8 @@ impl GpuBptt {
 
     fn upload(&self, ctx: &GpuContext, p: &Problem) {
         self.upload_weights(ctx, p);
-        let write = |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
+        let write =
+            |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
         write("x", &p.x);
         // h's slot 0 is h0.
         write("h", &p.h0);
@@ -297,7 +298,8 @@ impl GpuBptt {
 
     /// The parameters, in f32 (zeros for biases that are off).
     fn upload_weights(&self, ctx: &GpuContext, p: &Problem) {
-        let write = |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
+        let write =
+            |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
         let s = self.shape;
         write("w_hx", &p.params.w_hx);
         write("w_hh", &p.params.w_hh);

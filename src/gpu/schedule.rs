@@ -493,7 +493,15 @@ fn fused_forward(v: &mut Builder, z: &Dims, c: &Config, w: Window, steps: u32, s
 fn fused_outputs(v: &mut Builder, z: &Dims, c: &Config, w: Window) {
     let Dims { b, h, q, .. } = *z;
     // A = h from slot 1; B[k, n] = w_qh[n, k].
-    v.matmul(Stage::OutputAndLoss, Binding::OutputProjection, [w.len * b, q, h], [b * h, h, 1], [0, 1, h], c.bias, false);
+    v.matmul(
+        Stage::OutputAndLoss,
+        Binding::OutputProjection,
+        [w.len * b, q, h],
+        [b * h, h, 1],
+        [0, 1, h],
+        c.bias,
+        false,
+    );
     v.loss(z, c, w);
 }
 

@@ -10,11 +10,11 @@ pub mod memory;
 pub mod segments;
 pub mod truncation;
 
+use crate::checkpoint::Plan;
 use crate::clip::clip_grads;
 use crate::cpu::segments::bptt_segments;
 use crate::cpu::truncated::bptt_truncated;
 use crate::error::Result;
-use crate::checkpoint::Plan;
 use crate::model::{BpttResult, Problem};
 pub use gpu::GpuRunner;
 use segments::segment_lengths;
@@ -106,7 +106,11 @@ impl GradientOptions {
 
     /// `reference`, carried out by a checkpointing plan when one is given (then also the
     /// forward steps it evaluated).
-    pub fn reference_planned(&self, p: &Problem, plan: Option<&Plan>) -> Result<(BpttResult, Option<f64>, Option<u64>)> {
+    pub fn reference_planned(
+        &self,
+        p: &Problem,
+        plan: Option<&Plan>,
+    ) -> Result<(BpttResult, Option<f64>, Option<u64>)> {
         let mut steps = None;
         let mut g = match (self.truncate, self.segments, plan) {
             (_, Some(_), Some(_)) => return Err(segments_and_memory()),
