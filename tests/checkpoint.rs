@@ -4,6 +4,9 @@
 //! dynamic program of the same cost model, which an exhaustive search confirms on small cases,
 //! and against the closed form at large T.
 
+// The dynamic program's table is indexed by (n, c), as in its recurrence.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bptt::checkpoint::{Action, Costs, Plan, advances, choose};

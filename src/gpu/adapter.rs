@@ -284,8 +284,7 @@ impl GpuContext {
         let info = adapter.get_info();
         let mut limits = adapter.limits();
         if let Some(cap) = req.max_binding {
-            let cap = cap.min(limits.max_storage_buffer_binding_size as u64);
-            limits.max_storage_buffer_binding_size = cap as _;
+            limits.max_storage_buffer_binding_size = cap.min(limits.max_storage_buffer_binding_size);
         }
         let features = adapter.features()
             & (wgpu::Features::TIMESTAMP_QUERY
