@@ -166,3 +166,43 @@ fn the_command_prints_the_memory_section() {
     }
     assert!(stdout.contains("result     PASS"), "{stdout}");
 }
+
+#[test]
+fn training_under_a_budget_follows_the_full_runs_curve_on_both_devices() {
+    use bptt::{Activation, InitRecurrent, Task, TrainConfig, TrainDevice, train};
+    for (device, task) in
+        [(TrainDevice::Cpu, Task::Adding), (TrainDevice::Gpu, Task::Adding), (TrainDevice::Gpu, Task::Copy)]
+    {
+        let full = TrainConfig {
+            task,
+            steps: Some(60),
+            hidden: 16,
+            batch: 4,
+            iters: 30,
+            log_every: 5,
+            eval_every: 15,
+            eval_size: 8,
+            activation: Some(Activation::Relu),
+            init_recurrent: InitRecurrent::Identity,
+            clip: Some(1.0),
+            device,
+            seed: 3,
+            ..TrainConfig::default()
+        };
+        let budget = 20 << 10;
+        let a = train(&full).unwrap().report;
+        let b = train(&TrainConfig { memory: Some(budget), ..full.clone() }).unwrap().report;
+        let m = b.memory.as_ref().expect("checkpointed");
+        assert!(m.peak_bytes <= budget && m.full_bytes > 2 * budget, "{m:?}");
+        assert!(m.forward_steps > 60 && m.forward_steps == m.forward_steps_optimal, "{m:?}");
+        assert!(a.memory.is_none());
+        // The same curve and held-out metrics, to f32 rounding.
+        for (x, y) in a.curve.iter().zip(&b.curve) {
+            assert!((x.train - y.train).abs() <= 1e-5 * x.train.abs().max(1e-3), "{device:?} {task:?}: {x:?} {y:?}");
+        }
+        for (x, y) in a.eval.iter().zip(&b.eval) {
+            assert!((x.loss - y.loss).abs() <= 1e-5 * x.loss.abs(), "{device:?} {task:?}: {x:?} {y:?}");
+            assert_eq!(x.accuracy.is_some(), y.accuracy.is_some());
+        }
+    }
+}

@@ -392,6 +392,19 @@ impl TrainText<'_> {
         for n in &self.notes {
             line(format!("note         {n}"));
         }
+        if let Some(m) = &self.memory {
+            let bytes = bptt::format::human_bytes;
+            line(format!(
+                "memory       exact BPTT with checkpoints: {} states held, units of {} steps, {} held for what grows \
+                 with T instead of {}; {} forward steps per iteration ({} storing every state)",
+                m.checkpoints,
+                m.chunk_steps,
+                bytes(m.peak_bytes),
+                bytes(m.full_bytes),
+                m.forward_steps,
+                self.steps
+            ));
+        }
         let e = &self.final_eval;
         line(format!(
             "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",

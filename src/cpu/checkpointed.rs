@@ -17,12 +17,14 @@ use crate::model::{BpttResult, Problem, Shape};
 use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// What a checkpointed run did, for the report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Recomputed {
     /// Forward steps evaluated, the first sweep included (T for plain BPTT).
     pub forward_steps: u64,
     /// Bytes held at the peak for everything that grows with T or c.
     pub peak_bytes: u64,
+    /// h_T `[B,h]`, the one state a caller may carry on (the result keeps no states).
+    pub last_state: Vec<f64>,
 }
 
 /// The bytes a checkpointed reference run holds (see the module doc).
@@ -87,6 +89,7 @@ pub fn bptt(p: &Problem, truncate: Option<Truncation>, plan: &Plan) -> Result<(B
     let mut loss = 0.0;
     let mut unscored = 0.0; // the reversals' loss terms, already counted by the sweep
     let mut evaluated = 0u64;
+    let mut last_state = vec![0.0; bh];
     let mut backward = Backward::new(p, lanes_k(truncate));
 
     for action in plan.actions() {
@@ -116,6 +119,7 @@ pub fn bptt(p: &Problem, truncate: Option<Truncation>, plan: &Plan) -> Result<(B
                 step(p, t, &current, &mut a_t, &mut held);
                 output(p, &held, &mut o_t);
                 loss_step(p, t, &o_t, &mut grad_o_t, &mut loss);
+                last_state.copy_from_slice(&held);
                 evaluated += 1;
             }
             Action::Reverse { unit } => {
@@ -129,5 +133,6 @@ pub fn bptt(p: &Problem, truncate: Option<Truncation>, plan: &Plan) -> Result<(B
         }
     }
     let result = backward.finish(p, scales[0], loss, Vec::new(), Vec::new());
-    Ok((result, Recomputed { forward_steps: evaluated, peak_bytes: bytes(p, truncate, plan) }))
+    let stats = Recomputed { forward_steps: evaluated, peak_bytes: bytes(p, truncate, plan), last_state };
+    Ok((result, stats))
 }

@@ -79,6 +79,7 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
         let mut evaluated = 0u64;
         let mut carry: Option<Vec<f32>> = None;
         let mut grad_h0 = Vec::new();
+        let mut last_state = Vec::new();
         for action in plan.actions() {
             match action {
                 Action::Advance { from, to, sweep } => {
@@ -101,6 +102,7 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
                     let r = plan.unit_range(plan.units);
                     w.forward(&e, p, r.start, r.len(), &current, r.len(), Some(&mut loss));
                     held.copy_from_slice(w.state(r.len()));
+                    last_state = to_f64(&held);
                     evaluated += r.len() as u64;
                 }
                 Action::Reverse { unit } => {
@@ -123,7 +125,27 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
         }
         let result = sums.finish(p, loss, grad_h0, Vec::new(), Vec::new());
         let peak_bytes = costs(p.shape).bytes(plan);
-        Ok((result, Recomputed { forward_steps: evaluated, peak_bytes }))
+        Ok((result, Recomputed { forward_steps: evaluated, peak_bytes, last_state }))
+    })
+}
+
+/// The forward pass alone, in windows of `window` steps: L and the outputs o `[T,B,q]`, with
+/// no state kept beyond a window (what evaluating a model on a long sequence needs).
+pub fn forward_loss(p: &Problem, window: usize) -> (f64, Vec<f64>) {
+    rayon::scope(|_| {
+        let s = p.shape;
+        let window = window.clamp(1, s.steps);
+        let e = Engine::new(p);
+        let mut w = Window::new(p, window);
+        let (mut loss, mut o) = (0.0, Vec::with_capacity(s.steps * s.batch * s.output));
+        let mut current = to_f32(&p.h0);
+        for t0 in (0..s.steps).step_by(window) {
+            let len = window.min(s.steps - t0);
+            w.forward(&e, p, t0, len, &current, len, Some(&mut loss));
+            current.copy_from_slice(w.state(len));
+            o.extend(w.o[..len * w.bq].iter().map(|&v| v as f64));
+        }
+        (loss, o)
     })
 }
 

@@ -7,7 +7,7 @@ use crate::format::human_bytes;
 use crate::model::Shape;
 
 /// Buffers no kernel binds (`windowed`): only the allocation limit applies to them.
-const UNBOUND: [&str; 4] = ["slots", "current", "held", "carry"];
+const UNBOUND: [&str; 5] = ["slots", "current", "held", "last", "carry"];
 
 /// Every storage buffer the GPU path allocates, in f32 (or u32) elements.
 pub struct BufferSizes {
@@ -81,6 +81,7 @@ impl BufferSizes {
             ("slots", format!("checkpoint slots [c={slots},B,h]"), 4 * slots.max(1) as u64 * b * h),
             ("current", "the current state [B,h]".to_string(), 4 * b * h),
             ("held", "the held state [B,h]".to_string(), 4 * b * h),
+            ("last", "the last state h_T [B,h]".to_string(), 4 * b * h),
             ("carry", "the carried ∂L/∂a [B,K,h]".to_string(), 4 * b * k * h),
         ]);
         sizes

@@ -10,7 +10,8 @@
 use std::time::Instant;
 
 use super::buffers::BufferSizes;
-use super::schedule::{Config, Dispatch, Window, Work, parts};
+pub use super::schedule::Config;
+use super::schedule::{Dispatch, Window, Work, parts};
 use super::{GpuBptt, GpuContext, MAX_DISPATCHES_PER_PASS, RunOptions, RunTimes, Schedule, f32s};
 use crate::checkpoint::{Action, Costs, Plan};
 use crate::error::{Error, Result};
@@ -130,7 +131,8 @@ impl GpuBptt {
         let start = Instant::now();
         self.upload_weights(ctx, p);
         ctx.queue.write_buffer(&self.buffers["current"], 0, bytemuck::cast_slice(&f32s(&p.h0)));
-        let mut run = PlanRun { o: self, ctx, p, config, plan, encoder: None, submitted: 0, dispatches: 0 };
+        let inputs = Inputs { shape: p.shape, x: &p.x, targets: &p.targets };
+        let mut run = PlanRun { o: self, ctx, p: inputs, config, plan, encoder: None, submitted: 0, dispatches: 0 };
         let evaluated = run.carry_out()?;
         let dispatches = run.dispatches;
         let (result, _) = self.read_results(ctx, p, opts)?;
@@ -148,13 +150,69 @@ impl GpuBptt {
     }
 }
 
+/// What a checkpointed run reads from the host, window by window: the sequence's inputs and
+/// targets (h0 and the weights are in the object's buffers already).
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    pub shape: Shape,
+    pub x: &'a [f64],
+    pub targets: &'a Targets,
+}
+
+impl GpuBptt {
+    /// Training's checkpointed pass: `run_plan` with the weights already in the object's
+    /// buffers (and left there), h0 already in its `current` buffer, and nothing read back:
+    /// the gradients, clipped by `config`, and L are left in their buffers, h_T in `last`.
+    /// Returns the forward steps evaluated.
+    pub fn run_plan_resident(&mut self, ctx: &GpuContext, inputs: Inputs, config: Config) -> Result<u64> {
+        let (plan, total) = self.plan.ok_or_else(|| Error::Invalid("run_plan needs a checkpointed object".into()))?;
+        if inputs.shape != total {
+            return Err(Error::Invalid(format!("this GPU object was built for {total}, not {}", inputs.shape)));
+        }
+        let mut run = PlanRun { o: self, ctx, p: inputs, config, plan, encoder: None, submitted: 0, dispatches: 0 };
+        run.carry_out()
+    }
+
+    /// The forward pass alone, window by window from h0 in the `current` buffer, for a model's
+    /// held-out loss: L (from the loss buffer) and the outputs o `[T,B,q]`, gathered window by
+    /// window into a buffer made on first use (T·B·q values).
+    pub fn forward_resident(&mut self, ctx: &GpuContext, inputs: Inputs, config: Config) -> Result<(f64, Vec<f64>)> {
+        let (plan, total) = self.plan.ok_or_else(|| Error::Invalid("a checkpointed object is needed".into()))?;
+        let s = inputs.shape;
+        if s != total {
+            return Err(Error::Invalid(format!("this GPU object was built for {total}, not {}", s)));
+        }
+        let o_bytes = (s.steps * s.batch * s.output * 4) as u64;
+        if !self.buffers.contains_key("o_all") {
+            for (name, usage) in [
+                ("o_all", wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC),
+                ("o_all_read", wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ),
+            ] {
+                let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(name),
+                    size: o_bytes + 4,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                self.buffers.insert(name, buf);
+            }
+        }
+        let mut run = PlanRun { o: self, ctx, p: inputs, config, plan, encoder: None, submitted: 0, dispatches: 0 };
+        run.forward_only()?;
+        let data = super::read_buffer(ctx, &self.buffers["o_all_read"], o_bytes + 4)?;
+        let all: Vec<f64> = bytemuck::cast_slice::<u8, f32>(&data).iter().map(|&v| v as f64).collect();
+        let (o, loss) = all.split_at(all.len() - 1);
+        Ok((loss[0], o.to_vec()))
+    }
+}
+
 /// One checkpointed run in progress. Commands are recorded in the order they must run: the
 /// copies an action needs before a window's dispatches, the dispatches (`submit`), and the
 /// copies after them, which go out with the next submission.
 struct PlanRun<'a> {
     o: &'a mut GpuBptt,
     ctx: &'a GpuContext,
-    p: &'a Problem,
+    p: Inputs<'a>,
     config: Config,
     plan: Plan,
     /// Commands recorded since the last submission (copies between the states).
@@ -265,6 +323,35 @@ impl PlanRun<'_> {
         parts::forward(self.o.schedule_kind, shape, &self.config, w, steps as u32, score)
     }
 
+    /// The forward pass alone, every window scored, its outputs gathered into `o_all`; then L
+    /// after them, and both copied to `o_all_read`.
+    fn forward_only(&mut self) -> Result<()> {
+        let (plan, sb) = (self.plan, self.state_bytes());
+        let window_shape = Shape { steps: plan.unit_steps, ..self.p.shape };
+        let b = self.o.buffers["loss_rows"].clone();
+        self.encoder().clear_buffer(&b, 0, None);
+        let prologue = parts::prologue(self.o.schedule_kind, window_shape, &self.config);
+        if !prologue.is_empty() {
+            self.submit(&prologue)?;
+        }
+        let row_bytes = (self.p.shape.batch * self.p.shape.output * 4) as u64;
+        for unit in 1..=plan.units {
+            let len = plan.unit_len(unit);
+            let list = self.forward(unit, len, true, true);
+            self.submit(&list)?;
+            self.copy("h", len as u64 * sb, "current", 0, sb);
+            let at = plan.unit_range(unit).start as u64 * row_bytes;
+            self.copy("o", 0, "o_all", at, len as u64 * row_bytes);
+        }
+        let sum = parts::loss_sum(window_shape, &self.config, self.p.shape.steps as u32);
+        self.submit(&sum)?;
+        let o_bytes = self.p.shape.steps as u64 * row_bytes;
+        self.copy("o_all", 0, "o_all_read", 0, o_bytes);
+        self.copy("loss", 0, "o_all_read", o_bytes, 4);
+        self.submit(&[])?;
+        Ok(())
+    }
+
     /// Carries out the plan; returns the forward steps evaluated.
     fn carry_out(&mut self) -> Result<u64> {
         let (plan, sb) = (self.plan, self.state_bytes());
@@ -298,6 +385,7 @@ impl PlanRun<'_> {
                     let list = self.forward(plan.units, len, true, true);
                     self.submit(&list)?;
                     self.copy("h", len as u64 * sb, "held", 0, sb);
+                    self.copy("h", len as u64 * sb, "last", 0, sb);
                     evaluated += len as u64;
                 }
                 Action::Reverse { unit } => {

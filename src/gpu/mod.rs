@@ -6,7 +6,7 @@
 
 pub mod adapter;
 pub mod buffers;
-mod checkpointed;
+pub mod checkpointed;
 pub mod floor;
 pub mod kernels;
 pub mod matmul;

@@ -600,6 +600,13 @@ pub mod parts {
         v.0
     }
 
+    /// L over every row (after the windows scored them).
+    pub fn loss_sum(s: Shape, c: &Config, total: u32) -> Vec<Dispatch> {
+        let mut v = Builder(Vec::new());
+        v.loss_sum(&dims(s, c), Window::whole(total));
+        v.0
+    }
+
     /// After the last window: L over every row, and clipping.
     pub fn finish(s: Shape, c: &Config, total: u32) -> Vec<Dispatch> {
         let z = dims(s, c);

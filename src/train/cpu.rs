@@ -14,9 +14,14 @@ use crate::clip::clip_grads;
 use crate::cpu::fast;
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, LossAt, Problem, Shape, Targets};
+use crate::variant::memory::{PathMemory, plan_path};
 
 pub struct CpuEngine {
     cfg: StepConfig,
+    /// Each iteration checkpointed by this plan, under a memory budget.
+    plan: Option<PathMemory>,
+    /// Forward steps of the last checkpointed iteration.
+    forward_steps: Option<u64>,
     pub w: Weights,
     opt: super::optim::CpuOptim,
     /// h_T of the last training batch, [B,h], for sequential partitioning.
@@ -25,10 +30,16 @@ pub struct CpuEngine {
 }
 
 impl CpuEngine {
-    pub fn new(cfg: StepConfig, w: Weights) -> Self {
+    pub fn new(cfg: StepConfig, w: Weights) -> Result<Self> {
         let opt = super::optim::CpuOptim::new(cfg.optim, &w);
         let carried = vec![0.0; cfg.shape.batch * cfg.shape.hidden];
-        CpuEngine { cfg, w, opt, carried, losses: Vec::new() }
+        let s = cfg.shape;
+        let plan = if cfg.memory.is_set() {
+            Some(plan_path("cpu", s.steps, &cfg.memory, &fast::costs(s), fast::full_bytes(s), None)?)
+        } else {
+            None
+        };
+        Ok(CpuEngine { cfg, plan, forward_steps: None, w, opt, carried, losses: Vec::new() })
     }
 
     fn problem(&self, shape: Shape, x: Vec<f64>, h0: Vec<f64>, targets: Targets, loss_at: LossAt) -> Result<Problem> {
@@ -36,8 +47,16 @@ impl CpuEngine {
     }
 
     /// Loss and gradients of one batch: full BPTT, or truncated K steps back from the last step.
-    pub fn grads(&self, batch: &Batch, h0: Vec<f64>) -> Result<BpttResult> {
+    pub fn grads(&mut self, batch: &Batch, h0: Vec<f64>) -> Result<BpttResult> {
         let s = self.cfg.shape;
+        if let Some(plan) = self.plan.as_ref().and_then(|m| m.plan) {
+            let p = self.problem(s, batch.x.clone(), h0, batch.targets.clone(), self.cfg.loss_at)?;
+            let (mut g, stats) = fast::bptt_checkpointed(&p, &plan)?;
+            self.forward_steps = Some(stats.forward_steps);
+            // The result keeps no states; h_T is what the next minibatch may carry on from.
+            g.h = stats.last_state;
+            return Ok(g);
+        }
         let k = match self.cfg.truncate {
             Some(k) if k < s.steps => k,
             _ => {
@@ -97,7 +116,7 @@ impl Engine for CpuEngine {
             H0::Carried => std::mem::take(&mut self.carried),
         };
         let mut g = self.grads(batch, h0)?;
-        self.carried = g.h[(s.steps - 1) * s.batch * s.hidden..].to_vec();
+        self.carried = g.h[g.h.len() - s.batch * s.hidden..].to_vec();
         if let Some(theta) = self.cfg.clip {
             clip_grads(&mut g, theta)?;
         }
@@ -118,6 +137,10 @@ impl Engine for CpuEngine {
         }
         let p =
             self.problem(s, batch.x.clone(), vec![0.0; s.batch * s.hidden], batch.targets.clone(), self.cfg.loss_at)?;
+        // Under a budget, the forward pass alone, a window at a time.
+        if let Some(plan) = self.plan.as_ref().and_then(|m| m.plan) {
+            return Ok(fast::forward_loss(&p, plan.unit_steps));
+        }
         let g = fast::bptt(&p);
         Ok((g.loss, g.o))
     }
@@ -128,5 +151,19 @@ impl Engine for CpuEngine {
 
     fn device(&self) -> String {
         "cpu (fast f32 path)".into()
+    }
+
+    fn memory(&self) -> Option<super::report::TrainMemory> {
+        let m = self.plan.as_ref()?;
+        let plan = m.plan?;
+        Some(super::report::TrainMemory {
+            budget_bytes: self.cfg.memory.budget,
+            full_bytes: m.full_bytes,
+            peak_bytes: m.peak_bytes,
+            checkpoints: plan.slots_used(),
+            chunk_steps: plan.unit_steps,
+            forward_steps: self.forward_steps.unwrap_or(plan.forward_steps()),
+            forward_steps_optimal: plan.forward_steps(),
+        })
     }
 }

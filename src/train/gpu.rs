@@ -10,8 +10,11 @@ use super::tasks::Batch;
 use super::weights::Weights;
 use super::{Engine, H0, StepConfig};
 use crate::error::{Error, Result};
+use crate::gpu::buffers::BufferSizes;
+use crate::gpu::checkpointed::{Config, Inputs};
 use crate::gpu::resident::PassConfig;
 use crate::gpu::{GpuBptt, GpuContext, Schedule, read_buffer};
+use crate::variant::memory::{PathMemory, plan_path};
 
 /// The optimisers' kernels (name, WGSL source), loaded here and validated in tests/shaders.rs.
 pub const UPDATE_KERNELS: [(&str, &str); 2] = [
@@ -32,6 +35,9 @@ struct Update {
 pub struct GpuEngine {
     ctx: GpuContext,
     bptt: GpuBptt,
+    /// Each iteration checkpointed by this plan (under `memory`, or because the adapter cannot
+    /// bind every state), with the forward steps of the last iteration.
+    memory: Option<(PathMemory, u64)>,
     optim: Optim,
     pipeline: wgpu::ComputePipeline,
     updates: Vec<Update>,
@@ -52,8 +58,20 @@ pub struct GpuEngine {
 impl GpuEngine {
     pub fn new(ctx: GpuContext, cfg: StepConfig, w: &Weights, log_every: usize) -> Result<Self> {
         let s = cfg.shape;
-        let mut bptt = match cfg.truncate {
-            Some(k) if k < s.steps => GpuBptt::new_truncated(&ctx, s, k)?,
+        let memory = match cfg.truncate {
+            Some(k) if k < s.steps => None,
+            _ => {
+                let (full, costs) = crate::gpu::memory_costs(&ctx.limits, s, Schedule::Fused, None);
+                let too_big = BufferSizes::new(s, Schedule::Fused, 1).check(&ctx.limits, &ctx.adapter.name).err();
+                let forced =
+                    too_big.map(|e| format!("checkpointed automatically: storing every state does not fit ({e})"));
+                let m = plan_path("gpu", s.steps, &cfg.memory, &costs, full, forced)?;
+                m.plan.is_some().then_some((m, 0))
+            }
+        };
+        let mut bptt = match (cfg.truncate, &memory) {
+            (Some(k), _) if k < s.steps => GpuBptt::new_truncated(&ctx, s, k)?,
+            (_, Some((m, _))) => GpuBptt::new_checkpointed(&ctx, s, m.plan.expect("planned"), Schedule::Fused, None)?,
             _ => GpuBptt::new(&ctx, s, Schedule::Fused)?,
         };
         bptt.prepare(
@@ -130,10 +148,12 @@ impl GpuEngine {
         let history = storage("loss history", 4 * log_every as u64, copy_usage);
         let history_readback = storage("loss history readback", 4 * log_every as u64, read_usage);
         let carried = storage("carried h", bptt.state_slot_bytes(), copy_usage);
-        let o_bytes = (s.steps * s.batch * s.output * 4) as u64;
+        // A checkpointed object gathers its outputs itself (`forward_resident`).
+        let o_bytes = if memory.is_some() { 0 } else { (s.steps * s.batch * s.output * 4) as u64 };
         let eval_readback = storage("eval readback", o_bytes + 4, read_usage);
         ctx.check_errors()?;
         Ok(GpuEngine {
+            memory,
             optim: cfg.optim,
             pipeline,
             updates,
@@ -157,6 +177,42 @@ impl GpuEngine {
     fn encoder(&self) -> wgpu::CommandEncoder {
         self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train") })
     }
+
+    /// What the checkpointed passes compute.
+    fn pass_config(&self) -> Config {
+        Config {
+            activation: self.cfg.activation,
+            loss_fn: self.cfg.loss_fn,
+            loss_at: self.cfg.loss_at,
+            bias: true,
+            carry: Vec::new(),
+            lanes: None,
+            clip: self.cfg.clip.map(|c| c as f32),
+        }
+    }
+
+    /// One checkpointed iteration's BPTT (its h0 from `h0`), leaving the gradients and L in
+    /// their buffers and h_T in `carried`.
+    fn checkpointed_pass(&mut self, batch: &Batch, h0: H0) -> Result<()> {
+        let slot = self.bptt.state_slot_bytes();
+        let mut enc = self.encoder();
+        let current = self.bptt.buffer("current")?;
+        match h0 {
+            H0::Zero => enc.clear_buffer(current, 0, Some(slot)),
+            H0::Carried => enc.copy_buffer_to_buffer(&self.carried, 0, current, 0, slot),
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        let inputs = Inputs { shape: self.cfg.shape, x: &batch.x, targets: &batch.targets };
+        let config = self.pass_config();
+        let steps = self.bptt.run_plan_resident(&self.ctx, inputs, config)?;
+        if let Some((_, last)) = &mut self.memory {
+            *last = steps;
+        }
+        let mut enc = self.encoder();
+        enc.copy_buffer_to_buffer(self.bptt.buffer("last")?, 0, &self.carried, 0, slot);
+        self.ctx.queue.submit([enc.finish()]);
+        Ok(())
+    }
 }
 
 impl Engine for GpuEngine {
@@ -164,22 +220,27 @@ impl Engine for GpuEngine {
         if self.pending == self.history_len {
             return Err(Error::Invalid("the loss history is full: read it (take_losses) first".into()));
         }
-        let ctx = &self.ctx;
-        let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
-        self.bptt.write_batch(ctx, &x, &batch.targets)?;
         self.step += 1;
+        if self.memory.is_some() {
+            self.checkpointed_pass(batch, h0)?;
+        }
+        let ctx = &self.ctx;
         for u in &self.updates {
             ctx.queue.write_buffer(&u.uniform, 0, bytemuck::bytes_of(&self.optim.params(self.step, u.len)));
         }
         let mut enc = self.encoder();
-        let h = self.bptt.buffer("h")?;
-        let slot = self.bptt.state_slot_bytes();
-        match h0 {
-            H0::Zero => enc.clear_buffer(h, 0, Some(slot)),
-            H0::Carried => enc.copy_buffer_to_buffer(&self.carried, 0, h, 0, slot),
+        if self.memory.is_none() {
+            let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
+            self.bptt.write_batch(ctx, &x, &batch.targets)?;
+            let h = self.bptt.buffer("h")?;
+            let slot = self.bptt.state_slot_bytes();
+            match h0 {
+                H0::Zero => enc.clear_buffer(h, 0, Some(slot)),
+                H0::Carried => enc.copy_buffer_to_buffer(&self.carried, 0, h, 0, slot),
+            }
+            self.bptt.record_passes(ctx, &mut enc)?;
+            enc.copy_buffer_to_buffer(h, self.cfg.shape.steps as u64 * slot, &self.carried, 0, slot);
         }
-        self.bptt.record_passes(ctx, &mut enc)?;
-        enc.copy_buffer_to_buffer(h, self.cfg.shape.steps as u64 * slot, &self.carried, 0, slot);
         {
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("update"), timestamp_writes: None });
@@ -211,6 +272,14 @@ impl Engine for GpuEngine {
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
+        if self.memory.is_some() {
+            let mut enc = self.encoder();
+            enc.clear_buffer(self.bptt.buffer("current")?, 0, Some(self.bptt.state_slot_bytes()));
+            self.ctx.queue.submit([enc.finish()]);
+            let inputs = Inputs { shape: self.cfg.shape, x: &batch.x, targets: &batch.targets };
+            let config = self.pass_config();
+            return self.bptt.forward_resident(&self.ctx, inputs, config);
+        }
         let ctx = &self.ctx;
         let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
         self.bptt.write_batch(ctx, &x, &batch.targets)?;
@@ -255,5 +324,19 @@ impl Engine for GpuEngine {
 
     fn device(&self) -> String {
         format!("gpu ({})", self.ctx.adapter)
+    }
+
+    fn memory(&self) -> Option<super::report::TrainMemory> {
+        let (m, last) = self.memory.as_ref()?;
+        let plan = m.plan?;
+        Some(super::report::TrainMemory {
+            budget_bytes: self.cfg.memory.budget,
+            full_bytes: m.full_bytes,
+            peak_bytes: m.peak_bytes,
+            checkpoints: plan.slots_used(),
+            chunk_steps: plan.unit_steps,
+            forward_steps: *last,
+            forward_steps_optimal: plan.forward_steps(),
+        })
     }
 }

@@ -45,6 +45,8 @@ pub struct StepConfig {
     /// K < T: truncated BPTT.
     pub truncate: Option<usize>,
     pub optim: optim::Optim,
+    /// Each iteration's BPTT within a memory budget.
+    pub memory: crate::variant::memory::MemoryOptions,
 }
 
 /// Where a minibatch's h0 comes from.
@@ -67,12 +69,17 @@ pub trait Engine {
     fn weights(&mut self) -> Result<Weights>;
     /// Where it runs, for the report.
     fn device(&self) -> String;
+    /// How each iteration held its states, when it checkpointed (the forward steps of the last
+    /// iteration with it).
+    fn memory(&self) -> Option<report::TrainMemory> {
+        None
+    }
 }
 
 /// The engine `device` asks for.
 pub fn engine(a: &TrainConfig, s: &Setup) -> Result<Box<dyn Engine>> {
     Ok(match a.device {
-        TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())),
+        TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())?),
         TrainDevice::Gpu => {
             let ctx = GpuContext::new(&a.adapter)?;
             Box::new(gpu::GpuEngine::new(ctx, s.step, &s.weights, s.log_every)?)
@@ -165,7 +172,8 @@ fn run(a: &TrainConfig, progress: &dyn Progress) -> Result<(TrainReport, Weights
     if !w.all_finite() {
         return Err(Error::Failed("the trained weights are not all finite; try `clip` θ or a lower `lr`".into()));
     }
-    let report = report::build(a, &setup, engine.device(), curve, evals, seconds, eval_time);
+    let mut report = report::build(a, &setup, engine.device(), curve, evals, seconds, eval_time);
+    report.memory = engine.memory();
     Ok((report, w, setup))
 }
 

@@ -60,6 +60,8 @@ pub struct TrainReport {
     /// Training sequences per second, evaluation time excluded.
     pub sequences_per_s: f64,
     pub notes: Vec<String>,
+    /// Checkpointing under `memory` / `checkpoints` (null when every state was stored).
+    pub memory: Option<TrainMemory>,
     /// --task text --sample: the generated text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<String>,
@@ -108,6 +110,20 @@ pub fn build(
         eval_seconds,
         sequences_per_s: (s.iters * sh.batch) as f64 / (seconds - eval_seconds).max(1e-9),
         notes: s.notes.clone(),
+        memory: None,
         sample: None,
     }
+}
+
+/// How each iteration's BPTT held its states (the check's `memory` fields, per iteration).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainMemory {
+    pub budget_bytes: Option<u64>,
+    pub full_bytes: u64,
+    pub peak_bytes: u64,
+    pub checkpoints: usize,
+    pub chunk_steps: usize,
+    /// Forward steps of one iteration's BPTT (T storing every state).
+    pub forward_steps: u64,
+    pub forward_steps_optimal: u64,
 }

@@ -11,6 +11,7 @@ use super::text::Corpus;
 use super::weights::{Weights, f32s};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Choice, LossAt, LossFn, Shape};
+use crate::variant::memory::MemoryOptions;
 
 /// The held-out set's seed: fixed, so runs with different --seed are scored on the same set.
 pub const HELD_OUT_SEED: u64 = 0x4845_4c44; // "HELD"
@@ -144,7 +145,15 @@ impl Setup {
             clip: a.clip,
             truncate: truncate.filter(|&k| k < steps),
             optim: Optim { kind: a.optim, lr, momentum: a.momentum },
+            memory: MemoryOptions { budget: a.memory, checkpoints: a.checkpoints },
         };
+        step.memory.check()?;
+        if step.memory.is_set() && step.truncate.is_some() {
+            return Err(invalid(
+                "`memory` (or `checkpoints`) with `truncate` is not supported in training: truncated BPTT already \
+                 holds fewer states; give one",
+            ));
+        }
         let held_out = held_out_batches(&data, shape, a.eval_size);
         Ok(Setup {
             task,
