@@ -164,7 +164,7 @@ fn initialisations_have_their_documented_form() {
 /// weights (and the losses) agree to f32 rounding.
 fn gpu_equals_cpu(config: &TrainConfig, iters: usize) {
     let s = Setup::from_config(config).unwrap();
-    let mut cpu = CpuEngine::new(s.step, s.weights.clone());
+    let mut cpu = CpuEngine::new(s.step, s.weights.clone()).unwrap();
     let mut gpu = GpuEngine::new(common::gpu(), s.step, &s.weights, iters).unwrap();
     let mut r = s.batch_rng();
     for i in 0..iters {

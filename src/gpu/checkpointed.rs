@@ -257,7 +257,7 @@ impl PlanRun<'_> {
         let (q, b) = (&self.ctx.queue, s.batch);
         let rows = w.t0 as usize * b..(w.t0 + w.len) as usize * b;
         let slice = |v: &[f64], width: usize| f32s(&v[rows.start * width..rows.end * width]);
-        q.write_buffer(&self.o.buffers["x"], 0, bytemuck::cast_slice(&slice(&self.p.x, s.input)));
+        q.write_buffer(&self.o.buffers["x"], 0, bytemuck::cast_slice(&slice(self.p.x, s.input)));
         if targets {
             match &self.p.targets {
                 Targets::Mse(y) => q.write_buffer(&self.o.buffers["y"], 0, bytemuck::cast_slice(&slice(y, s.output))),
