@@ -273,8 +273,8 @@ pub struct Costs {
     pub max_unit: usize,
     /// The most slots the path can hold (a GPU's largest buffer; usize::MAX: no limit).
     pub max_slots: usize,
-    /// The cost of one unit beyond its steps' arithmetic (a dispatch, a submission, a team
-    /// start-up), in forward steps: larger units amortise it.
+    /// The cost of one window's work beyond its steps' arithmetic (dispatches, a submission, a
+    /// team start-up), in forward steps: larger units amortise it.
     pub unit_overhead: f64,
 }
 
@@ -292,7 +292,8 @@ impl Costs {
 
 /// The plan for T steps under `budget` bytes (None: no bound) with `slots` if given: among unit
 /// lengths 1, 2, 4, … up to the path's largest, the slots that fit, choosing the least
-/// predicted time (forward steps plus the units' overhead). Errors, naming the least budget
+/// predicted time (forward steps, plus the overhead of each window's work: every unit advanced
+/// and every unit reversed). Errors, naming the least budget
 /// that would fit, when even one slot and a one-step unit do not.
 pub fn choose(steps: usize, budget: Option<u64>, slots: Option<usize>, costs: &Costs) -> Result<Plan> {
     if budget == Some(0) {
@@ -324,7 +325,9 @@ pub fn choose(steps: usize, budget: Option<u64>, slots: Option<usize>, costs: &C
             let plan = Plan::new(steps, unit, c)?;
             let fits = budget.is_none_or(|b| costs.bytes(&plan) <= b);
             if fits {
-                let time = plan.forward_steps() as f64 + costs.unit_overhead * units as f64;
+                // Each unit advanced and each unit reversed is one window's work.
+                let windows = advances(units as u64, c as u64) + units as u64;
+                let time = plan.forward_steps() as f64 + costs.unit_overhead * windows as f64;
                 if best.as_ref().is_none_or(|(t, _)| time < *t) {
                     best = Some((time, plan));
                 }

@@ -321,9 +321,13 @@ fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<(GpuContext, f64,
     if let Some(n) = c.segments {
         // The GPU holds one segment at a time: the longest one decides.
         let steps = shape.steps.div_ceil(n.clamp(1, shape.steps));
-        BufferSizes::new(Shape { steps, ..shape }, schedule, lanes)
-            .check(&ctx.limits, &ctx.adapter.name)
-            .map_err(|e| Error::Invalid(format!("{e} (or more `segments`)")))?;
+        BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(
+            |e| {
+                Error::Invalid(format!(
+                    "{e} (or `memory` BYTES instead of `segments`: exact BPTT in bounded memory; or more `segments`)"
+                ))
+            },
+        )?;
         let (full, _) = crate::gpu::memory_costs(&ctx.limits, Shape { steps, ..shape }, schedule, k);
         let whole = PathMemory { path: "gpu", plan: None, full_bytes: full, peak_bytes: full, automatic: None };
         return Ok(Some((ctx, ms, whole)));

@@ -106,6 +106,12 @@ impl GpuBptt {
         Ok(o)
     }
 
+    /// The shape of the sequences it runs: its own, or a checkpointed object's whole sequence
+    /// (its buffers hold one window of it).
+    pub fn sequence_shape(&self) -> Shape {
+        self.plan.map_or(self.shape, |(_, s)| s)
+    }
+
     /// The plan this object runs, if it is a checkpointed one.
     pub fn plan(&self) -> Option<Plan> {
         self.plan.map(|(p, _)| p)
@@ -392,21 +398,22 @@ impl PlanRun<'_> {
                     let (w, shape) = self.window(unit);
                     let (len, lb) = (w.len as u64, self.lane_bytes());
                     let last = unit == plan.units;
+                    let mut list = Vec::new();
                     if last {
                         // The tail left the window's states, outputs and ∂L/∂o in place; nothing
                         // is carried in after the sequence's end.
                         let b = self.o.buffers["grad_a"].clone();
                         self.encoder().clear_buffer(&b, (len + 1) * lb, Some(lb));
                     } else {
-                        // The inner states from x_{unit−1}; the last one is the held x_unit;
-                        // into the last step comes ∂L/∂a_{t+1} of the window reversed before.
-                        let list = self.forward(unit, w.len as usize - 1, false, true);
-                        self.submit(&list)?;
+                        // The inner states from x_{unit−1} (the forward writes h's slots
+                        // 1..len−1 only); the last one is the held x_unit; into the last step
+                        // comes ∂L/∂a_{t+1} of the window reversed before. One submission.
                         self.copy("held", 0, "h", len * sb, sb);
                         self.copy("carry", 0, "grad_a", (len + 1) * lb, lb);
+                        list = self.forward(unit, w.len as usize - 1, false, true);
                         evaluated += len - 1;
                     }
-                    let list = parts::backward(schedule, shape, &self.config, w, last);
+                    list.extend(parts::backward(schedule, shape, &self.config, w, last));
                     self.submit(&list)?;
                     // ∂L/∂a at the window's first step goes to the window before it, whose
                     // last state x_{unit−1} is held from now on.

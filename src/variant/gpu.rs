@@ -71,7 +71,7 @@ impl<'a> GpuRunner<'a> {
     }
 
     fn object_for(&mut self, shape: crate::model::Shape) -> Result<&mut GpuBptt> {
-        let at = match self.objects.iter().position(|o| o.shape() == shape) {
+        let at = match self.objects.iter().position(|o| o.sequence_shape() == shape) {
             Some(at) => at,
             None => {
                 let o = match (self.variant.truncate, self.plan) {
