@@ -257,6 +257,29 @@ impl Iterator for Actions {
     }
 }
 
+/// The slots of a host-memory run: states stored and restored by slot number, allocated as the
+/// stack first reaches each slot.
+#[derive(Default)]
+pub struct Slots<T> {
+    states: Vec<Vec<T>>,
+}
+
+impl<T: Copy> Slots<T> {
+    /// `Action::Store`: a copy of `state` into `slot`.
+    pub fn store(&mut self, slot: usize, state: &[T]) {
+        if slot == self.states.len() {
+            self.states.push(state.to_vec());
+        } else {
+            self.states[slot].copy_from_slice(state);
+        }
+    }
+
+    /// `Action::Restore`: `slot`'s state copied into `state`.
+    pub fn restore(&self, slot: usize, state: &mut [T]) {
+        state.copy_from_slice(&self.states[slot]);
+    }
+}
+
 /// What a path's run holds, in bytes, for [`choose`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Costs {

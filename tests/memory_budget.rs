@@ -31,10 +31,11 @@ fn every_path_checkpoints_within_the_budget_and_the_report_says_how() {
     let r = check_random(&s, &config, quiet()).unwrap();
     assert_eq!(r.pass, Some(true), "{:?}", r.problems);
     let m = r.memory.as_ref().expect("a memory section");
-    assert_eq!((m.path, m.budget_bytes), ("gpu", Some(budget)));
-    assert!(m.peak_bytes <= budget && m.full_bytes > 4 * budget, "{m:?}");
-    assert!(m.forward_steps > 120 && m.forward_steps == m.forward_steps_optimal, "{m:?}");
-    assert!(m.checkpoints >= 1 && m.chunk_steps >= 1, "{m:?}");
+    assert_eq!((m.path, m.figures.budget_bytes), ("gpu", Some(budget)));
+    let f = &m.figures;
+    assert!(f.peak_bytes <= budget && f.full_bytes > 4 * budget, "{m:?}");
+    assert!(f.forward_steps > 120 && f.forward_steps == f.forward_steps_optimal, "{m:?}");
+    assert!(f.checkpoints >= 1 && f.chunk_steps >= 1, "{m:?}");
     // Every path that ran is listed, each within the budget and checkpointed.
     let paths: Vec<&str> = m.paths.iter().map(|p| p.path).collect();
     assert_eq!(paths, ["gpu", "cpu", "cpu-ref"]);
@@ -76,8 +77,9 @@ fn checkpoints_alone_set_the_slots_and_loss_at_last_is_checked_too() {
         CheckConfig { compute: Engines::Reference, checkpoints: Some(4), repeat: Some(1), ..Default::default() };
     let r = check_random(&s, &config, quiet()).unwrap();
     let m = r.memory.unwrap();
-    assert_eq!((m.path, m.checkpoints, m.chunk_steps, m.budget_bytes), ("cpu-ref", 4, 1, None));
-    assert_eq!(m.forward_steps, bptt::checkpoint::Plan::new(90, 1, 4).unwrap().forward_steps());
+    let f = &m.figures;
+    assert_eq!((m.path, f.checkpoints, f.chunk_steps, f.budget_bytes), ("cpu-ref", 4, 1, None));
+    assert_eq!(f.forward_steps, bptt::checkpoint::Plan::new(90, 1, 4).unwrap().forward_steps());
     // The reference checkpointed is the reference, bit for bit.
     let full = check_random(&s, &CheckConfig { compute: Engines::Reference, ..Default::default() }, quiet()).unwrap();
     assert_eq!(r.loss.to_bits(), full.loss.to_bits());
@@ -97,7 +99,7 @@ fn a_shape_the_adapter_cannot_bind_is_checkpointed_without_being_asked() {
     assert_eq!(m.path, "gpu");
     let why = m.automatic.clone().expect("says why");
     assert!(why.contains("checkpointed automatically") && why.contains("binds at most"), "{why}");
-    assert!(m.chunk_steps < 256, "{m:?}");
+    assert!(m.figures.chunk_steps < 256, "{m:?}");
     // The CPU paths store everything: nothing forced them.
     assert!(m.paths.iter().filter(|p| p.path != "gpu").all(|p| p.checkpoints.is_none()), "{m:?}");
 }

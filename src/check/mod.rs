@@ -433,18 +433,12 @@ fn run_problem(
     };
     let mut report = assemble::report(c, p, &options, &result, from, pieces);
     report.memory = memory.map(|mut m| {
-        // The result's path first, when it checkpointed.
-        if let Some(own) = m.paths.iter().find(|e| e.path == from && e.checkpoints.is_some()) {
-            let plan = plans.of(from).and_then(|pm| pm.plan);
-            if let Some(plan) = plan {
-                m.path = from;
-                m.full_bytes = own.full_bytes;
-                m.peak_bytes = own.peak_bytes;
-                (m.checkpoints, m.chunk_steps) = (plan.slots_used(), plan.unit_steps);
-                (m.forward_steps, m.forward_steps_optimal, m.time_ratio) =
-                    (own.forward_steps, own.forward_steps_optimal, own.time_ratio);
-                m.automatic = plans.of(from).and_then(|pm| pm.automatic.clone());
-            }
+        // The result's path on top, when it checkpointed.
+        let own = m.paths.iter().find(|e| e.path == from).map(|e| (e.forward_steps, e.time_ratio));
+        if let (Some((steps, ratio)), Some(pm)) = (own, plans.of(from))
+            && let Some(figures) = pm.figures(c.memory, steps)
+        {
+            (m.figures, m.path, m.time_ratio, m.automatic) = (figures, from, ratio, pm.automatic.clone());
         }
         m
     });
@@ -480,13 +474,7 @@ fn memory_report(
     let first = paths.iter().find(|e| e.checkpoints.is_some())?;
     let pm = plans.of(first.path)?;
     Some(MemoryReport {
-        budget_bytes: c.memory,
-        full_bytes: first.full_bytes,
-        peak_bytes: first.peak_bytes,
-        checkpoints: first.checkpoints?,
-        chunk_steps: first.chunk_steps?,
-        forward_steps: first.forward_steps,
-        forward_steps_optimal: first.forward_steps_optimal,
+        figures: pm.figures(c.memory, first.forward_steps)?,
         path: first.path,
         automatic: pm.automatic.clone(),
         time_ratio: first.time_ratio,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Engines;
 use crate::gpu::{AdapterSummary, TimingSource};
 use crate::model::{Activation, BpttResult, LossAt, LossFn, Shape};
+use crate::variant::memory::MemoryFigures;
 
 /// Median times in milliseconds; `None` for what did not run.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -51,22 +52,8 @@ pub struct SweepRow {
 /// from (or the first path that checkpointed), with every path that ran in `paths`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MemoryReport {
-    /// `memory`, when given (null: checkpointed because the adapter could not hold every state,
-    /// or with `checkpoints` alone).
-    pub budget_bytes: Option<u64>,
-    /// What storing every state would hold, for everything that grows with T.
-    pub full_bytes: u64,
-    /// What the run held at its peak for the same.
-    pub peak_bytes: u64,
-    /// c, the states held at once (h0's included).
-    pub checkpoints: usize,
-    /// L, the steps of a unit (a window of steps on the fast CPU path and the fused GPU
-    /// schedule, one step on the reference and often on the stepwise schedule).
-    pub chunk_steps: usize,
-    /// Forward step evaluations, the first sweep included: T for plain BPTT.
-    pub forward_steps: u64,
-    /// The fewest any schedule of this c and L can do (the plan's count).
-    pub forward_steps_optimal: u64,
+    #[serde(flatten)]
+    pub figures: MemoryFigures,
     /// "gpu", "cpu" or "cpu-ref".
     pub path: &'static str,
     /// Why it checkpointed without being asked, if so.

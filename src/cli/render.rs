@@ -223,22 +223,23 @@ impl CheckText<'_> {
     /// Checkpointing: what was held instead of every state, and what it cost in forward steps.
     fn text_memory(&self, s: &mut String) {
         let Some(m) = &self.memory else { return };
+        let f = &m.figures;
         let bytes = bptt::format::human_bytes;
-        let budget = m.budget_bytes.map(|b| format!(" (budget {})", bytes(b))).unwrap_or_default();
+        let budget = f.budget_bytes.map(|b| format!(" (budget {})", bytes(b))).unwrap_or_default();
         let unit =
-            if m.chunk_steps == 1 { "single steps".to_string() } else { format!("windows of {} steps", m.chunk_steps) };
+            if f.chunk_steps == 1 { "single steps".to_string() } else { format!("windows of {} steps", f.chunk_steps) };
         let _ = writeln!(
             s,
             "memory     exact BPTT with checkpoints ({}): {} states held at once, {unit}; {} held for what grows with T instead of {}{budget}",
             m.path,
-            m.checkpoints,
-            bytes(m.peak_bytes),
-            bytes(m.full_bytes)
+            f.checkpoints,
+            bytes(f.peak_bytes),
+            bytes(f.full_bytes)
         );
         let _ = writeln!(
             s,
             "           forward steps {} (the fewest for these checkpoints and windows: {}; storing every state: {})",
-            m.forward_steps, m.forward_steps_optimal, self.shape.steps
+            f.forward_steps, f.forward_steps_optimal, self.shape.steps
         );
         if let Some(r) = m.time_ratio {
             let _ = writeln!(s, "           time ×{} of the same path storing every state", significant(r, 3));

@@ -9,7 +9,7 @@
 //! pre-activations (`[B,h]` each), o_t and ∂L/∂o_t (`[B,q]`), and the backward pass's lanes
 //! (`truncated::Backward`).
 
-use crate::checkpoint::{Action, Costs, Plan};
+use crate::checkpoint::{Action, Costs, Plan, Slots};
 use crate::cpu::reference::{loss_step, output, step};
 use crate::cpu::truncated::{Backward, carry_into};
 use crate::error::{Error, Result};
@@ -79,7 +79,7 @@ pub fn bptt(p: &Problem, truncate: Option<Truncation>, plan: &Plan) -> Result<(B
         _ => vec![1.0; nt],
     };
     let (bh, bq) = (nb * nh, nb * q);
-    let mut slots: Vec<Vec<f64>> = Vec::with_capacity(plan.slots_used());
+    let mut slots = Slots::default();
     let mut current = p.h0.clone();
     let mut held = vec![0.0; bh];
     let mut next = vec![0.0; bh];
@@ -106,14 +106,8 @@ pub fn bptt(p: &Problem, truncate: Option<Truncation>, plan: &Plan) -> Result<(B
                 }
                 evaluated += (to - from) as u64;
             }
-            Action::Store { slot, .. } => {
-                if slot == slots.len() {
-                    slots.push(current.clone());
-                } else {
-                    slots[slot].copy_from_slice(&current);
-                }
-            }
-            Action::Restore { slot, .. } => current.copy_from_slice(&slots[slot]),
+            Action::Store { slot, .. } => slots.store(slot, &current),
+            Action::Restore { slot, .. } => slots.restore(slot, &mut current),
             Action::Tail => {
                 let t = nt - 1;
                 step(p, t, &current, &mut a_t, &mut held);

@@ -36,7 +36,7 @@ use gemm::{View, gemm};
 use rayon::prelude::*;
 use recur::Recurrence;
 
-use crate::checkpoint::{Action, Costs, Plan};
+use crate::checkpoint::{Action, Costs, Plan, Slots};
 use crate::cpu::checkpointed::Recomputed;
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, Problem, Shape};
@@ -72,7 +72,7 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
         let e = Engine::new(p);
         let mut w = Window::new(p, plan.unit_steps);
         let mut sums = Sums::new(p);
-        let mut slots: Vec<Vec<f32>> = Vec::with_capacity(plan.slots_used());
+        let mut slots = Slots::default();
         let mut current = to_f32(&p.h0);
         let mut held = vec![0.0f32; bh];
         let mut loss = 0.0;
@@ -90,14 +90,8 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
                         evaluated += r.len() as u64;
                     }
                 }
-                Action::Store { slot, .. } => {
-                    if slot == slots.len() {
-                        slots.push(current.clone());
-                    } else {
-                        slots[slot].copy_from_slice(&current);
-                    }
-                }
-                Action::Restore { slot, .. } => current.copy_from_slice(&slots[slot]),
+                Action::Store { slot, .. } => slots.store(slot, &current),
+                Action::Restore { slot, .. } => slots.restore(slot, &mut current),
                 Action::Tail => {
                     let r = plan.unit_range(plan.units);
                     w.forward(&e, p, r.start, r.len(), &current, r.len(), Some(&mut loss));

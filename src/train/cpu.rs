@@ -14,7 +14,7 @@ use crate::clip::clip_grads;
 use crate::cpu::fast;
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, LossAt, Problem, Shape, Targets};
-use crate::variant::memory::{PathMemory, plan_path};
+use crate::variant::memory::{MemoryFigures, PathMemory, plan_path};
 
 pub struct CpuEngine {
     cfg: StepConfig,
@@ -153,17 +153,8 @@ impl Engine for CpuEngine {
         "cpu (fast f32 path)".into()
     }
 
-    fn memory(&self) -> Option<super::report::TrainMemory> {
+    fn memory(&self) -> Option<MemoryFigures> {
         let m = self.plan.as_ref()?;
-        let plan = m.plan?;
-        Some(super::report::TrainMemory {
-            budget_bytes: self.cfg.memory.budget,
-            full_bytes: m.full_bytes,
-            peak_bytes: m.peak_bytes,
-            checkpoints: plan.slots_used(),
-            chunk_steps: plan.unit_steps,
-            forward_steps: self.forward_steps.unwrap_or(plan.forward_steps()),
-            forward_steps_optimal: plan.forward_steps(),
-        })
+        m.figures(self.cfg.memory.budget, self.forward_steps.or(m.plan.map(|p| p.forward_steps()))?)
     }
 }

@@ -14,7 +14,7 @@ use crate::gpu::buffers::BufferSizes;
 use crate::gpu::checkpointed::{Config, Inputs};
 use crate::gpu::resident::PassConfig;
 use crate::gpu::{GpuBptt, GpuContext, Schedule, read_buffer};
-use crate::variant::memory::{PathMemory, plan_path};
+use crate::variant::memory::{MemoryFigures, PathMemory, plan_path};
 
 /// The optimisers' kernels (name, WGSL source), loaded here and validated in tests/shaders.rs.
 pub const UPDATE_KERNELS: [(&str, &str); 2] = [
@@ -326,17 +326,8 @@ impl Engine for GpuEngine {
         format!("gpu ({})", self.ctx.adapter)
     }
 
-    fn memory(&self) -> Option<super::report::TrainMemory> {
+    fn memory(&self) -> Option<MemoryFigures> {
         let (m, last) = self.memory.as_ref()?;
-        let plan = m.plan?;
-        Some(super::report::TrainMemory {
-            budget_bytes: self.cfg.memory.budget,
-            full_bytes: m.full_bytes,
-            peak_bytes: m.peak_bytes,
-            checkpoints: plan.slots_used(),
-            chunk_steps: plan.unit_steps,
-            forward_steps: *last,
-            forward_steps_optimal: plan.forward_steps(),
-        })
+        m.figures(self.cfg.memory.budget, *last)
     }
 }

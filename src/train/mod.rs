@@ -71,7 +71,7 @@ pub trait Engine {
     fn device(&self) -> String;
     /// How each iteration held its states, when it checkpointed (the forward steps of the last
     /// iteration with it).
-    fn memory(&self) -> Option<report::TrainMemory> {
+    fn memory(&self) -> Option<crate::variant::memory::MemoryFigures> {
         None
     }
 }

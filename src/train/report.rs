@@ -4,6 +4,7 @@
 use super::config::{Task, TrainConfig};
 use super::setup::{Setup, task_name};
 use crate::model::Choice;
+use crate::variant::memory::MemoryFigures;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CurvePoint {
@@ -60,8 +61,9 @@ pub struct TrainReport {
     /// Training sequences per second, evaluation time excluded.
     pub sequences_per_s: f64,
     pub notes: Vec<String>,
-    /// Checkpointing under `memory` / `checkpoints` (null when every state was stored).
-    pub memory: Option<TrainMemory>,
+    /// Checkpointing under `memory` / `checkpoints` (null when every state was stored); its
+    /// forward steps are one iteration's.
+    pub memory: Option<MemoryFigures>,
     /// --task text --sample: the generated text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<String>,
@@ -113,17 +115,4 @@ pub fn build(
         memory: None,
         sample: None,
     }
-}
-
-/// How each iteration's BPTT held its states (the check's `memory` fields, per iteration).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct TrainMemory {
-    pub budget_bytes: Option<u64>,
-    pub full_bytes: u64,
-    pub peak_bytes: u64,
-    pub checkpoints: usize,
-    pub chunk_steps: usize,
-    /// Forward steps of one iteration's BPTT (T storing every state).
-    pub forward_steps: u64,
-    pub forward_steps_optimal: u64,
 }

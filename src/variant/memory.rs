@@ -70,3 +70,39 @@ pub fn plan_path(
     let automatic = if opts.is_set() { None } else { forced };
     Ok(PathMemory { path, plan: Some(plan), full_bytes, peak_bytes: costs.bytes(&plan), automatic })
 }
+
+/// What a checkpointed run held and did: the `memory` fields of the check's and training's
+/// reports (docs/report.md, "JSON output").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemoryFigures {
+    /// The budget asked for (null without one: `checkpoints` alone, or checkpointed unasked).
+    pub budget_bytes: Option<u64>,
+    /// What storing every state holds, for everything that grows with T.
+    pub full_bytes: u64,
+    /// What the run held at its peak for the same.
+    pub peak_bytes: u64,
+    /// c, the states held at once (h0's included).
+    pub checkpoints: usize,
+    /// L, the steps of a unit (one on the reference, a window on the other paths).
+    pub chunk_steps: usize,
+    /// Forward step evaluations, the first sweep included: T for plain BPTT.
+    pub forward_steps: u64,
+    /// The fewest any schedule with these checkpoints and units can do.
+    pub forward_steps_optimal: u64,
+}
+
+impl PathMemory {
+    /// Its figures when it checkpointed, with the forward steps its run evaluated.
+    pub fn figures(&self, budget: Option<u64>, forward_steps: u64) -> Option<MemoryFigures> {
+        let plan = self.plan?;
+        Some(MemoryFigures {
+            budget_bytes: budget,
+            full_bytes: self.full_bytes,
+            peak_bytes: self.peak_bytes,
+            checkpoints: plan.slots_used(),
+            chunk_steps: plan.unit_steps,
+            forward_steps,
+            forward_steps_optimal: plan.forward_steps(),
+        })
+    }
+}
