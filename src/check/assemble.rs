@@ -48,7 +48,8 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
         Vec::new()
     } else {
         vec![format!(
-            "GPU against the reference: relative error over the tolerance {tolerance:e} in {}",
+            "GPU against the reference: relative error over the tolerance {} in {}",
+            crate::format::number(tolerance),
             over.join(", ")
         )]
     };
@@ -169,7 +170,13 @@ pub fn report(
         grad_norms,
         grad_h_norm: result.grads.grad_h_norm.clone(),
         reach_summary: reach_growth_factor
-            .map(|f| format!("{} (spectral radius of w_hh: {spectral_radius:.3})", describe_reach(f, shape.steps))),
+            .map(|f| {
+            format!(
+                "{} (spectral radius of w_hh: {})",
+                describe_reach(f, shape.steps),
+                crate::format::significant(spectral_radius, 3)
+            )
+        }),
         grad_h_norm_from_last: result.reach.clone(),
         reach_growth_factor,
         clip: k.clip,

@@ -89,8 +89,8 @@ pub fn profile_series(grad_h_norm: &[f64], reach: &[f64], color: usize, suffix: 
 /// beyond plain BPTT (truncation, segments, clipping).
 pub fn report_title(r: &CheckReport, radii: Option<&[f64]>) -> String {
     let radius = match radii {
-        Some(radii) => radii.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
-        None => format!("{:.3}", r.spectral_radius),
+        Some(radii) => radii.iter().map(|&x| crate::format::number(x)).collect::<Vec<_>>().join(", "),
+        None => crate::format::significant(r.spectral_radius, 4),
     };
     let mut title = format!("{}, {}, spectral radius {radius}", r.shape, r.activation.name());
     // The variant's lines, shortened to their first clause ("truncated 8 steps back from each
@@ -115,7 +115,7 @@ pub fn write_check_plot(path: &Path, r: &CheckReport) -> Result<()> {
         .iter()
         .enumerate()
         .flat_map(|(k, row)| {
-            profile_series(&row.grad_h_norm, &row.grad_h_norm_from_last, k, &format!(" ρ={}", row.radius))
+            profile_series(&row.grad_h_norm, &row.grad_h_norm_from_last, k, &format!(" ρ={}", crate::format::number(row.radius)))
         })
         .collect();
     plot_profiles(path, &report_title(r, Some(&radii)), &series)
