@@ -60,19 +60,19 @@ pub fn f32_parameter(field: &str, v: f64) -> Result<()> {
     Err(Error::Invalid(format!("`{field}` {} {what} {limit}", number(v))))
 }
 
-/// 512 MiB, 3.2 KiB, 100 B.
+/// 512 MiB, 3.2 KiB, 100 B; 4.4 TiB, 16.0 EiB (never thousands of GiB).
 pub fn human_bytes(n: u64) -> String {
-    const KI: f64 = 1024.0;
-    let x = n as f64;
-    if x >= KI * KI * KI {
-        format!("{:.1} GiB", x / (KI * KI * KI))
-    } else if x >= KI * KI {
-        format!("{:.1} MiB", x / (KI * KI))
-    } else if x >= KI {
-        format!("{:.1} KiB", x / KI)
-    } else {
-        format!("{n} B")
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
     }
+    let mut x = n as f64 / 1024.0;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    format!("{x:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -109,5 +109,18 @@ mod tests {
         let e = f32_parameter("clip", 1e39).unwrap_err().to_string();
         assert!(e.ends_with("`clip` 1e39 overflows f32: the largest f32 is about 3.403e38"), "{e}");
         assert!(f32_parameter("lr", 1e-40).is_err(), "a subnormal f32 is flushed to zero on GPUs");
+    }
+
+    #[test]
+    fn bytes_in_binary_units() {
+        for (n, want) in [
+            (100, "100 B"),
+            (3277, "3.2 KiB"),
+            (512 << 20, "512.0 MiB"),
+            (4470 << 30, "4.4 TiB"),
+            (u64::MAX, "16.0 EiB"),
+        ] {
+            assert_eq!(human_bytes(n), want);
+        }
     }
 }

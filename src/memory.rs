@@ -85,7 +85,10 @@ pub fn train_host_bytes(t: &TrainSizes) -> u64 {
         // the problem, the fast path's f32 copies (w_hh twice, padded) and gradients (f32 and
         // f64), the result.
         let optimiser = if t.adam { 8.0 } else { 4.0 };
-        ((4.0 + 4.0 + optimiser + 8.0 + 12.0 + 8.0 + 4.0) * params + 8.0 * h * h, 4.0 * (d + 4.0 * h + 3.0 * q) + 8.0 * (h + q) + 8.0 * q)
+        (
+            (4.0 + 4.0 + optimiser + 8.0 + 12.0 + 8.0 + 4.0) * params + 8.0 * h * h,
+            4.0 * (d + 4.0 * h + 3.0 * q) + 8.0 * (h + q) + 8.0 * q,
+        )
     };
     let copies = if t.gpu { 1.0 } else { 2.0 }; // the CPU path's problem holds a copy of the batch
     let total = weights

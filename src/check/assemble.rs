@@ -169,8 +169,7 @@ pub fn report(
         result_from: from,
         grad_norms,
         grad_h_norm: result.grads.grad_h_norm.clone(),
-        reach_summary: reach_growth_factor
-            .map(|f| {
+        reach_summary: reach_growth_factor.map(|f| {
             format!(
                 "{} (spectral radius of w_hh: {})",
                 describe_reach(f, shape.steps),

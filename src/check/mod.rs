@@ -155,7 +155,10 @@ pub fn sweep_with(
         return Err(Error::Invalid("`sweep_radius` needs at least one radius".into()));
     }
     if let Some(r) = radii.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        return Err(Error::Invalid(format!("`sweep_radius` must be finite numbers ≥ 0, got {}", crate::format::number(*r))));
+        return Err(Error::Invalid(format!(
+            "`sweep_radius` must be finite numbers ≥ 0, got {}",
+            crate::format::number(*r)
+        )));
     }
     check_memory(config, spec.shape)?;
     let gpu = gpu_context(config, spec.shape)?;
@@ -193,7 +196,10 @@ pub fn sweep_with(
 /// The numbers of a config, each against its own rule.
 fn check_config(c: &CheckConfig) -> Result<()> {
     if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
-        return Err(Error::Invalid(format!("`tolerance` must be a finite number > 0, got {}", crate::format::number(c.tolerance))));
+        return Err(Error::Invalid(format!(
+            "`tolerance` must be a finite number > 0, got {}",
+            crate::format::number(c.tolerance)
+        )));
     }
     if c.repeat == Some(0) {
         return Err(Error::Invalid("`repeat` must be at least 1".into()));

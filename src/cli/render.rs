@@ -336,11 +336,13 @@ impl TrainText<'_> {
             "task         {} (T={} B={} d={} h={} q={}), on {}",
             self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
         ));
-        let extra: Vec<String> =
-            [self.clip.map(|c| format!(", clip {}", number(c))), self.truncate.map(|k| format!(", truncated to K = {k}"))]
-                .into_iter()
-                .flatten()
-                .collect();
+        let extra: Vec<String> = [
+            self.clip.map(|c| format!(", clip {}", number(c))),
+            self.truncate.map(|k| format!(", truncated to K = {k}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         // Where the weights came from: a file, or the initialisation.
         let start = match (&self.init_from, self.init_scale) {
             (Some(file), _) => format!("weights from {}", bptt::error::one_line(file)),

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice};
 use clap::Parser;
 
+use bptt::error::quote;
+
 use super::args::{GpuArgs, parse_nonneg, parse_number, parse_plot_path, parse_positive};
 use super::choice::choice;
 use super::env::Env;
@@ -17,8 +19,11 @@ use super::env::Env;
 /// set is fixed (the same for every --seed). Exit codes: 0 success; 1 a run-time failure
 /// (no adapter, a diverged run); 2 bad arguments or input.
 #[derive(Parser, Debug, Clone)]
+// Negative numbers are values, as in the gradient check: `--seed -1` is refused by the flag's
+// own rule, not as an unknown argument.
 #[command(
     name = "bptt train",
+    allow_negative_numbers = true,
     version,
     about,
     long_about,
@@ -113,7 +118,7 @@ pub struct TrainArgs {
 
 fn parse_momentum(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {s}")) }
+    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {}", quote(s))) }
 }
 
 impl TrainArgs {

@@ -421,7 +421,10 @@ impl GpuBptt {
             return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
         }
         if let Some(theta) = opts.clip.filter(|t| !(t.is_finite() && *t > 0.0)) {
-            return Err(Error::Invalid(format!("the clipping threshold must be a finite number > 0, got {}", crate::format::number(theta))));
+            return Err(Error::Invalid(format!(
+                "the clipping threshold must be a finite number > 0, got {}",
+                crate::format::number(theta)
+            )));
         }
         if p.shape != self.shape {
             return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));

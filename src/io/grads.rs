@@ -73,7 +73,6 @@ pub fn save_grads(
             Ok(tensor::f32_tensor(name, dims, v))
         })
         .collect::<Result<Vec<Raw>>>()?;
-    let metadata: HashMap<String, String> = metadata.clone().into_iter().collect();
     let bytes = tensor::serialize(&raw, metadata)?;
     super::write_atomic(path, &bytes)
 }

@@ -23,7 +23,7 @@ mod tensor;
 pub use atomic::{write_atomic, write_atomic_with};
 pub use grads::{LoadedGrads, load_grads, save_grads};
 pub use model_file::{ModelFile, load_model, save_model};
-pub use paths::{check_output_path, open_regular, read_regular, same_file};
+pub use paths::{Input, check_output_path, check_outputs, one_file, open_regular, read_regular, same_file};
 pub use problem::{Overrides, load_problem, load_problem_with, save_problem};
 
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! `w_hx [h,d]`, `w_hh [h,h]`, `w_qh [q,h]`, `b_h [h]`, `b_q [q]`, with the activation, the task
 //! and (for text) the vocabulary in the header's `__metadata__`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::tensor::{Dims, f32_tensor, floats, reject_unknown, required, serialize};
@@ -39,7 +39,7 @@ pub fn save_model(
         let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
         raw.push(f32_tensor(name, shape, &wide));
     }
-    let bytes = serialize(&raw, meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())?;
+    let bytes = serialize(&raw, meta)?;
     super::write_atomic(path, &bytes)
 }
 

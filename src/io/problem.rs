@@ -59,12 +59,12 @@ pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
             tensor::i64_tensor("labels", &[t, b], &labels)
         }
     });
-    let metadata = HashMap::from([
+    let metadata = std::collections::BTreeMap::from([
         ("loss".to_string(), p.loss_fn().name().to_string()),
         ("activation".to_string(), p.activation.name().to_string()),
         ("loss_at".to_string(), loss_at_name(p.loss_at).to_string()),
     ]);
-    let bytes = tensor::serialize(&tensors, metadata)?;
+    let bytes = tensor::serialize(&tensors, &metadata)?;
     super::write_atomic(path, &bytes)
 }
 

@@ -75,12 +75,10 @@ impl GradientOptions {
             Some(Truncation::Regular(k)) => {
                 v.push(format!("truncated {k} step{} back from each loss term", if k == 1 { "" } else { "s" }))
             }
-            Some(Truncation::Random { p, seed }) => {
-                v.push(format!(
+            Some(Truncation::Random { p, seed }) => v.push(format!(
                 "randomised truncation p = {} (seed {seed}), reweighted by 1/(1−p)",
                 crate::format::number(p)
-            ))
-            }
+            )),
             None => {}
         }
         if let Some(n) = self.segments {
