@@ -1,6 +1,6 @@
 //! Host memory a run will need, estimated from the shape before anything is built, so that an
 //! impossible shape is refused at once (exit 2, with the figure) instead of running for a
-//! minute and dying of an allocation failure (docs/report.md, "The command").
+//! minute and dying of an allocation failure (docs/report.md, "Errors and outputs").
 
 use crate::error::{Error, Result};
 use crate::format::human_bytes;

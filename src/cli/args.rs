@@ -282,7 +282,12 @@ fn cut_quoted(msg: &str) -> String {
     if parts.len() % 2 == 0 {
         return msg.to_string();
     }
-    parts.iter().enumerate().map(|(i, p)| if i % 2 == 1 { quote(p) } else { p.to_string() }).collect::<Vec<_>>().join("'")
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i % 2 == 1 { quote(p) } else { p.to_string() })
+        .collect::<Vec<_>>()
+        .join("'")
 }
 
 impl Args {

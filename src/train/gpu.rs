@@ -22,7 +22,7 @@ pub const UPDATE_KERNELS: [(&str, &str); 2] = [
 
 const WORKGROUP: u32 = 64;
 /// The most losses the history buffer holds; a longer log window reads it back when full.
-pub const HISTORY: usize = 4096;
+pub const HISTORY: usize = 1024;
 const TENSORS: [&str; 5] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q"];
 
 /// One parameter tensor's update: its uniform, bind group and size.
