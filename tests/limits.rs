@@ -101,6 +101,10 @@ fn a_training_run_over_the_memory_is_refused_with_the_figure_before_anything_is_
     assert!(line.contains("needs about 14.9 GiB"), "4 bytes a character at most: {line}");
     let line = refused(&[&TRAIN[..], &text_task].concat(), &[("BPTT_MAX_MEMORY", "1K")]);
     assert!(line.contains("reading --text"), "{line}");
+    // The gradient check reads its problem file within the figure too.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tanh_xent_bias_h0.safetensors");
+    let line = refused(&["--compute", "cpu-ref", "--load", fixture], &[("BPTT_MAX_MEMORY", "100")]);
+    assert!(line.contains("tanh_xent_bias_h0.safetensors needs about") && line.contains("(BPTT_MAX_MEMORY)"), "{line}");
     // Invalid values are refused as before, and a generous one lets the run through.
     let line = refused(&TRAIN, &[("BPTT_MAX_MEMORY", "garbage")]);
     assert!(line.contains("BPTT_MAX_MEMORY=garbage is not a number of bytes"), "{line}");

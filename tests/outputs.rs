@@ -281,3 +281,33 @@ fn a_failed_check_still_draws_the_graph_with_the_overflow_labelled() {
     let dot = std::fs::read_to_string(&dot).unwrap();
     assert!(dot.contains("overflow") && !dot.contains("NaN"), "{dot}");
 }
+
+#[test]
+fn the_library_writes_the_same_bytes_for_the_same_arguments() {
+    // Before: the metadata's keys came out in a hash map's order, a different one for each map.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.st"), dir.path().join("b.st"));
+    let meta: std::collections::BTreeMap<String, String> =
+        (0..8).map(|k| (format!("key{}", 7 - k), format!("value {k}"))).collect();
+    let w = [vec![0.5f32; 2 * 3], vec![0.25; 3 * 3], vec![1.0; 3], vec![0.0; 3], vec![0.0; 1]];
+    for path in [&a, &b] {
+        bptt::io::save_model(path, [&w[0], &w[1], &w[2], &w[3], &w[4]], (2, 3, 1), &meta).unwrap();
+    }
+    let bytes = std::fs::read(&a).unwrap();
+    assert!(bytes == std::fs::read(&b).unwrap(), "two saves of the same model differ");
+    // The header holds the metadata first, its keys sorted, and reads back whole.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let keys: Vec<usize> = (0..8).map(|k| header.find(&format!("\"key{k}\"")).unwrap()).collect();
+    assert!(header.starts_with("{\"__metadata__\":{") && keys.windows(2).all(|p| p[0] < p[1]), "{header}");
+    assert_eq!(n % 8, 0);
+    assert_eq!(bptt::io::load_model(&a).unwrap().metadata, meta);
+    // Problems too.
+    let p = bptt::random_problem(&bptt::ProblemSpec::new(bptt::Shape::new(3, 2, 2, 4, 2).unwrap())).unwrap();
+    for path in [&a, &b] {
+        bptt::io::save_problem(path, &p).unwrap();
+    }
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "two saves of the same problem differ");
+    let back = bptt::io::load_problem(&a, None, None).unwrap();
+    assert_eq!((back.x, back.params), (p.x, p.params));
+}

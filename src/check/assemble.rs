@@ -40,7 +40,7 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
     for (name, a, b) in pairs.chain([("grad_h_norm_from_last", &gpu.reach[..], &reference.reach[..])]) {
         let e = rel_err(a, b);
         if e.is_nan() || e > tolerance {
-            over.push(format!("{name} ({e:.3e})"));
+            over.push(format!("{name} ({})", crate::format::significant(e, 4)));
         }
         rel.insert(name, e);
     }

@@ -279,7 +279,7 @@ pub fn one_line_error(e: &clap::Error, command: &str) -> String {
 fn cut_quoted(msg: &str) -> String {
     let parts: Vec<&str> = msg.split('\'').collect();
     // Odd-numbered parts are inside quotes when the quotes pair up.
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         return msg.to_string();
     }
     parts

@@ -167,7 +167,7 @@ fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
         bptt::sweep_with(&args.problem_spec()?, radii, &config, &spinner)?
     } else if let Some(path) = &args.load {
         let given = bptt::io::Overrides { activation: args.activation, loss: args.loss, loss_at: args.loss_at };
-        let problem = bptt::io::load_problem_with(path, &given)?;
+        let problem = bptt::io::load_problem_within(path, &given, env.max_memory)?;
         let spinner = progress::Spinner::new(long(bptt::flops::flops(problem.shape)), args.json);
         bptt::check_with(problem, &config, &spinner)?
     } else {

@@ -209,7 +209,7 @@ impl CheckText<'_> {
                 writeln!(s, "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {}", number(self.tolerance));
             for (k, v) in &self.rel_err {
                 let ok = v.is_finite() && *v <= self.tolerance;
-                let _ = writeln!(s, "  {k:<22} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
+                let _ = writeln!(s, "  {k:<22} {:<9} {}", num(*v), if ok { "PASS" } else { "FAIL" });
             }
         }
         for p in &self.problems {

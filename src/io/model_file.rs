@@ -46,7 +46,12 @@ pub fn save_model(
 /// Reads a model file; any problem (a missing or unknown tensor, inconsistent sizes, NaN) is an
 /// error naming the tensor and the file.
 pub fn load_model(path: &Path) -> Result<ModelFile> {
-    let bytes = super::read_bytes(path)?;
+    load_model_within(path, None)
+}
+
+/// `load_model`, the file's size checked against `max_memory` (None: the memory available).
+pub fn load_model_within(path: &Path, max_memory: Option<u64>) -> Result<ModelFile> {
+    let bytes = super::read_bytes(path, max_memory)?;
     let (st, metadata) = super::parse(path, &bytes)?;
     let read = || -> Result<ModelFile> {
         reject_unknown(&st, &NAMES)?;

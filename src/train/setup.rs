@@ -134,7 +134,7 @@ impl Setup {
         let log_every = a.log_every.min(a.iters);
         check_memory(a, shape, loss_fn, &data, eval_batches, log_every)?;
         let model = match &a.init_from {
-            Some(path) => Some(crate::io::load_model(path)?),
+            Some(path) => Some(crate::io::load_model_within(path, a.max_memory)?),
             None => None,
         };
         if let (Some(m), Some(path), TaskData::Text { corpus, .. }) = (&model, &a.init_from, &data) {
