@@ -155,11 +155,11 @@ fn check(args: &Args, env: &Env) -> ExitCode {
         }
         say_error(&line);
     }
-    write_outputs(check_outputs_of(args, &report), stdout_open && !args.json, "files      ", code)
+    write_outputs(check_writes(args, &report), stdout_open && !args.json, "files      ", code)
 }
 
 fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
-    check_outputs(args, env)?;
+    check_files(args, env)?;
     let config = args.config(env);
     let long = |flops: f64| flops >= 1e8 || args.repeat.is_some_and(|r| r > 5);
     let mut report = if let Some(radii) = &args.sweep_radius {
@@ -192,7 +192,7 @@ fn inputs<'a>(env: &'a Env, more: &[(&'a str, &'a str, Option<&'a Path>, Option<
 /// Before anything is computed: the outputs by the one rule (`io::check_outputs`: each can be
 /// written, no two are one file, none is the `--load` file or the font), and the font of a
 /// figure with text.
-fn check_outputs(args: &Args, env: &Env) -> bptt::Result<()> {
+fn check_files(args: &Args, env: &Env) -> bptt::Result<()> {
     let outputs: Vec<(&str, &Path)> =
         [("save", args.save.as_deref()), ("plot", args.plot.as_deref()), ("graph", args.graph.as_deref())]
             .into_iter()
@@ -210,7 +210,7 @@ fn check_outputs(args: &Args, env: &Env) -> bptt::Result<()> {
 /// The check's files, in the order they are written: the result (`--save`, only if the run
 /// did not fail), then the plot and the graph (written for a failed run too: they show where
 /// it overflowed).
-fn check_outputs_of<'a>(args: &'a Args, report: &'a CheckReport) -> Vec<Output<'a>> {
+fn check_writes<'a>(args: &'a Args, report: &'a CheckReport) -> Vec<Output<'a>> {
     let mut outputs: Vec<Output> = Vec::new();
     if let (Some(path), Some(result), false) = (&args.save, &report.result, report.failed()) {
         outputs.push((
@@ -259,7 +259,7 @@ fn train(args: &TrainArgs, env: &Env) -> ExitCode {
         Ok(open) => (open, ExitCode::SUCCESS),
         Err(c) => (false, c),
     };
-    write_outputs(train_outputs_of(args, &trained), stdout_open && !args.json, "files        ", code)
+    write_outputs(train_writes(args, &trained), stdout_open && !args.json, "files        ", code)
 }
 
 fn run_train(args: &TrainArgs, env: &Env) -> bptt::Result<Trained> {
@@ -286,7 +286,7 @@ fn run_train(args: &TrainArgs, env: &Env) -> bptt::Result<Trained> {
 
 /// Training's files, in the order they are written: the model first (a plot that cannot be
 /// written never costs it), then the plot.
-fn train_outputs_of<'a>(args: &'a TrainArgs, trained: &'a Trained) -> Vec<Output<'a>> {
+fn train_writes<'a>(args: &'a TrainArgs, trained: &'a Trained) -> Vec<Output<'a>> {
     let mut outputs: Vec<Output> = Vec::new();
     if let Some(path) = &args.save_model {
         outputs.push((
