@@ -62,15 +62,29 @@ pub struct TrainSizes {
     pub init_from_bytes: u64,
 }
 
-/// Bytes of host memory a training run holds at its peak: the weights (f32, in the setup and
+/// Bytes of host memory a training run holds at its peak: the sum of `train_host_parts`.
+/// Saturates instead of overflowing: `eval_size` 4·10⁹ gives a figure, not a wrap-around.
+pub fn train_host_bytes(t: &TrainSizes) -> u64 {
+    // In f64: the products of absurd settings stay finite; `as` saturates past u64::MAX.
+    train_host_parts(t).iter().map(|p| p.bytes).sum::<f64>() as u64
+}
+
+/// One part of a training run's memory, for the message that refuses it: what it is, the
+/// config fields that size it (in backticks), and its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Part {
+    pub what: &'static str,
+    pub fields: &'static str,
+    pub bytes: f64,
+}
+
+/// A training run's host memory at its peak, part by part: the weights (f32, in the setup and
 /// the result) and, on the CPU path, the optimiser's state, each iteration's f64 copy of the
 /// weights, the f32 copies and the gradients of the fast path; a training minibatch and its
 /// copies (the problem, the fast path's states per (t, b) row as `host_bytes` counts them, or
-/// the GPU's f32 upload), a held-out evaluation's outputs, the whole held-out set, the losses
-/// between log points, the sample, the corpus and the model file read. Saturates instead of
-/// overflowing: `eval_size` 4·10⁹ gives a figure, not a wrap-around.
-pub fn train_host_bytes(t: &TrainSizes) -> u64 {
-    // In f64: the products of absurd settings stay finite, and the figure needs no more digits.
+/// the GPU's f32 upload) and a held-out evaluation's outputs; the whole held-out set; the
+/// losses between log points; the sample; the corpus; the model file read.
+pub fn train_host_parts(t: &TrainSizes) -> [Part; 7] {
     let s = t.shape;
     let (rows, d, h, q) = ((s.steps as f64) * (s.batch as f64), s.input as f64, s.hidden as f64, s.output as f64);
     let params = h * d + h * h + q * h + h + q;
@@ -91,16 +105,16 @@ pub fn train_host_bytes(t: &TrainSizes) -> u64 {
         )
     };
     let copies = if t.gpu { 1.0 } else { 2.0 }; // the CPU path's problem holds a copy of the batch
-    let total = weights
-        + rows * per_row
-        + copies * batch
-        + t.held_out_batches as f64 * batch
-        + 8.0 * t.log_every as f64
-        + 4.0 * t.sample as f64
-        + 12.0 * t.text_chars as f64
-        + 3.0 * t.init_from_bytes as f64;
-    // `as` saturates: anything past u64 is u64::MAX.
-    total as u64
+    let part = |what, fields, bytes| Part { what, fields, bytes };
+    [
+        part("the weights and the optimiser's state", "`hidden`", weights),
+        part("a minibatch with its states", "`steps` or `batch`", rows * per_row + copies * batch),
+        part("the held-out set", "`eval_size`", t.held_out_batches as f64 * batch),
+        part("the losses between log points", "`log_every`", 8.0 * t.log_every as f64),
+        part("the sample", "`sample`", 4.0 * t.sample as f64),
+        part("the text", "`text` (a shorter one)", 12.0 * t.text_chars as f64),
+        part("the model read", "`init_from`", 3.0 * t.init_from_bytes as f64),
+    ]
 }
 
 /// Bytes of host memory reading a text of `bytes` bytes takes at its peak: the bytes, and four

@@ -74,17 +74,18 @@ fn a_training_run_over_the_memory_is_refused_with_the_figure_before_anything_is_
     // Before: bptt train estimated nothing: `--hidden 30000` or `--eval-size 4000000000`
     // aborted with "memory allocation … failed" (exit 134, a backtrace), and BPTT_MAX_MEMORY
     // of 1 or 1M was ignored (exit 0).
-    let base = ["train", "--steps", "6", "--iters", "1"];
-    for (args, env) in [
-        (&["--hidden", "30000", "--compute", "cpu"][..], &[("BPTT_MAX_MEMORY", "16G")][..]),
-        (&["--eval-size", "4000000000", "--compute", "cpu"], &[]),
-        (&["--hidden", "30000", "--compute", "gpu"], &[("BPTT_MAX_MEMORY", "8G")]),
-        (&["--compute", "cpu"], &[("BPTT_MAX_MEMORY", "1")]),
-        (&["--compute", "cpu"], &[("BPTT_MAX_MEMORY", "1M")]),
+    let base = ["train"];
+    for (args, env, lower) in [
+        (&["--hidden", "30000", "--compute", "cpu"][..], &[("BPTT_MAX_MEMORY", "16G")][..], "the weights"),
+        (&["--eval-size", "4000000000", "--compute", "cpu"], &[], "the held-out set, 4.4 TiB: lower --eval-size"),
+        (&["--hidden", "30000", "--compute", "gpu"], &[("BPTT_MAX_MEMORY", "8G")], "lower --hidden"),
+        (&["--compute", "cpu"], &[("BPTT_MAX_MEMORY", "1")], "a minibatch with its states"),
+        (&["--compute", "cpu"], &[("BPTT_MAX_MEMORY", "1M")], "lower --steps or --batch"),
+        (&["--iters", "4000000000", "--log-every", "4000000000"], &[("BPTT_MAX_MEMORY", "16G")], "--log-every"),
     ] {
         let line = refused(&[&base[..], args].concat(), env);
         assert!(line.contains("needs about") && line.contains("of memory, more than the"), "{args:?}: {line}");
-        assert!(line.contains("--hidden") && line.contains("--eval-size"), "what to change: {line}");
+        assert!(line.contains("the largest part is ") && line.contains(lower), "what to change: {line}");
         assert_eq!(line.contains("(BPTT_MAX_MEMORY)"), !env.is_empty(), "{line}");
         no_long_numbers(&line);
     }
@@ -92,13 +93,14 @@ fn a_training_run_over_the_memory_is_refused_with_the_figure_before_anything_is_
     let line =
         refused(&[&base[..], &["--hidden", "30000", "--compute", "cpu"]].concat(), &[("BPTT_MAX_MEMORY", "16G")]);
     assert!(line.contains("GiB of memory, more than the 16.0 GiB available (BPTT_MAX_MEMORY)"), "{line}");
+    assert!(line.contains("the weights and the optimiser's state, 46.9 GiB: lower --hidden"), "{line}");
     // The sample and the text count too.
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("t.txt");
     std::fs::write(&text, "abcabcabcabd ".repeat(40)).unwrap();
     let text_task = ["--task", "text", "--text", text.to_str().unwrap()];
     let line = refused(&[&TRAIN[..], &text_task, &["--sample", "4000000000"]].concat(), &[("BPTT_MAX_MEMORY", "1G")]);
-    assert!(line.contains("needs about 14.9 GiB"), "4 bytes a character at most: {line}");
+    assert!(line.contains("needs about 14.9 GiB") && line.contains("lower --sample"), "4 bytes a character: {line}");
     let line = refused(&[&TRAIN[..], &text_task].concat(), &[("BPTT_MAX_MEMORY", "1K")]);
     assert!(line.contains("reading --text"), "{line}");
     // The gradient check reads its problem file within the figure too.

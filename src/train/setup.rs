@@ -242,11 +242,19 @@ fn check_memory(
         },
         init_from_bytes: a.init_from.as_deref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len()),
     };
+    // The hint names the largest part and what sizes it.
+    let parts = memory::train_host_parts(&sizes);
+    let largest = parts.iter().max_by(|x, y| x.bytes.total_cmp(&y.bytes)).expect("seven parts");
     memory::check_host(
         memory::train_host_bytes(&sizes),
         a.max_memory,
         &format!("this run ({shape}, `device` {})", a.device.name()),
-        "lower `hidden`, `batch`, `steps` or `eval_size` (or `sample`)",
+        &format!(
+            "the largest part is {}, {}: lower {}",
+            largest.what,
+            crate::format::human_bytes(largest.bytes as u64),
+            largest.fields
+        ),
     )
 }
 
