@@ -40,7 +40,7 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
     for (name, a, b) in pairs.chain([("grad_h_norm_from_last", &gpu.reach[..], &reference.reach[..])]) {
         let e = rel_err(a, b);
         if e.is_nan() || e > tolerance {
-            over.push(format!("{name} ({e:.3e})"));
+            over.push(format!("{name} ({})", crate::format::significant(e, 4)));
         }
         rel.insert(name, e);
     }
@@ -48,7 +48,8 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
         Vec::new()
     } else {
         vec![format!(
-            "GPU against the reference: relative error over the tolerance {tolerance:e} in {}",
+            "GPU against the reference: relative error over the tolerance {} in {}",
+            crate::format::number(tolerance),
             over.join(", ")
         )]
     };
@@ -168,8 +169,13 @@ pub fn report(
         result_from: from,
         grad_norms,
         grad_h_norm: result.grads.grad_h_norm.clone(),
-        reach_summary: reach_growth_factor
-            .map(|f| format!("{} (spectral radius of w_hh: {spectral_radius:.3})", describe_reach(f, shape.steps))),
+        reach_summary: reach_growth_factor.map(|f| {
+            format!(
+                "{} (spectral radius of w_hh: {})",
+                describe_reach(f, shape.steps),
+                crate::format::significant(spectral_radius, 3)
+            )
+        }),
         grad_h_norm_from_last: result.reach.clone(),
         reach_growth_factor,
         clip: k.clip,

@@ -21,7 +21,6 @@ pub use report::{CheckReport, ClipReport, Cuts, MemoryReport, PathMemoryReport, 
 
 use crate::checkpoint::Plan;
 use crate::error::{Error, Result};
-use crate::gpu::buffers::BufferSizes;
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
 use crate::memory::{self, Paths};
 use crate::model::{Problem, Shape};
@@ -174,7 +173,10 @@ pub fn sweep_with(
         return Err(Error::Invalid("`sweep_radius` needs at least one radius".into()));
     }
     if let Some(r) = radii.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        return Err(Error::Invalid(format!("`sweep_radius` must be finite numbers ≥ 0, got {r}")));
+        return Err(Error::Invalid(format!(
+            "`sweep_radius` must be finite numbers ≥ 0, got {}",
+            crate::format::number(*r)
+        )));
     }
     let (gpu, plans) = prepare(config, spec.shape)?;
     // One timed run per radius unless asked: a sweep is about the profiles.
@@ -186,7 +188,7 @@ pub fn sweep_with(
         let mut p = random_problem(&ProblemSpec { spectral_radius: Some(r), ..spec.clone() })?;
         let mut report = run_problem(&config, &mut p, gpu.as_ref(), &plans, progress)?;
         drop(p);
-        problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
+        problems.extend(report.problems.iter().map(|l| format!("ρ={}: {l}", crate::format::number(r))));
         rows.push(SweepRow {
             radius: r,
             loss: report.loss,
@@ -211,13 +213,20 @@ pub fn sweep_with(
 /// The numbers of a config, each against its own rule.
 fn check_config(c: &CheckConfig) -> Result<()> {
     if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
-        return Err(Error::Invalid(format!("`tolerance` must be a finite number > 0, got {}", c.tolerance)));
+        return Err(Error::Invalid(format!(
+            "`tolerance` must be a finite number > 0, got {}",
+            crate::format::number(c.tolerance)
+        )));
     }
     if c.repeat == Some(0) {
         return Err(Error::Invalid("`repeat` must be at least 1".into()));
     }
     if c.segments == Some(0) {
         return Err(Error::Invalid("`segments` must be at least 1".into()));
+    }
+    // The GPU clips with an f32 θ.
+    if let Some(clip) = c.clip {
+        crate::format::f32_parameter("clip", clip)?;
     }
     let memory = c.memory_options();
     memory.check()?;
@@ -313,32 +322,26 @@ fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<(GpuContext, f64,
     let (ctx, ms) = compute::clock(|| GpuContext::new(&c.adapter));
     let ctx = ctx?;
     let lanes = match c.truncate {
-        Some(Truncation::Regular(k)) if k < shape.steps => k as u32,
-        _ => 1,
+        Some(Truncation::Regular(k)) if k < shape.steps => Some(k as u32),
+        _ => None,
     };
-    let schedule = if lanes > 1 { Schedule::Fused } else { c.schedule };
-    let k = (lanes > 1).then_some(lanes);
+    let schedule = if lanes.is_some() { Schedule::Fused } else { c.schedule };
     if let Some(n) = c.segments {
         // The GPU holds one segment at a time: the longest one decides.
         let steps = shape.steps.div_ceil(n.clamp(1, shape.steps));
-        BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(
-            |e| {
-                Error::Invalid(format!(
-                    "{e} (or `memory` BYTES instead of `segments`: exact BPTT in bounded memory; or more `segments`)"
-                ))
-            },
-        )?;
-        let (full, _) = crate::gpu::memory_costs(&ctx.limits, Shape { steps, ..shape }, schedule, k);
+        let hint = " (or `memory` BYTES instead of `segments`: exact BPTT in bounded memory; or more `segments`)";
+        crate::gpu::check_fits(&ctx, Shape { steps, ..shape }, schedule, lanes, hint)?;
+        let (full, _) = crate::gpu::memory_costs(&ctx.limits, Shape { steps, ..shape }, schedule, lanes);
         let whole = PathMemory { path: "gpu", plan: None, full_bytes: full, peak_bytes: full, automatic: None };
         return Ok(Some((ctx, ms, whole)));
     }
-    let (full, costs) = crate::gpu::memory_costs(&ctx.limits, shape, schedule, k);
-    let too_big = BufferSizes::new(shape, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).err();
+    let (full, costs) = crate::gpu::memory_costs(&ctx.limits, shape, schedule, lanes);
+    let too_big = crate::gpu::check_fits(&ctx, shape, schedule, lanes, "").err();
     if let Some(e) = &too_big
         && costs.max_unit == 0
     {
         // Not even one step's buffers bind: neither checkpointing nor segments can help.
-        return Err(Error::Limit(format!("{e}; even one step's buffers exceed it: lower `batch` or `hidden`")));
+        return Err(Error::Invalid(format!("{e}; even one step's buffers exceed it: lower `batch` or `hidden`")));
     }
     let forced = too_big.map(|e| {
         format!(
@@ -492,7 +495,10 @@ fn cuts(options: &GradientOptions, steps: usize) -> Result<Option<Cuts>> {
         }),
         (None, Some(Truncation::Random { p, seed })) => Some(Cuts {
             carry: random_carry_scales(steps, p, seed)?,
-            reason: format!("a random cut of `truncate` random:{p} (seed {seed}); the others carry it ×1/(1−p)"),
+            reason: format!(
+                "a random cut of `truncate` random:{} (seed {seed}); the others carry it ×1/(1−p)",
+                crate::format::number(p)
+            ),
         }),
         _ => None,
     })

@@ -4,7 +4,7 @@
 
 use super::GraphSpec;
 use super::picture::{Anchor, Edge, FillRect, Kind, Label, Line, Node, Picture, Rgb, Text};
-use super::scale::{LogScale, NO_VALUE, colormap, short, text_on};
+use super::scale::{LogScale, NO_VALUE, OVERFLOW, colormap, short, text_on};
 use crate::model::{LossAt, LossFn};
 
 /// Every step is drawn up to this many steps.
@@ -219,7 +219,11 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
         y += 16.0;
     }
-    let height = legend(&mut b, &plan.scale, ROW_VALUES + 38.0, plan.ellipsis, spec.steps, spec.cut_reason.as_deref());
+    let overflow = std::iter::once(plan.norm_at(0))
+        .chain(plan.steps.iter().map(|&t| plan.norm_at(t)))
+        .any(|g| g.is_some_and(|g| !g.is_finite()));
+    let height =
+        legend(&mut b, &plan.scale, ROW_VALUES + 38.0, plan.ellipsis, spec.steps, spec.cut_reason.as_deref(), overflow);
     let width = (right + 170.0).max(900.0);
     Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects, lines: b.lines }
 }
@@ -349,7 +353,15 @@ fn title(spec: &GraphSpec) -> String {
 
 /// The colour bar with its decades, and the lines that say how to read the graph; returns the
 /// picture's height.
-fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize, cut: Option<&str>) -> f64 {
+fn legend(
+    b: &mut Builder,
+    scale: &LogScale,
+    top: f64,
+    ellipsis: bool,
+    nt: usize,
+    cut: Option<&str>,
+    overflow: bool,
+) -> f64 {
     let (x0, bar_w, bar_h) = (40.0, 340.0, 14.0);
     b.text(
         (x0, top + 12.0),
@@ -409,6 +421,14 @@ fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize
             b,
             &format!(
                 "A grey edge marked \"cut\" is still a forward dependency, but no gradient flows back along it: {reason}."
+            ),
+        );
+    }
+    if overflow {
+        line(
+            b,
+            &format!(
+                "A grey h_t labelled \"{OVERFLOW}\" has no finite ‖∂L/∂h_t‖ (NaN or ∞): the run overflowed there, and the check failed."
             ),
         );
     }

@@ -3,14 +3,14 @@
 //! backward passes (clipping included, as a stage of the schedule), the update of each tensor
 //! (`shaders/sgd_update.wgsl`, `shaders/adam_update.wgsl`) and a 4-byte copy of the loss into
 //! a history buffer. Nothing is read back per iteration: the history every `--log-every`
-//! iterations, the outputs at evaluations, the weights at the end.
+//! iterations (or every `HISTORY` iterations, when that is sooner: the buffer's size does not
+//! grow with `log_every`), the outputs at evaluations, the weights at the end.
 
 use super::optim::{Optim, OptimKind, UpdateParams};
 use super::tasks::Batch;
 use super::weights::Weights;
 use super::{Engine, H0, StepConfig};
-use crate::error::{Error, Result};
-use crate::gpu::buffers::BufferSizes;
+use crate::error::Result;
 use crate::gpu::checkpointed::{Config, Inputs};
 use crate::gpu::resident::PassConfig;
 use crate::gpu::{GpuBptt, GpuContext, Schedule, read_buffer};
@@ -23,6 +23,8 @@ pub const UPDATE_KERNELS: [(&str, &str); 2] = [
 ];
 
 const WORKGROUP: u32 = 64;
+/// The most losses the history buffer holds; a longer log window reads it back when full.
+pub const HISTORY: usize = 1024;
 const TENSORS: [&str; 5] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q"];
 
 /// One parameter tensor's update: its uniform, bind group and size.
@@ -47,6 +49,8 @@ pub struct GpuEngine {
     history_readback: wgpu::Buffer,
     history_len: usize,
     pending: usize,
+    /// Losses read back from full history buffers, not yet taken.
+    read: Vec<f64>,
     /// h_T of the last training batch (sequential partitioning), kept apart from h's slot 0,
     /// which evaluations overwrite.
     carried: wgpu::Buffer,
@@ -62,7 +66,7 @@ impl GpuEngine {
             Some(k) if k < s.steps => None,
             _ => {
                 let (full, costs) = crate::gpu::memory_costs(&ctx.limits, s, Schedule::Fused, None);
-                let too_big = BufferSizes::new(s, Schedule::Fused, 1).check(&ctx.limits, &ctx.adapter.name).err();
+                let too_big = crate::gpu::check_fits(&ctx, s, Schedule::Fused, None, "").err();
                 let forced =
                     too_big.map(|e| format!("checkpointed automatically: storing every state does not fit ({e})"));
                 let m = plan_path("gpu", s.steps, &cfg.memory, &costs, full, forced)?;
@@ -145,8 +149,9 @@ impl GpuEngine {
         }
         let copy_usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let read_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-        let history = storage("loss history", 4 * log_every as u64, copy_usage);
-        let history_readback = storage("loss history readback", 4 * log_every as u64, read_usage);
+        let history_len = log_every.clamp(1, HISTORY);
+        let history = storage("loss history", 4 * history_len as u64, copy_usage);
+        let history_readback = storage("loss history readback", 4 * history_len as u64, read_usage);
         let carried = storage("carried h", bptt.state_slot_bytes(), copy_usage);
         // A checkpointed object gathers its outputs itself (`forward_resident`).
         let o_bytes = if memory.is_some() { 0 } else { (s.steps * s.batch * s.output * 4) as u64 };
@@ -160,8 +165,9 @@ impl GpuEngine {
             step: 0,
             history,
             history_readback,
-            history_len: log_every,
+            history_len,
             pending: 0,
+            read: Vec::new(),
             carried,
             eval_readback,
             cfg,
@@ -172,6 +178,21 @@ impl GpuEngine {
 
     pub fn adapter_name(&self) -> &str {
         &self.ctx.adapter.name
+    }
+
+    /// Reads the pending losses back into `read`, emptying the history buffer.
+    fn read_history(&mut self) -> Result<()> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let mut enc = self.encoder();
+        let bytes = 4 * self.pending as u64;
+        enc.copy_buffer_to_buffer(&self.history, 0, &self.history_readback, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let data = read_buffer(&self.ctx, &self.history_readback, bytes)?;
+        self.pending = 0;
+        self.read.extend(bytemuck::cast_slice::<u8, f32>(&data).iter().map(|&v| v as f64));
+        Ok(())
     }
 
     fn encoder(&self) -> wgpu::CommandEncoder {
@@ -218,7 +239,7 @@ impl GpuEngine {
 impl Engine for GpuEngine {
     fn step(&mut self, batch: &Batch, h0: H0) -> Result<()> {
         if self.pending == self.history_len {
-            return Err(Error::Invalid("the loss history is full: read it (take_losses) first".into()));
+            self.read_history()?;
         }
         self.step += 1;
         if self.memory.is_some() {
@@ -259,16 +280,8 @@ impl Engine for GpuEngine {
     }
 
     fn take_losses(&mut self) -> Result<Vec<f64>> {
-        if self.pending == 0 {
-            return Ok(Vec::new());
-        }
-        let mut enc = self.encoder();
-        let bytes = 4 * self.pending as u64;
-        enc.copy_buffer_to_buffer(&self.history, 0, &self.history_readback, 0, bytes);
-        self.ctx.queue.submit([enc.finish()]);
-        let data = read_buffer(&self.ctx, &self.history_readback, bytes)?;
-        self.pending = 0;
-        Ok(bytemuck::cast_slice::<u8, f32>(&data).iter().map(|&v| v as f64).collect())
+        self.read_history()?;
+        Ok(std::mem::take(&mut self.read))
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {

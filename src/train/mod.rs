@@ -82,6 +82,14 @@ pub fn engine(a: &TrainConfig, s: &Setup) -> Result<Box<dyn Engine>> {
         TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())?),
         TrainDevice::Gpu => {
             let ctx = GpuContext::new(&a.adapter)?;
+            // Every buffer against the adapter's limits before any exists (as the check does).
+            // Untruncated, a shape whose states do not bind is checkpointed instead (the engine
+            // plans it).
+            let (shape, lanes) = (s.step.shape, s.step.truncate.map(|k| k as u32));
+            if lanes.is_some() {
+                let hint = " (or a smaller `truncate` K: the GPU keeps K lanes of ∂L/∂a, or `device` cpu)";
+                crate::gpu::check_fits(&ctx, shape, crate::gpu::Schedule::Fused, lanes, hint)?;
+            }
             Box::new(gpu::GpuEngine::new(ctx, s.step, &s.weights, s.log_every)?)
         }
     })
@@ -162,7 +170,18 @@ fn run(a: &TrainConfig, progress: &dyn Progress) -> Result<(TrainReport, Weights
             let e = evaluate(engine.as_mut(), &setup, done)?;
             eval_time += t.elapsed().as_secs_f64();
             if !e.loss.is_finite() {
-                return Err(diverged(done, e.loss));
+                // Between two log points: the training losses since the last one say where it
+                // began; if they are all finite, it was the held-out loss alone.
+                let losses = engine.take_losses()?;
+                let first = done - losses.len();
+                return Err(match losses.iter().position(|l| !l.is_finite()) {
+                    Some(k) => diverged(first + k + 1, losses[k]),
+                    None => Error::Failed(format!(
+                        "training diverged: the held-out loss is {} after iteration {done}, where every training \
+                         loss was finite; try `clip` θ (e.g. `clip` 1) or a lower `lr`",
+                        e.loss
+                    )),
+                });
             }
             evals.push(e);
         }
