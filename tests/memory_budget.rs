@@ -208,3 +208,29 @@ fn training_under_a_budget_follows_the_full_runs_curve_on_both_devices() {
         }
     }
 }
+
+#[test]
+fn bad_budgets_in_training_are_refused_with_one_line_before_training() {
+    let base = ["train", "--task", "adding", "--steps", "200", "--hidden", "16", "--iters", "5", "--compute", "cpu"];
+    for (extra, want) in [
+        (&["--memory", "0"][..], "--memory must be more than 0 bytes"),
+        (&["--checkpoints", "0"], "--checkpoints must be at least 1"),
+        (&["--memory", "1K"], "it needs at least"),
+        (&["--memory", "40K", "--checkpoints", "100"], "too small for 100 checkpoints"),
+        (&["--memory", "64K", "--truncate", "10"], "--truncate"),
+        (&["--memory", "lots"], "not a number of bytes"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, stdout, stderr) = bptt(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains(want), "{args:?}: {stderr}");
+    }
+    // A budget: the summary says what was held.
+    let args: Vec<&str> = base.iter().chain(&["--memory", "64K"]).copied().collect();
+    let (code, stdout, stderr) = bptt(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("memory       exact BPTT with checkpoints"), "{stdout}");
+}

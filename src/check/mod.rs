@@ -336,7 +336,7 @@ fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<(GpuContext, f64,
         return Ok(Some((ctx, ms, whole)));
     }
     let (full, costs) = crate::gpu::memory_costs(&ctx.limits, shape, schedule, lanes);
-    let too_big = crate::gpu::check_fits(&ctx, shape, schedule, lanes, "").err();
+    let too_big = crate::gpu::limits(&ctx, shape, schedule, lanes).err();
     if let Some(e) = &too_big
         && costs.max_unit == 0
     {

@@ -115,8 +115,8 @@ pub(crate) fn largest_config(lanes: Option<u32>) -> Config {
 }
 
 /// Checks every buffer of `shape` (`BufferSizes`) and the uniform arena of its schedule against
-/// `ctx`'s limits (`Error::Limit`), without allocating anything.
-fn limits(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<()> {
+/// `ctx`'s limits (`Error::Limit`, naming the buffer and the limit), without allocating anything.
+pub fn limits(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<()> {
     limits_of(ctx, &BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1)), shape, schedule_kind, lanes)
 }
 

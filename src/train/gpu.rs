@@ -66,7 +66,7 @@ impl GpuEngine {
             Some(k) if k < s.steps => None,
             _ => {
                 let (full, costs) = crate::gpu::memory_costs(&ctx.limits, s, Schedule::Fused, None);
-                let too_big = crate::gpu::check_fits(&ctx, s, Schedule::Fused, None, "").err();
+                let too_big = crate::gpu::limits(&ctx, s, Schedule::Fused, None).err();
                 let forced =
                     too_big.map(|e| format!("checkpointed automatically: storing every state does not fit ({e})"));
                 let m = plan_path("gpu", s.steps, &cfg.memory, &costs, full, forced)?;
