@@ -205,7 +205,7 @@ pub enum TruncateArg {
     Random(f64),
 }
 
-fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
+pub fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     if let Some(p) = s.strip_prefix("random:") {
         let p: f64 = p.parse().map_err(|_| format!("'{p}' is not a probability"))?;
         return if (0.0..1.0).contains(&p) {

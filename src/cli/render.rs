@@ -335,11 +335,11 @@ impl TrainText<'_> {
             "task         {} (T={} B={} d={} h={} q={}), on {}",
             self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
         ));
-        let extra: Vec<String> =
-            [self.clip.map(|c| format!(", clip {c}")), self.truncate.map(|k| format!(", truncated to K = {k}"))]
-                .into_iter()
-                .flatten()
-                .collect();
+        let truncate = self.truncate.as_ref().map(|t| match t {
+            serde_json::Value::String(s) => format!(", truncated {s} (cuts seed {})", self.truncate_seed.unwrap_or(0)),
+            k => format!(", truncated to K = {k}"),
+        });
+        let extra: Vec<String> = [self.clip.map(|c| format!(", clip {c}")), truncate].into_iter().flatten().collect();
         line(format!(
             "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
             self.activation,
@@ -352,6 +352,7 @@ impl TrainText<'_> {
         for n in &self.notes {
             line(format!("note         {n}"));
         }
+        self.evaluations(&mut line);
         let e = &self.final_eval;
         line(format!(
             "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",
@@ -363,6 +364,18 @@ impl TrainText<'_> {
         if let Some(p) = e.perplexity {
             line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
         }
+        if let Some(big) = self.spikes.iter().max_by(|a, b| a.train.total_cmp(&b.train)) {
+            let n = self.spikes.len();
+            line(format!(
+                "spikes       {n} spike{} above {}× the running loss, the largest at iteration {} ({} {} after {})",
+                if n == 1 { "" } else { "s" },
+                bptt::train::SPIKE_FACTOR,
+                big.iter,
+                self.metric,
+                significant(big.train, 3),
+                significant(big.running, 3)
+            ));
+        }
         line(format!(
             "time         {} s ({} s of it held-out evaluation), {:.0} sequences/s",
             significant(self.seconds, 3),
@@ -372,6 +385,43 @@ impl TrainText<'_> {
         if let Some(s) = &self.sample {
             line(format!("sample       {s:?}"));
         }
+        line(format!("verdict      {}", self.verdict));
         out
+    }
+
+    /// One row per held-out evaluation: the metric, and what BPTT did since the last one (‖g‖
+    /// before clipping, the iterations clipped, the reach of the last step's gradient).
+    fn evaluations(&self, line: &mut impl FnMut(String)) {
+        let extra = if self.final_eval.accuracy.is_some() {
+            Some("recalled")
+        } else if self.final_eval.perplexity.is_some() {
+            Some("perplexity")
+        } else {
+            None
+        };
+        let held = format!("held-out {}", self.metric);
+        let mut head = format!("evaluations  {:>6}  {held:>12}", "iter");
+        if let Some(x) = extra {
+            head.push_str(&format!("  {x:>10}"));
+        }
+        head.push_str(&format!("  {:>10}  {:>8}  {:>12}", "‖g‖", "clipped", "reach/step"));
+        line(head);
+        for e in &self.eval {
+            let mut row = format!("             {:>6}  {:>12.4}", e.iter, e.loss);
+            if let Some(a) = e.accuracy {
+                row.push_str(&format!("  {:>9.1}%", 100.0 * a));
+            } else if let Some(p) = e.perplexity {
+                row.push_str(&format!("  {p:>10.3}"));
+            }
+            let clipped = e.clipped_fraction.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
+            let reach = e.reach_factor.map_or("-".to_string(), |f| format!("×{f:.4}"));
+            row.push_str(&format!("  {:>10}  {clipped:>8}  {reach:>12}", significant(e.grad_norm, 3)));
+            line(row);
+        }
+        line(
+            "             (‖g‖: the gradient's global norm before clipping, averaged since the last evaluation; reach/step: how the\n             \
+             last step's gradient ‖∂L_T/∂h_t‖ changes per step back in time on a held-out batch, below 1 vanishing)"
+                .to_string(),
+        );
     }
 }
