@@ -238,7 +238,7 @@ fn runs(values: &[f64]) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// The label of the y tick at log10 value v: "1e-6" on whole decades, "3.2e-1" between them.
-fn decade_label(v: f64) -> String {
+pub(crate) fn decade_label(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 { format!("1e{}", v.round()) } else { format!("{:.1e}", 10f64.powf(v)) }
 }
 
