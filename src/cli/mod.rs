@@ -169,11 +169,15 @@ fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
 /// file in a writable folder (`io::check_output_path`), `--save` must not be the `--load`
 /// file, and no two outputs may be one file; the plot's font is found now too.
 fn check_outputs(args: &Args, env: &Env) -> bptt::Result<()> {
-    let outputs: Vec<(&str, &Path)> =
-        [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref()), ("--graph", args.graph.as_deref())]
-            .into_iter()
-            .filter_map(|(flag, p)| Some((flag, p?)))
-            .collect();
+    let outputs: Vec<(&str, &Path)> = [
+        ("--save", args.save.as_deref()),
+        ("--plot", args.plot.as_deref()),
+        ("--graph", args.graph.as_deref()),
+        ("--save-problem", args.save_problem.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p?)))
+    .collect();
     for (flag, path) in &outputs {
         bptt::io::check_output_path(path).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("{flag} {m}")),
@@ -186,13 +190,15 @@ fn check_outputs(args: &Args, env: &Env) -> bptt::Result<()> {
         env.check_font(drawn)?;
     }
     let same = |a: &Path, b: &Path| a == b || bptt::io::same_file(a, b);
-    if let (Some(load), Some(save)) = (&args.load, &args.save)
-        && same(load, save)
-    {
-        return Err(Error::Invalid(format!(
-            "--save {} would overwrite the problem --load reads: give another file",
-            shown(save)
-        )));
+    for (flag, out) in [("--save", &args.save), ("--save-problem", &args.save_problem)] {
+        if let (Some(load), Some(out)) = (&args.load, out)
+            && same(load, out)
+        {
+            return Err(Error::Invalid(format!(
+                "{flag} {} would overwrite the problem --load reads: give another file",
+                shown(out)
+            )));
+        }
     }
     for (i, (flag_a, a)) in outputs.iter().enumerate() {
         if let Some((flag_b, _)) = outputs[i + 1..].iter().find(|(_, b)| same(a, b)) {
@@ -224,15 +230,22 @@ fn write_check_files(args: &Args, report: &CheckReport) -> bptt::Result<Vec<Stri
         written.push(format!("plot written to {}", shown(path)));
     }
     if let Some(path) = &args.graph {
-        bptt::graph::write_graph(path, report).map_err(save_skipped)?;
+        let of = args.graph_of.unwrap_or(bptt::graph::GraphOf::default_for(report.loss_at));
+        bptt::graph::write_graph_of(path, report, of).map_err(save_skipped)?;
         written.push(format!("graph written to {}", shown(path)));
+    }
+    if let (Some(path), Some(problem)) = (&args.save_problem, &report.problem) {
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("command_line".to_string(), command_line());
+        if let Some(seed) = report.seed {
+            meta.insert("seed".to_string(), seed.to_string());
+        }
+        bptt::io::save_problem_with(path, problem, &meta).map_err(save_skipped)?;
+        written.push(format!("problem saved to {}", shown(path)));
     }
     if let (Some(path), Some(result), false) = (&args.save, &report.result, report.failed()) {
         let mut meta = std::collections::BTreeMap::new();
-        meta.insert(
-            "command_line".to_string(),
-            std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
-        );
+        meta.insert("command_line".to_string(), command_line());
         meta.insert("result_from".to_string(), report.result_from.to_string());
         if let Some(a) = &report.adapter {
             meta.insert("adapter".to_string(), a.to_string());
@@ -241,6 +254,11 @@ fn write_check_files(args: &Args, report: &CheckReport) -> bptt::Result<Vec<Stri
         written.push(format!("saved grads to {}", shown(path)));
     }
     Ok(written)
+}
+
+/// The command line as typed, for a file's metadata.
+fn command_line() -> String {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 /// `bptt train`: the summary (or JSON) on stdout, then the files; one line on stderr for an

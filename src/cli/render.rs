@@ -104,6 +104,13 @@ impl CheckText<'_> {
         }
         if let Some(a) = &self.adapter {
             let _ = writeln!(s, "adapter    {a}");
+            if a.device_type.starts_with("CPU") {
+                let _ = writeln!(
+                    s,
+                    "           a software adapter: the GPU code runs on this machine's CPU cores, checked as on any GPU, but its\n           \
+                     times say nothing about GPU speed (`bptt train` uses the fast CPU path here)"
+                );
+            }
         }
     }
 
@@ -137,7 +144,7 @@ impl CheckText<'_> {
                 let _ = writeln!(s, "           t={:<5} {v:.6e}", t + 1);
             }
         }
-        if let (Some(first), Some(last)) = (self.grad_h_norm_from_last.first(), self.grad_h_norm_from_last.last()) {
+        if let (Some(first), Some(last)) = (self.reach.first(), self.reach.last()) {
             let _ = writeln!(
                 s,
                 "reach      ‖∂L_T/∂h_t‖ (the last step's loss alone) t=1: {}, t=T: {}",
@@ -148,7 +155,7 @@ impl CheckText<'_> {
         if let Some(summary) = &self.reach_summary {
             let _ = writeln!(s, "           {summary}");
         }
-        if let Some(f) = self.reach_growth_factor {
+        if let Some(f) = self.reach_factor {
             let word = if f < 0.99 {
                 Some("vanishing gradients: the further back a step, the less the last step's loss moves it")
             } else if f > 1.01 {
@@ -162,8 +169,8 @@ impl CheckText<'_> {
                 let _ = writeln!(s, "           {w}");
             }
         }
-        if verbose && !self.grad_h_norm_from_last.is_empty() {
-            for (t, v) in self.grad_h_norm_from_last.iter().enumerate() {
+        if verbose && !self.reach.is_empty() {
+            for (t, v) in self.reach.iter().enumerate() {
                 let _ = writeln!(s, "           reach t={:<5} {v:.6e}", t + 1);
             }
         }
@@ -196,7 +203,7 @@ impl CheckText<'_> {
                 r.grad_h_norm_first,
                 r.grad_h_norm_last,
                 r.reach_first,
-                r.reach_growth_factor.map_or("-".into(), |f| format!("×{f:.4}")),
+                r.reach_factor.map_or("-".into(), |f| format!("×{f:.4}")),
                 verdict(r.pass)
             );
         }
@@ -240,13 +247,6 @@ impl CheckText<'_> {
         }
         let _ = writeln!(s, "timings    {}", counts.join("; "));
         if let Some(total) = t.gpu_total {
-            if let Some(a) = self.adapter.as_ref().filter(|a| a.device_type.starts_with("CPU")) {
-                let _ = writeln!(
-                    s,
-                    "  note     software adapter {}: it runs on this machine's CPU cores, its times say nothing about GPU speed",
-                    a.name
-                );
-            }
             let src = match self.timing_source {
                 Some(TimingSource::Timestamp) => "GPU timestamp queries",
                 _ => "host clock",

@@ -1,6 +1,6 @@
 //! A problem's inputs as a safetensors file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::SafeTensors;
@@ -39,6 +39,12 @@ pub fn load_problem_with(path: &Path, given: &Overrides) -> Result<Problem> {
 /// Writes a problem's inputs as F64 (labels I64), with `loss`, `activation` and `loss_at` in
 /// the metadata, so that `load_problem` gives back exactly the same `Problem`.
 pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
+    save_problem_with(path, p, &BTreeMap::new())
+}
+
+/// `save_problem` with more metadata (e.g. the seed and the command line); `loss`,
+/// `activation` and `loss_at` are always the problem's own.
+pub fn save_problem_with(path: &Path, p: &Problem, extra: &BTreeMap<String, String>) -> Result<()> {
     let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = p.shape;
     let w = &p.params;
     let mut tensors = vec![
@@ -59,7 +65,8 @@ pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
             tensor::i64_tensor("labels", &[t, b], &labels)
         }
     });
-    let metadata = HashMap::from([
+    let mut metadata: HashMap<String, String> = extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    metadata.extend([
         ("loss".to_string(), p.loss_fn().name().to_string()),
         ("activation".to_string(), p.activation.name().to_string()),
         ("loss_at".to_string(), loss_at_name(p.loss_at).to_string()),

@@ -65,7 +65,7 @@ const DASH: (u32, u32) = (9, 6);
 /// numbers (a loss at the last step only makes ‖∂L/∂h_t‖ the reach profile), one solid line
 /// stands for both.
 pub fn report_series(r: &CheckReport, color: usize, suffix: &str) -> Vec<Series> {
-    profile_series(&r.grad_h_norm, &r.grad_h_norm_from_last, color, suffix)
+    profile_series(&r.grad_h_norm, &r.reach, color, suffix)
 }
 
 /// `report_series` from the two profiles themselves (a sweep's rows have them too).
@@ -114,9 +114,7 @@ pub fn write_check_plot(path: &Path, r: &CheckReport) -> Result<()> {
         .sweep
         .iter()
         .enumerate()
-        .flat_map(|(k, row)| {
-            profile_series(&row.grad_h_norm, &row.grad_h_norm_from_last, k, &format!(" ρ={}", row.radius))
-        })
+        .flat_map(|(k, row)| profile_series(&row.grad_h_norm, &row.reach, k, &format!(" ρ={}", row.radius)))
         .collect();
     plot_profiles(path, &report_title(r, Some(&radii)), &series)
 }

@@ -115,7 +115,7 @@ impl Setup {
             Some(Truncation::Random { p, .. }) if !(0.0..1.0).contains(&p) => {
                 return Err(invalid(format!("`truncate` random:P needs P in [0, 1), got {p}")));
             }
-            Some(Truncation::Random { p, .. }) if p == 0.0 => {
+            Some(Truncation::Random { p: 0.0, .. }) => {
                 notes.push("`truncate` random:0 never cuts: full BPTT".to_string());
                 None
             }
