@@ -84,7 +84,7 @@ pub fn describe_profile(profile: &[f64], cut: ReachCut, factor: Option<f64>, exp
             let reached = if first_reached > nt {
                 "nothing".to_string()
             } else {
-                span("within them the last step's gradient", profile, first_reached, last)
+                span("within the K steps it reaches, the last step's gradient", profile, first_reached, last)
             };
             format!(
                 "truncated K = {k} steps back: ‖∂L_T/∂h_t‖ is exactly 0 for t ≤ {} (T − K), where no loss term reaches; {reached}",

@@ -232,7 +232,7 @@ fn describe_profile_reads_the_printed_profile() {
     assert_eq!(
         describe_profile(&cut, ReachCut::Steps(3), Some(0.5), None),
         "truncated K = 3 steps back: ‖∂L_T/∂h_t‖ is exactly 0 for t ≤ 3 (T − K), where no loss term reaches; within \
-         them the last step's gradient shrinks ×0.50 per step back in time: at t = 4 it is 0.25 of its size at t = T \
+         the K steps it reaches, the last step's gradient shrinks ×0.50 per step back in time: at t = 4 it is 0.25 of its size at t = T \
          (2 steps back); fitted long-run factor ×0.50"
     );
     // Random cuts: where this draw stopped, and the expectation.
