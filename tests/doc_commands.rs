@@ -239,7 +239,8 @@ fn the_training_examples_print_what_docs_training_shows() {
 #[test]
 fn seed_zero_of_the_copy_table_lies_in_its_ranges() {
     let page = read("docs/training.md");
-    let base = "bptt train --task copy --steps 30 --hidden 64 --iters 1500 --compute cpu --clip 1 --lr 3e-3 --eval-every 500";
+    let base =
+        "bptt train --task copy --steps 30 --hidden 64 --iters 1500 --compute cpu --clip 1 --lr 3e-3 --eval-every 500";
     let mut rows = 0;
     for line in page.lines().filter(|l| l.starts_with("| `--activation") && l.contains("] |")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
