@@ -227,9 +227,14 @@ fn plot_draws_the_curve_with_the_baseline() {
     }
     // Three lines (training, held-out, ‖g‖) and two dashed ones (baseline, θ), the held-out points.
     assert!(text.matches("<polyline").count() >= 5, "lines drawn");
-    // The log axes are labelled in powers of ten: the MSE here lies between 0.1 and 0.4.
-    let ticks: Vec<&str> = text.lines().map(str::trim).filter(|l| l.ends_with("e-1")).collect();
+    // The log axis: the MSE here lies between 0.1 and 0.4, and its ticks are geometric (equal
+    // ratios between neighbours), in plain digits.
+    let mut ticks: Vec<f64> =
+        text.lines().map(str::trim).filter_map(|l| l.parse::<f64>().ok()).filter(|v| (0.1..0.5).contains(v)).collect();
+    ticks.dedup();
     assert!(ticks.len() >= 3, "log-axis ticks: {ticks:?}");
+    let ratios: Vec<f64> = ticks.windows(2).map(|w| w[1] / w[0]).collect();
+    assert!(ratios.windows(2).all(|r| (r[0] / r[1] - 1.0).abs() < 0.1), "not a log axis: {ticks:?}");
 }
 
 /// The readings of BPTT in the summary and the JSON: a table of evaluations (‖g‖ before

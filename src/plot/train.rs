@@ -51,6 +51,16 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (mid - half, mid + half)
 }
 
+/// A log-axis tick: plain digits between 0.001 and 10⁴ ("0.63", "25"), powers of ten outside.
+fn tick(v: f64) -> String {
+    let x = 10f64.powf(v);
+    if !(1e-3..1e4).contains(&x) {
+        return decade_label(v);
+    }
+    let decimals = (1 - x.log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
 fn rgb(c: (u8, u8, u8)) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
@@ -87,7 +97,7 @@ fn draw<DB: DrawingBackend>(
         .x_desc("iteration")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc(format!("{} (log scale)", r.metric))
-        .y_label_formatter(&|v| decade_label(*v))
+        .y_label_formatter(&|v| tick(*v))
         .draw()?;
     chart
         .draw_series(LineSeries::new(train, rgb(train_c).stroke_width(2)))?
@@ -135,7 +145,7 @@ fn draw<DB: DrawingBackend>(
         .x_desc("iteration")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("‖g‖ before clipping (log)")
-        .y_label_formatter(&|v| decade_label(*v))
+        .y_label_formatter(&|v| tick(*v))
         .draw()?;
     chart
         .draw_series(LineSeries::new(norms, rgb(norm_c).stroke_width(2)))?
