@@ -149,8 +149,12 @@ fn span(who: &str, profile: &[f64], from: usize, last: f64) -> String {
     }
 }
 
-/// Two decimals, or more when those would round to 1.00 and hide the direction.
+/// Two decimals, or more when those would round to 1.00 and hide the direction; three
+/// significant digits far from 1 (the report's number rule: never hundreds of digits).
 fn format_factor(f: f64) -> String {
+    if !(0.01..100.0).contains(&f) {
+        return crate::format::significant(f, 3);
+    }
     let mut decimals = 2;
     while decimals < 8 && format!("{f:.decimals$}").parse::<f64>() == Ok(1.0) {
         decimals += 1;

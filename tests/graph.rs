@@ -381,7 +381,8 @@ fn dot_and_png_draw_the_same_graph() {
     assert_eq!(dot_edges, svg_edges);
     assert!(dot.starts_with("// Unrolled computation graph") && dot.contains("digraph bptt {"));
 
-    // Zero and NaN norms cannot sit on the log scale: grey, and still labelled.
+    // Zero and NaN norms cannot sit on the log scale: grey, and still labelled (NaN as an
+    // overflow, which the legend explains).
     let nodes = read_nodes(&svg);
     assert!(nodes["h_2"].grad_norm.unwrap().is_nan());
     assert_eq!(nodes["h_2"].fill, "#bebebe");
@@ -389,7 +390,8 @@ fn dot_and_png_draw_the_same_graph() {
     // 1e-3 to 2 spans more than two decades: the ends of the colour map.
     assert_eq!(nodes["h_1"].fill, "#440154");
     assert_eq!(nodes["h_3"].fill, "#dcd728");
-    assert!(svg.contains(">NaN<") && svg.contains("truncated 2 steps back"));
+    assert!(svg.contains(">overflow<") && !svg.contains(">NaN<") && svg.contains("truncated 2 steps back"));
+    assert!(svg.contains(" labelled &quot;overflow&quot; has no finite"), "the legend's line");
 
     // The PNG is the same picture at 1.5×, with h_3's colour (the top of the scale) in it.
     let image = image::open(&png_path).expect("a PNG").to_rgb8();

@@ -67,10 +67,10 @@ fn random_h0_and_the_files_written_are_reported() {
     assert_eq!(
         tail,
         [
-            // Written after the report, the save last (only once everything else succeeded).
-            format!("files      saved grads to {}", save.display()),
+            // Written after the report, the result first, then the figures.
             format!("files      graph written to {}", graph.display()),
             format!("files      plot written to {}", plot.display()),
+            format!("files      saved grads to {}", save.display()),
         ]
     );
     for f in [&save, &plot, &graph] {

@@ -41,7 +41,7 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
     for (name, a, b) in pairs.chain([("reach", &gpu.reach[..], &reference.reach[..])]) {
         let e = rel_err(a, b);
         if e.is_nan() || e > tolerance {
-            over.push(format!("{name} ({e:.3e})"));
+            over.push(format!("{name} ({})", crate::format::significant(e, 4)));
         }
         rel.insert(name, e);
     }
@@ -49,7 +49,8 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
         Vec::new()
     } else {
         vec![format!(
-            "GPU against the reference: relative error over the tolerance {tolerance:e} in {}",
+            "GPU against the reference: relative error over the tolerance {} in {}",
+            crate::format::number(tolerance),
             over.join(", ")
         )]
     };
@@ -187,8 +188,9 @@ pub fn report(
         grad_h_norm: result.grads.grad_h_norm.clone(),
         reach_summary: (!result.reach.is_empty()).then(|| {
             format!(
-                "{} (spectral radius of w_hh: {spectral_radius:.3})",
-                describe_profile(&result.reach, cut, reach_factor, expected_factor)
+                "{} (spectral radius of w_hh: {})",
+                describe_profile(&result.reach, cut, reach_factor, expected_factor),
+                crate::format::significant(spectral_radius, 3)
             )
         }),
         reach: result.reach.clone(),

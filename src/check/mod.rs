@@ -21,7 +21,6 @@ pub use report::{CheckReport, ClipReport, Cuts, SweepRow, Timings};
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::buffers::BufferSizes;
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
 use crate::memory::{self, Paths};
 use crate::model::{Problem, Shape};
@@ -160,7 +159,10 @@ pub fn sweep_with(
         return Err(Error::Invalid("`sweep_radius` needs at least one radius".into()));
     }
     if let Some(r) = radii.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        return Err(Error::Invalid(format!("`sweep_radius` must be finite numbers ≥ 0, got {r}")));
+        return Err(Error::Invalid(format!(
+            "`sweep_radius` must be finite numbers ≥ 0, got {}",
+            crate::format::number(*r)
+        )));
     }
     check_memory(config, spec.shape)?;
     let gpu = gpu_context(config, spec.shape)?;
@@ -173,7 +175,7 @@ pub fn sweep_with(
         let mut p = random_problem(&ProblemSpec { spectral_radius: Some(r), ..spec.clone() })?;
         let mut report = run_problem(&config, &mut p, gpu.as_ref(), progress)?;
         drop(p);
-        problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
+        problems.extend(report.problems.iter().map(|l| format!("ρ={}: {l}", crate::format::number(r))));
         rows.push(SweepRow {
             radius: r,
             loss: report.loss,
@@ -198,13 +200,20 @@ pub fn sweep_with(
 /// The numbers of a config, each against its own rule.
 fn check_config(c: &CheckConfig) -> Result<()> {
     if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
-        return Err(Error::Invalid(format!("`tolerance` must be a finite number > 0, got {}", c.tolerance)));
+        return Err(Error::Invalid(format!(
+            "`tolerance` must be a finite number > 0, got {}",
+            crate::format::number(c.tolerance)
+        )));
     }
     if c.repeat == Some(0) {
         return Err(Error::Invalid("`repeat` must be at least 1".into()));
     }
     if c.segments == Some(0) {
         return Err(Error::Invalid("`segments` must be at least 1".into()));
+    }
+    // The GPU clips with an f32 θ.
+    if let Some(clip) = c.clip {
+        crate::format::f32_parameter("clip", clip)?;
     }
     Ok(())
 }
@@ -236,20 +245,16 @@ fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<Gpu>> {
     // The GPU holds one segment at a time: the longest one decides.
     let steps = c.segments.map_or(shape.steps, |n| shape.steps.div_ceil(n.clamp(1, shape.steps)));
     let lanes = match c.truncate {
-        Some(Truncation::Regular(k)) if k < shape.steps => k as u32,
-        _ => 1,
+        Some(Truncation::Regular(k)) if k < shape.steps => Some(k as u32),
+        _ => None,
     };
-    let schedule = if lanes > 1 { Schedule::Fused } else { c.schedule };
-    BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(|e| {
-        Error::Invalid(format!(
-            "{e}{}",
-            if c.segments.is_none() {
-                " (or `segments` N: the GPU then holds one segment of T/N steps at a time)"
-            } else {
-                " (or more `segments`)"
-            }
-        ))
-    })?;
+    let schedule = if lanes.is_some() { Schedule::Fused } else { c.schedule };
+    let hint = if c.segments.is_none() {
+        " (or `segments` N: the GPU then holds one segment of T/N steps at a time)"
+    } else {
+        " (or more `segments`)"
+    };
+    crate::gpu::check_fits(&ctx, Shape { steps, ..shape }, schedule, lanes, hint)?;
     Ok(Some((ctx, ms)))
 }
 
@@ -329,7 +334,10 @@ fn cuts(options: &GradientOptions, steps: usize) -> Result<Option<Cuts>> {
         }),
         (None, Some(Truncation::Random { p, seed })) => Some(Cuts {
             carry: random_carry_scales(steps, p, seed)?,
-            reason: format!("a random cut of `truncate` random:{p} (seed {seed}); the others carry it ×1/(1−p)"),
+            reason: format!(
+                "a random cut of `truncate` random:{} (seed {seed}); the others carry it ×1/(1−p)",
+                crate::format::number(p)
+            ),
         }),
         _ => None,
     })

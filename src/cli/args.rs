@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use bptt::error::quote;
 use bptt::gpu::{AdapterRequest, BackendChoice, Origin};
 use bptt::graph::GraphOf;
 use bptt::{Activation, CheckConfig, Engines, LossAt, LossFn, ProblemSpec, Schedule, Shape, Truncation};
@@ -218,37 +219,37 @@ pub enum TruncateArg {
 
 pub fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     if let Some(p) = s.strip_prefix("random:") {
-        let p: f64 = p.parse().map_err(|_| format!("'{p}' is not a probability"))?;
+        let p: f64 = p.parse().map_err(|_| format!("'{}' is not a probability", quote(p)))?;
         return if (0.0..1.0).contains(&p) {
             Ok(TruncateArg::Random(p))
         } else {
-            Err(format!("P must be in [0, 1), got {p}"))
+            Err(format!("P must be in [0, 1), got {}", bptt::format::number(p)))
         };
     }
     match s.parse::<usize>() {
         Ok(k) if k >= 1 => Ok(TruncateArg::Steps(k)),
-        _ => Err(format!("expected a number of steps K ≥ 1 or random:P, got '{s}'")),
+        _ => Err(format!("expected a number of steps K ≥ 1 or random:P, got '{}'", quote(s))),
     }
 }
 
 /// A float flag's value; flags take hyphen values, so `--clip --json` lands here: say so.
 pub fn parse_number(s: &str) -> Result<f64, String> {
     if s.starts_with("--") {
-        return Err(format!("a number is needed, not the flag '{s}'"));
+        return Err(format!("a number is needed, not the flag '{}'", quote(s)));
     }
-    s.parse().map_err(|_| format!("'{s}' is not a number"))
+    s.parse().map_err(|_| format!("'{}' is not a number", quote(s)))
 }
 
 /// A finite number ≥ 0 (a spectral radius, an initial scale).
 pub fn parse_nonneg(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
+    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {}", quote(s))) }
 }
 
 /// A finite number > 0 (a tolerance, a clipping norm, a learning rate).
 pub fn parse_positive(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
+    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {}", quote(s))) }
 }
 
 /// What the command line asks for: the gradient check (the flags alone, as always) or
@@ -280,7 +281,24 @@ pub fn one_line_error(e: &clap::Error, command: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    format!("{} (see {command} --help)", reason.join(" "))
+    format!("{} (see {command} --help)", cut_quoted(&reason.join(" ")))
+}
+
+/// clap's message with each value it echoes in single quotes cut by the one echo rule
+/// (`error::quote`: 80 characters, control characters escaped); a flag's value of a megabyte
+/// must not become a megabyte of error line.
+fn cut_quoted(msg: &str) -> String {
+    let parts: Vec<&str> = msg.split('\'').collect();
+    // Odd-numbered parts are inside quotes when the quotes pair up.
+    if parts.len().is_multiple_of(2) {
+        return msg.to_string();
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i % 2 == 1 { quote(p) } else { p.to_string() })
+        .collect::<Vec<_>>()
+        .join("'")
 }
 
 impl Args {

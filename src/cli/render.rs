@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use bptt::format::significant;
+use bptt::format::{number, significant};
 use bptt::gpu::TimingSource;
 use bptt::{Activation, CheckReport, LossAt, TrainReport};
 
@@ -180,7 +180,7 @@ impl CheckText<'_> {
                 "clip       global norm ‖g‖ {} before, {} after clipping to θ = {}",
                 num(c.norm_before),
                 num(c.norm_after),
-                c.theta
+                number(c.theta)
             );
         }
     }
@@ -197,13 +197,13 @@ impl CheckText<'_> {
         for r in &self.sweep {
             let _ = writeln!(
                 s,
-                "           {:>8} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e} {:>13}  {}",
-                r.radius,
-                r.loss,
-                r.grad_h_norm_first,
-                r.grad_h_norm_last,
-                r.reach_first,
-                r.reach_factor.map_or("-".into(), |f| format!("×{f:.4}")),
+                "           {:>8} {:>12} {:>12} {:>12} {:>12} {:>13}  {}",
+                number(r.radius),
+                num(r.loss),
+                num(r.grad_h_norm_first),
+                num(r.grad_h_norm_last),
+                num(r.reach_first),
+                r.reach_factor.map_or("-".into(), |f| format!("×{}", num(f))),
                 verdict(r.pass)
             );
         }
@@ -212,10 +212,11 @@ impl CheckText<'_> {
 
     fn text_check(&self, s: &mut String) {
         if !self.rel_err.is_empty() {
-            let _ = writeln!(s, "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {:e}", self.tolerance);
+            let _ =
+                writeln!(s, "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {}", number(self.tolerance));
             for (k, v) in &self.rel_err {
                 let ok = v.is_finite() && *v <= self.tolerance;
-                let _ = writeln!(s, "  {k:<22} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
+                let _ = writeln!(s, "  {k:<22} {:<9} {}", num(*v), if ok { "PASS" } else { "FAIL" });
             }
         }
         for p in &self.problems {
@@ -339,14 +340,18 @@ impl TrainText<'_> {
             serde_json::Value::String(s) => format!(", truncated {s} (cuts seed {})", self.truncate_seed.unwrap_or(0)),
             k => format!(", truncated to K = {k}"),
         });
-        let extra: Vec<String> = [self.clip.map(|c| format!(", clip {c}")), truncate].into_iter().flatten().collect();
+        let extra: Vec<String> =
+            [self.clip.map(|c| format!(", clip {}", number(c))), truncate].into_iter().flatten().collect();
+        // Where the weights came from: a file, or the initialisation.
+        let start = match (&self.init_from, self.init_scale) {
+            (Some(file), _) => format!("weights from {}", bptt::error::one_line(file)),
+            (None, scale) => format!("w_hh init {} ×{}", self.init_recurrent, number(scale.unwrap_or(f64::NAN))),
+        };
         line(format!(
-            "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
+            "model        {} RNN, {start}; {} lr {}{}",
             self.activation,
-            self.init_recurrent,
-            self.init_scale,
             self.optimizer,
-            self.lr,
+            number(self.lr),
             extra.join("")
         ));
         for n in &self.notes {
@@ -355,14 +360,19 @@ impl TrainText<'_> {
         self.evaluations(&mut line);
         let e = &self.final_eval;
         line(format!(
-            "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",
-            self.iters, self.metric, self.final_train, e.loss, self.baseline
+            "result       after {} iteration{}: train {} {}, held-out {} (memoryless baseline {})",
+            self.iters,
+            if self.iters == 1 { "" } else { "s" },
+            self.metric,
+            num(self.final_train),
+            num(e.loss),
+            num(self.baseline)
         ));
         if let Some(acc) = e.accuracy {
             line(format!("accuracy     {:.1}% of the recalled symbols (chance 12.5%)", 100.0 * acc));
         }
         if let Some(p) = e.perplexity {
-            line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
+            line(format!("perplexity   {} held-out (baseline {})", num(p), num(self.baseline.exp())));
         }
         if let Some(big) = self.spikes.iter().max_by(|a, b| a.train.total_cmp(&b.train)) {
             let n = self.spikes.len();
@@ -377,10 +387,10 @@ impl TrainText<'_> {
             ));
         }
         line(format!(
-            "time         {} s ({} s of it held-out evaluation), {:.0} sequences/s",
+            "time         {} s ({} s of it held-out evaluation), {} sequences/s",
             significant(self.seconds, 3),
             significant(self.eval_seconds, 3),
-            self.sequences_per_s
+            num(self.sequences_per_s)
         ));
         if let Some(s) = &self.sample {
             line(format!("sample       {s:?}"));

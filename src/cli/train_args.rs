@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice, Truncation};
 use clap::Parser;
 
+use bptt::error::quote;
+
 use super::args::{GpuArgs, TruncateArg, parse_nonneg, parse_number, parse_plot_path, parse_positive, parse_truncate};
 use super::choice::choice;
 use super::env::Env;
@@ -15,10 +17,19 @@ use super::env::Env;
 ///
 /// Model: a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ + b_h, h_t = φ(a_t), o_t = h_t·w_qhᵀ + b_q. The held-out
 /// set is fixed (the same for every --seed). Exit codes: 0 success; 1 a run-time failure
-/// (no adapter, a diverged run); 2 bad arguments or input.
+/// (no adapter, a diverged run, a file that could not be written); 2 bad arguments or input,
+/// including outputs that cannot be written or would replace an input, and runs over the
+/// memory available or the GPU's limits (checked before training; BPTT_MAX_MEMORY=BYTES, e.g.
+/// 8G, sets the figure).
+///
+/// Environment: WGPU_BACKEND, WGPU_ADAPTER_NAME, BPTT_PLOT_FONT (a .ttf/.otf file for --plot),
+/// BPTT_MAX_MEMORY; an invalid value is an error (exit 2), never ignored.
 #[derive(Parser, Debug, Clone)]
+// Negative numbers are values, as in the gradient check: `--seed -1` is refused by the flag's
+// own rule, not as an unknown argument.
 #[command(
     name = "bptt train",
+    allow_negative_numbers = true,
     version,
     about,
     long_about,
@@ -120,7 +131,7 @@ pub struct TrainArgs {
 
 fn parse_momentum(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {s}")) }
+    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {}", quote(s))) }
 }
 
 impl TrainArgs {

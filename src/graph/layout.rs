@@ -3,7 +3,7 @@
 //! for arrowheads, and text.
 
 use super::picture::{Anchor, Edge, FillRect, Kind, Label, Line, Node, Picture, Rgb, Text};
-use super::scale::{LogScale, NO_VALUE, colormap, short, text_on};
+use super::scale::{LogScale, NO_VALUE, OVERFLOW, colormap, short, text_on};
 use super::{GraphOf, GraphSpec};
 use crate::model::{LossAt, LossFn};
 
@@ -219,7 +219,10 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
         y += 16.0;
     }
-    let height = legend(&mut b, &plan.scale, ROW_VALUES + 38.0, spec, plan.ellipsis);
+    let overflow = std::iter::once(plan.norm_at(0))
+        .chain(plan.steps.iter().map(|&t| plan.norm_at(t)))
+        .any(|g| g.is_some_and(|g| !g.is_finite()));
+    let height = legend(&mut b, &plan.scale, ROW_VALUES + 38.0, spec, plan.ellipsis, overflow);
     let width = (right + 170.0).max(900.0);
     Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects, lines: b.lines }
 }
@@ -357,7 +360,7 @@ fn quantity_name(q: GraphOf) -> &'static str {
 
 /// The colour bar with its decades, and the lines that say what the colours show and how to
 /// read the graph; returns the picture's height.
-fn legend(b: &mut Builder, scale: &LogScale, top: f64, spec: &GraphSpec, ellipsis: bool) -> f64 {
+fn legend(b: &mut Builder, scale: &LogScale, top: f64, spec: &GraphSpec, ellipsis: bool, overflow: bool) -> f64 {
     let (nt, cut) = (spec.steps, spec.cut_reason.as_deref());
     let (x0, bar_w, bar_h) = (40.0, 340.0, 14.0);
     let what = match spec.quantity {
@@ -434,6 +437,15 @@ fn legend(b: &mut Builder, scale: &LogScale, top: f64, spec: &GraphSpec, ellipsi
             b,
             &format!(
                 "A grey edge marked \"cut\" is still a forward dependency, but no gradient flows back along it: {reason}."
+            ),
+        );
+    }
+    if overflow {
+        line(
+            b,
+            &format!(
+                "A grey h_t labelled \"{OVERFLOW}\" has no finite {} (NaN or ∞): the run overflowed there, and the check failed.",
+                quantity_name(spec.quantity)
             ),
         );
     }

@@ -154,17 +154,21 @@ pub fn write_graph_of(path: &Path, report: &CheckReport, quantity: GraphOf) -> R
     write_spec(path, &GraphSpec::from_report_of(report, quantity))
 }
 
-/// Writes the graph of `spec` to `path` as SVG, PNG or Graphviz text, by its extension.
+/// Writes the graph of `spec` to `path` as SVG, PNG or Graphviz text, by its extension: drawn
+/// in memory, then written atomically like every file bptt writes (`io::write_atomic`).
 pub fn write_spec(path: &Path, spec: &GraphSpec) -> Result<()> {
     let format = GraphFormat::of(path).map_err(Error::Invalid)?;
     let picture = layout::layout(spec);
-    let io_err = |e: String| Error::Io { path: path.display().to_string(), reason: e };
-    match format {
-        GraphFormat::Svg => std::fs::write(path, svg::render(&picture)).map_err(|e| io_err(e.to_string())),
-        GraphFormat::Dot => std::fs::write(path, dot::render(&picture)).map_err(|e| io_err(e.to_string())),
+    let bytes = match format {
+        GraphFormat::Svg => svg::render(&picture).into_bytes(),
+        GraphFormat::Dot => dot::render(&picture).into_bytes(),
         GraphFormat::Png => {
             crate::plot::register_font(path)?;
-            png::render(&picture, path).map_err(|e| io_err(format!("drawing the graph failed: {e}")))
+            png::render(&picture).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                reason: format!("drawing the graph failed: {e}"),
+            })?
         }
-    }
+    };
+    crate::io::write_atomic(path, &bytes)
 }

@@ -11,28 +11,23 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::decade_label;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::train::TrainReport;
 
 const SIZE: (u32, u32) = (960, 720);
 /// The loss panel's share of the height.
 const TOP: u32 = 430;
 
-/// Writes the training curve of a finished run to `path` (.svg or .png).
+/// Writes the training curve of a finished run to `path` (.svg or .png), atomically
+/// (`plot::write_figure`).
 pub fn write_train_plot(path: &Path, r: &TrainReport) -> Result<()> {
-    let err =
-        |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the plot failed: {e}") };
-    crate::plot::check_font(path)?;
-    let is_png = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if is_png {
-        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-        draw(&root, r).map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))
-    } else {
-        let root = SVGBackend::new(path, SIZE).into_drawing_area();
-        draw(&root, r).map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))
-    }
+    super::write_figure(
+        path,
+        SIZE,
+        "plot",
+        |root| draw(root, r).map_err(|e| e.to_string()),
+        |root| draw(root, r).map_err(|e| e.to_string()),
+    )
 }
 
 /// (iteration, log10 value) of the plottable (finite, > 0) points.

@@ -120,6 +120,18 @@ pub fn engine(device: TrainDevice, a: &TrainConfig, s: &Setup) -> Result<Box<dyn
         TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())),
         TrainDevice::Gpu | TrainDevice::Auto => {
             let ctx = GpuContext::new(&a.adapter)?;
+            // Every buffer against the adapter's limits before any exists (as the check does).
+            let lanes = match s.step.truncate {
+                Some(Truncation::Regular(k)) => Some(k as u32),
+                _ => None,
+            };
+            let shape = s.step.shape;
+            let hint = if lanes.is_some() {
+                " (or a smaller `truncate` K: the GPU keeps K lanes of ∂L/∂a, or `device` cpu)"
+            } else {
+                " (or `device` cpu, which has no per-buffer limit)"
+            };
+            crate::gpu::check_fits(&ctx, shape, crate::gpu::Schedule::Fused, lanes, hint)?;
             Box::new(gpu::GpuEngine::new(ctx, s.step, &s.weights, s.log_every)?)
         }
     })
@@ -205,7 +217,13 @@ fn run(a: &TrainConfig, progress: &dyn Progress) -> Result<(TrainReport, Weights
             let t = Instant::now();
             let mut e = evaluate(engine.as_mut(), &setup, done)?;
             if !e.loss.is_finite() {
-                return Err(diverged(done, e.loss));
+                // Every training loss up to here was read and found finite (`Log::read` above):
+                // it is the held-out loss alone.
+                return Err(Error::Failed(format!(
+                    "training diverged: the held-out loss is {} after iteration {done}, where every training \
+                     loss was finite; try `clip` θ (e.g. `clip` 1) or a lower `lr`",
+                    e.loss
+                )));
             }
             log.readings(&mut e);
             let (factor, ratio) = reach_reading(&engine.weights()?, &setup)?;

@@ -64,7 +64,10 @@ pub struct TrainReport {
     pub output: usize,
     pub activation: &'static str,
     pub init_recurrent: String,
-    pub init_scale: f64,
+    /// s of `init_recurrent`; None (null) when the weights came from a file.
+    pub init_scale: Option<f64>,
+    /// The model file the weights came from (`init_from`), if any.
+    pub init_from: Option<String>,
     pub optimizer: String,
     pub lr: f64,
     pub clip: Option<f64>,
@@ -150,7 +153,8 @@ pub fn build(
         output: sh.output,
         activation: s.step.activation.name(),
         init_recurrent,
-        init_scale: a.init_scale,
+        init_scale: a.init_from.is_none().then_some(a.init_scale),
+        init_from: a.init_from.as_ref().map(|p| p.display().to_string()),
         optimizer: format!("{:?}", s.step.optim.kind).to_lowercase(),
         lr: s.step.optim.lr,
         clip: s.step.clip,

@@ -28,7 +28,10 @@ pub enum Truncation {
 /// the end, and p = 0 gives all ones (exactly full BPTT).
 pub fn random_carry_scales(steps: usize, p: f64, seed: u64) -> Result<Vec<f64>> {
     if !(0.0..1.0).contains(&p) {
-        return Err(Error::Invalid(format!("random truncation needs a cut probability p in [0, 1), got {p}")));
+        return Err(Error::Invalid(format!(
+            "random truncation needs a cut probability p in [0, 1), got {}",
+            crate::format::number(p)
+        )));
     }
     Ok(draw_carry_scales(&mut ChaCha8Rng::seed_from_u64(seed), steps, p))
 }
