@@ -417,11 +417,11 @@ impl TrainText<'_> {
         head.push_str(&format!("  {:>10}  {:>8}  {:>12}", "‖g‖", "clipped", "reach/step"));
         line(head);
         for e in &self.eval {
-            let mut row = format!("             {:>6}  {:>12.4}", e.iter, e.loss);
+            let mut row = format!("             {:>6}  {:>12}", e.iter, num(e.loss));
             if let Some(a) = e.accuracy {
                 row.push_str(&format!("  {:>9.1}%", 100.0 * a));
             } else if let Some(p) = e.perplexity {
-                row.push_str(&format!("  {p:>10.3}"));
+                row.push_str(&format!("  {:>10}", num(p)));
             }
             let clipped = e.clipped_fraction.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
             let reach = e.reach_factor.map_or("-".to_string(), |f| format!("×{f:.4}"));

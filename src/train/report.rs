@@ -3,6 +3,7 @@
 
 use super::config::{Task, TrainConfig};
 use super::setup::{Setup, task_name};
+use crate::format::significant;
 use crate::model::Choice;
 use crate::variant::truncation::Truncation;
 
@@ -104,22 +105,20 @@ pub struct TrainReport {
 /// below …", or "did not learn: held-out 0.1650 is within 5% of the baseline 0.1667" (or
 /// above it).
 pub fn verdict(metric: &str, held_out: f64, baseline: f64) -> String {
+    let (h, b) = (significant(held_out, 4), significant(baseline, 4));
     let r = held_out / baseline;
     if !r.is_finite() {
-        format!("no verdict: held-out {metric} {held_out}, baseline {baseline}")
+        format!("no verdict: held-out {metric} {h}, baseline {b}")
     } else if r >= 1.05 {
-        format!("did not learn: held-out {metric} {held_out:.4} is above the baseline {baseline:.4}")
+        format!("did not learn: held-out {metric} {h} is above the baseline {b}")
     } else if r >= 0.95 {
-        format!("did not learn: held-out {metric} {held_out:.4} is within 5% of the baseline {baseline:.4}")
+        format!("did not learn: held-out {metric} {h} is within 5% of the baseline {b}")
     } else if r > 0.5 {
-        format!(
-            "learned a little: held-out {metric} {held_out:.4}, {:.0}% below the baseline {baseline:.4}",
-            100.0 * (1.0 - r)
-        )
+        format!("learned a little: held-out {metric} {h}, {:.0}% below the baseline {b}", 100.0 * (1.0 - r))
     } else {
         let times = 1.0 / r;
         let times = if times < 10.0 { format!("{times:.1}") } else { format!("{times:.0}") };
-        format!("learned: held-out {metric} {held_out:.4}, {times}× below the baseline {baseline:.4}")
+        format!("learned: held-out {metric} {h}, {times}× below the baseline {b}")
     }
 }
 
