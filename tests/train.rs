@@ -471,8 +471,9 @@ fn evaluations_carry_the_gradient_readings_and_a_verdict() {
 #[test]
 fn the_verdict_reads_the_held_out_metric_against_the_baseline() {
     use bptt::train::report::verdict;
-    assert_eq!(verdict("mse", 0.0065, 1.0 / 6.0), "learned: held-out mse 0.0065, 26× below the baseline 0.1667");
-    assert_eq!(verdict("mse", 0.05, 1.0 / 6.0), "learned: held-out mse 0.0500, 3.3× below the baseline 0.1667");
+    // Numbers by the report's rule: four significant digits.
+    assert_eq!(verdict("mse", 0.0065, 1.0 / 6.0), "learned: held-out mse 0.006500, 26× below the baseline 0.1667");
+    assert_eq!(verdict("mse", 0.05, 1.0 / 6.0), "learned: held-out mse 0.05000, 3.3× below the baseline 0.1667");
     assert_eq!(verdict("xent", 0.476, 0.693), "learned a little: held-out xent 0.4760, 31% below the baseline 0.6930");
     assert_eq!(
         verdict("mse", 0.165, 1.0 / 6.0),
