@@ -98,6 +98,24 @@ impl GradientOptions {
         }
     }
 
+    /// The variant on the fast f32 CPU path (`cpu::fast`: truncation through its backward
+    /// recurrence, segments as carry multipliers of 0 at the boundaries), and ‖g‖ before
+    /// clipping when it clips.
+    pub fn fast(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
+        let mut g = match (self.truncate, self.segments) {
+            (Some(t), _) => crate::cpu::fast::bptt_truncated(p, t)?,
+            (None, Some(n)) => {
+                crate::cpu::fast::bptt_carry_scaled(p, &segments::segment_carry_scales(p.shape.steps, n)?)?
+            }
+            (None, None) => crate::cpu::fast::bptt(p),
+        };
+        let before = match self.clip {
+            Some(theta) => Some(clip_grads(&mut g, theta)?.0),
+            None => None,
+        };
+        Ok((g, before))
+    }
+
     /// The variant on the f64 reference, and ‖g‖ before clipping when it clips.
     pub fn reference(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
         let mut g = match (self.truncate, self.segments) {
