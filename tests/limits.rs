@@ -120,12 +120,30 @@ fn gpu_limits_are_checked_before_the_engine_is_built() {
     // failed inside the engine, exit 1, without the check's hint; and a long --log-every
     // history needed a buffer as long (a raw wgpu validation error past the limit).
     // 1002·32·999·256 f32 lanes: 30 GiB, over any adapter's binding limit.
-    let line = refused(&["train", "--steps", "1000", "--truncate", "999", "--hidden", "256", "--iters", "1"], &[]);
+    // On the GPU (the default, `auto`, trains on the CPU when the only adapter is a software one).
+    let line = refused(
+        &["train", "--compute", "gpu", "--steps", "1000", "--truncate", "999", "--hidden", "256", "--iters", "1"],
+        &[],
+    );
     assert!(line.contains("truncation lanes") && line.contains("at most"), "{line}");
     assert!(line.contains("(or a smaller --truncate K"), "the hint: {line}");
     // A log window longer than the history buffer (1024 losses) reads it back as it fills: the
     // one point of a 1100-iteration window is the mean of the eleven 100-iteration windows.
-    let base = ["train", "--steps", "2", "--hidden", "4", "--batch", "2", "--iters", "1100", "--eval-size", "2"];
+    let base = [
+        "train",
+        "--compute",
+        "gpu",
+        "--steps",
+        "2",
+        "--hidden",
+        "4",
+        "--batch",
+        "2",
+        "--iters",
+        "1100",
+        "--eval-size",
+        "2",
+    ];
     let curve = |log_every: &str| {
         let (code, stdout, stderr) =
             bptt(&[&base[..], &["--log-every", log_every, "--eval-every", "1100", "--json"]].concat());

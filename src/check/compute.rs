@@ -6,7 +6,6 @@ use std::time::Instant;
 use super::CheckConfig;
 use super::report::{ClipReport, Timings};
 use crate::checkpoint::Plan;
-use crate::cpu;
 use crate::error::Result;
 use crate::gpu::{GpuContext, RunTimes, TimingSource};
 use crate::model::{BpttResult, LossAt, Problem, Shape};
@@ -21,6 +20,8 @@ const MAX_REPEAT: u32 = 20;
 pub struct PathResult {
     pub grads: BpttResult,
     pub reach: Vec<f64>,
+    /// ‖∂L_T/∂h_0‖ of the same run, when it ran.
+    pub reach_h0: Option<f64>,
     /// The arithmetic the path ran in ("f32", "f64"), for the overflow diagnosis.
     pub precision: &'static str,
     /// Where the forward pass overflowed, when the states show it (None when they are
@@ -33,9 +34,11 @@ pub struct PathResult {
 }
 
 impl PathResult {
-    fn new(grads: BpttResult, reach: Vec<f64>, precision: &'static str, shape: Shape) -> Self {
+    fn new(grads: BpttResult, reach: Option<BpttResult>, precision: &'static str, shape: Shape) -> Self {
         let forward_overflow = ForwardOverflow::find(&grads, shape);
-        PathResult { grads, reach, precision, forward_overflow, forward_steps: None, time_ratio: None }
+        let reach_h0 = reach.as_ref().map(|r| crate::model::norm(&r.grad_h0));
+        let reach = reach.map(|r| r.grad_h_norm).unwrap_or_default();
+        PathResult { grads, reach, reach_h0, precision, forward_overflow, forward_steps: None, time_ratio: None }
     }
 }
 
@@ -193,7 +196,7 @@ pub fn gpu(
         }
     }
     progress.stage("GPU: reach profile (loss at the last step only)");
-    let reach = scored_at_last(p, |last| runner.run(last, false))?.0.grad_h_norm;
+    let reach = scored_at_last(p, |last| runner.run(last, false))?.0;
     let forward_steps = runner.forward_steps;
     let (dispatches, memory) = (runner.dispatch_count(), runner.peak_memory);
     let timing_source = runner.timing_source();
@@ -213,7 +216,15 @@ pub fn gpu(
     progress.stage("GPU: dispatch-latency floor");
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
-        result: PathResult { grads, reach, precision: "f32", forward_overflow: forward, forward_steps, time_ratio },
+        result: PathResult {
+            grads,
+            reach_h0: Some(crate::model::norm(&reach.grad_h0)),
+            reach: reach.grad_h_norm,
+            precision: "f32",
+            forward_overflow: forward,
+            forward_steps,
+            time_ratio,
+        },
         clip,
         repeat: timed_runs.len() as u32,
         stages,
@@ -227,47 +238,46 @@ pub fn gpu(
 /// Whether a run storing every state fits the adapter's limits (for the time ratio).
 fn whole_fits_gpu(c: &CheckConfig, ctx: &GpuContext, variant: &GradientOptions, s: Shape) -> bool {
     let lanes = match variant.truncate {
-        Some(crate::variant::truncation::Truncation::Regular(k)) => k as u32,
-        _ => 1,
+        Some(crate::variant::truncation::Truncation::Regular(k)) if k < s.steps => Some(k as u32),
+        _ => None,
     };
-    let schedule = if lanes > 1 { crate::gpu::Schedule::Fused } else { c.schedule };
-    crate::gpu::buffers::BufferSizes::new(s, schedule, lanes).check(&ctx.limits, "").is_ok()
+    let schedule = if lanes.is_some() { crate::gpu::Schedule::Fused } else { c.schedule };
+    crate::gpu::limits(ctx, s, schedule, lanes).is_ok()
 }
 
-/// The fast f32 CPU path (plain BPTT only), timed; its reach profile only when no GPU ran.
+/// The fast f32 CPU path, timed (checkpointed by `plan` when given); its reach profile only
+/// when no GPU ran; ‖g‖ before clipping.
+#[allow(clippy::too_many_arguments)]
 pub fn fast_cpu(
     c: &CheckConfig,
+    variant: &GradientOptions,
     plan: Option<Plan>,
     p: &mut Problem,
     with_reach: bool,
     progress: &dyn Progress,
     timings: &mut Timings,
-) -> Result<(PathResult, u32)> {
-    let run = |p: &Problem| -> Result<(BpttResult, Option<u64>)> {
-        match &plan {
-            Some(plan) => cpu::fast::bptt_checkpointed(p, plan).map(|(g, stats)| (g, Some(stats.forward_steps))),
-            None => Ok((cpu::fast::bptt(p), None)),
-        }
-    };
-    let (out, med, times) = timed(c, progress, "fast CPU path", || {
-        let (r, ms) = clock(|| run(p));
+) -> Result<(PathResult, u32, Option<f64>)> {
+    let ((grads, before, forward_steps), med, times) = timed(c, progress, "fast CPU path", || {
+        let (r, ms) = clock(|| variant.fast_planned(p, plan.as_ref()));
         Ok((r?, ms))
     })?;
-    let (grads, forward_steps) = out;
     timings.cpu_total = Some(med);
-    let reach = if with_reach { scored_at_last(p, |last| run(last))?.0.grad_h_norm } else { Vec::new() };
+    let reach =
+        if with_reach { Some(scored_at_last(p, |last| variant.fast_planned(last, plan.as_ref()))?.0) } else { None };
     // Checkpointed: the same run storing every state, where memory allows, for the ratio.
     let full = crate::cpu::fast::full_bytes(p.shape);
     let time_ratio = if plan.is_some() && crate::memory::check_host(full, c.max_memory, "", "").is_ok() {
-        let (_, whole_ms, _) =
-            timed(c, progress, "fast CPU path storing every state", || Ok(clock(|| cpu::fast::bptt(p))))?;
+        let (_, whole_ms, _) = timed(c, progress, "fast CPU path storing every state", || {
+            let (r, ms) = clock(|| variant.fast(p));
+            Ok((r?, ms))
+        })?;
         Some(med / whole_ms)
     } else {
         None
     };
     let mut result = PathResult::new(grads, reach, "f32", p.shape);
     (result.forward_steps, result.time_ratio) = (forward_steps, time_ratio);
-    Ok((result, times.len() as u32))
+    Ok((result, times.len() as u32, before))
 }
 
 /// The f64 reference (the oracle), one run, and its reach profile; ‖g‖ before clipping.
@@ -283,8 +293,8 @@ pub fn reference(
     let (grads, clip_before, forward_steps) = r?;
     timings.cpu_ref_total = Some(ms);
     progress.stage("f64 CPU reference: reach profile");
-    let reach = scored_at_last(p, |last| variant.reference_planned(last, plan.as_ref()))?.0.grad_h_norm;
-    let mut result = PathResult::new(grads, reach, "f64", p.shape);
+    let reach = scored_at_last(p, |last| variant.reference_planned(last, plan.as_ref()))?.0;
+    let mut result = PathResult::new(grads, Some(reach), "f64", p.shape);
     result.forward_steps = forward_steps;
     Ok((result, clip_before))
 }

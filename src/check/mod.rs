@@ -20,6 +20,7 @@ use compute::PathResult;
 pub use report::{CheckReport, ClipReport, Cuts, MemoryReport, PathMemoryReport, SweepRow, Timings};
 
 use crate::checkpoint::Plan;
+use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
 use crate::memory::{self, Paths};
@@ -34,8 +35,7 @@ use crate::variant::truncation::{Truncation, random_carry_scales};
 /// Which implementations a check runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum Engines {
-    /// The GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT
-    /// only: not under truncation, segments or clipping, as the report notes).
+    /// The GPU, checked against the f64 reference; the fast CPU path is timed too.
     #[default]
     #[serde(rename = "both")]
     Check,
@@ -51,7 +51,7 @@ pub enum Engines {
 }
 
 crate::choice!(Engines {
-    Check => "both": "GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT only: not under `truncate`, `segments` or `clip`, as the report notes)",
+    Check => "both": "GPU, checked against the f64 reference; the fast CPU path is timed too",
     Gpu => "gpu": "GPU only, no check",
     FastCpu => "cpu": "the fast f32 CPU path",
     Reference => "cpu-ref": "the f64 CPU reference (the oracle)",
@@ -133,7 +133,9 @@ pub fn check(problem: &Problem, config: &CheckConfig) -> Result<CheckReport> {
 pub fn check_with(mut problem: Problem, config: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
     check_config(config)?;
     let (gpu, plans) = prepare(config, problem.shape)?;
-    run_problem(config, &mut problem, gpu.as_ref(), &plans, progress)
+    let mut report = run_problem(config, &mut problem, gpu.as_ref(), &plans, progress)?;
+    report.problem = Some(problem);
+    Ok(report)
 }
 
 /// Before anything is built: how each path holds its states, the host memory that needs,
@@ -152,7 +154,9 @@ pub fn check_random(spec: &ProblemSpec, config: &CheckConfig, progress: &dyn Pro
     check_config(config)?;
     let (gpu, plans) = prepare(config, spec.shape)?;
     let mut problem = random_problem(spec)?;
-    run_problem(config, &mut problem, gpu.as_ref(), &plans, progress)
+    let mut report = run_problem(config, &mut problem, gpu.as_ref(), &plans, progress)?;
+    report.problem = Some(problem);
+    Ok(report)
 }
 
 /// The same random problem with w_hh rescaled to each spectral radius in `radii`: one report
@@ -194,11 +198,11 @@ pub fn sweep_with(
             loss: report.loss,
             grad_h_norm_first: report.grad_h_norm.first().copied().unwrap_or(f64::NAN),
             grad_h_norm_last: report.grad_h_norm.last().copied().unwrap_or(f64::NAN),
-            reach_first: report.grad_h_norm_from_last.first().copied().unwrap_or(f64::NAN),
-            reach_growth_factor: report.reach_growth_factor,
+            reach_first: report.reach.first().copied().unwrap_or(f64::NAN),
+            reach_factor: report.reach_factor,
             pass: report.pass,
             grad_h_norm: report.grad_h_norm.clone(),
-            grad_h_norm_from_last: report.grad_h_norm_from_last.clone(),
+            reach: report.reach.clone(),
         });
         report.result = None;
         first.get_or_insert(report);
@@ -270,12 +274,12 @@ impl Plans {
     }
 }
 
-/// The CPU paths' plans: the fast path's windows and the reference's single steps.
+/// The CPU paths' plans: the fast path's windows (also for the expected reach profile of
+/// randomised truncation, which the fast path computes) and the reference's single steps.
 fn cpu_plans(c: &CheckConfig, shape: Shape) -> Result<Plans> {
     let memory = c.memory_options();
-    let plain = c.truncate.is_none() && c.segments.is_none() && c.clip.is_none();
     let mut plans = Plans::default();
-    if c.compute.fast_cpu() && plain {
+    if c.compute.fast_cpu() || matches!(c.truncate, Some(Truncation::Random { .. })) {
         let costs = crate::cpu::fast::costs(shape);
         let full = crate::cpu::fast::full_bytes(shape);
         plans.fast = Some(plan_path("cpu", shape.steps, &memory, &costs, full, None)?);
@@ -292,12 +296,11 @@ fn cpu_plans(c: &CheckConfig, shape: Shape) -> Result<Plans> {
 /// The host memory of the paths that run, against what is available: a path that stores
 /// every state by its per-row estimate (`memory::host_bytes`), a checkpointed one by its plan.
 fn check_memory(c: &CheckConfig, shape: Shape, plans: &Plans) -> Result<()> {
-    let plain = c.truncate.is_none() && c.segments.is_none() && c.clip.is_none();
     let planned = |m: &Option<PathMemory>| m.as_ref().and_then(|m| m.plan.map(|_| m.peak_bytes));
     let (fast_planned, ref_planned) = (planned(&plans.fast), planned(&plans.reference));
     let paths = Paths {
         gpu: c.compute.gpu(),
-        fast_cpu: c.compute.fast_cpu() && plain && fast_planned.is_none(),
+        fast_cpu: c.compute.fast_cpu() && fast_planned.is_none(),
         reference: c.compute.reference() && ref_planned.is_none(),
         gpu_states: c.keep_states,
     };
@@ -364,12 +367,6 @@ fn run_problem(
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
     let options = GradientOptions::new(c.truncate, c.segments, c.clip, p.shape.steps)?;
-    if c.compute == Engines::FastCpu && !options.is_plain() {
-        return Err(Error::Invalid(
-            "`truncate`, `segments` and `clip` run on the GPU and the f64 reference: use `compute` gpu, both or cpu-ref"
-                .into(),
-        ));
-    }
     let mut timings = Timings::default();
     let gpu_path = match gpu {
         Some((ctx, setup_ms)) => {
@@ -378,9 +375,9 @@ fn run_problem(
         }
         None => None,
     };
-    // The fast CPU path computes plain BPTT only: it is timed when the options are plain.
-    let fast = if c.compute.fast_cpu() && options.is_plain() {
-        Some(compute::fast_cpu(c, Plans::plan(&plans.fast), p, gpu_path.is_none(), progress, &mut timings)?)
+    let fast_plan = Plans::plan(&plans.fast);
+    let fast = if c.compute.fast_cpu() {
+        Some(compute::fast_cpu(c, &options, fast_plan, p, gpu_path.is_none(), progress, &mut timings)?)
     } else {
         None
     };
@@ -402,9 +399,19 @@ fn run_problem(
         ],
         p.drawn.is_none(),
     ));
-    let clip = match (&gpu_path, &reference) {
-        (Some(g), _) => g.clip.clone(),
-        (None, Some((r, before))) => compute::clip_report(options.clip, *before, &r.grads),
+    let clip = match (&gpu_path, &fast, &reference) {
+        (Some(g), _, _) => g.clip.clone(),
+        (None, Some((f, _, before)), _) => compute::clip_report(options.clip, *before, &f.grads),
+        (None, None, Some((r, before))) => compute::clip_report(options.clip, *before, &r.grads),
+        _ => None,
+    };
+    // Under randomised truncation the reach profile is one draw of the cuts; its expectation
+    // over them is the untruncated profile, which the reach line reads too.
+    let expected_reach = match options.truncate {
+        Some(Truncation::Random { .. }) => Some(match fast_plan {
+            Some(plan) => compute::scored_at_last(p, |last| cpu::fast::bptt_checkpointed(last, &plan))?.0.grad_h_norm,
+            None => compute::scored_at_last(p, cpu::fast::bptt).grad_h_norm,
+        }),
         _ => None,
     };
     let memory = memory_report(
@@ -421,16 +428,17 @@ fn run_problem(
         adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
         gpu: gpu_path.as_ref().map(GpuPathFacts::of),
         cpu_repeat: fast.as_ref().map(|f| f.1),
+        expected_reach,
         clip,
         checked: gpu_path.is_some() && reference.is_some(),
         rel_err,
         problems,
-        notes: skipped_paths(c, &options),
+        notes: Vec::new(),
         timings,
     };
     let (result, from): (PathResult, &'static str) = match (gpu_path, fast, reference) {
         (Some(g), _, _) => (g.result, "gpu"),
-        (None, Some((f, _)), _) => (f, "cpu"),
+        (None, Some((f, _, _)), _) => (f, "cpu"),
         (None, None, Some((r, _))) => (r, "cpu-ref"),
         _ => unreachable!("every `compute` value runs at least one path"),
     };
@@ -502,24 +510,4 @@ fn cuts(options: &GradientOptions, steps: usize) -> Result<Option<Cuts>> {
         }),
         _ => None,
     })
-}
-
-/// Says when `Engines::Check` runs less than "both" suggests: the fast CPU path computes plain
-/// BPTT only, so under truncation, segments or clipping it does not run (and has no time).
-fn skipped_paths(c: &CheckConfig, options: &GradientOptions) -> Vec<String> {
-    if c.compute != Engines::Check || options.is_plain() {
-        return Vec::new();
-    }
-    let fields: Vec<&str> = [
-        (options.truncate.is_some(), "`truncate`"),
-        (options.segments.is_some(), "`segments`"),
-        (options.clip.is_some(), "`clip`"),
-    ]
-    .into_iter()
-    .filter_map(|(on, field)| on.then_some(field))
-    .collect();
-    vec![format!(
-        "the fast CPU path computes plain BPTT only: it did not run (with {}); the GPU is checked against the f64 reference",
-        fields.join(", ")
-    )]
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use bptt::error::quote;
 use bptt::gpu::{AdapterRequest, BackendChoice, Origin};
+use bptt::graph::GraphOf;
 use bptt::{Activation, CheckConfig, Engines, LossAt, LossFn, ProblemSpec, Schedule, Shape, Truncation};
 use clap::Parser;
 
@@ -133,6 +134,11 @@ pub struct Args {
     /// for Graphviz). Above 8 steps, the first and last 3 are drawn with an ellipsis between.
     #[arg(long, value_name = "FILE", value_parser = parse_graph_path, conflicts_with = "sweep_radius")]
     pub graph: Option<PathBuf>,
+    /// Which gradient --graph colours the h chain by: grad-h-norm (‖∂L/∂h_t‖, the whole loss's;
+    /// the default with a loss at every step) or reach (‖∂L_T/∂h_t‖, the last step's loss
+    /// alone: what vanishes or explodes; the default with --loss-at last).
+    #[arg(long, value_parser = choice::<GraphOf>(), requires = "graph")]
+    pub graph_of: Option<GraphOf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
     #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_nonneg, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
@@ -151,6 +157,11 @@ pub struct Args {
     /// chose; after the report, unless the run failed (docs/report.md). Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// Write the run's problem (w_hx, w_hh, w_qh, x, h0, y or labels, and the biases; F64) with
+    /// its loss, activation and loss_at in the metadata, in the format --load reads: to take
+    /// it to NumPy or PyTorch and back. After the report, like --save.
+    #[arg(long, value_name = "FILE", conflicts_with = "sweep_radius")]
+    pub save_problem: Option<PathBuf>,
     /// With --save, also write the states h (T×B×h) and o (T×B×q).
     #[arg(long, requires = "save")]
     pub save_states: bool,
@@ -215,7 +226,7 @@ pub enum TruncateArg {
     Random(f64),
 }
 
-fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
+pub fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     if let Some(p) = s.strip_prefix("random:") {
         let p: f64 = p.parse().map_err(|_| format!("'{}' is not a probability", quote(p)))?;
         return if (0.0..1.0).contains(&p) {

@@ -193,11 +193,15 @@ fn inputs<'a>(env: &'a Env, more: &[(&'a str, &'a str, Option<&'a Path>, Option<
 /// written, no two are one file, none is the `--load` file or the font), and the font of a
 /// figure with text.
 fn check_files(args: &Args, env: &Env) -> bptt::Result<()> {
-    let outputs: Vec<(&str, &Path)> =
-        [("save", args.save.as_deref()), ("plot", args.plot.as_deref()), ("graph", args.graph.as_deref())]
-            .into_iter()
-            .filter_map(|(field, p)| Some((field, p?)))
-            .collect();
+    let outputs: Vec<(&str, &Path)> = [
+        ("save", args.save.as_deref()),
+        ("plot", args.plot.as_deref()),
+        ("graph", args.graph.as_deref()),
+        ("save_problem", args.save_problem.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, p)| Some((field, p?)))
+    .collect();
     bptt::io::check_outputs(&outputs, &inputs(env, &[("load", "the problem", args.load.as_deref(), None)]))?;
     // The plot always draws text; the graph does only as a PNG (SVG names its fonts).
     let png_graph = args.graph.as_deref().filter(|g| g.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
@@ -217,10 +221,7 @@ fn check_writes<'a>(args: &'a Args, report: &'a CheckReport) -> Vec<Output<'a>> 
             format!("saved grads to {}", shown(path)),
             Box::new(move || {
                 let mut meta = std::collections::BTreeMap::new();
-                meta.insert(
-                    "command_line".to_string(),
-                    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
-                );
+                meta.insert("command_line".to_string(), command_line());
                 meta.insert("result_from".to_string(), report.result_from.to_string());
                 if let Some(a) = &report.adapter {
                     meta.insert("adapter".to_string(), a.to_string());
@@ -236,12 +237,31 @@ fn check_writes<'a>(args: &'a Args, report: &'a CheckReport) -> Vec<Output<'a>> 
         ));
     }
     if let Some(path) = &args.graph {
+        let of = args.graph_of.unwrap_or(bptt::graph::GraphOf::default_for(report.loss_at));
         outputs.push((
             format!("graph written to {}", shown(path)),
-            Box::new(move || bptt::graph::write_graph(path, report)),
+            Box::new(move || bptt::graph::write_graph_of(path, report, of)),
+        ));
+    }
+    if let (Some(path), Some(problem)) = (&args.save_problem, &report.problem) {
+        outputs.push((
+            format!("problem saved to {}", shown(path)),
+            Box::new(move || {
+                let mut meta = std::collections::BTreeMap::new();
+                meta.insert("command_line".to_string(), command_line());
+                if let Some(seed) = report.seed {
+                    meta.insert("seed".to_string(), seed.to_string());
+                }
+                bptt::io::save_problem_with(path, problem, &meta)
+            }),
         ));
     }
     outputs
+}
+
+/// The command line as typed, for a file's metadata.
+fn command_line() -> String {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 /// `bptt train`: the summary (or JSON) on stdout, then the files; one line on stderr for an

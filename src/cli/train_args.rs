@@ -3,12 +3,15 @@
 
 use std::path::PathBuf;
 
-use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice};
+use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice, Truncation};
 use clap::Parser;
 
 use bptt::error::quote;
 
-use super::args::{GpuArgs, parse_count, parse_memory, parse_nonneg, parse_number, parse_plot_path, parse_positive};
+use super::args::{
+    GpuArgs, TruncateArg, parse_count, parse_memory, parse_nonneg, parse_number, parse_plot_path, parse_positive,
+    parse_truncate,
+};
 use super::choice::choice;
 use super::env::Env;
 
@@ -78,11 +81,18 @@ pub struct TrainArgs {
     /// Clip the parameter gradients together to global norm θ before each update.
     #[arg(long, value_name = "θ", value_parser = parse_positive, allow_hyphen_values = true)]
     pub clip: Option<f64>,
-    /// Truncated BPTT: loss term s reaches h_t only if s − t < K.
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
-    pub truncate: Option<u32>,
-    /// Where to train.
-    #[arg(long, value_parser = choice::<TrainDevice>(), default_value = "gpu")]
+    /// Truncated BPTT: K stops the backward recursion K steps back from each loss term (loss
+    /// term s reaches h_t only if s − t < K); random:P cuts the carried gradient at each step
+    /// with probability P and scales it by 1/(1−P) otherwise, with fresh cuts every iteration
+    /// (Tallec & Ollivier 2017). Every task, on both paths.
+    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate, allow_hyphen_values = true)]
+    pub truncate: Option<TruncateArg>,
+    /// Seed of the random cuts of --truncate random:P (drawn on the stream of --seed).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub truncate_seed: u64,
+    /// Where to train [auto: the GPU when there is a hardware one, else the fast CPU path,
+    /// with a note].
+    #[arg(long, value_parser = choice::<TrainDevice>(), default_value = "auto")]
     pub compute: TrainDevice,
     /// Seed of the initial weights and the training minibatches.
     #[arg(long, default_value_t = 0)]
@@ -151,7 +161,10 @@ impl TrainArgs {
             lr: self.lr,
             momentum: self.momentum,
             clip: self.clip,
-            truncate: self.truncate.map(|k| k as usize),
+            truncate: self.truncate.map(|t| match t {
+                TruncateArg::Steps(k) => Truncation::Regular(k),
+                TruncateArg::Random(p) => Truncation::Random { p, seed: self.truncate_seed },
+            }),
             device: self.compute,
             adapter: self.gpu.request(env),
             seed: self.seed,

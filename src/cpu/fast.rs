@@ -34,26 +34,80 @@ mod team;
 use aligned::{AlignedVec, padded};
 use gemm::{View, gemm};
 use rayon::prelude::*;
-use recur::Recurrence;
+use recur::{Carry, LaneState, Recurrence};
 
 use crate::checkpoint::{Action, Costs, Plan, Slots};
 use crate::cpu::checkpointed::Recomputed;
 use crate::error::{Error, Result};
-use crate::model::{BpttResult, Problem, Shape};
+use crate::model::{BpttResult, LossAt, Problem, Shape};
+use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
 pub fn bptt(p: &Problem) -> BpttResult {
-    // Run on one of rayon's workers, so the conversions' parallel loops are jobs on its local
-    // queue rather than injected from outside the pool. The thread count of the recurrences'
-    // team is this pool's (`rayon::current_num_threads`).
+    whole(p, &Carry::Full)
+}
+
+// Truncation: an option of the backward recurrence only (`recur::Carry`); the forward pass,
+// the output side and the weight gradients are those of full BPTT, formed from the truncated
+// ∂L/∂a_t. The same results as `cpu::truncated` (tests/cpu_fast.rs).
+
+/// BPTT truncated as `trunc` says, with the same meaning as `cpu::truncated::bptt_truncated`:
+/// K lanes of ∂L/∂a per step for `Regular(K)` (about K products in all with a loss at the
+/// last step only), the random cuts of `random_carry_scales` for `Random`.
+pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<BpttResult> {
+    Ok(whole(p, &carry_of(p, Some(trunc))?))
+}
+
+/// BPTT where ∂L/∂h_t = `scales[t]`·(∂L/∂a_{t+1}·w_hh) + ∂L/∂o_t·w_qh (math index t, as
+/// `cpu::truncated::bptt_carry_scaled`).
+pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<BpttResult> {
+    if scales.len() != p.shape.steps || scales.iter().any(|c| !c.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "expected {} finite carry scales (one per step), got {}",
+            p.shape.steps,
+            scales.len()
+        )));
+    }
+    Ok(whole(p, &Carry::Scaled(scales.to_vec())))
+}
+
+/// The backward recurrence's carry for a truncation (None: full BPTT).
+fn carry_of(p: &Problem, trunc: Option<Truncation>) -> Result<Carry> {
+    Ok(match trunc {
+        None => Carry::Full,
+        Some(Truncation::Regular(0)) => {
+            return Err(Error::Invalid("truncation length K must be at least 1".into()));
+        }
+        Some(Truncation::Regular(k)) if k >= p.shape.steps => Carry::Full,
+        Some(Truncation::Regular(k)) => Carry::Lanes { k, last_only: p.loss_at == LossAt::Last },
+        Some(Truncation::Random { p: cut, seed }) => Carry::Scaled(random_carry_scales(p.shape.steps, cut, seed)?),
+    })
+}
+
+/// The lanes regular truncation keeps across the windows of a run (None for other carries).
+fn lane_state(p: &Problem, carry: &Carry) -> Option<LaneState> {
+    match *carry {
+        Carry::Lanes { k, last_only } => {
+            Some(LaneState::new(k, last_only, p.shape.steps, p.shape.batch * p.shape.hidden))
+        }
+        _ => None,
+    }
+}
+
+/// Every state stored: one window of all T steps. Runs on one of rayon's workers, so the
+/// conversions' parallel loops are jobs on its local queue rather than injected from outside
+/// the pool; the thread count of the recurrences' team is this pool's
+/// (`rayon::current_num_threads`).
+fn whole(p: &Problem, carry: &Carry) -> BpttResult {
     rayon::scope(|_| {
         let e = Engine::new(p);
-        let mut w = Window::new(p, p.shape.steps);
+        let nt = p.shape.steps;
+        let mut w = Window::new(p, nt);
         let mut sums = Sums::new(p);
         let mut loss = 0.0;
-        let nt = p.shape.steps;
+        let mut lanes = lane_state(p, carry);
         w.forward(&e, p, 0, nt, &to_f32(&p.h0), nt, Some(&mut loss));
-        let grad_h0 = w.backward(&e, p, 0, nt, None, &mut sums);
+        let grad_h0 = w.backward(&e, p, 0, nt, None, carry, lanes.as_mut(), &mut sums);
         sums.finish(p, loss, grad_h0, to_f64(&w.hs[p.shape.batch * p.shape.hidden..]), to_f64(&w.o))
     })
 }
@@ -63,6 +117,24 @@ pub fn bptt(p: &Problem) -> BpttResult {
 /// window by window. Within f32 rounding of `bptt` (the sums are split differently), and the
 /// same from run to run. The result has no states.
 pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomputed)> {
+    bptt_checkpointed_with(p, plan, None)
+}
+
+/// `bptt_checkpointed`, truncated as `trunc` says (as `bptt_truncated`): the lanes of regular
+/// truncation, or the random cuts' scales, carried from window to window.
+pub fn bptt_checkpointed_with(p: &Problem, plan: &Plan, trunc: Option<Truncation>) -> Result<(BpttResult, Recomputed)> {
+    checkpointed(p, plan, carry_of(p, trunc)?)
+}
+
+/// `bptt_checkpointed` with given carry scales (as `bptt_carry_scaled`).
+pub fn bptt_checkpointed_scaled(p: &Problem, plan: &Plan, scales: &[f64]) -> Result<(BpttResult, Recomputed)> {
+    if scales.len() != p.shape.steps || scales.iter().any(|c| !c.is_finite()) {
+        return Err(Error::Invalid(format!("expected {} finite carry scales (one per step)", p.shape.steps)));
+    }
+    checkpointed(p, plan, Carry::Scaled(scales.to_vec()))
+}
+
+fn checkpointed(p: &Problem, plan: &Plan, carry: Carry) -> Result<(BpttResult, Recomputed)> {
     let s = p.shape;
     if plan.steps != s.steps {
         return Err(Error::Invalid(format!("a plan for {} steps does not fit {} steps", plan.steps, s.steps)));
@@ -77,7 +149,8 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
         let mut held = vec![0.0f32; bh];
         let mut loss = 0.0;
         let mut evaluated = 0u64;
-        let mut carry: Option<Vec<f32>> = None;
+        let mut incoming: Option<Vec<f32>> = None;
+        let mut lanes = lane_state(p, &carry);
         let mut grad_h0 = Vec::new();
         let mut last_state = Vec::new();
         for action in plan.actions() {
@@ -107,11 +180,12 @@ pub fn bptt_checkpointed(p: &Problem, plan: &Plan) -> Result<(BpttResult, Recomp
                         w.set_state(r.len(), &held);
                         evaluated += r.len() as u64 - 1;
                     }
-                    let out = w.backward(&e, p, r.start, r.len(), carry.as_deref(), &mut sums);
+                    let out =
+                        w.backward(&e, p, r.start, r.len(), incoming.as_deref(), &carry, lanes.as_mut(), &mut sums);
                     if unit == 1 {
                         grad_h0 = out;
                     } else {
-                        carry = Some(out);
+                        incoming = Some(out);
                     }
                     std::mem::swap(&mut current, &mut held);
                 }
@@ -296,18 +370,22 @@ impl Window {
     }
 
     /// The backward pass over the window of `len` steps from t0, whose states are in place:
-    /// ∂L/∂o and the output's share of ∂L/∂h_t, ∂L/∂o·w_qh, as GEMMs over its rows; `carry`
-    /// = ∂L/∂a_{t0+len+1}·w_hh from the window after it (none for the last) added to its last
-    /// step; the recurrence, last step to first; the weight gradients' terms as GEMMs over
-    /// its rows, added to `sums`. Returns ∂L/∂a_{t0+1}·w_hh: ∂L/∂h0 for the first window, the
-    /// carry into the window before it otherwise.
+    /// ∂L/∂o and the output's share of ∂L/∂h_t, ∂L/∂o·w_qh, as GEMMs over its rows; `incoming`
+    /// = c·(∂L/∂a_{t0+len+1}·w_hh) from the window after it (none for the last, nor under
+    /// regular truncation, whose `lanes` carry it) added to its last step; the recurrence, last
+    /// step to first, with the window's share of `carry`; the weight gradients' terms as GEMMs
+    /// over its rows, added to `sums`. Returns c_{t0}·(∂L/∂a_{t0+1}·w_hh): ∂L/∂h0 for the first
+    /// window, what the window before it takes in otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn backward(
         &mut self,
         e: &Engine,
         p: &Problem,
         t0: usize,
         len: usize,
-        carry: Option<&[f32]>,
+        incoming: Option<&[f32]>,
+        carry: &Carry,
+        lanes: Option<&mut LaneState>,
         sums: &mut Sums,
     ) -> Vec<f32> {
         let (bh, bd, bq) = (self.bh, self.bd, self.bq);
@@ -321,12 +399,16 @@ impl Window {
         let grad_o = &self.grad_o[..len * bq];
         let grad_a = &mut self.grad_a[..len * bh];
         gemm(View::new(grad_o, rows, q), View::new(&e.w_qh, q, nh), grad_a, false);
-        if let Some(c) = carry {
+        if let (Some(c), None) = (incoming, &lanes) {
             grad_a[(len - 1) * bh..].iter_mut().zip(c).for_each(|(g, c)| *g += c);
         }
+        let carry = match carry {
+            Carry::Scaled(c) => Carry::Scaled(c[t0..t0 + len].to_vec()),
+            other => other.clone(),
+        };
         let h_all = &self.hs[bh..][..len * bh];
         let mut out = vec![0.0f32; bh];
-        let norms = e.recurrence.backward(p.activation, &e.w_hh, &e.w_hh_t, h_all, grad_a, &mut out);
+        let norms = e.recurrence.backward(p.activation, &e.w_hh, &e.w_hh_t, h_all, grad_a, &mut out, &carry, lanes, t0);
         sums.grad_h_norm[t0..t0 + len].copy_from_slice(&norms);
 
         let grad_a = View::new(grad_a, rows, nh);

@@ -121,7 +121,13 @@ pub fn limits(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Op
 }
 
 /// `limits` for given buffer sizes (a checkpointed object's window).
-fn limits_of(ctx: &GpuContext, sizes: &BufferSizes, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<()> {
+fn limits_of(
+    ctx: &GpuContext,
+    sizes: &BufferSizes,
+    shape: Shape,
+    schedule_kind: Schedule,
+    lanes: Option<u32>,
+) -> Result<()> {
     sizes.check(&ctx.limits, &ctx.adapter.name)?;
     let dispatches = schedule::build(schedule_kind, shape, &largest_config(lanes)).len() as u64;
     let params_bytes = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE) * dispatches;

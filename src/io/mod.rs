@@ -24,7 +24,7 @@ pub use atomic::{write_atomic, write_atomic_with};
 pub use grads::{LoadedGrads, load_grads, save_grads};
 pub use model_file::{ModelFile, load_model, load_model_within, save_model};
 pub use paths::{Input, check_output_path, check_outputs, one_file, open_regular, read_regular, same_file};
-pub use problem::{Overrides, load_problem, load_problem_with, load_problem_within, save_problem};
+pub use problem::{Overrides, load_problem, load_problem_with, load_problem_within, save_problem, save_problem_with};
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -1,6 +1,6 @@
 //! A problem's inputs as a safetensors file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::SafeTensors;
@@ -45,6 +45,12 @@ pub fn load_problem_within(path: &Path, given: &Overrides, max_memory: Option<u6
 /// Writes a problem's inputs as F64 (labels I64), with `loss`, `activation` and `loss_at` in
 /// the metadata, so that `load_problem` gives back exactly the same `Problem`.
 pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
+    save_problem_with(path, p, &BTreeMap::new())
+}
+
+/// `save_problem` with more metadata (e.g. the seed and the command line); `loss`,
+/// `activation` and `loss_at` are always the problem's own.
+pub fn save_problem_with(path: &Path, p: &Problem, extra: &BTreeMap<String, String>) -> Result<()> {
     let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = p.shape;
     let w = &p.params;
     let mut tensors = vec![
@@ -65,7 +71,8 @@ pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
             tensor::i64_tensor("labels", &[t, b], &labels)
         }
     });
-    let metadata = std::collections::BTreeMap::from([
+    let mut metadata = extra.clone();
+    metadata.extend([
         ("loss".to_string(), p.loss_fn().name().to_string()),
         ("activation".to_string(), p.activation.name().to_string()),
         ("loss_at".to_string(), loss_at_name(p.loss_at).to_string()),

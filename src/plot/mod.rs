@@ -65,7 +65,7 @@ const DASH: (u32, u32) = (9, 6);
 /// numbers (a loss at the last step only makes ‖∂L/∂h_t‖ the reach profile), one solid line
 /// stands for both.
 pub fn report_series(r: &CheckReport, color: usize, suffix: &str) -> Vec<Series> {
-    profile_series(&r.grad_h_norm, &r.grad_h_norm_from_last, color, suffix)
+    profile_series(&r.grad_h_norm, &r.reach, color, suffix)
 }
 
 /// `report_series` from the two profiles themselves (a sweep's rows have them too).
@@ -115,12 +115,7 @@ pub fn write_check_plot(path: &Path, r: &CheckReport) -> Result<()> {
         .iter()
         .enumerate()
         .flat_map(|(k, row)| {
-            profile_series(
-                &row.grad_h_norm,
-                &row.grad_h_norm_from_last,
-                k,
-                &format!(" ρ={}", crate::format::number(row.radius)),
-            )
+            profile_series(&row.grad_h_norm, &row.reach, k, &format!(" ρ={}", crate::format::number(row.radius)))
         })
         .collect();
     plot_profiles(path, &report_title(r, Some(&radii)), &series)
@@ -282,7 +277,7 @@ fn runs(values: &[f64]) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// The label of the y tick at log10 value v: "1e-6" on whole decades, "3.2e-1" between them.
-fn decade_label(v: f64) -> String {
+pub(crate) fn decade_label(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 { format!("1e{}", v.round()) } else { format!("{:.1e}", 10f64.powf(v)) }
 }
 

@@ -15,6 +15,7 @@ use crate::io::ModelFile;
 use crate::memory::{self, TrainSizes};
 use crate::model::{Activation, Choice, LossAt, LossFn, Shape};
 use crate::variant::memory::MemoryOptions;
+use crate::variant::truncation::Truncation;
 
 /// The held-out set's seed: fixed, so runs with different --seed are scored on the same set.
 pub const HELD_OUT_SEED: u64 = 0x4845_4c44; // "HELD"
@@ -118,19 +119,22 @@ impl Setup {
             }
         };
         let shape = Shape::new(steps, a.batch, d, a.hidden, q)?;
-        let truncate = a.truncate;
         let mut notes = Vec::new();
-        if let Some(k) = truncate {
-            if k >= steps {
+        let truncate = match a.truncate {
+            Some(Truncation::Regular(0)) => return Err(invalid("`truncate` K must be at least 1")),
+            Some(Truncation::Regular(k)) if k >= steps => {
                 notes.push(format!("`truncate` {k} reaches back over all T = {steps} steps: full BPTT"));
-            } else if a.device == TrainDevice::Cpu && loss_at != LossAt::Last {
-                return Err(invalid(format!(
-                    "`truncate` with `device` cpu needs a loss at the last step only (`task` adding); \
-                     `task` {} scores every step: use `device` gpu",
-                    task_name(task)
-                )));
+                None
             }
-        }
+            Some(Truncation::Random { p, .. }) if !(0.0..1.0).contains(&p) => {
+                return Err(invalid(format!("`truncate` random:P needs P in [0, 1), got {p}")));
+            }
+            Some(Truncation::Random { p: 0.0, .. }) => {
+                notes.push("`truncate` random:0 never cuts: full BPTT".to_string());
+                None
+            }
+            t => t,
+        };
         let eval_batches = a.eval_size.div_ceil(a.batch);
         let log_every = a.log_every.min(a.iters);
         check_memory(a, shape, loss_fn, &data, eval_batches, log_every)?;
@@ -159,17 +163,11 @@ impl Setup {
             loss_fn,
             loss_at,
             clip: a.clip,
-            truncate: truncate.filter(|&k| k < steps),
+            truncate,
             optim: Optim { kind: a.optim, lr, momentum: a.momentum },
             memory: MemoryOptions { budget: a.memory, checkpoints: a.checkpoints },
         };
         step.memory.check()?;
-        if step.memory.is_set() && step.truncate.is_some() {
-            return Err(invalid(
-                "`memory` (or `checkpoints`) with `truncate` is not supported in training: truncated BPTT already \
-                 holds fewer states; give one",
-            ));
-        }
         let held_out = held_out_batches(&data, shape, a.eval_size);
         Ok(Setup {
             task,
@@ -240,7 +238,8 @@ fn check_memory(
     let sizes = TrainSizes {
         shape,
         labels: loss_fn == LossFn::Xent,
-        gpu: a.device == TrainDevice::Gpu,
+        // `Auto` may choose the GPU: planned for as such.
+        gpu: a.device != TrainDevice::Cpu,
         adam: a.optim == OptimKind::Adam,
         held_out_batches: held_out_batches as u64,
         log_every: log_every as u64,
@@ -280,7 +279,6 @@ fn check_numbers(a: &TrainConfig) -> Result<()> {
         ("eval_every", a.eval_every),
         ("eval_size", a.eval_size),
         ("steps", a.steps.unwrap_or(1)),
-        ("truncate", a.truncate.unwrap_or(1)),
     ] {
         if v == 0 {
             return Err(invalid(format!("`{field}` must be at least 1")));

@@ -100,6 +100,37 @@ impl GradientOptions {
         }
     }
 
+    /// The variant on the fast f32 CPU path (`cpu::fast`: truncation through its backward
+    /// recurrence, segments as carry multipliers of 0 at the boundaries), and ‖g‖ before
+    /// clipping when it clips.
+    pub fn fast(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
+        self.fast_planned(p, None).map(|(g, before, _)| (g, before))
+    }
+
+    /// `fast`, carried out by a checkpointing plan when one is given (then also the forward
+    /// steps it evaluated).
+    pub fn fast_planned(&self, p: &Problem, plan: Option<&Plan>) -> Result<(BpttResult, Option<f64>, Option<u64>)> {
+        let mut steps = None;
+        let mut g = match (self.truncate, self.segments, plan) {
+            (_, Some(_), Some(_)) => return Err(segments_and_memory()),
+            (t, None, Some(plan)) => {
+                let (g, stats) = crate::cpu::fast::bptt_checkpointed_with(p, plan, t)?;
+                steps = Some(stats.forward_steps);
+                g
+            }
+            (Some(t), _, None) => crate::cpu::fast::bptt_truncated(p, t)?,
+            (None, Some(n), None) => {
+                crate::cpu::fast::bptt_carry_scaled(p, &segments::segment_carry_scales(p.shape.steps, n)?)?
+            }
+            (None, None, None) => crate::cpu::fast::bptt(p),
+        };
+        let before = match self.clip {
+            Some(theta) => Some(clip_grads(&mut g, theta)?.0),
+            None => None,
+        };
+        Ok((g, before, steps))
+    }
+
     /// The variant on the f64 reference, and ‖g‖ before clipping when it clips.
     pub fn reference(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
         self.reference_planned(p, None).map(|(g, before, _)| (g, before))
