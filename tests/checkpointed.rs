@@ -184,3 +184,26 @@ fn checkpointed_gpu_runs_truncate_and_clip_as_whole_runs_do() {
         }
     }
 }
+
+#[test]
+fn the_checkpointed_fast_path_truncates_as_its_full_storage_run_does() {
+    use bptt::cpu::fast;
+    for (n, &act) in [Activation::Identity, Activation::Tanh, Activation::Relu].iter().enumerate() {
+        for (loss, at, b) in [(LossFn::Xent, LossAt::All, 3), (LossFn::Mse, LossAt::Last, 2)] {
+            let t = 29 + n;
+            let p = problem(t, b, act, loss, at, true, 500 + n as u64 + b as u64);
+            for trunc in [Truncation::Regular(1), Truncation::Regular(5), Truncation::Random { p: 0.25, seed: 3 }] {
+                let full = fast::bptt_truncated(&p, trunc).unwrap();
+                let oracle = truncated::bptt_truncated(&p, trunc).unwrap();
+                for (l, c) in [(1, 2), (3, 2), (4, 5), (7, 1), (t, 1)] {
+                    let plan = Plan::new(t, l, c).unwrap();
+                    let (got, stats) = fast::bptt_checkpointed_with(&p, &plan, Some(trunc)).unwrap();
+                    let what = format!("{act:?} {loss:?} {at:?} B={b} {trunc:?} L={l} c={c}");
+                    assert_within(&what, &got, &full, 1e-6);
+                    assert_within(&what, &got, &oracle, 1e-4);
+                    assert_eq!(stats.forward_steps, plan.forward_steps(), "{what}");
+                }
+            }
+        }
+    }
+}

@@ -233,3 +233,33 @@ fn bad_budgets_in_training_are_refused_with_one_line_before_training() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("memory       exact BPTT with checkpoints"), "{stdout}");
 }
+
+#[test]
+fn truncated_training_under_a_budget_follows_the_full_runs_curve() {
+    use bptt::{Task, TrainConfig, TrainDevice, Truncation, train};
+    for device in [TrainDevice::Cpu, TrainDevice::Gpu] {
+        for truncate in [Truncation::Regular(7), Truncation::Random { p: 0.1, seed: 4 }] {
+            let full = TrainConfig {
+                task: Task::Copy,
+                steps: Some(40),
+                hidden: 16,
+                batch: 4,
+                iters: 20,
+                log_every: 5,
+                eval_every: 20,
+                eval_size: 8,
+                clip: Some(1.0),
+                truncate: Some(truncate),
+                device,
+                seed: 2,
+                ..TrainConfig::default()
+            };
+            let a = train(&full).unwrap().report;
+            let b = train(&TrainConfig { memory: Some(24 << 10), ..full.clone() }).unwrap().report;
+            assert!(b.memory.is_some(), "{device:?} {truncate:?}");
+            for (x, y) in a.curve.iter().zip(&b.curve) {
+                assert!((x.train - y.train).abs() <= 1e-5 * x.train.abs(), "{device:?} {truncate:?}: {x:?} {y:?}");
+            }
+        }
+    }
+}
