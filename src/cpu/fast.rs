@@ -26,6 +26,7 @@
 
 mod aligned;
 mod gemm;
+mod kernel;
 mod loss;
 mod recur;
 mod simd;
@@ -38,12 +39,25 @@ use recur::Recurrence;
 
 use crate::model::{BpttResult, Problem};
 
-/// Forward, loss and backward in f32, returned in f64 like the reference's.
+pub use simd::Isa;
+
+/// Forward, loss and backward in f32, returned in f64 like the reference's, on the widest
+/// instruction set the CPU has.
 pub fn bptt(p: &Problem) -> BpttResult {
+    bptt_with_isa(p, Isa::detect())
+}
+
+/// `bptt` with its kernels on `isa`, one of `Isa::available()` (the tests run every one the
+/// machine has: AVX-512, AVX2 + FMA, portable).
+///
+/// # Panics
+/// If the CPU lacks `isa`.
+pub fn bptt_with_isa(p: &Problem, isa: Isa) -> BpttResult {
+    assert!(Isa::available().contains(&isa), "this CPU cannot run {isa:?}");
     // Run on one of rayon's workers, so the conversions' parallel loops are jobs on its local
     // queue rather than injected from outside the pool. The thread count of the recurrences'
     // team is this pool's (`rayon::current_num_threads`).
-    rayon::scope(|_| bptt_on_worker(p))
+    rayon::scope(|_| isa.run_with(|| bptt_on_worker(p)))
 }
 
 fn bptt_on_worker(p: &Problem) -> BpttResult {
@@ -52,7 +66,7 @@ fn bptt_on_worker(p: &Problem) -> BpttResult {
     let rows = nt * nb;
     let (bh, w) = (nb * nh, &p.params);
     let act = p.activation;
-    let recurrence = Recurrence::new(simd::Isa::detect(), nb, nh);
+    let recurrence = Recurrence::new(simd::Isa::current(), nb, nh);
 
     let w_hx = to_f32(&w.w_hx);
     let w_hh = to_f32_padded(&w.w_hh, nh, nh);
