@@ -92,6 +92,9 @@ pub struct CheckConfig {
     pub keep_states: bool,
     /// The host memory the run may plan for; None: what the system has available.
     pub max_memory: Option<u64>,
+    /// Measure this machine's f32 FMA peak (a probe of about 50 ms after the timed runs) and
+    /// report the fast CPU path's GFLOP/s as a fraction of it.
+    pub cpu_peak: bool,
 }
 
 impl Default for CheckConfig {
@@ -107,6 +110,7 @@ impl Default for CheckConfig {
             clip: None,
             keep_states: false,
             max_memory: None,
+            cpu_peak: false,
         }
     }
 }
@@ -202,6 +206,12 @@ fn check_config(c: &CheckConfig) -> Result<()> {
     if c.segments == Some(0) {
         return Err(Error::Invalid("`segments` must be at least 1".into()));
     }
+    if c.cpu_peak && !c.compute.fast_cpu() {
+        return Err(Error::Invalid(format!(
+            "`cpu_peak` compares the fast CPU path with the machine's peak, and `compute` {} does not run it (use cpu or both)",
+            crate::model::Choice::name(c.compute)
+        )));
+    }
     Ok(())
 }
 
@@ -296,6 +306,8 @@ fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &d
         adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
         gpu: gpu_path.as_ref().map(GpuPathFacts::of),
         cpu_repeat: fast.as_ref().map(|f| f.1),
+        // After the timed runs, so the probe cannot slow them.
+        cpu_peak: (c.cpu_peak && fast.is_some()).then(|| crate::cpu::fast::fma_peak(crate::cpu::fast::Isa::detect())),
         clip,
         checked: gpu_path.is_some() && reference.is_some(),
         rel_err,
@@ -345,8 +357,12 @@ fn skipped_paths(c: &CheckConfig, options: &GradientOptions) -> Vec<String> {
     .into_iter()
     .filter_map(|(on, field)| on.then_some(field))
     .collect();
-    vec![format!(
+    let mut notes = vec![format!(
         "the fast CPU path computes plain BPTT only: it did not run (with {}); the GPU is checked against the f64 reference",
         fields.join(", ")
-    )]
+    )];
+    if c.cpu_peak {
+        notes.push("`cpu_peak`: no FMA peak measured, the fast CPU path did not run".into());
+    }
+    notes
 }

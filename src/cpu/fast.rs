@@ -28,6 +28,7 @@ mod aligned;
 mod gemm;
 mod kernel;
 mod loss;
+mod peak;
 mod recur;
 mod simd;
 mod team;
@@ -39,6 +40,7 @@ use recur::Recurrence;
 
 use crate::model::{BpttResult, Problem};
 
+pub use peak::{FmaPeak, fma_peak};
 pub use simd::Isa;
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's, on the widest

@@ -57,6 +57,15 @@ impl Isa {
         f()
     }
 
+    /// Its name in reports: `avx512`, `avx2` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2Fma => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
     /// The widest instruction set this CPU has.
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
