@@ -25,7 +25,7 @@
 //! overlapping `[T·B, h]` views of it, and ∂L/∂a `[T,B,h]` is built in place over ∂L/∂o·w_qh.
 
 mod aligned;
-mod gemm;
+pub mod gemm;
 mod kernel;
 mod loss;
 mod peak;
@@ -144,7 +144,10 @@ fn to_f32(v: &[f64]) -> Vec<f32> {
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f64).collect()
+    let mut out = Vec::with_capacity(v.len());
+    aligned::ask_for_huge_pages(&mut out);
+    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f64).collect_into_vec(&mut out);
+    out
 }
 
 /// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.

@@ -1,13 +1,16 @@
-//! `C = A·B (+ C)` on row-major f32 buffers. A transposed operand is the same buffer read with
-//! swapped strides, so no transposed copy is made.
+//! `C = A·B (+ C)` on row-major f32 buffers: every large product of the fast path outside the
+//! recurrences (the input projection, the outputs, ∂L/∂o·w_qh, the three weight gradients). A
+//! transposed operand is the same buffer read with swapped strides, so no transposed copy is
+//! made.
 //!
-//! On x86-64 with AVX-512 or AVX2 + FMA the product runs in the fast path's own tile
-//! (`kernel`), blocked the usual way: B in blocks of KC rows packed into panels (one panel's
-//! block stays in L1 while every 4-row tile of A's block uses it), A's block read in place when
-//! its rows are contiguous, else copied to a compact buffer first; C split over the threads by
-//! rows or by columns, whichever makes less packing, so no sum is split and every output is
-//! the same sequence of FMAs whatever the thread count (see `kernel`). Elsewhere it runs in
-//! `matrixmultiply`. docs/performance.md compares the two (and the `gemm` crate).
+//! On x86-64 with AVX-512 or AVX2 + FMA (`Isa::current`) the product runs in the fast path's
+//! own register tile (`kernel`), blocked the usual way: B in blocks of KC rows packed into
+//! panels (one panel's block stays in L1 while every 4-row tile of A's block uses it), A's block
+//! copied to a compact buffer that stays in L2; C split over the threads by rows or by columns,
+//! whichever makes less packing, so no sum is split and every output is the same sequence of
+//! FMAs whatever the thread count (see `kernel`). Elsewhere it runs in `matrixmultiply`.
+//! docs/performance.md, "The products", compares it with `matrixmultiply` and the `gemm` crate
+//! (`examples/products.rs`).
 
 use std::ops::Range;
 
@@ -48,7 +51,8 @@ impl<'a> View<'a> {
     }
 }
 
-/// c [a.rows, b.cols] (row-major) = a·b, or c += a·b with `accumulate`.
+/// c [a.rows, b.cols] (row-major) = a·b, or c += a·b with `accumulate`, on the threads of the
+/// current rayon pool.
 pub fn gemm(a: View, b: View, c: &mut [f32], accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");

@@ -81,24 +81,40 @@ impl Panels {
         }
     }
 
-    /// `pack`'s copy, row by row of B (read in order), each full panel's part a fixed-size copy.
+    /// `pack`'s copy, along B's contiguous direction: row by row when its rows are contiguous
+    /// (each full panel's part a fixed-size copy), else column by column (a transposed
+    /// weight's columns are its rows), reading the source in order.
     fn fill<const W: usize>(&mut self, b: Strided, rows: Range<usize>, cols: Range<usize>, stride: usize) {
-        let (n, full) = (cols.len(), cols.len() / W);
+        let (k, n, full) = (rows.len(), cols.len(), cols.len() / W);
+        if b.cs != 1 {
+            for p in 0..n.div_ceil(W) {
+                let panel = &mut self.data[p * stride..p * stride + k * W];
+                let w = W.min(n - p * W);
+                for j in 0..W {
+                    if j < w {
+                        let src = (cols.start + p * W + j) * b.cs + rows.start * b.rs;
+                        panel.chunks_exact_mut(W).enumerate().for_each(|(l, row)| row[j] = b.data[src + l * b.rs]);
+                    } else {
+                        panel.chunks_exact_mut(W).for_each(|row| row[j] = 0.0);
+                    }
+                }
+            }
+            return;
+        }
         for (l, r) in rows.enumerate() {
-            let src = &b.data[r * b.rs + cols.start * b.cs..];
+            let src = &b.data[r * b.rs + cols.start..];
             for p in 0..n.div_ceil(W) {
                 let dst: &mut [f32; W] = (&mut self.data[p * stride + l * W..][..W]).try_into().unwrap();
-                if b.cs == 1 && p < full {
+                if p < full {
                     // In 8s (every width is a multiple), which compile to vector moves; one W-long
                     // copy becomes a call of memmove.
                     for (d, s) in dst.chunks_exact_mut(8).zip(src[p * W..p * W + W].chunks_exact(8)) {
                         d.copy_from_slice(s);
                     }
                 } else {
-                    let w = W.min(n - p * W);
-                    dst.iter_mut()
-                        .enumerate()
-                        .for_each(|(j, x)| *x = if j < w { src[(p * W + j) * b.cs] } else { 0.0 });
+                    let w = n - p * W;
+                    dst[..w].copy_from_slice(&src[p * W..p * W + w]);
+                    dst[w..].fill(0.0);
                 }
             }
         }
