@@ -15,9 +15,12 @@
 //! thread owning a block of output columns and so the same part of w_hh every step, meeting
 //! at a shared step counter (`team`, `recur`); 64-byte-aligned padded rows (`aligned`); at small
 //! batches rows walked in alternating order so each step starts where the last one ended, read
-//! four at a time (`simd::matvec_acc`); from B = 4 on AVX-512 a register-blocked 4×64 GEMM tile
-//! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
-//! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
+//! four at a time (`simd::matvec_acc`); from B = 4 the register tile of `kernel` over each
+//! thread's block of w_hh packed into panels once per call; kernels chosen at run time (`simd`:
+//! AVX-512, AVX2 + FMA, or portable loops; `bptt_with_isa` picks a narrower one); values below
+//! f32's normal range flushed to zero (`flush_tiny`). Large scratch buffers are pooled between
+//! calls (`aligned`). Every GEMM runs in the same tile (`gemm`); docs/performance.md has the
+//! measurements behind these choices.
 //!
 //! Conversions from and to the f64 of `Problem` and `BpttResult` are part of the call (and timed).
 //!
