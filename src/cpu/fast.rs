@@ -147,10 +147,7 @@ fn to_f32(v: &[f64]) -> Vec<f32> {
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {
-    let mut out = Vec::with_capacity(v.len());
-    aligned::ask_for_huge_pages(&mut out);
-    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f64).collect_into_vec(&mut out);
-    out
+    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f64).collect()
 }
 
 /// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.

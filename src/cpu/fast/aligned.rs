@@ -10,27 +10,6 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
-/// Asks the kernel to back `v`'s capacity with 2 MiB pages where it can (Linux, buffers of
-/// 4 MiB and more; elsewhere, or when refused, nothing happens). The results the fast path
-/// returns are fresh memory, and at (1024, 256, 32) h alone is 64 MiB of f64: in 4 KiB pages,
-/// 16 384 page faults on the first write, about 13 ms; in 2 MiB pages about 6 ms.
-pub fn ask_for_huge_pages<T>(v: &mut Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let (start, bytes) = (v.as_mut_ptr() as usize, v.capacity() * size_of::<T>());
-        let (first, end) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
-        if bytes >= 2 * HUGE && end > first {
-            // SAFETY: [first, end) lies inside v's allocation, which this process owns;
-            // MADV_HUGEPAGE changes how its pages are backed, never their contents (there are
-            // none yet), and a refusal leaves them as they were.
-            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
-}
-
 /// f32s per 64-byte cache line.
 const LINE: usize = 16;
 
