@@ -12,10 +12,11 @@
 //! the hardware prefetchers follow, and a block of kc rows of one panel (32 KiB at kc = 128 on
 //! AVX-512) stays in L1 while every row tile of A reuses it.
 //!
-//! The accumulators start from C (or zero) and add A(i, l)·P[l, j] for l in order, so every
-//! output is the same sequence of FMAs, `c ← fma(a_l, p_l, c)` for l = 0, 1, …, K − 1, however the
-//! caller blocks K, on AVX-512 and AVX2 alike: results do not depend on the blocking, the thread
-//! count or which of the two instruction sets ran.
+//! The accumulators start from zero and add A(i, l)·P[l, j] for l in order with FMAs; the sum is
+//! added to C once at the end (C's lines are prefetched at the start, so that add does not
+//! wait). Callers block K the same way on every instruction set (`KC`), so every output is the
+//! same sequence of operations on AVX-512 and AVX2, whatever the thread count: results are the
+//! same bits run to run and from one SIMD path to the other (tests/cpu_fast.rs).
 
 use std::ops::Range;
 
