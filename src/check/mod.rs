@@ -99,6 +99,9 @@ pub struct CheckConfig {
     pub memory: Option<u64>,
     /// Checkpoint with this many states held at once (h0's included).
     pub checkpoints: Option<usize>,
+    /// Measure this machine's f32 FMA peak (a probe of about 50 ms after the timed runs) and
+    /// report the fast CPU path's GFLOP/s as a fraction of it.
+    pub cpu_peak: bool,
 }
 
 impl Default for CheckConfig {
@@ -116,6 +119,7 @@ impl Default for CheckConfig {
             max_memory: None,
             memory: None,
             checkpoints: None,
+            cpu_peak: false,
         }
     }
 }
@@ -231,6 +235,12 @@ fn check_config(c: &CheckConfig) -> Result<()> {
     // The GPU clips with an f32 θ.
     if let Some(clip) = c.clip {
         crate::format::f32_parameter("clip", clip)?;
+    }
+    if c.cpu_peak && !c.compute.fast_cpu() {
+        return Err(Error::Invalid(format!(
+            "`cpu_peak` compares the fast CPU path with the machine's peak, and `compute` {} does not run it (use cpu or both)",
+            crate::model::Choice::name(c.compute)
+        )));
     }
     let memory = c.memory_options();
     memory.check()?;
@@ -428,6 +438,8 @@ fn run_problem(
         adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
         gpu: gpu_path.as_ref().map(GpuPathFacts::of),
         cpu_repeat: fast.as_ref().map(|f| f.1),
+        // After the timed runs, so the probe cannot slow them.
+        cpu_peak: (c.cpu_peak && fast.is_some()).then(|| crate::cpu::fast::fma_peak(crate::cpu::fast::Isa::detect())),
         expected_reach,
         clip,
         checked: gpu_path.is_some() && reference.is_some(),

@@ -15,9 +15,12 @@
 //! thread owning a block of output columns and so the same part of w_hh every step, meeting
 //! at a shared step counter (`team`, `recur`); 64-byte-aligned padded rows (`aligned`); at small
 //! batches rows walked in alternating order so each step starts where the last one ended, read
-//! four at a time (`simd::matvec_acc`); from B = 4 on AVX-512 a register-blocked 4×64 GEMM tile
-//! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
-//! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
+//! four at a time (`simd::matvec_acc`); from B = 4 the register tile of `kernel` over each
+//! thread's block of w_hh packed into panels once per call; kernels chosen at run time (`simd`:
+//! AVX-512, AVX2 + FMA, or portable loops; `bptt_with_isa` picks a narrower one); values below
+//! f32's normal range flushed to zero (`flush_tiny`). Large scratch buffers are pooled between
+//! calls (`aligned`). Every GEMM runs in the same tile (`gemm`); docs/performance.md has the
+//! measurements behind these choices.
 //!
 //! Conversions from and to the f64 of `Problem` and `BpttResult` are part of the call (and timed).
 //!
@@ -25,8 +28,10 @@
 //! overlapping `[T·B, h]` views of it, and ∂L/∂a `[T,B,h]` is built in place over ∂L/∂o·w_qh.
 
 mod aligned;
-mod gemm;
+pub mod gemm;
+mod kernel;
 mod loss;
+mod peak;
 mod recur;
 mod simd;
 mod team;
@@ -42,9 +47,23 @@ use crate::error::{Error, Result};
 use crate::model::{BpttResult, LossAt, Problem, Shape};
 use crate::variant::truncation::{Truncation, random_carry_scales};
 
-/// Forward, loss and backward in f32, returned in f64 like the reference's.
+pub use peak::{FmaPeak, fma_peak};
+pub use simd::Isa;
+
+/// Forward, loss and backward in f32, returned in f64 like the reference's, on the widest
+/// instruction set the CPU has.
 pub fn bptt(p: &Problem) -> BpttResult {
-    whole(p, &Carry::Full)
+    bptt_with_isa(p, Isa::detect())
+}
+
+/// `bptt` with its kernels on `isa`, one of `Isa::available()` (the tests run every one the
+/// machine has: AVX-512, AVX2 + FMA, portable).
+///
+/// # Panics
+/// If the CPU lacks `isa`.
+pub fn bptt_with_isa(p: &Problem, isa: Isa) -> BpttResult {
+    assert!(Isa::available().contains(&isa), "this CPU cannot run {isa:?}");
+    whole(p, &Carry::Full, isa)
 }
 
 // Truncation: an option of the backward recurrence only (`recur::Carry`); the forward pass,
@@ -55,7 +74,7 @@ pub fn bptt(p: &Problem) -> BpttResult {
 /// K lanes of ∂L/∂a per step for `Regular(K)` (about K products in all with a loss at the
 /// last step only), the random cuts of `random_carry_scales` for `Random`.
 pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<BpttResult> {
-    Ok(whole(p, &carry_of(p, Some(trunc))?))
+    Ok(whole(p, &carry_of(p, Some(trunc))?, Isa::detect()))
 }
 
 /// BPTT where ∂L/∂h_t = `scales[t]`·(∂L/∂a_{t+1}·w_hh) + ∂L/∂o_t·w_qh (math index t, as
@@ -68,7 +87,7 @@ pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<BpttResult> {
             scales.len()
         )));
     }
-    Ok(whole(p, &Carry::Scaled(scales.to_vec())))
+    Ok(whole(p, &Carry::Scaled(scales.to_vec()), Isa::detect()))
 }
 
 /// The backward recurrence's carry for a truncation (None: full BPTT).
@@ -98,17 +117,19 @@ fn lane_state(p: &Problem, carry: &Carry) -> Option<LaneState> {
 /// conversions' parallel loops are jobs on its local queue rather than injected from outside
 /// the pool; the thread count of the recurrences' team is this pool's
 /// (`rayon::current_num_threads`).
-fn whole(p: &Problem, carry: &Carry) -> BpttResult {
+fn whole(p: &Problem, carry: &Carry, isa: Isa) -> BpttResult {
     rayon::scope(|_| {
-        let e = Engine::new(p);
-        let nt = p.shape.steps;
-        let mut w = Window::new(p, nt);
-        let mut sums = Sums::new(p);
-        let mut loss = 0.0;
-        let mut lanes = lane_state(p, carry);
-        w.forward(&e, p, 0, nt, &to_f32(&p.h0), nt, Some(&mut loss));
-        let grad_h0 = w.backward(&e, p, 0, nt, None, carry, lanes.as_mut(), &mut sums);
-        sums.finish(p, loss, grad_h0, to_f64(&w.hs[p.shape.batch * p.shape.hidden..]), to_f64(&w.o))
+        isa.run_with(|| {
+            let e = Engine::new(p);
+            let nt = p.shape.steps;
+            let mut w = Window::new(p, nt);
+            let mut sums = Sums::new(p);
+            let mut loss = 0.0;
+            let mut lanes = lane_state(p, carry);
+            w.forward(&e, p, 0, nt, &to_f32(&p.h0), nt, Some(&mut loss));
+            let grad_h0 = w.backward(&e, p, 0, nt, None, carry, lanes.as_mut(), &mut sums);
+            sums.finish(p, loss, grad_h0, to_f64(&w.hs[p.shape.batch * p.shape.hidden..]), to_f64(&w.o))
+        })
     })
 }
 
@@ -140,60 +161,62 @@ fn checkpointed(p: &Problem, plan: &Plan, carry: Carry) -> Result<(BpttResult, R
         return Err(Error::Invalid(format!("a plan for {} steps does not fit {} steps", plan.steps, s.steps)));
     }
     rayon::scope(|_| {
-        let bh = s.batch * s.hidden;
-        let e = Engine::new(p);
-        let mut w = Window::new(p, plan.unit_steps);
-        let mut sums = Sums::new(p);
-        let mut slots = Slots::default();
-        let mut current = to_f32(&p.h0);
-        let mut held = vec![0.0f32; bh];
-        let mut loss = 0.0;
-        let mut evaluated = 0u64;
-        let mut incoming: Option<Vec<f32>> = None;
-        let mut lanes = lane_state(p, &carry);
-        let mut grad_h0 = Vec::new();
-        let mut last_state = Vec::new();
-        for action in plan.actions() {
-            match action {
-                Action::Advance { from, to, sweep } => {
-                    for unit in from + 1..=to {
-                        let r = plan.unit_range(unit);
-                        w.forward(&e, p, r.start, r.len(), &current, r.len(), sweep.then_some(&mut loss));
-                        current.copy_from_slice(w.state(r.len()));
+        Isa::detect().run_with(|| {
+            let bh = s.batch * s.hidden;
+            let e = Engine::new(p);
+            let mut w = Window::new(p, plan.unit_steps);
+            let mut sums = Sums::new(p);
+            let mut slots = Slots::default();
+            let mut current = to_f32(&p.h0);
+            let mut held = vec![0.0f32; bh];
+            let mut loss = 0.0;
+            let mut evaluated = 0u64;
+            let mut incoming: Option<Vec<f32>> = None;
+            let mut lanes = lane_state(p, &carry);
+            let mut grad_h0 = Vec::new();
+            let mut last_state = Vec::new();
+            for action in plan.actions() {
+                match action {
+                    Action::Advance { from, to, sweep } => {
+                        for unit in from + 1..=to {
+                            let r = plan.unit_range(unit);
+                            w.forward(&e, p, r.start, r.len(), &current, r.len(), sweep.then_some(&mut loss));
+                            current.copy_from_slice(w.state(r.len()));
+                            evaluated += r.len() as u64;
+                        }
+                    }
+                    Action::Store { slot, .. } => slots.store(slot, &current),
+                    Action::Restore { slot, .. } => slots.restore(slot, &mut current),
+                    Action::Tail => {
+                        let r = plan.unit_range(plan.units);
+                        w.forward(&e, p, r.start, r.len(), &current, r.len(), Some(&mut loss));
+                        held.copy_from_slice(w.state(r.len()));
+                        last_state = to_f64(&held);
                         evaluated += r.len() as u64;
                     }
-                }
-                Action::Store { slot, .. } => slots.store(slot, &current),
-                Action::Restore { slot, .. } => slots.restore(slot, &mut current),
-                Action::Tail => {
-                    let r = plan.unit_range(plan.units);
-                    w.forward(&e, p, r.start, r.len(), &current, r.len(), Some(&mut loss));
-                    held.copy_from_slice(w.state(r.len()));
-                    last_state = to_f64(&held);
-                    evaluated += r.len() as u64;
-                }
-                Action::Reverse { unit } => {
-                    let r = plan.unit_range(unit);
-                    if unit < plan.units {
-                        // The inner states from x_{unit−1}; the last one is the held x_unit.
-                        w.forward(&e, p, r.start, r.len(), &current, r.len() - 1, None);
-                        w.set_state(r.len(), &held);
-                        evaluated += r.len() as u64 - 1;
+                    Action::Reverse { unit } => {
+                        let r = plan.unit_range(unit);
+                        if unit < plan.units {
+                            // The inner states from x_{unit−1}; the last one is the held x_unit.
+                            w.forward(&e, p, r.start, r.len(), &current, r.len() - 1, None);
+                            w.set_state(r.len(), &held);
+                            evaluated += r.len() as u64 - 1;
+                        }
+                        let out =
+                            w.backward(&e, p, r.start, r.len(), incoming.as_deref(), &carry, lanes.as_mut(), &mut sums);
+                        if unit == 1 {
+                            grad_h0 = out;
+                        } else {
+                            incoming = Some(out);
+                        }
+                        std::mem::swap(&mut current, &mut held);
                     }
-                    let out =
-                        w.backward(&e, p, r.start, r.len(), incoming.as_deref(), &carry, lanes.as_mut(), &mut sums);
-                    if unit == 1 {
-                        grad_h0 = out;
-                    } else {
-                        incoming = Some(out);
-                    }
-                    std::mem::swap(&mut current, &mut held);
                 }
             }
-        }
-        let result = sums.finish(p, loss, grad_h0, Vec::new(), Vec::new());
-        let peak_bytes = costs(p.shape).bytes(plan);
-        Ok((result, Recomputed { forward_steps: evaluated, peak_bytes, last_state }))
+            let result = sums.finish(p, loss, grad_h0, Vec::new(), Vec::new());
+            let peak_bytes = costs(p.shape).bytes(plan);
+            Ok((result, Recomputed { forward_steps: evaluated, peak_bytes, last_state }))
+        })
     })
 }
 
@@ -201,19 +224,21 @@ fn checkpointed(p: &Problem, plan: &Plan, carry: Carry) -> Result<(BpttResult, R
 /// no state kept beyond a window (what evaluating a model on a long sequence needs).
 pub fn forward_loss(p: &Problem, window: usize) -> (f64, Vec<f64>) {
     rayon::scope(|_| {
-        let s = p.shape;
-        let window = window.clamp(1, s.steps);
-        let e = Engine::new(p);
-        let mut w = Window::new(p, window);
-        let (mut loss, mut o) = (0.0, Vec::with_capacity(s.steps * s.batch * s.output));
-        let mut current = to_f32(&p.h0);
-        for t0 in (0..s.steps).step_by(window) {
-            let len = window.min(s.steps - t0);
-            w.forward(&e, p, t0, len, &current, len, Some(&mut loss));
-            current.copy_from_slice(w.state(len));
-            o.extend(w.o[..len * w.bq].iter().map(|&v| v as f64));
-        }
-        (loss, o)
+        Isa::detect().run_with(|| {
+            let s = p.shape;
+            let window = window.clamp(1, s.steps);
+            let e = Engine::new(p);
+            let mut w = Window::new(p, window);
+            let (mut loss, mut o) = (0.0, Vec::with_capacity(s.steps * s.batch * s.output));
+            let mut current = to_f32(&p.h0);
+            for t0 in (0..s.steps).step_by(window) {
+                let len = window.min(s.steps - t0);
+                w.forward(&e, p, t0, len, &current, len, Some(&mut loss));
+                current.copy_from_slice(w.state(len));
+                o.extend(w.o[..len * w.bq].iter().map(|&v| v as f64));
+            }
+            (loss, o)
+        })
     })
 }
 
@@ -267,7 +292,7 @@ impl Engine {
             w_qh: to_f32(&w.w_qh),
             b_h: w.b_h.as_deref().map(to_f32),
             b_q: w.b_q.as_deref().map(to_f32),
-            recurrence: Recurrence::new(simd::Isa::detect(), s.batch, s.hidden),
+            recurrence: Recurrence::new(simd::Isa::current(), s.batch, s.hidden),
         }
     }
 }
