@@ -18,6 +18,9 @@ use bptt::gpu::{AdapterRequest, GpuBptt, GpuContext, RunOptions, Schedule};
 use bptt::variant::memory::{MemoryOptions, plan_path};
 use bptt::{Activation, Problem, ProblemSpec, Shape, random_problem};
 
+/// One configuration's run: the forward steps it evaluated.
+type Runner<'a> = Box<dyn FnMut(&Problem) -> u64 + 'a>;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
@@ -60,7 +63,7 @@ fn main() {
         .collect();
 
     // One runner per configuration: the full-storage run first, then each plan.
-    let mut runners: Vec<Box<dyn FnMut(&Problem) -> u64>> = Vec::new();
+    let mut runners: Vec<Runner> = Vec::new();
     match &ctx {
         None => {
             runners.push(Box::new(|p| {
