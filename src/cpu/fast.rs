@@ -19,6 +19,8 @@
 //! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
 //! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
 //!
+//! `layer` is the same machinery in layer mode (no output side; upstream gradients in).
+//!
 //! Conversions from and to the f64 of `Problem` and `BpttResult` are part of the call (and timed).
 //!
 //! Layout: the states live in one buffer hs [(T+1),B,h] = h0, h_1..h_T, so H_prev and H are two
@@ -26,6 +28,7 @@
 
 mod aligned;
 mod gemm;
+pub mod layer;
 mod loss;
 mod recur;
 mod simd;

@@ -8,6 +8,7 @@ pub mod adapter;
 pub mod buffers;
 pub mod floor;
 pub mod kernels;
+pub mod layer;
 pub mod matmul;
 pub mod resident;
 pub mod schedule;
@@ -82,6 +83,8 @@ pub struct GpuBptt {
     lanes: Option<u32>,
     /// ‖g‖ over the parameter gradients before the last run's clipping, if it clipped.
     clip_norm: Option<f64>,
+    /// Built for the layer mode (`layer`): runs only through `layer_forward` and `layer_backward`.
+    layer: bool,
 }
 
 /// What a run does beyond the plain forward + backward.
@@ -106,6 +109,7 @@ fn largest_config(lanes: Option<u32>) -> Config {
         carry: Vec::new(),
         lanes,
         clip: Some(1.0),
+        layer: false,
     }
 }
 
@@ -113,7 +117,7 @@ impl GpuBptt {
     /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
     /// buffer against the adapter's limits.
     pub fn new(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule) -> Result<Self> {
-        Self::build(ctx, shape, schedule_kind, None)
+        Self::build(ctx, shape, schedule_kind, None, false)
     }
 
     /// Like `new`, for BPTT truncated `k` steps back from each loss term (the fused schedule
@@ -122,12 +126,16 @@ impl GpuBptt {
         if k == 0 || k > shape.steps {
             return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
         }
-        Self::build(ctx, shape, Schedule::Fused, Some(k as u32))
+        Self::build(ctx, shape, Schedule::Fused, Some(k as u32), false)
     }
 
-    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
-        let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
-        let largest = schedule::build(schedule_kind, shape, &largest_config(lanes));
+    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>, layer: bool) -> Result<Self> {
+        let mut sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
+        if layer {
+            sizes.list.extend(layer::extra_buffers(shape, schedule_kind));
+        }
+        let largest_config = if layer { layer::largest_config() } else { largest_config(lanes) };
+        let largest = schedule::build(schedule_kind, shape, &largest_config);
         sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
@@ -180,7 +188,10 @@ impl GpuBptt {
             });
             bind_groups.insert(binding, bg);
         }
-        let results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+        let mut results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+        if layer {
+            results_bytes += sizes.get("grad_x");
+        }
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: 8 * QUERIES as u64 + results_bytes,
@@ -219,6 +230,7 @@ impl GpuBptt {
             schedule: Vec::new(),
             lanes,
             clip_norm: None,
+            layer,
         })
     }
 
@@ -405,6 +417,9 @@ impl GpuBptt {
         if p.shape != self.shape {
             return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));
         }
+        if self.layer {
+            return Err(Error::Invalid("this GPU object was built for the layer mode: use `layer_forward`".into()));
+        }
         Ok(Config {
             activation: p.activation,
             loss_fn: p.loss_fn(),
@@ -413,6 +428,7 @@ impl GpuBptt {
             carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
             lanes: self.lanes,
             clip: opts.clip.map(|x| x as f32),
+            layer: false,
         })
     }
 
