@@ -18,8 +18,10 @@ Errors are exceptions with the library's one-line message: ``ValueError`` for ba
 ``OSError`` for files. Nothing is printed.
 """
 
+import errno
 import html
 import json
+import os
 
 import numpy as np
 
@@ -446,6 +448,8 @@ def load(path, *, activation=None, loss=None, loss_at=None):
     ``loss_at`` override the file's metadata, and must agree with it), or a result file (as
     ``bptt --save`` writes) → a dict of its tensors with ``shape`` and ``metadata``."""
     path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no such file", path)
     if _lib.file_kind(path) == "result":
         tensors, shape, metadata = _lib.load_grads(path)
         tensors["shape"] = dict(zip(("steps", "batch", "input", "hidden", "output"), shape))
