@@ -16,4 +16,3 @@ pub fn slice<'a, T: Element>(name: &str, a: &'a PyReadonlyArrayDyn<'_, T>) -> Py
 pub fn array<'py, T: Element>(py: Python<'py>, v: Vec<T>, dims: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
     PyArray1::from_vec(py, v).reshape(dims.to_vec())
 }
-

@@ -21,7 +21,8 @@ pub struct PyCheckReport {
 
 /// Draws a figure into a temporary .svg file with `write` and returns its text.
 pub fn svg_text(write: impl FnOnce(&std::path::Path) -> bptt::Result<()>) -> PyResult<String> {
-    let dir = tempfile::tempdir().map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("a temporary directory: {e}")))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("a temporary directory: {e}")))?;
     let path = dir.path().join("figure.svg");
     write(&path).map_err(error)?;
     std::fs::read_to_string(&path).map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("{}: {e}", path.display())))

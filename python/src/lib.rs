@@ -80,7 +80,12 @@ pub fn gpu_context(req: &AdapterRequest) -> bptt::Result<Arc<GpuContext>> {
 /// The adapters wgpu sees, one line each (as `bptt --list-adapters`).
 #[pyfunction]
 #[pyo3(signature = (adapter=None, backend=None, software=false))]
-fn list_adapters(py: Python<'_>, adapter: Option<String>, backend: Option<String>, software: bool) -> PyResult<Vec<String>> {
+fn list_adapters(
+    py: Python<'_>,
+    adapter: Option<String>,
+    backend: Option<String>,
+    software: bool,
+) -> PyResult<Vec<String>> {
     let req = adapter_request(adapter, backend, software)?;
     let list = py.detach(|| bptt::gpu::list_adapters(&req)).map_err(error)?;
     Ok(list.iter().map(|a| a.to_string()).collect())

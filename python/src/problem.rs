@@ -304,7 +304,8 @@ pub fn save_grads(py: Python<'_>, path: PathBuf, result: &Bound<'_, PyDict>, pro
         }
     };
     let need = |name: &str| get(name)?.ok_or_else(|| PyValueError::new_err(format!("the result has no `{name}`")));
-    let loss: f64 = result.get_item("loss")?.ok_or_else(|| PyValueError::new_err("the result has no `loss`"))?.extract()?;
+    let loss: f64 =
+        result.get_item("loss")?.ok_or_else(|| PyValueError::new_err("the result has no `loss`"))?.extract()?;
     let h = get("h")?.unwrap_or_default();
     let o = get("o")?.unwrap_or_default();
     let states = !h.is_empty() && !o.is_empty();
@@ -357,13 +358,9 @@ pub fn compute<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let p = &problem.p;
     let schedule: Schedule = choice("schedule", schedule)?;
-    let options = GradientOptions::new(
-        truncation(truncate, truncate_random, truncate_seed)?,
-        segments,
-        clip,
-        p.shape.steps,
-    )
-    .map_err(error)?;
+    let options =
+        GradientOptions::new(truncation(truncate, truncate_random, truncate_seed)?, segments, clip, p.shape.steps)
+            .map_err(error)?;
     let paths = match device {
         "gpu" => Paths { gpu: true, gpu_states: keep_states, ..Default::default() },
         "cpu" => Paths { fast_cpu: true, ..Default::default() },

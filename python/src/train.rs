@@ -117,7 +117,11 @@ pub fn train(
         clip,
         truncate,
         device,
-        adapter: if device == TrainDevice::Gpu { adapter_request(adapter, backend, software)? } else { Default::default() },
+        adapter: if device == TrainDevice::Gpu {
+            adapter_request(adapter, backend, software)?
+        } else {
+            Default::default()
+        },
         seed,
         log_every,
         eval_every,

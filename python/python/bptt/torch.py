@@ -23,8 +23,10 @@ NONLINEARITIES = ("tanh", "relu", "identity")
 
 
 def _numpy(t):
-    """A CPU tensor's values as a C-contiguous numpy array (no copy when it already is one)."""
-    return t.detach().to("cpu").contiguous().numpy()
+    """A CPU tensor's values as a C-contiguous numpy array (no copy when it already is one;
+    numpy's single-threaded copy otherwise, e.g. of the expanded gradient of a sum, which costs
+    less than waking torch's thread pool beside bptt's own threads)."""
+    return np.ascontiguousarray(t.detach().to("cpu").numpy())
 
 
 def _tensor(a, like):
