@@ -12,8 +12,12 @@ backward pass is bptt's layer mode: the upstream gradients ∂L/∂h_t (from ``o
 import math
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("bptt.torch needs PyTorch: `pip install torch` (the rest of bptt does not)") from e
 
 from . import _lib
 
