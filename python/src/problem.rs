@@ -133,6 +133,41 @@ impl PyProblem {
         Ok(PyProblem { p })
     }
 
+    /// The unrolled computation graph of this problem, each h_t coloured by ‖∂L/∂h_t‖ from
+    /// `grad_h_norm` [T] and h_0 by ‖`grad_h0`‖ (a result's), as SVG.
+    #[pyo3(signature = (grad_h_norm, grad_h0=None))]
+    fn graph_svg(&self, py: Python<'_>, grad_h_norm: Vec<f64>, grad_h0: Option<Vec<f64>>) -> PyResult<String> {
+        let p = &self.p;
+        if grad_h_norm.len() != p.shape.steps {
+            return Err(PyValueError::new_err(format!(
+                "`grad_h_norm` has {} values for T = {} steps",
+                grad_h_norm.len(),
+                p.shape.steps
+            )));
+        }
+        let spec = bptt::graph::GraphSpec {
+            steps: p.shape.steps,
+            loss_at: p.loss_at,
+            bias: p.has_bias(),
+            activation: p.activation,
+            loss_fn: p.loss_fn(),
+            grad_h_norm,
+            grad_h0_norm: grad_h0.map(|g| bptt::model::norm(&g)),
+            variant: Vec::new(),
+            carry: None,
+            cut_reason: None,
+        };
+        py.detach(|| crate::check::svg_text(|path| bptt::graph::write_spec(path, &spec)))
+    }
+
+    /// ‖∂L/∂h_t‖ from `grad_h_norm` [T] against t, as SVG.
+    fn plot_svg(&self, py: Python<'_>, grad_h_norm: Vec<f64>) -> PyResult<String> {
+        let p = &self.p;
+        let title = format!("{}, {}, loss at {}", p.shape, p.activation.name(), p.loss_at.name());
+        let series = [bptt::plot::Series::new("‖∂L/∂h_t‖", grad_h_norm)];
+        py.detach(|| crate::check::svg_text(|path| bptt::plot::plot_profiles(path, &title, &series)))
+    }
+
     fn __repr__(&self) -> String {
         let p = &self.p;
         let seed = p.drawn.map_or(String::new(), |d| format!(", seed={}", d.seed));

@@ -162,6 +162,16 @@ def test_the_check_report_has_the_json_fields_and_notebook_views(gpu):
     assert "h<tspan" in r.graph().text or "h_" in r.graph().text
 
 
+def test_a_result_draws_its_graph_and_profile():
+    p = bptt.random_problem(6, 1, 3, 8, 3, loss_at="last", spectral_radius=0.5, seed=1)
+    r = bptt.bptt(p, device="reference")
+    graph, plot = r.graph()._repr_svg_(), r.plot()._repr_svg_()
+    assert graph.lstrip().startswith("<svg") and plot.lstrip().startswith("<svg")
+    # The same graph the check draws from the same numbers.
+    assert graph == bptt.check(p, compute="reference").graph().text
+    assert "<table>" in r._repr_html_() and "grad_w_hh" in r._repr_html_()
+
+
 def test_vanishing_and_exploding_show_in_a_sweep():
     s = bptt.sweep([0.9, 1.1], steps=40, batch=1, input=4, hidden=32, output=4, loss_at="last", compute="reference")
     assert [row["radius"] for row in s.sweep] == [0.9, 1.1]

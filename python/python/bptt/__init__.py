@@ -108,6 +108,15 @@ class Result:
                 out[name] = v
         return out
 
+    def graph(self):
+        """The problem's unrolled computation graph, each h_t coloured by this result's
+        ‖∂L/∂h_t‖ (truncation, segments and clipping are not drawn: use :func:`check` for those)."""
+        return SVG(self.problem.graph_svg(self.grad_h_norm.tolist(), self.grad_h0.ravel().tolist()))
+
+    def plot(self):
+        """‖∂L/∂h_t‖ against t."""
+        return SVG(self.problem.plot_svg(self.grad_h_norm.tolist()))
+
     def _repr_html_(self):
         rows = [("device", self.device), ("loss", _g(self.loss))]
         for name, v in self.tensors().items():
