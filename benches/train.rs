@@ -33,9 +33,9 @@ fn train_iteration(c: &mut Criterion) {
     g.bench_function("cpu_adam_h128_T200_B32", |b| {
         b.iter(|| {
             let (batch, _) = setup.batch(0, &mut r).unwrap();
-            engine.step(&batch, H0::Zero).unwrap();
+            engine.step(&batch, H0::Zero, None).unwrap();
             // Keep the losses from piling up; the training loop reads them the same way.
-            engine.take_losses().unwrap()
+            engine.take_stats().unwrap()
         })
     });
     g.finish();

@@ -16,7 +16,7 @@ fn main() -> bptt::Result<()> {
         report.worst_rel_err()
     );
     println!("‖∂L/∂h_t‖ at t = 1: {:.3e}, t = T: {:.3e}", report.grad_h_norm[0], report.grad_h_norm[31]);
-    if let Some(factor) = report.reach_growth_factor {
+    if let Some(factor) = report.reach_factor {
         println!("each step back multiplies the last step's gradient by about {factor:.3}");
     }
 

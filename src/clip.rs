@@ -30,7 +30,10 @@ pub fn global_grad_norm(g: &BpttResult) -> f64 {
 /// are then left as they are and both norms report it.
 pub fn clip_grads(g: &mut BpttResult, theta: f64) -> Result<(f64, f64)> {
     if !(theta.is_finite() && theta >= 0.0) {
-        return Err(Error::Invalid(format!("clipping threshold θ must be a finite number ≥ 0, got {theta}")));
+        return Err(Error::Invalid(format!(
+            "clipping threshold θ must be a finite number ≥ 0, got {}",
+            crate::format::number(theta)
+        )));
     }
     let before = global_grad_norm(g);
     if !before.is_finite() || before <= theta {

@@ -49,34 +49,112 @@ pub fn fit_growth_factor(profile: &[f64]) -> Option<f64> {
     Some((-slope).exp())
 }
 
-/// One sentence for a growth factor, e.g. "the last step's gradient shrinks ×0.81 per step
-/// back in time: after 64 steps it is 1e-6 of its size".
-pub fn describe_reach(factor: f64, steps: usize) -> String {
-    if !(factor.is_finite() && factor > 0.0) {
-        return format!("the last step's gradient has no measurable growth factor ({factor})");
+/// How the backward pass behind a reach profile was truncated, for its reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReachCut {
+    /// Full BPTT.
+    None,
+    /// Regular truncation K steps back (K < T).
+    Steps(usize),
+    /// Randomised truncation with cut probability P: the profile is one draw of the cuts.
+    Random(f64),
+    /// Segments: the gradient cut at their boundaries.
+    Segments,
+}
+
+/// The reach line's reading, computed from the profile it follows, so that its numbers are
+/// the printed ones: ‖∂L_T/∂h_1‖ over ‖∂L_T/∂h_T‖ and the mean factor per step back between
+/// them (the fitted long-run `factor` beside them, when there is one). Under truncation the
+/// profile is exactly 0 before the first step it no longer reaches: the sentence says where,
+/// and reads the part it reaches; under randomised truncation `expected_factor` is the fitted
+/// factor of the untruncated profile, which is the expectation over the cuts.
+pub fn describe_profile(profile: &[f64], cut: ReachCut, factor: Option<f64>, expected_factor: Option<f64>) -> String {
+    let nt = profile.len();
+    if nt == 0 {
+        return "no reach profile".into();
     }
-    let total = factor.powf(steps as f64);
-    let step_word = if steps == 1 { "step" } else { "steps" };
-    let per_step = format_factor(factor);
-    if factor < 1.0 {
-        format!(
-            "the last step's gradient shrinks ×{per_step} per step back in time: \
-             after {steps} {step_word} it is {} of its size",
-            format_magnitude(total)
-        )
-    } else if factor > 1.0 {
-        format!(
-            "the last step's gradient grows ×{per_step} per step back in time: \
-             after {steps} {step_word} it is {} times its size",
-            format_magnitude(total)
-        )
-    } else {
-        "the last step's gradient keeps its size (×1 per step back in time)".to_string()
+    let last = profile[nt - 1];
+    // The first step the gradient reaches: after the last exact zero.
+    let first_reached = profile.iter().rposition(|&v| v == 0.0).map_or(1, |z| z + 2);
+    let fitted =
+        |f: Option<f64>| f.map_or(String::new(), |f| format!("; fitted long-run factor ×{}", format_factor(f)));
+    match cut {
+        ReachCut::None => span("the last step's gradient", profile, 1, last) + &fitted(factor),
+        ReachCut::Steps(k) => {
+            let reached = if first_reached > nt {
+                "nothing".to_string()
+            } else {
+                span("within the K steps it reaches, the last step's gradient", profile, first_reached, last)
+            };
+            format!(
+                "truncated K = {k} steps back: ‖∂L_T/∂h_t‖ is exactly 0 for t ≤ {} (T − K), where no loss term reaches; {reached}",
+                nt.saturating_sub(k)
+            ) + &fitted(factor)
+        }
+        ReachCut::Segments => {
+            let reached = span("within it the last step's gradient", profile, first_reached.min(nt), last);
+            format!(
+                "the gradient is cut at the segment boundaries: ‖∂L_T/∂h_t‖ is exactly 0 for t ≤ {} (before the last segment); {reached}",
+                first_reached - 1
+            ) + &fitted(factor)
+        }
+        ReachCut::Random(p) => {
+            let stop = if first_reached > 1 {
+                format!(
+                    "this run's cuts stop the last step's gradient at t = {first_reached} (exactly 0 for t ≤ {})",
+                    first_reached - 1
+                )
+            } else {
+                "this run's cuts leave the last step's path back to t = 1 uncut".to_string()
+            };
+            let expectation = expected_factor.map_or(String::new(), |f| {
+                format!(
+                    "; each step kept is scaled ×1/(1−P) = {}, so over the cuts its expectation is the untruncated gradient, which {} ×{} per step back, fitted",
+                    format_factor(1.0 / (1.0 - p)),
+                    if f < 1.0 { "shrinks" } else { "grows" },
+                    format_factor(f)
+                )
+            });
+            format!("randomised truncation: {stop}{expectation}")
+        }
     }
 }
 
-/// Two decimals, or more when those would round to 1.00 and hide the direction.
+/// "<who> shrinks ×0.86 per step back in time: at t = 1 it is 7.7e-5 of its size at t = T
+/// (63 steps back)", from the profile's values at t = `from` and T.
+fn span(who: &str, profile: &[f64], from: usize, last: f64) -> String {
+    let nt = profile.len();
+    let first = profile[from - 1];
+    let back = nt - from;
+    if back == 0 || !(first.is_finite() && last.is_finite() && first > 0.0 && last > 0.0) {
+        return format!("{who} has no measurable change from t = {from} to t = T ({first:e} and {last:e})");
+    }
+    let ratio = first / last;
+    let per_step = ratio.powf(1.0 / back as f64);
+    let steps = if back == 1 { "step" } else { "steps" };
+    if per_step < 1.0 {
+        format!(
+            "{who} shrinks ×{} per step back in time: at t = {from} it is {} of its size at t = T ({back} {steps} back)",
+            format_factor(per_step),
+            format_magnitude(ratio)
+        )
+    } else if per_step > 1.0 {
+        format!(
+            "{who} grows ×{} per step back in time: at t = {from} it is {} times its size at t = T ({back} {steps} back)",
+            format_factor(per_step),
+            format_magnitude(ratio)
+        )
+    } else {
+        format!("{who} keeps its size from t = T back to t = {from} (×1 per step)")
+    }
+}
+
+/// Two decimals, or more when those would round to 1.00 and hide the direction; three
+/// significant digits far from 1 (the report's number rule: never hundreds of digits).
 fn format_factor(f: f64) -> String {
+    if !(0.01..100.0).contains(&f) {
+        return crate::format::significant(f, 3);
+    }
     let mut decimals = 2;
     while decimals < 8 && format!("{f:.decimals$}").parse::<f64>() == Ok(1.0) {
         decimals += 1;
@@ -84,8 +162,8 @@ fn format_factor(f: f64) -> String {
     format!("{f:.decimals$}")
 }
 
-/// Two significant digits ("0.53", "4.5", "446"), or "1e-6" / "3e8" for sizes far from 1,
-/// "more than 1e308" past f64's range.
+/// Two significant digits ("0.53", "4.5", "446", "7.7e-5", "3.2e8"), "more than 1e308" past
+/// f64's range.
 fn format_magnitude(x: f64) -> String {
     if x.is_infinite() {
         "more than 1e308".to_string()
@@ -95,6 +173,6 @@ fn format_magnitude(x: f64) -> String {
         let decimals = (1 - x.log10().floor() as i32).max(0) as usize;
         format!("{x:.decimals$}")
     } else {
-        format!("{x:.0e}")
+        format!("{x:.1e}")
     }
 }

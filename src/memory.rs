@@ -1,6 +1,6 @@
 //! Host memory a run will need, estimated from the shape before anything is built, so that an
 //! impossible shape is refused at once (exit 2, with the figure) instead of running for a
-//! minute and dying of an allocation failure (docs/report.md, "The command").
+//! minute and dying of an allocation failure (docs/report.md, "Errors and outputs").
 
 use crate::error::{Error, Result};
 use crate::format::human_bytes;
@@ -37,6 +37,91 @@ pub fn host_bytes(s: Shape, paths: Paths) -> u64 {
         per_row += 4 * (d + q) + if paths.gpu_states { 12 * (h + q) } else { 0 };
     }
     rows.saturating_mul(per_row).saturating_add(weights).saturating_add(8 * b * h)
+}
+
+/// What a training run holds, for `train_host_bytes`: its shape, where it runs, and the sizes
+/// of everything else it keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSizes {
+    pub shape: Shape,
+    /// Labels (cross-entropy) instead of targets y.
+    pub labels: bool,
+    /// On the GPU (the weights and the optimiser's state then live in GPU memory).
+    pub gpu: bool,
+    /// Adam (two moments per weight) rather than SGD (one).
+    pub adam: bool,
+    /// Minibatches in the held-out set, each of the shape's T·B rows.
+    pub held_out_batches: u64,
+    /// Losses kept between two log points.
+    pub log_every: u64,
+    /// Characters sampled after training.
+    pub sample: u64,
+    /// Characters of the text task's corpus (0 for the generated tasks).
+    pub text_chars: u64,
+    /// Bytes of the model file the weights start from (0 without one).
+    pub init_from_bytes: u64,
+}
+
+/// Bytes of host memory a training run holds at its peak: the sum of `train_host_parts`.
+/// Saturates instead of overflowing: `eval_size` 4·10⁹ gives a figure, not a wrap-around.
+pub fn train_host_bytes(t: &TrainSizes) -> u64 {
+    // In f64: the products of absurd settings stay finite; `as` saturates past u64::MAX.
+    train_host_parts(t).iter().map(|p| p.bytes).sum::<f64>() as u64
+}
+
+/// One part of a training run's memory, for the message that refuses it: what it is, the
+/// config fields that size it (in backticks), and its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Part {
+    pub what: &'static str,
+    pub fields: &'static str,
+    pub bytes: f64,
+}
+
+/// A training run's host memory at its peak, part by part: the weights (f32, in the setup and
+/// the result) and, on the CPU path, the optimiser's state, each iteration's f64 copy of the
+/// weights, the f32 copies and the gradients of the fast path; a training minibatch and its
+/// copies (the problem, the fast path's states per (t, b) row as `host_bytes` counts them, or
+/// the GPU's f32 upload) and a held-out evaluation's outputs; the whole held-out set; the
+/// losses between log points; the sample; the corpus; the model file read.
+pub fn train_host_parts(t: &TrainSizes) -> [Part; 7] {
+    let s = t.shape;
+    let (rows, d, h, q) = ((s.steps as f64) * (s.batch as f64), s.input as f64, s.hidden as f64, s.output as f64);
+    let params = h * d + h * h + q * h + h + q;
+    let target = if t.labels { 4.0 } else { 8.0 * q };
+    let batch = rows * (8.0 * d + target);
+    let (weights, per_row) = if t.gpu {
+        // The setup's weights, the read-back bytes and their copy, the result; the f32 upload
+        // of a batch and the outputs read back at evaluations (f32 and f64).
+        (16.0 * params + 4.0 * h * h, 4.0 * (d + q) + 12.0 * q)
+    } else {
+        // The setup's weights, the engine's, the optimiser's moments, the f64 parameters of
+        // the problem, the fast path's f32 copies (w_hh twice, padded) and gradients (f32 and
+        // f64), the result.
+        let optimiser = if t.adam { 8.0 } else { 4.0 };
+        (
+            (4.0 + 4.0 + optimiser + 8.0 + 12.0 + 8.0 + 4.0) * params + 8.0 * h * h,
+            4.0 * (d + 4.0 * h + 3.0 * q) + 8.0 * (h + q) + 8.0 * q,
+        )
+    };
+    let copies = if t.gpu { 1.0 } else { 2.0 }; // the CPU path's problem holds a copy of the batch
+    let part = |what, fields, bytes| Part { what, fields, bytes };
+    [
+        part("the weights and the optimiser's state", "`hidden`", weights),
+        part("a minibatch with its states", "`steps` or `batch`", rows * per_row + copies * batch),
+        part("the held-out set", "`eval_size`", t.held_out_batches as f64 * batch),
+        part("the losses between log points", "`log_every`", 8.0 * t.log_every as f64),
+        part("the sample", "`sample`", 4.0 * t.sample as f64),
+        part("the text", "`text` (a shorter one)", 12.0 * t.text_chars as f64),
+        part("the model read", "`init_from`", 3.0 * t.init_from_bytes as f64),
+    ]
+}
+
+/// Bytes of host memory reading a text of `bytes` bytes takes at its peak: the bytes, and four
+/// bytes per character (at most one per byte) for the characters, their sorted copy, their
+/// ids and the training and held-out parts.
+pub fn text_host_bytes(bytes: u64) -> u64 {
+    bytes.saturating_mul(17)
 }
 
 /// The memory this process may plan for: `cap` (a caller's `max_memory`) if given, else the
@@ -100,6 +185,31 @@ mod tests {
         assert_eq!(parse_bytes("3m"), Some(3 << 20));
         assert_eq!(parse_bytes("x"), None);
         assert_eq!(parse_bytes("99999999999T"), None);
+    }
+
+    #[test]
+    fn a_training_run_counts_its_weights_and_its_held_out_set() {
+        let sizes = |hidden, held_out_batches, gpu| TrainSizes {
+            shape: Shape::new(50, 32, 2, hidden, 1).unwrap(),
+            labels: false,
+            gpu,
+            adam: true,
+            held_out_batches,
+            log_every: 10,
+            sample: 0,
+            text_chars: 0,
+            init_from_bytes: 0,
+        };
+        // h = 30000 on the CPU: w_hh alone is 3.6 GB in f32, and the run keeps it many times.
+        assert!(train_host_bytes(&sizes(30000, 16, false)) > 40_000_000_000);
+        assert!(train_host_bytes(&sizes(30000, 16, true)) > 15_000_000_000);
+        // eval_size 4·10⁹ at B = 32: 1.25·10⁸ held-out batches of 1600 rows × 24 bytes.
+        assert!(train_host_bytes(&sizes(128, 125_000_000, false)) > 4_000_000_000_000);
+        // The default run is small.
+        assert!(train_host_bytes(&sizes(128, 16, false)) < 50_000_000);
+        let shape = Shape { steps: 1 << 31, batch: 1 << 31, input: 1 << 20, hidden: 1 << 20, output: 1 << 20 };
+        let huge = TrainSizes { shape, held_out_batches: u64::MAX, ..sizes(1, 1, false) };
+        assert_eq!(train_host_bytes(&huge), u64::MAX, "saturates");
     }
 
     #[test]

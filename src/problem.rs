@@ -74,7 +74,10 @@ pub fn random_problem(spec: &ProblemSpec) -> Result<Problem> {
     let mut w_hh = normal(seed, Stream::WHh, h * h, (1.0 / h as f64).sqrt());
     if let Some(r) = spec.spectral_radius {
         if !(r.is_finite() && r >= 0.0) {
-            return Err(Error::Invalid(format!("spectral radius must be a finite number ≥ 0, got {r}")));
+            return Err(Error::Invalid(format!(
+                "spectral radius must be a finite number ≥ 0, got {}",
+                crate::format::number(r)
+            )));
         }
         let rho = crate::linalg::spectral_radius(&w_hh, h);
         let scale = if rho > 0.0 { r / rho } else { 0.0 };

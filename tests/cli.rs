@@ -172,7 +172,7 @@ fn sweep_writes_the_table_and_a_plot_of_the_same_numbers() {
     let rows = v["sweep"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     // Decay, about flat, growth: the fitted factor of the reach profile tracks the radius.
-    let factors: Vec<f64> = rows.iter().map(|r| r["reach_growth_factor"].as_f64().unwrap()).collect();
+    let factors: Vec<f64> = rows.iter().map(|r| r["reach_factor"].as_f64().unwrap()).collect();
     for (f, r) in factors.iter().zip([0.8, 1.0, 1.1]) {
         assert!((f - r).abs() < 0.05 * r, "factor {f} for radius {r}");
     }
@@ -216,8 +216,8 @@ fn loss_at_last_makes_grad_h_norm_the_reach_profile() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["grad_h_norm"], v["grad_h_norm_from_last"]);
-    assert!(v["rel_err"]["grad_h_norm_from_last"].as_f64().unwrap() < 1e-4);
+    assert_eq!(v["grad_h_norm"], v["reach"]);
+    assert!(v["rel_err"]["reach"].as_f64().unwrap() < 1e-4);
 }
 
 #[test]
@@ -242,13 +242,34 @@ fn variants_run_checked_from_the_command_line() {
             assert!(c["norm_before"].as_f64().unwrap() > 0.5);
             assert!((c["norm_after"].as_f64().unwrap() - 0.5).abs() < 1e-5);
         }
+        // The fast CPU path runs every variant too: timed under `both`, and alone it gives the
+        // reference's gradients, reach profile and sentence.
+        assert!(v["timings_ms"]["cpu_total"].as_f64().is_some(), "{extra:?}");
+        assert!(v["notes"].as_array().unwrap().is_empty(), "{extra:?}");
+        let run = |compute: &str| {
+            let (code, out, err) = bptt(&[&args[..], &["--compute", compute]].concat());
+            assert_eq!(code, 0, "{extra:?} {compute}: {err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        };
+        let (fast, reference) = (run("cpu"), run("cpu-ref"));
+        let close = |a: &serde_json::Value, b: &serde_json::Value| {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            (a - b).abs() <= 1e-4 * b.abs().max(1e-30)
+        };
+        for name in ["grad_w_hh", "grad_w_hx", "grad_w_qh", "grad_h0", "grad_b_h"] {
+            assert!(close(&fast["grad_norms"][name], &reference["grad_norms"][name]), "{extra:?} {name}");
+        }
+        for (a, b) in fast["reach"].as_array().unwrap().iter().zip(reference["reach"].as_array().unwrap()) {
+            assert!(close(a, b) || a == b, "{extra:?}: reach {a} vs {b}");
+        }
+        assert_eq!(fast["variant"], reference["variant"]);
     }
     // Combinations that make no sense are refused in one line.
     for bad in [
         &["--truncate", "2", "--segments", "2"][..],
         &["--truncate", "0"],
         &["--segments", "20"],
-        &["--compute", "cpu", "--clip", "1"],
+        &["--truncate", "random:1"],
     ] {
         let args = [&["--hidden", "8", "--steps", "9"][..], bad].concat();
         let (code, _, stderr) = bptt(&args);
@@ -561,4 +582,104 @@ fn loss_at_contradicting_the_file_is_refused() {
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["loss_at"], "last");
+}
+
+/// The reach line's sentence is computed from the profile printed above it: its ratio is
+/// ‖∂L_T/∂h_1‖/‖∂L_T/∂h_T‖ as printed, to two digits. Under --truncate K it says the profile is
+/// exactly 0 for t ≤ T − K, under random:P where this draw's cuts stopped it.
+#[test]
+fn the_reach_sentence_agrees_with_the_printed_profile() {
+    let base = ["--compute", "cpu", "--hidden", "64", "--steps", "64", "--spectral-radius", "0.9"];
+    let (code, stdout, stderr) = bptt(&base);
+    assert_eq!(code, 0, "{stderr}");
+    let reach = stdout.lines().find(|l| l.starts_with("reach")).unwrap();
+    let num = |key: &str| -> f64 {
+        let at = reach.find(key).unwrap() + key.len();
+        reach[at..].split(|c: char| c == ',' || c.is_whitespace()).next().unwrap().parse().unwrap()
+    };
+    let (first, last) = (num("t=1: "), num("t=T: "));
+    let sentence = stdout.lines().skip_while(|l| !l.starts_with("reach")).nth(1).unwrap();
+    let ratio = format!("{:.1e}", first / last);
+    assert!(sentence.contains(&format!("at t = 1 it is {ratio} of its size at t = T (63 steps back)")), "{sentence}");
+    let per_step = format!("×{:.2}", (first / last).powf(1.0 / 63.0));
+    assert!(sentence.contains(&format!("shrinks {per_step} per step")), "{sentence} {per_step}");
+
+    let (code, stdout, stderr) = bptt(&[&base[..], &["--truncate", "8"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("reach      ‖∂L_T/∂h_t‖ (the last step's loss alone) t=1: 0, t=T:"), "{stdout}");
+    assert!(stdout.contains("truncated K = 8 steps back: ‖∂L_T/∂h_t‖ is exactly 0 for t ≤ 56 (T − K)"), "{stdout}");
+
+    let (code, stdout, stderr) = bptt(&[&base[..], &["--truncate", "random:0.1", "--json"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let profile: Vec<f64> = v["reach"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let stop = profile.iter().rposition(|&x| x == 0.0).unwrap() + 2;
+    let s = v["reach_summary"].as_str().unwrap();
+    assert!(s.contains(&format!("this run's cuts stop the last step's gradient at t = {stop}")), "{s}");
+    assert!(s.contains("its expectation is the untruncated gradient"), "{s}");
+    // The factor is the expectation's: the untruncated profile's, near ρ = 0.9.
+    let f = v["reach_factor"].as_f64().unwrap();
+    assert!((0.8..0.95).contains(&f), "{f}");
+}
+
+/// A check on a software adapter says so up front, under the adapter line.
+#[test]
+fn a_software_adapter_is_named_as_such_up_front() {
+    let (code, stdout, stderr) = bptt(&["--hidden", "8", "--steps", "4", "--repeat", "1", "--software"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("adapter")).unwrap();
+    assert!(lines[at + 1].contains("a software adapter: the GPU code runs on this machine's CPU cores"), "{stdout}");
+    assert!(at < lines.iter().position(|l| l.starts_with("loss")).unwrap());
+}
+
+/// --save-problem writes the run's problem in the format --load reads: loading it gives the
+/// same loss and gradients, with its loss, activation and loss_at from the metadata.
+#[test]
+fn a_saved_problem_loads_back_as_the_same_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.safetensors");
+    let f = file.to_str().unwrap();
+    let random = [
+        "--compute",
+        "cpu-ref",
+        "--hidden",
+        "9",
+        "--steps",
+        "5",
+        "--input",
+        "3",
+        "--output",
+        "4",
+        "--loss",
+        "xent",
+        "--activation",
+        "tanh",
+        "--loss-at",
+        "last",
+        "--bias",
+        "--random-h0",
+        "--seed",
+        "11",
+        "--json",
+    ];
+    let (code, one, stderr) = bptt(&[&random[..], &["--save-problem", f]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, two, stderr) = bptt(&["--compute", "cpu-ref", "--load", f, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&one).unwrap(), serde_json::from_str(&two).unwrap());
+    for key in ["loss", "grad_norms", "grad_h_norm", "reach", "shape", "activation", "loss_fn", "loss_at", "bias"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    let p = bptt::io::load_problem(&file, None, None).unwrap();
+    assert_eq!(p.h0.len(), 9);
+    assert!(p.h0.iter().any(|&x| x != 0.0), "the random h0 is saved");
+    // The text report confirms the file; --save-problem onto the --load file is refused.
+    let (code, text, _) = bptt(&[&random[..random.len() - 1], &["--save-problem", f]].concat());
+    assert_eq!(code, 0);
+    assert!(text.lines().any(|l| l.starts_with("files      problem saved to ")), "{text}");
+    let (code, _, stderr) = bptt(&["--compute", "cpu-ref", "--load", f, "--save-problem", f]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--save-problem") && stderr.contains("--load"), "{stderr}");
 }

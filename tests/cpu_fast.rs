@@ -169,3 +169,67 @@ fn tanh_f32_is_within_a_few_ulp() {
     assert_eq!(bptt::model::tanh_f32(f32::INFINITY), 1.0);
     assert!(bptt::model::tanh_f32(f32::NAN).is_nan());
 }
+
+/// Truncation on the fast path against the f64 truncated reference (`cpu::truncated`), the
+/// oracle for both kinds: regular K (lanes of ∂L/∂a, with the zero and saturated lanes
+/// skipped) and randomised cuts (per-step carry scales), for a loss at every step and at the
+/// last step only, every activation, both kernels (B = 2 dot products, B = 5 the tile kernel
+/// on AVX-512), one and two threads per step (h = 130 in a pool of two splits the columns).
+#[test]
+fn truncation_matches_the_truncated_reference() {
+    use bptt::Truncation;
+    use bptt::cpu::truncated;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let mut seed = 100;
+    for (hidden, steps) in [(7, 9), (130, 12)] {
+        for batch in [2, 5] {
+            for activation in [Activation::Identity, Activation::Tanh, Activation::Relu] {
+                for loss_at in [LossAt::All, LossAt::Last] {
+                    let shape = Shape::new(steps, batch, 4, hidden, 3).unwrap();
+                    let mut spec = ProblemSpec::new(shape);
+                    (spec.activation, spec.loss_at, spec.bias, spec.seed) = (activation, loss_at, true, seed);
+                    spec.loss = if seed % 2 == 0 { LossFn::Mse } else { LossFn::Xent };
+                    spec.random_h0 = true;
+                    spec.spectral_radius = Some(1.1);
+                    seed += 1;
+                    let p = random_problem(&spec).unwrap();
+                    let kinds = [
+                        Truncation::Regular(1),
+                        Truncation::Regular(3),
+                        Truncation::Regular(steps - 1),
+                        Truncation::Regular(steps),
+                        Truncation::Regular(steps + 5),
+                        Truncation::Random { p: 0.3, seed: 1 },
+                        Truncation::Random { p: 0.6, seed: 2 },
+                        Truncation::Random { p: 0.0, seed: 3 },
+                    ];
+                    for trunc in kinds {
+                        let want = truncated::bptt_truncated(&p, trunc).unwrap();
+                        let got = pool.install(|| fast::bptt_truncated(&p, trunc)).unwrap();
+                        for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
+                            let e = rel_err(a, b);
+                            assert!(e <= TOL, "{spec:?} {trunc:?}: {name} rel_err {e:.3e} > {TOL:e}");
+                        }
+                        // A truncated ∂L/∂h_t is exactly 0 where no loss term reaches it.
+                        for (t, (g, r)) in got.grad_h_norm.iter().zip(&want.grad_h_norm).enumerate() {
+                            assert_eq!(*g == 0.0, *r == 0.0, "{spec:?} {trunc:?}: ‖∂L/∂h_{}‖ {g} vs {r}", t + 1);
+                        }
+                    }
+                    // The cuts themselves: any carry scales, zeros and ones included.
+                    let scales: Vec<f64> = (0..steps).map(|t| [0.0, 1.0, 2.5, 0.5][t % 4]).collect();
+                    let want = truncated::bptt_carry_scaled(&p, &scales).unwrap();
+                    let got = fast::bptt_carry_scaled(&p, &scales).unwrap();
+                    for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
+                        let e = rel_err(a, b);
+                        assert!(e <= TOL, "{spec:?} carry {scales:?}: {name} rel_err {e:.3e} > {TOL:e}");
+                    }
+                }
+            }
+        }
+    }
+    // Wrong inputs are errors, not panics.
+    let p = random_problem(&ProblemSpec::new(Shape::new(4, 1, 2, 3, 2).unwrap())).unwrap();
+    assert!(fast::bptt_truncated(&p, Truncation::Regular(0)).is_err());
+    assert!(fast::bptt_carry_scaled(&p, &[1.0; 3]).is_err());
+    assert!(fast::bptt_carry_scaled(&p, &[1.0, f64::NAN, 1.0, 1.0]).is_err());
+}

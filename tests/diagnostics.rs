@@ -6,7 +6,7 @@
 
 use bptt::clip::{clip_grads, global_grad_norm};
 use bptt::cpu::reference;
-use bptt::diagnostics::{describe_reach, fit_growth_factor, reach_profile};
+use bptt::diagnostics::{ReachCut, describe_profile, fit_growth_factor, reach_profile};
 use bptt::{Activation, BpttResult, Error, LossAt, LossFn, Problem, ProblemSpec, Shape, random_problem};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -209,27 +209,45 @@ fn growth_factor_fit_skips_what_it_says() {
     assert_eq!(fit_growth_factor(&[0.0, f64::NAN, 3.0]), None);
 }
 
+/// The reach line's reading comes from the profile it follows: the ratio of its ends and the
+/// mean factor per step between them are the printed numbers' own.
 #[test]
-fn describe_reach_says_which_way_and_how_much() {
+fn describe_profile_reads_the_printed_profile() {
+    // 0.001315 at t = 1 and 17.17 at t = T = 64: 7.7e-5 of its size, ×0.86 per step.
+    let mut profile: Vec<f64> = (0..64).map(|t| 17.17 * (0.001315f64 / 17.17).powf((63 - t) as f64 / 63.0)).collect();
+    profile[0] = 0.001315;
     assert_eq!(
-        describe_reach(0.81, 64),
-        "the last step's gradient shrinks ×0.81 per step back in time: \
-         after 64 steps it is 1e-6 of its size"
+        describe_profile(&profile, ReachCut::None, Some(0.8612), None),
+        "the last step's gradient shrinks ×0.86 per step back in time: at t = 1 it is 7.7e-5 of its size at t = T \
+         (63 steps back); fitted long-run factor ×0.86"
     );
+    let growing: Vec<f64> = (0..11).map(|t| 1.1f64.powi(10 - t)).collect();
     assert_eq!(
-        describe_reach(1.1, 64),
-        "the last step's gradient grows ×1.10 per step back in time: \
-         after 64 steps it is 446 times its size"
+        describe_profile(&growing, ReachCut::None, None, None),
+        "the last step's gradient grows ×1.10 per step back in time: at t = 1 it is 2.6 times its size at t = T \
+         (10 steps back)"
     );
-    // Close to 1: enough decimals to show the direction; moderate totals in plain digits.
+    // Truncated K = 3 of T = 6: exactly 0 for t ≤ 3, and the reading of t = 4..6.
+    let cut = [0.0, 0.0, 0.0, 0.25, 0.5, 1.0];
     assert_eq!(
-        describe_reach(0.999, 100),
-        "the last step's gradient shrinks ×0.999 per step back in time: \
-         after 100 steps it is 0.90 of its size"
+        describe_profile(&cut, ReachCut::Steps(3), Some(0.5), None),
+        "truncated K = 3 steps back: ‖∂L_T/∂h_t‖ is exactly 0 for t ≤ 3 (T − K), where no loss term reaches; within \
+         the K steps it reaches, the last step's gradient shrinks ×0.50 per step back in time: at t = 4 it is 0.25 of its size at t = T \
+         (2 steps back); fitted long-run factor ×0.50"
     );
-    assert!(describe_reach(1e-300, 10).contains("less than 1e-308"));
-    assert!(describe_reach(1e10, 100).contains("more than 1e308 times"));
-    assert!(describe_reach(f64::NAN, 10).contains("no measurable growth factor"));
+    // Random cuts: where this draw stopped, and the expectation.
+    let drawn = [0.0, 0.0, 1.25, 2.0, 1.0];
+    let s = describe_profile(&drawn, ReachCut::Random(0.2), Some(0.9), Some(0.9));
+    assert!(
+        s.starts_with(
+            "randomised truncation: this run's cuts stop the last step's gradient at t = 3 (exactly 0 for t ≤ 2)"
+        ),
+        "{s}"
+    );
+    assert!(s.contains("×1/(1−P) = 1.25") && s.contains("shrinks ×0.90 per step back"), "{s}");
+    let uncut = describe_profile(&[0.5, 1.0], ReachCut::Random(0.2), None, Some(0.5));
+    assert!(uncut.contains("uncut"), "{uncut}");
+    assert!(describe_profile(&[0.0, 1.0], ReachCut::None, None, None).contains("no measurable change"));
 }
 
 /// The parameter gradients as one vector (grad_w_hx, grad_w_hh, grad_w_qh, grad_b_h, grad_b_q).

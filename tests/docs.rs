@@ -15,7 +15,8 @@ fn read(path: &str) -> String {
 }
 
 /// The guide's pages, in reading order.
-const PAGES: &[&str] = &["model", "report", "gradients", "training", "library", "python", "design", "performance"];
+const PAGES: &[&str] =
+    &["tutorial", "model", "report", "gradients", "training", "library", "python", "design", "performance"];
 
 /// README and every page of docs/.
 fn doc_files() -> Vec<String> {

@@ -204,25 +204,21 @@ fn a_forward_overflow_is_named_with_its_step_on_each_f32_path() {
 }
 
 #[test]
-fn compute_both_says_when_the_fast_cpu_path_did_not_run() {
-    // Before: under --truncate, --segments or --clip the fast CPU path was dropped without a word.
+fn compute_both_runs_the_fast_cpu_path_under_every_variant() {
+    // Before, under --truncate, --segments or --clip the fast CPU path could not run (and the
+    // report said so in a note); now it runs every variant, timed, and nothing is left out.
     let base = ["--hidden", "8", "--steps", "16", "--repeat", "1"];
-    for (extra, flag) in
-        [(&["--truncate", "4"][..], "--truncate"), (&["--segments", "2"], "--segments"), (&["--clip", "1"], "--clip")]
-    {
+    for extra in [&["--truncate", "4"][..], &["--truncate", "random:0.3"], &["--segments", "2"], &["--clip", "1"]] {
         let args = [&base[..], extra].concat();
         let (code, stdout, stderr) = bptt(&args, &[]);
         assert_eq!(code, 0, "{extra:?}: {stderr}");
-        let note = stdout.lines().find(|l| l.starts_with("note ")).unwrap_or_else(|| panic!("{stdout}"));
-        assert!(note.contains("fast CPU path") && note.contains("did not run") && note.contains(flag), "{note}");
-        assert!(!stdout.contains("fast f32 path"), "{stdout}");
+        assert!(!stdout.lines().any(|l| l.starts_with("note ")), "{stdout}");
+        assert!(stdout.contains("fast f32 path"), "{stdout}");
         let (code, stdout, _) = bptt(&[&args[..], &["--json"]].concat(), &[]);
         assert_eq!(code, 0);
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        let notes = v["notes"].as_array().unwrap();
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].as_str().unwrap().contains(flag));
-        assert!(v["timings_ms"]["cpu_total"].is_null());
+        assert!(v["notes"].as_array().unwrap().is_empty());
+        assert!(v["timings_ms"]["cpu_total"].as_f64().is_some_and(|ms| ms > 0.0), "{extra:?}");
     }
     // Plain BPTT runs it, and there is nothing to note; --truncate K ≥ T is plain BPTT too.
     for extra in [&[][..], &["--truncate", "16"]] {

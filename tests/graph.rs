@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use bptt::graph::{ALL_STEPS_UP_TO, END_STEPS, GraphSpec, drawn_steps, write_spec};
+use bptt::graph::{ALL_STEPS_UP_TO, END_STEPS, GraphOf, GraphSpec, drawn_steps, write_spec};
 use bptt::model::{Activation, LossAt, LossFn};
 
 fn bptt(args: &[&str]) -> (i32, String, String) {
@@ -233,6 +233,49 @@ fn a_three_step_graph_is_the_forward_equations_annotated_with_the_json_norms() {
     }
 }
 
+/// `--graph-of reach` colours the chain by the reach ‖∂L_T/∂h_t‖ (the JSON's `reach`), and the
+/// footer says which quantity the colours show and how to read it: with a loss at every step,
+/// ‖∂L/∂h_t‖ (the default) does not darken towards t = 1 while the reach does, and the footer
+/// says so instead of calling the bright chain "no vanishing".
+#[test]
+fn the_graph_of_the_reach_shows_what_the_report_calls_vanishing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (default, reach) = (dir.path().join("g.svg"), dir.path().join("reach.svg"));
+    let common = ["--compute", "cpu-ref", "--hidden", "16", "--steps", "12", "--spectral-radius", "0.6", "--json"];
+    let (code, stdout, stderr) = bptt(&[&common[..], &["--graph", default.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, again, stderr) =
+        bptt(&[&common[..], &["--graph", reach.to_str().unwrap(), "--graph-of", "reach"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json_array(&stdout, "reach"), json_array(&again, "reach"));
+    let (g, r) = (json_array(&stdout, "grad_h_norm"), json_array(&stdout, "reach"));
+    let (gsvg, rsvg) = (std::fs::read_to_string(&default).unwrap(), std::fs::read_to_string(&reach).unwrap());
+    let (gn, rn) = (read_nodes(&gsvg), read_nodes(&rsvg));
+    for t in [1, 2, 3, 10, 11, 12] {
+        assert_eq!(gn[&format!("h_{t}")].grad_norm, Some(g[t - 1]), "t = {t}");
+        assert_eq!(rn[&format!("h_{t}")].grad_norm, Some(r[t - 1]), "t = {t}");
+    }
+    // The reach vanishes going back (ρ = 0.6) and the report says so; ‖∂L/∂h_t‖ does not.
+    assert!(r[0] < 1e-2 * r[11], "{r:?}");
+    assert!(g[0] > 0.1 * g[11], "{g:?}");
+    assert!(stdout.contains("\"reach_factor\": 0."), "{stdout}");
+    let text = |svg: &str| -> String { inner_text(svg) };
+    let (gt, rt) = (text(&gsvg), text(&rsvg));
+    assert!(gt.contains("Colours: ‖∂L/∂ht‖, the gradient of the whole loss L"), "{gt}");
+    assert!(gt.contains("this chain does not show vanishing; the graph of the reach"), "{gt}");
+    assert!(!gt.contains("A chain that darkens"), "{gt}");
+    assert!(rt.contains("Colours: the reach ‖∂LT/∂ht‖, the gradient of the last step's loss alone"), "{rt}");
+    assert!(rt.contains("A chain that darkens and thins towards t = 1 shows vanishing gradients"), "{rt}");
+    // Under --loss-at last the reach is the default (and the same numbers as ‖∂L/∂h_t‖).
+    let last = dir.path().join("last.svg");
+    let (code, _, stderr) = bptt(&[&common[..], &["--loss-at", "last", "--graph", last.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(text(&std::fs::read_to_string(&last).unwrap()).contains("Colours: the reach"));
+    // --graph-of needs --graph.
+    let (code, _, stderr) = bptt(&[&common[..], &["--graph-of", "reach"]].concat());
+    assert_eq!(code, 2, "{stderr}");
+}
+
 #[test]
 fn biases_and_a_last_step_loss_change_the_graph_as_the_equations_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,8 +352,9 @@ fn spec() -> GraphSpec {
         bias: false,
         activation: Activation::Tanh,
         loss_fn: LossFn::Mse,
-        grad_h_norm: vec![1e-3, f64::NAN, 2.0],
-        grad_h0_norm: Some(0.0),
+        quantity: GraphOf::GradHNorm,
+        values: vec![1e-3, f64::NAN, 2.0],
+        h0_value: Some(0.0),
         variant: vec!["truncated 2 steps back from each loss term".into()],
         carry: None,
         cut_reason: None,
@@ -337,7 +381,8 @@ fn dot_and_png_draw_the_same_graph() {
     assert_eq!(dot_edges, svg_edges);
     assert!(dot.starts_with("// Unrolled computation graph") && dot.contains("digraph bptt {"));
 
-    // Zero and NaN norms cannot sit on the log scale: grey, and still labelled.
+    // Zero and NaN norms cannot sit on the log scale: grey, and still labelled (NaN as an
+    // overflow, which the legend explains).
     let nodes = read_nodes(&svg);
     assert!(nodes["h_2"].grad_norm.unwrap().is_nan());
     assert_eq!(nodes["h_2"].fill, "#bebebe");
@@ -345,7 +390,8 @@ fn dot_and_png_draw_the_same_graph() {
     // 1e-3 to 2 spans more than two decades: the ends of the colour map.
     assert_eq!(nodes["h_1"].fill, "#440154");
     assert_eq!(nodes["h_3"].fill, "#dcd728");
-    assert!(svg.contains(">NaN<") && svg.contains("truncated 2 steps back"));
+    assert!(svg.contains(">overflow<") && !svg.contains(">NaN<") && svg.contains("truncated 2 steps back"));
+    assert!(svg.contains(" labelled &quot;overflow&quot; has no finite"), "the legend's line");
 
     // The PNG is the same picture at 1.5×, with h_3's colour (the top of the scale) in it.
     let image = image::open(&png_path).expect("a PNG").to_rgb8();

@@ -12,7 +12,8 @@ use bptt::train::tasks::{self, COPY_INPUT, COPY_OUTPUT, adding_batch, copy_batch
 use bptt::train::text::Corpus;
 use bptt::train::weights::Weights;
 use bptt::train::{Engine, H0};
-use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice};
+use bptt::variant::truncation::draw_carry_scales;
+use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice, Truncation};
 
 #[test]
 fn adding_batches_have_two_markers_one_per_half_and_the_sum_as_target() {
@@ -167,15 +168,29 @@ fn gpu_equals_cpu(config: &TrainConfig, iters: usize) {
     let mut cpu = CpuEngine::new(s.step, s.weights.clone());
     let mut gpu = GpuEngine::new(common::gpu(), s.step, &s.weights, iters).unwrap();
     let mut r = s.batch_rng();
+    let mut cuts = match s.step.truncate {
+        Some(Truncation::Random { p, seed }) => Some((p, rng(seed, s.seed))),
+        _ => None,
+    };
     for i in 0..iters {
         let (batch, carried) = s.batch(i, &mut r).unwrap();
         let h0 = if carried { H0::Carried } else { H0::Zero };
-        cpu.step(&batch, h0).unwrap();
-        gpu.step(&batch, h0).unwrap();
+        let carry = cuts.as_mut().map(|(p, g)| draw_carry_scales(g, s.step.shape.steps, *p));
+        if let Some(c) = &carry {
+            assert!(c.contains(&0.0) && c.iter().any(|&x| x > 1.0), "{config:?}: cuts {c:?} cut nothing or all");
+        }
+        cpu.step(&batch, h0, carry.as_deref()).unwrap();
+        gpu.step(&batch, h0, carry.as_deref()).unwrap();
     }
-    let (lc, lg) = (cpu.take_losses().unwrap(), gpu.take_losses().unwrap());
-    assert_eq!(lc.len(), iters);
+    let (sc, sg) = (cpu.take_stats().unwrap(), gpu.take_stats().unwrap());
+    assert_eq!(sc.len(), iters);
+    let (lc, lg): (Vec<f64>, Vec<f64>) = (sc.iter().map(|s| s.loss).collect(), sg.iter().map(|s| s.loss).collect());
     assert!(rel_err(&lg, &lc) < 1e-5, "{config:?}: losses {lg:?} vs {lc:?}");
+    // ‖g‖ before clipping, from the GPU's clipping stage and from the CPU's gradients.
+    let (nc, ng): (Vec<f64>, Vec<f64>) =
+        (sc.iter().map(|s| s.grad_norm).collect(), sg.iter().map(|s| s.grad_norm).collect());
+    assert!(nc.iter().all(|&n| n > 0.0 && n.is_finite()), "{config:?}: norms {nc:?}");
+    assert!(rel_err(&ng, &nc) < 1e-4, "{config:?}: gradient norms {ng:?} vs {nc:?}");
     let (wc, wg) = (cpu.weights().unwrap(), gpu.weights().unwrap());
     let moved = wc.w_hh.iter().zip(&s.weights.w_hh).any(|(a, b)| a != b);
     assert!(moved, "{config:?}: the update changed nothing");
@@ -284,21 +299,50 @@ fn sequential_text_training_carries_h_alike_on_both_paths() {
     );
 }
 
-/// --truncate K on the adding task: the CPU path's split (full BPTT over the last K steps from
-/// h_{T−K}) equals the GPU's K lanes.
+/// --truncate K on every task: the fast CPU path's lanes (with a loss at the last step, and
+/// at every step) equal the GPU's.
 #[test]
-fn truncated_training_agrees_between_cpu_split_and_gpu_lanes() {
-    gpu_equals_cpu(
-        &TrainConfig {
-            steps: Some(10),
-            hidden: 12,
-            batch: 2,
-            truncate: Some(3),
-            eval_size: 2,
-            ..TrainConfig::default()
-        },
-        3,
-    );
+fn truncated_training_agrees_between_the_cpu_and_the_gpu_on_every_task() {
+    for (task, steps) in [(Task::Adding, 10), (Task::Copy, 23)] {
+        gpu_equals_cpu(
+            &TrainConfig {
+                task,
+                steps: Some(steps),
+                hidden: 12,
+                batch: 2,
+                truncate: Some(Truncation::Regular(3)),
+                eval_size: 2,
+                ..TrainConfig::default()
+            },
+            3,
+        );
+    }
+}
+
+/// --truncate random:P: fresh cuts every iteration, the same ones on both paths (the GPU's
+/// written into its schedule before each submission), on the adding, copy and text tasks.
+#[test]
+fn randomised_truncation_trains_alike_on_both_paths_on_every_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.txt");
+    std::fs::write(&path, "to be or not to be, that is the question. ".repeat(8)).unwrap();
+    for (task, steps, text) in [(Task::Adding, 12, None), (Task::Copy, 24, None), (Task::Text, 12, Some(path.clone()))]
+    {
+        gpu_equals_cpu(
+            &TrainConfig {
+                task,
+                text,
+                steps: Some(steps),
+                hidden: 10,
+                batch: 2,
+                clip: Some(1.0),
+                truncate: Some(Truncation::Random { p: 0.3, seed: 5 }),
+                eval_size: 2,
+                ..TrainConfig::default()
+            },
+            4,
+        );
+    }
 }
 
 /// The training curve is a function of the seed: the same seed gives the same numbers, another
@@ -375,4 +419,94 @@ fn the_same_seed_gives_the_same_curve_on_the_gpu() {
     assert_eq!(r1.curve, r2.curve);
     assert_eq!(r1.eval, r2.eval);
     assert_eq!(w1, w2);
+}
+
+/// What BPTT did, read at each evaluation: ‖g‖ before clipping (the mean since the last
+/// evaluation: with θ far below it, every iteration is clipped; with θ far above, none), the
+/// reach of the last step's gradient, the verdict, and spikes.
+#[test]
+fn evaluations_carry_the_gradient_readings_and_a_verdict() {
+    let base = TrainConfig {
+        device: TrainDevice::Cpu,
+        steps: Some(12),
+        hidden: 16,
+        iters: 40,
+        log_every: 7,
+        eval_every: 20,
+        eval_size: 32,
+        ..TrainConfig::default()
+    };
+    let tight = bptt::train(&TrainConfig { clip: Some(1e-6), ..base.clone() }).unwrap().report;
+    let loose = bptt::train(&TrainConfig { clip: Some(1e6), ..base.clone() }).unwrap().report;
+    let none = bptt::train(&base).unwrap().report;
+    assert_eq!(tight.eval.len(), 2);
+    for e in &tight.eval {
+        assert_eq!(e.clipped_fraction, Some(1.0), "{e:?}");
+        assert!(e.grad_norm > 1e-6 && e.grad_norm.is_finite());
+        // tanh, w_hh ~ N(0, 1/h): the last step's gradient shrinks going back.
+        let f = e.reach_factor.unwrap();
+        assert!(f > 0.0 && f < 1.0, "{e:?}");
+        let r = e.reach_ratio.unwrap();
+        assert!(r > 0.0 && r < 1.0, "{e:?}");
+    }
+    assert!(loose.eval.iter().all(|e| e.clipped_fraction == Some(0.0)));
+    assert!(none.eval.iter().all(|e| e.clipped_fraction.is_none()));
+    // Unclipped, the first evaluation's mean ‖g‖ is that of the CPU engine's first iterations.
+    let s = Setup::from_config(&base).unwrap();
+    let mut cpu = CpuEngine::new(s.step, s.weights.clone());
+    let mut r = s.batch_rng();
+    for i in 0..20 {
+        cpu.step(&s.batch(i, &mut r).unwrap().0, H0::Zero, None).unwrap();
+    }
+    let mean = cpu.take_stats().unwrap().iter().map(|s| s.grad_norm).sum::<f64>() / 20.0;
+    assert!((none.eval[0].grad_norm - mean).abs() <= 1e-12 * mean, "{} vs {mean}", none.eval[0].grad_norm);
+    // The curve's points carry the window's mean ‖g‖ too: 7, 7, 6 iterations to the first eval.
+    assert_eq!(none.curve.iter().map(|c| c.iter).collect::<Vec<_>>(), [7, 14, 21, 28, 35, 40]);
+    assert!(none.curve.iter().all(|c| c.grad_norm > 0.0));
+    assert!(none.verdict.starts_with("did not learn: held-out mse"), "{}", none.verdict);
+    assert!(none.spikes.is_empty(), "{:?}", none.spikes);
+}
+
+/// The verdict's three readings and its factor.
+#[test]
+fn the_verdict_reads_the_held_out_metric_against_the_baseline() {
+    use bptt::train::report::verdict;
+    // Numbers by the report's rule: four significant digits.
+    assert_eq!(verdict("mse", 0.0065, 1.0 / 6.0), "learned: held-out mse 0.006500, 26× below the baseline 0.1667");
+    assert_eq!(verdict("mse", 0.05, 1.0 / 6.0), "learned: held-out mse 0.05000, 3.3× below the baseline 0.1667");
+    assert_eq!(verdict("xent", 0.476, 0.693), "learned a little: held-out xent 0.4760, 31% below the baseline 0.6930");
+    assert_eq!(
+        verdict("mse", 0.165, 1.0 / 6.0),
+        "did not learn: held-out mse 0.1650 is within 5% of the baseline 0.1667"
+    );
+    assert_eq!(verdict("mse", 0.2, 1.0 / 6.0), "did not learn: held-out mse 0.2000 is above the baseline 0.1667");
+}
+
+/// An iteration whose loss jumps above 100× the running loss is reported as a spike: an IRNN
+/// on the adding problem without clipping at a high learning rate explodes early.
+#[test]
+fn loss_spikes_are_found() {
+    let a = TrainConfig {
+        device: TrainDevice::Cpu,
+        steps: Some(30),
+        hidden: 16,
+        iters: 30,
+        lr: Some(0.05),
+        activation: Some(Activation::Relu),
+        init_recurrent: InitRecurrent::Identity,
+        init_scale: 1.05,
+        eval_every: 30,
+        eval_size: 32,
+        ..TrainConfig::default()
+    };
+    match bptt::train(&a) {
+        Ok(t) => {
+            let r = t.report;
+            assert!(!r.spikes.is_empty(), "no spike in {:?}", r.curve);
+            for s in &r.spikes {
+                assert!(s.train > 100.0 * s.running && s.iter >= 2, "{s:?}");
+            }
+        }
+        Err(e) => panic!("expected a finished run with spikes, got: {e}"),
+    }
 }

@@ -41,7 +41,8 @@ fn bad_combinations_exit_2_with_one_line() {
         &["train", "--task", "copy", "--steps", "20"],
         &["train", "--steps", "1"],
         &["train", "--prompt", "ab"],
-        &["train", "--task", "copy", "--truncate", "5", "--compute", "cpu"],
+        &["train", "--truncate", "random:1"],
+        &["train", "--truncate", "0"],
         &["train", "--init-from", "m.safetensors", "--init-recurrent", "identity"],
         &["train", "--plot", "curve.pdf"],
         &["train", "--save-model", "/no/such/folder/m.safetensors"],
@@ -206,14 +207,120 @@ fn plot_draws_the_curve_with_the_baseline() {
         "20",
         "--eval-size",
         "32",
+        "--clip",
+        "0.5",
         "--plot",
         svg.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
     let text = std::fs::read_to_string(&svg).unwrap();
-    for label in ["training", "held-out", "memoryless baseline", "iteration", "mse"] {
+    for label in [
+        "training",
+        "held-out",
+        "memoryless baseline 0.1667",
+        "iteration",
+        "mse (log scale)",
+        "‖g‖ before clipping",
+        "clip θ = 0.5",
+    ] {
         assert!(text.contains(label), "the plot names {label}");
     }
-    // Two lines (training, held-out) and the held-out points.
-    assert!(text.matches("<polyline").count() >= 2, "lines drawn");
+    // Three lines (training, held-out, ‖g‖) and two dashed ones (baseline, θ), the held-out points.
+    assert!(text.matches("<polyline").count() >= 5, "lines drawn");
+    // The log axis: the MSE here lies between 0.1 and 0.4, and its ticks are geometric (equal
+    // ratios between neighbours), in plain digits.
+    let mut ticks: Vec<f64> =
+        text.lines().map(str::trim).filter_map(|l| l.parse::<f64>().ok()).filter(|v| (0.1..0.5).contains(v)).collect();
+    ticks.dedup();
+    assert!(ticks.len() >= 3, "log-axis ticks: {ticks:?}");
+    let ratios: Vec<f64> = ticks.windows(2).map(|w| w[1] / w[0]).collect();
+    assert!(ratios.windows(2).all(|r| (r[0] / r[1] - 1.0).abs() < 0.1), "not a log axis: {ticks:?}");
+}
+
+/// The readings of BPTT in the summary and the JSON: a table of evaluations (‖g‖ before
+/// clipping, the fraction clipped, the reach per step), the verdict last; `verdict` at the
+/// top level and the readings in every `eval` entry.
+#[test]
+fn the_summary_and_the_json_carry_the_gradient_readings_and_the_verdict() {
+    let args = [
+        "train",
+        "--compute",
+        "cpu",
+        "--steps",
+        "10",
+        "--hidden",
+        "16",
+        "--iters",
+        "60",
+        "--eval-every",
+        "30",
+        "--eval-size",
+        "32",
+        "--clip",
+        "0.5",
+        "--truncate",
+        "random:0.2",
+    ];
+    let (code, stdout, stderr) = bptt(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("task"), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("evaluations") && l.contains("‖g‖") && l.contains("clipped")));
+    assert!(lines.iter().any(|l| l.trim_start().starts_with("30 ")), "{stdout}");
+    assert!(lines.iter().any(|l| l.contains("truncated random:0.2 (cuts seed 0)")), "{stdout}");
+    assert!(lines.last().unwrap().starts_with("verdict      "), "{stdout}");
+    let (code, json, stderr) = bptt(&[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["verdict"].as_str().unwrap().contains("held-out mse"), "{json}");
+    assert_eq!(v["truncate"], "random:0.2");
+    assert_eq!(v["truncate_seed"], 0);
+    assert!(v["spikes"].is_array());
+    let evals = v["eval"].as_array().unwrap();
+    assert_eq!(evals.len(), 2);
+    for e in evals {
+        assert!(e["grad_norm"].as_f64().unwrap() > 0.0, "{e}");
+        let f = e["clipped_fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f), "{e}");
+        assert!(e["reach_factor"].as_f64().unwrap() > 0.0, "{e}");
+        assert!(e["reach_ratio"].as_f64().is_some(), "{e}");
+    }
+    assert!(v["curve"][0]["grad_norm"].as_f64().unwrap() > 0.0);
+}
+
+/// `--compute auto` (the default) trains on the GPU when a hardware adapter exists, else on
+/// the fast CPU path with a note saying why and how to force the GPU.
+#[test]
+fn the_default_device_skips_a_software_adapter() {
+    let (code, stdout, stderr) =
+        bptt(&["train", "--steps", "6", "--hidden", "8", "--iters", "10", "--eval-size", "32", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let device = v["device"].as_str().unwrap();
+    let notes: Vec<&str> = v["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let hardware = bptt::gpu::list_adapters(&Default::default())
+        .map(|l| l.iter().any(|a| !a.device_type.starts_with("CPU")))
+        .unwrap_or(false);
+    if hardware {
+        assert!(device.starts_with("gpu"), "{device}");
+        assert!(notes.is_empty(), "{notes:?}");
+    } else {
+        assert!(device.starts_with("cpu"), "{device}");
+        assert!(notes.iter().any(|n| n.contains("training on the") && n.contains("CPU")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("--compute gpu") || n.contains("no GPU adapter")), "{notes:?}");
+    }
+    // Asking for an adapter asks for the GPU: a software one is then used (or, with none, the
+    // run fails saying so).
+    let software = bptt::gpu::list_adapters(&Default::default())
+        .map(|l| l.iter().any(|a| a.device_type.starts_with("CPU")))
+        .unwrap_or(false);
+    let (code, stdout, stderr) =
+        bptt(&["train", "--steps", "6", "--hidden", "8", "--iters", "2", "--eval-size", "8", "--software", "--json"]);
+    if software {
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{stdout}");
+    } else {
+        assert_eq!(code, 1, "{stderr}");
+    }
 }

@@ -69,7 +69,7 @@ graph
 # %%
 sweep = bptt.sweep([0.9, 1.1], steps=48, batch=1, input=8, hidden=32, output=8, loss_at="last", compute="reference")
 for row in sweep.sweep:
-    print(f"ρ = {row['radius']}: each step back multiplies the gradient by {row['reach_growth_factor']:.3f}")
+    print(f"ρ = {row['radius']}: each step back multiplies the gradient by {row['reach_factor']:.3f}")
 profiles = sweep.plot()
 profiles
 

@@ -145,14 +145,17 @@ impl PyProblem {
                 p.shape.steps
             )));
         }
+        // With the loss at the last step only, ‖∂L/∂h_t‖ is the reach ‖∂L_T/∂h_t‖: the graph
+        // names it so, as the check's does.
         let spec = bptt::graph::GraphSpec {
             steps: p.shape.steps,
             loss_at: p.loss_at,
             bias: p.has_bias(),
             activation: p.activation,
             loss_fn: p.loss_fn(),
-            grad_h_norm,
-            grad_h0_norm: grad_h0.map(|g| bptt::model::norm(&g)),
+            quantity: bptt::graph::GraphOf::default_for(p.loss_at),
+            values: grad_h_norm,
+            h0_value: grad_h0.map(|g| bptt::model::norm(&g)),
             variant: Vec::new(),
             carry: None,
             cut_reason: None,

@@ -68,7 +68,7 @@ impl PyTrained {
 
 /// `bptt train` as a call: every keyword is a field of `TrainConfig` (docs/training.md).
 #[pyfunction]
-#[pyo3(signature = (task, text, steps, hidden, batch, iters, activation, init_recurrent, init_scale, optim, lr, momentum, clip, truncate, device, adapter, backend, software, seed, log_every, eval_every, eval_size, partition, sample, prompt, init_from, max_memory))]
+#[pyo3(signature = (task, text, steps, hidden, batch, iters, activation, init_recurrent, init_scale, optim, lr, momentum, clip, truncate, truncate_random, truncate_seed, device, adapter, backend, software, seed, log_every, eval_every, eval_size, partition, sample, prompt, init_from, max_memory))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -86,6 +86,8 @@ pub fn train(
     momentum: f64,
     clip: Option<f64>,
     truncate: Option<usize>,
+    truncate_random: Option<f64>,
+    truncate_seed: u64,
     device: &str,
     adapter: Option<String>,
     backend: Option<String>,
@@ -115,7 +117,7 @@ pub fn train(
         lr,
         momentum,
         clip,
-        truncate,
+        truncate: crate::problem::truncation(truncate, truncate_random, truncate_seed)?,
         device,
         adapter: if device == TrainDevice::Gpu {
             adapter_request(adapter, backend, software)?

@@ -146,7 +146,7 @@ def test_the_check_report_has_the_json_fields_and_notebook_views(gpu):
     p = bptt.random_problem(16, 2, 4, 24, 4, activation="tanh", spectral_radius=0.9, seed=5)
     r = bptt.check(p, repeat=1)
     d = r.to_dict()
-    for key in ("loss", "rel_err", "pass", "grad_h_norm", "grad_h_norm_from_last", "reach_growth_factor", "timings_ms"):
+    for key in ("loss", "rel_err", "pass", "grad_h_norm", "reach", "reach_factor", "timings_ms"):
         assert key in d
         assert getattr(r, key) == d[key]
     assert r.passed is True and r.checked and r.worst_rel_err() < 1e-4
@@ -175,7 +175,7 @@ def test_a_result_draws_its_graph_and_profile():
 def test_vanishing_and_exploding_show_in_a_sweep():
     s = bptt.sweep([0.9, 1.1], steps=40, batch=1, input=4, hidden=32, output=4, loss_at="last", compute="reference")
     assert [row["radius"] for row in s.sweep] == [0.9, 1.1]
-    vanish, explode = (row["reach_growth_factor"] for row in s.sweep)
+    vanish, explode = (row["reach_factor"] for row in s.sweep)
     assert vanish < 1 < explode
     assert s.result is None and s.plot().text.lstrip().startswith("<svg")
 

@@ -13,7 +13,7 @@ def test_the_chapter_runs_top_to_bottom(gpu):
     for name in ("graph", "profiles", "curve"):
         svg = ns[name]._repr_svg_()
         assert svg.lstrip().startswith("<svg"), name
-    vanish, explode = (row["reach_growth_factor"] for row in ns["sweep"].sweep)
+    vanish, explode = (row["reach_factor"] for row in ns["sweep"].sweep)
     assert vanish < 1 < explode
     assert ns["truncated"].grad_h_norm[0] == 0 and ns["full"].grad_h_norm[0] > 0
     assert ns["trained"].final_eval["loss"] < ns["trained"].baseline

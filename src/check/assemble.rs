@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use super::CheckConfig;
 use super::compute::{GpuPath, PathResult};
 use super::report::{CheckReport, ClipReport, Timings};
-use crate::diagnostics::{describe_reach, fit_growth_factor};
+use crate::diagnostics::{ReachCut, describe_profile, fit_growth_factor};
 use crate::gpu::{AdapterSummary, Schedule};
 use crate::model::{BpttResult, Problem, rel_err};
 use crate::variant::GradientOptions;
+use crate::variant::truncation::Truncation;
 
 /// Names a result's non-finite entries, e.g. "grad_w_hh has 12 non-finite entries".
 pub fn non_finite_problems(g: &BpttResult) -> Vec<String> {
@@ -37,10 +38,10 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
     let mut rel = BTreeMap::new();
     let mut over = Vec::new();
     let pairs = gpu.grads.tensors().into_iter().zip(reference.grads.tensors()).map(|((n, a), (_, b))| (n, a, b));
-    for (name, a, b) in pairs.chain([("grad_h_norm_from_last", &gpu.reach[..], &reference.reach[..])]) {
+    for (name, a, b) in pairs.chain([("reach", &gpu.reach[..], &reference.reach[..])]) {
         let e = rel_err(a, b);
         if e.is_nan() || e > tolerance {
-            over.push(format!("{name} ({e:.3e})"));
+            over.push(format!("{name} ({})", crate::format::significant(e, 4)));
         }
         rel.insert(name, e);
     }
@@ -48,7 +49,8 @@ pub fn compare(gpu: &PathResult, reference: &PathResult, tolerance: f64) -> (BTr
         Vec::new()
     } else {
         vec![format!(
-            "GPU against the reference: relative error over the tolerance {tolerance:e} in {}",
+            "GPU against the reference: relative error over the tolerance {} in {}",
+            crate::format::number(tolerance),
             over.join(", ")
         )]
     };
@@ -99,6 +101,8 @@ pub struct Pieces {
     pub adapter: Option<AdapterSummary>,
     pub gpu: Option<GpuPathFacts>,
     pub cpu_repeat: Option<u32>,
+    /// The untruncated reach profile, under randomised truncation.
+    pub expected_reach: Option<Vec<f64>>,
     pub clip: Option<ClipReport>,
     pub rel_err: BTreeMap<&'static str, f64>,
     /// GPU and reference both ran and were compared.
@@ -147,7 +151,21 @@ pub fn report(
     let t = k.timings;
     let gpu_total = t.gpu_total;
     let spectral_radius = crate::linalg::spectral_radius(&p.params.w_hh, shape.hidden);
-    let reach_growth_factor = fit_growth_factor(&result.reach);
+    let nt = shape.steps;
+    let (cut, reach_factor, expected_factor) = match variant.truncate {
+        Some(Truncation::Regular(k)) if k < nt => {
+            (ReachCut::Steps(k), fit_growth_factor(&result.reach[nt - k..]), None)
+        }
+        Some(Truncation::Random { p: cut, .. }) => {
+            let expected = k.expected_reach.as_deref().and_then(fit_growth_factor);
+            (ReachCut::Random(cut), expected, expected)
+        }
+        _ if variant.segments.is_some() => {
+            let from = result.reach.iter().rposition(|&v| v == 0.0).map_or(0, |z| z + 1);
+            (ReachCut::Segments, fit_growth_factor(&result.reach[from..]), None)
+        }
+        _ => (ReachCut::None, fit_growth_factor(&result.reach), None),
+    };
     let floor = k.gpu.as_ref().map(|g| g.floor_ms);
     // Passed: compared and nothing wrong; failed: anything wrong; None: nothing to compare.
     let pass = if !k.problems.is_empty() { Some(false) } else { k.checked.then_some(true) };
@@ -168,10 +186,17 @@ pub fn report(
         result_from: from,
         grad_norms,
         grad_h_norm: result.grads.grad_h_norm.clone(),
-        reach_summary: reach_growth_factor
-            .map(|f| format!("{} (spectral radius of w_hh: {spectral_radius:.3})", describe_reach(f, shape.steps))),
-        grad_h_norm_from_last: result.reach.clone(),
-        reach_growth_factor,
+        reach_summary: (!result.reach.is_empty()).then(|| {
+            format!(
+                "{} (spectral radius of w_hh: {})",
+                describe_profile(&result.reach, cut, reach_factor, expected_factor),
+                crate::format::significant(spectral_radius, 3)
+            )
+        }),
+        reach: result.reach.clone(),
+        reach_h0: result.reach_h0,
+        problem: None,
+        reach_factor,
         clip: k.clip,
         rel_err: k.rel_err,
         tolerance: c.tolerance,

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use super::CheckConfig;
 use super::report::{ClipReport, Timings};
-use crate::cpu;
 use crate::error::Result;
 use crate::gpu::{GpuContext, RunTimes, TimingSource};
 use crate::model::{BpttResult, LossAt, Problem, Shape};
@@ -20,6 +19,8 @@ const MAX_REPEAT: u32 = 20;
 pub struct PathResult {
     pub grads: BpttResult,
     pub reach: Vec<f64>,
+    /// ‖∂L_T/∂h_0‖ of the same run, when it ran.
+    pub reach_h0: Option<f64>,
     /// The arithmetic the path ran in ("f32", "f64"), for the overflow diagnosis.
     pub precision: &'static str,
     /// Where the forward pass overflowed, when the states show it (None when they are
@@ -28,9 +29,11 @@ pub struct PathResult {
 }
 
 impl PathResult {
-    fn new(grads: BpttResult, reach: Vec<f64>, precision: &'static str, shape: Shape) -> Self {
+    fn new(grads: BpttResult, reach: Option<BpttResult>, precision: &'static str, shape: Shape) -> Self {
         let forward_overflow = ForwardOverflow::find(&grads, shape);
-        PathResult { grads, reach, precision, forward_overflow }
+        let reach_h0 = reach.as_ref().map(|r| crate::model::norm(&r.grad_h0));
+        let reach = reach.map(|r| r.grad_h_norm).unwrap_or_default();
+        PathResult { grads, reach, reach_h0, precision, forward_overflow }
     }
 }
 
@@ -186,11 +189,17 @@ pub fn gpu(
         }
     }
     progress.stage("GPU: reach profile (loss at the last step only)");
-    let reach = scored_at_last(p, |last| runner.run(last, false))?.0.grad_h_norm;
+    let reach = scored_at_last(p, |last| runner.run(last, false))?.0;
     progress.stage("GPU: dispatch-latency floor");
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
-        result: PathResult { grads, reach, precision: "f32", forward_overflow: forward },
+        result: PathResult {
+            grads,
+            reach_h0: Some(crate::model::norm(&reach.grad_h0)),
+            reach: reach.grad_h_norm,
+            precision: "f32",
+            forward_overflow: forward,
+        },
         clip,
         repeat: timed_runs.len() as u32,
         stages,
@@ -201,18 +210,22 @@ pub fn gpu(
     })
 }
 
-/// The fast f32 CPU path (plain BPTT only), timed; its reach profile only when no GPU ran.
+/// The fast f32 CPU path, timed; its reach profile only when no GPU ran; ‖g‖ before clipping.
 pub fn fast_cpu(
     c: &CheckConfig,
+    variant: &GradientOptions,
     p: &mut Problem,
     with_reach: bool,
     progress: &dyn Progress,
     timings: &mut Timings,
-) -> Result<(PathResult, u32)> {
-    let (grads, med, times) = timed(c, progress, "fast CPU path", || Ok(clock(|| cpu::fast::bptt(p))))?;
+) -> Result<(PathResult, u32, Option<f64>)> {
+    let ((grads, before), med, times) = timed(c, progress, "fast CPU path", || {
+        let (r, ms) = clock(|| variant.fast(p));
+        Ok((r?, ms))
+    })?;
     timings.cpu_total = Some(med);
-    let reach = if with_reach { scored_at_last(p, cpu::fast::bptt).grad_h_norm } else { Vec::new() };
-    Ok((PathResult::new(grads, reach, "f32", p.shape), times.len() as u32))
+    let reach = if with_reach { Some(scored_at_last(p, |last| variant.fast(last))?.0) } else { None };
+    Ok((PathResult::new(grads, reach, "f32", p.shape), times.len() as u32, before))
 }
 
 /// The f64 reference (the oracle), one run, and its reach profile; ‖g‖ before clipping.
@@ -227,8 +240,8 @@ pub fn reference(
     let (grads, clip_before) = r?;
     timings.cpu_ref_total = Some(ms);
     progress.stage("f64 CPU reference: reach profile");
-    let reach = scored_at_last(p, |last| variant.reference(last))?.0.grad_h_norm;
-    Ok((PathResult::new(grads, reach, "f64", p.shape), clip_before))
+    let reach = scored_at_last(p, |last| variant.reference(last))?.0;
+    Ok((PathResult::new(grads, Some(reach), "f64", p.shape), clip_before))
 }
 
 #[cfg(test)]

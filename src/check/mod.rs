@@ -19,8 +19,8 @@ use assemble::{GpuPathFacts, Pieces};
 use compute::PathResult;
 pub use report::{CheckReport, ClipReport, Cuts, SweepRow, Timings};
 
+use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::buffers::BufferSizes;
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
 use crate::memory::{self, Paths};
 use crate::model::{Problem, Shape};
@@ -33,8 +33,7 @@ use crate::variant::truncation::{Truncation, random_carry_scales};
 /// Which implementations a check runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub enum Engines {
-    /// The GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT
-    /// only: not under truncation, segments or clipping, as the report notes).
+    /// The GPU, checked against the f64 reference; the fast CPU path is timed too.
     #[default]
     #[serde(rename = "both")]
     Check,
@@ -50,7 +49,7 @@ pub enum Engines {
 }
 
 crate::choice!(Engines {
-    Check => "both": "GPU, checked against the f64 reference; the fast CPU path is timed too (plain BPTT only: not under `truncate`, `segments` or `clip`, as the report notes)",
+    Check => "both": "GPU, checked against the f64 reference; the fast CPU path is timed too",
     Gpu => "gpu": "GPU only, no check",
     FastCpu => "cpu": "the fast f32 CPU path",
     Reference => "cpu-ref": "the f64 CPU reference (the oracle)",
@@ -125,7 +124,9 @@ pub fn check_with(mut problem: Problem, config: &CheckConfig, progress: &dyn Pro
     check_config(config)?;
     check_memory(config, problem.shape)?;
     let gpu = gpu_context(config, problem.shape)?;
-    run_problem(config, &mut problem, gpu.as_ref(), progress)
+    let mut report = run_problem(config, &mut problem, gpu.as_ref(), progress)?;
+    report.problem = Some(problem);
+    Ok(report)
 }
 
 /// Draws the random problem `spec` describes and checks it: the memory the shape needs and the
@@ -135,7 +136,9 @@ pub fn check_random(spec: &ProblemSpec, config: &CheckConfig, progress: &dyn Pro
     check_memory(config, spec.shape)?;
     let gpu = gpu_context(config, spec.shape)?;
     let mut problem = random_problem(spec)?;
-    run_problem(config, &mut problem, gpu.as_ref(), progress)
+    let mut report = run_problem(config, &mut problem, gpu.as_ref(), progress)?;
+    report.problem = Some(problem);
+    Ok(report)
 }
 
 /// The same random problem with w_hh rescaled to each spectral radius in `radii`: one report
@@ -156,7 +159,10 @@ pub fn sweep_with(
         return Err(Error::Invalid("`sweep_radius` needs at least one radius".into()));
     }
     if let Some(r) = radii.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
-        return Err(Error::Invalid(format!("`sweep_radius` must be finite numbers ≥ 0, got {r}")));
+        return Err(Error::Invalid(format!(
+            "`sweep_radius` must be finite numbers ≥ 0, got {}",
+            crate::format::number(*r)
+        )));
     }
     check_memory(config, spec.shape)?;
     let gpu = gpu_context(config, spec.shape)?;
@@ -169,17 +175,17 @@ pub fn sweep_with(
         let mut p = random_problem(&ProblemSpec { spectral_radius: Some(r), ..spec.clone() })?;
         let mut report = run_problem(&config, &mut p, gpu.as_ref(), progress)?;
         drop(p);
-        problems.extend(report.problems.iter().map(|l| format!("ρ={r}: {l}")));
+        problems.extend(report.problems.iter().map(|l| format!("ρ={}: {l}", crate::format::number(r))));
         rows.push(SweepRow {
             radius: r,
             loss: report.loss,
             grad_h_norm_first: report.grad_h_norm.first().copied().unwrap_or(f64::NAN),
             grad_h_norm_last: report.grad_h_norm.last().copied().unwrap_or(f64::NAN),
-            reach_first: report.grad_h_norm_from_last.first().copied().unwrap_or(f64::NAN),
-            reach_growth_factor: report.reach_growth_factor,
+            reach_first: report.reach.first().copied().unwrap_or(f64::NAN),
+            reach_factor: report.reach_factor,
             pass: report.pass,
             grad_h_norm: report.grad_h_norm.clone(),
-            grad_h_norm_from_last: report.grad_h_norm_from_last.clone(),
+            reach: report.reach.clone(),
         });
         report.result = None;
         first.get_or_insert(report);
@@ -194,7 +200,10 @@ pub fn sweep_with(
 /// The numbers of a config, each against its own rule.
 fn check_config(c: &CheckConfig) -> Result<()> {
     if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
-        return Err(Error::Invalid(format!("`tolerance` must be a finite number > 0, got {}", c.tolerance)));
+        return Err(Error::Invalid(format!(
+            "`tolerance` must be a finite number > 0, got {}",
+            crate::format::number(c.tolerance)
+        )));
     }
     if c.repeat == Some(0) {
         return Err(Error::Invalid("`repeat` must be at least 1".into()));
@@ -202,15 +211,18 @@ fn check_config(c: &CheckConfig) -> Result<()> {
     if c.segments == Some(0) {
         return Err(Error::Invalid("`segments` must be at least 1".into()));
     }
+    // The GPU clips with an f32 θ.
+    if let Some(clip) = c.clip {
+        crate::format::f32_parameter("clip", clip)?;
+    }
     Ok(())
 }
 
 /// Which paths run, for the memory estimate and the messages.
 fn check_memory(c: &CheckConfig, shape: Shape) -> Result<()> {
-    let plain = c.truncate.is_none() && c.segments.is_none() && c.clip.is_none();
     let paths = Paths {
         gpu: c.compute.gpu(),
-        fast_cpu: c.compute.fast_cpu() && plain,
+        fast_cpu: c.compute.fast_cpu(),
         reference: c.compute.reference(),
         gpu_states: c.keep_states,
     };
@@ -233,20 +245,16 @@ fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<Gpu>> {
     // The GPU holds one segment at a time: the longest one decides.
     let steps = c.segments.map_or(shape.steps, |n| shape.steps.div_ceil(n.clamp(1, shape.steps)));
     let lanes = match c.truncate {
-        Some(Truncation::Regular(k)) if k < shape.steps => k as u32,
-        _ => 1,
+        Some(Truncation::Regular(k)) if k < shape.steps => Some(k as u32),
+        _ => None,
     };
-    let schedule = if lanes > 1 { Schedule::Fused } else { c.schedule };
-    BufferSizes::new(Shape { steps, ..shape }, schedule, lanes).check(&ctx.limits, &ctx.adapter.name).map_err(|e| {
-        Error::Invalid(format!(
-            "{e}{}",
-            if c.segments.is_none() {
-                " (or `segments` N: the GPU then holds one segment of T/N steps at a time)"
-            } else {
-                " (or more `segments`)"
-            }
-        ))
-    })?;
+    let schedule = if lanes.is_some() { Schedule::Fused } else { c.schedule };
+    let hint = if c.segments.is_none() {
+        " (or `segments` N: the GPU then holds one segment of T/N steps at a time)"
+    } else {
+        " (or more `segments`)"
+    };
+    crate::gpu::check_fits(&ctx, Shape { steps, ..shape }, schedule, lanes, hint)?;
     Ok(Some((ctx, ms)))
 }
 
@@ -255,20 +263,13 @@ fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<Gpu>> {
 /// last step for the reach profile, and is given back as it was.
 fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &dyn Progress) -> Result<CheckReport> {
     let options = GradientOptions::new(c.truncate, c.segments, c.clip, p.shape.steps)?;
-    if c.compute == Engines::FastCpu && !options.is_plain() {
-        return Err(Error::Invalid(
-            "`truncate`, `segments` and `clip` run on the GPU and the f64 reference: use `compute` gpu, both or cpu-ref"
-                .into(),
-        ));
-    }
     let mut timings = Timings::default();
     let gpu_path = match gpu {
         Some((ctx, setup_ms)) => Some(compute::gpu(c, ctx, *setup_ms, &options, p, progress, &mut timings)?),
         None => None,
     };
-    // The fast CPU path computes plain BPTT only: it is timed when the options are plain.
-    let fast = if c.compute.fast_cpu() && options.is_plain() {
-        Some(compute::fast_cpu(c, p, gpu_path.is_none(), progress, &mut timings)?)
+    let fast = if c.compute.fast_cpu() {
+        Some(compute::fast_cpu(c, &options, p, gpu_path.is_none(), progress, &mut timings)?)
     } else {
         None
     };
@@ -287,25 +288,33 @@ fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &d
         ],
         p.drawn.is_none(),
     ));
-    let clip = match (&gpu_path, &reference) {
-        (Some(g), _) => g.clip.clone(),
-        (None, Some((r, before))) => compute::clip_report(options.clip, *before, &r.grads),
+    let clip = match (&gpu_path, &fast, &reference) {
+        (Some(g), _, _) => g.clip.clone(),
+        (None, Some((f, _, before)), _) => compute::clip_report(options.clip, *before, &f.grads),
+        (None, None, Some((r, before))) => compute::clip_report(options.clip, *before, &r.grads),
+        _ => None,
+    };
+    // Under randomised truncation the reach profile is one draw of the cuts; its expectation
+    // over them is the untruncated profile, which the reach line reads too.
+    let expected_reach = match options.truncate {
+        Some(Truncation::Random { .. }) => Some(compute::scored_at_last(p, cpu::fast::bptt).grad_h_norm),
         _ => None,
     };
     let pieces = Pieces {
         adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
         gpu: gpu_path.as_ref().map(GpuPathFacts::of),
         cpu_repeat: fast.as_ref().map(|f| f.1),
+        expected_reach,
         clip,
         checked: gpu_path.is_some() && reference.is_some(),
         rel_err,
         problems,
-        notes: skipped_paths(c, &options),
+        notes: Vec::new(),
         timings,
     };
     let (result, from): (PathResult, &'static str) = match (gpu_path, fast, reference) {
         (Some(g), _, _) => (g.result, "gpu"),
-        (None, Some((f, _)), _) => (f, "cpu"),
+        (None, Some((f, _, _)), _) => (f, "cpu"),
         (None, None, Some((r, _))) => (r, "cpu-ref"),
         _ => unreachable!("every `compute` value runs at least one path"),
     };
@@ -325,28 +334,11 @@ fn cuts(options: &GradientOptions, steps: usize) -> Result<Option<Cuts>> {
         }),
         (None, Some(Truncation::Random { p, seed })) => Some(Cuts {
             carry: random_carry_scales(steps, p, seed)?,
-            reason: format!("a random cut of `truncate` random:{p} (seed {seed}); the others carry it ×1/(1−p)"),
+            reason: format!(
+                "a random cut of `truncate` random:{} (seed {seed}); the others carry it ×1/(1−p)",
+                crate::format::number(p)
+            ),
         }),
         _ => None,
     })
-}
-
-/// Says when `Engines::Check` runs less than "both" suggests: the fast CPU path computes plain
-/// BPTT only, so under truncation, segments or clipping it does not run (and has no time).
-fn skipped_paths(c: &CheckConfig, options: &GradientOptions) -> Vec<String> {
-    if c.compute != Engines::Check || options.is_plain() {
-        return Vec::new();
-    }
-    let fields: Vec<&str> = [
-        (options.truncate.is_some(), "`truncate`"),
-        (options.segments.is_some(), "`segments`"),
-        (options.clip.is_some(), "`clip`"),
-    ]
-    .into_iter()
-    .filter_map(|(on, field)| on.then_some(field))
-    .collect();
-    vec![format!(
-        "the fast CPU path computes plain BPTT only: it did not run (with {}); the GPU is checked against the f64 reference",
-        fields.join(", ")
-    )]
 }

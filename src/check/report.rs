@@ -40,11 +40,11 @@ pub struct SweepRow {
     pub grad_h_norm_first: f64,
     pub grad_h_norm_last: f64,
     pub reach_first: f64,
-    pub reach_growth_factor: Option<f64>,
+    pub reach_factor: Option<f64>,
     /// As `Report::pass`: null when nothing was compared and nothing failed.
     pub pass: Option<bool>,
     pub grad_h_norm: Vec<f64>,
-    pub grad_h_norm_from_last: Vec<f64>,
+    pub reach: Vec<f64>,
 }
 
 /// The carried-gradient cuts of a run, for the graph: c_t for t = 0..T−1 (0 where an edge
@@ -82,9 +82,9 @@ pub struct CheckReport {
     /// ‖∂L/∂h_t‖ for t = 1..T.
     pub grad_h_norm: Vec<f64>,
     /// The reach profile ‖∂L_T/∂h_t‖ for t = 1..T: the last step's loss alone.
-    pub grad_h_norm_from_last: Vec<f64>,
+    pub reach: Vec<f64>,
     /// Per-step factor of the reach profile going back in time (log-linear fit).
-    pub reach_growth_factor: Option<f64>,
+    pub reach_factor: Option<f64>,
     /// That factor in one sentence, next to the spectral radius.
     pub reach_summary: Option<String>,
     /// Gradient clipping, when asked for.
@@ -133,6 +133,12 @@ pub struct CheckReport {
     /// a sweep. Not part of the JSON.
     #[serde(skip)]
     pub result: Option<BpttResult>,
+    /// The problem checked (None for a sweep), for `--save-problem`. Not part of the JSON.
+    #[serde(skip)]
+    pub problem: Option<crate::model::Problem>,
+    /// ‖∂L_T/∂h_0‖ of the reach run, for the graph. Not part of the JSON.
+    #[serde(skip)]
+    pub reach_h0: Option<f64>,
     /// The cuts of `segments` or `truncate` random:P, for the graph. Not part of the JSON.
     #[serde(skip)]
     pub cuts: Option<Cuts>,

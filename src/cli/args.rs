@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use bptt::error::quote;
 use bptt::gpu::{AdapterRequest, BackendChoice, Origin};
+use bptt::graph::GraphOf;
 use bptt::{Activation, CheckConfig, Engines, LossAt, LossFn, ProblemSpec, Schedule, Shape, Truncation};
 use clap::Parser;
 
@@ -124,6 +126,11 @@ pub struct Args {
     /// for Graphviz). Above 8 steps, the first and last 3 are drawn with an ellipsis between.
     #[arg(long, value_name = "FILE", value_parser = parse_graph_path, conflicts_with = "sweep_radius")]
     pub graph: Option<PathBuf>,
+    /// Which gradient --graph colours the h chain by: grad-h-norm (‖∂L/∂h_t‖, the whole loss's;
+    /// the default with a loss at every step) or reach (‖∂L_T/∂h_t‖, the last step's loss
+    /// alone: what vanishes or explodes; the default with --loss-at last).
+    #[arg(long, value_parser = choice::<GraphOf>(), requires = "graph")]
+    pub graph_of: Option<GraphOf>,
     /// Run the same problem with w_hh rescaled to each spectral radius, and overlay the
     /// profiles in one table (and one plot with --plot).
     #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_nonneg, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
@@ -142,6 +149,11 @@ pub struct Args {
     /// chose; after the report, unless the run failed (docs/report.md). Written atomically.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    /// Write the run's problem (w_hx, w_hh, w_qh, x, h0, y or labels, and the biases; F64) with
+    /// its loss, activation and loss_at in the metadata, in the format --load reads: to take
+    /// it to NumPy or PyTorch and back. After the report, like --save.
+    #[arg(long, value_name = "FILE", conflicts_with = "sweep_radius")]
+    pub save_problem: Option<PathBuf>,
     /// With --save, also write the states h (T×B×h) and o (T×B×q).
     #[arg(long, requires = "save")]
     pub save_states: bool,
@@ -205,39 +217,39 @@ pub enum TruncateArg {
     Random(f64),
 }
 
-fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
+pub fn parse_truncate(s: &str) -> Result<TruncateArg, String> {
     if let Some(p) = s.strip_prefix("random:") {
-        let p: f64 = p.parse().map_err(|_| format!("'{p}' is not a probability"))?;
+        let p: f64 = p.parse().map_err(|_| format!("'{}' is not a probability", quote(p)))?;
         return if (0.0..1.0).contains(&p) {
             Ok(TruncateArg::Random(p))
         } else {
-            Err(format!("P must be in [0, 1), got {p}"))
+            Err(format!("P must be in [0, 1), got {}", bptt::format::number(p)))
         };
     }
     match s.parse::<usize>() {
         Ok(k) if k >= 1 => Ok(TruncateArg::Steps(k)),
-        _ => Err(format!("expected a number of steps K ≥ 1 or random:P, got '{s}'")),
+        _ => Err(format!("expected a number of steps K ≥ 1 or random:P, got '{}'", quote(s))),
     }
 }
 
 /// A float flag's value; flags take hyphen values, so `--clip --json` lands here: say so.
 pub fn parse_number(s: &str) -> Result<f64, String> {
     if s.starts_with("--") {
-        return Err(format!("a number is needed, not the flag '{s}'"));
+        return Err(format!("a number is needed, not the flag '{}'", quote(s)));
     }
-    s.parse().map_err(|_| format!("'{s}' is not a number"))
+    s.parse().map_err(|_| format!("'{}' is not a number", quote(s)))
 }
 
 /// A finite number ≥ 0 (a spectral radius, an initial scale).
 pub fn parse_nonneg(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {s}")) }
+    if r.is_finite() && r >= 0.0 { Ok(r) } else { Err(format!("must be a finite number ≥ 0, got {}", quote(s))) }
 }
 
 /// A finite number > 0 (a tolerance, a clipping norm, a learning rate).
 pub fn parse_positive(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {s}")) }
+    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(format!("must be a finite number > 0, got {}", quote(s))) }
 }
 
 /// What the command line asks for: the gradient check (the flags alone, as always) or
@@ -269,7 +281,24 @@ pub fn one_line_error(e: &clap::Error, command: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    format!("{} (see {command} --help)", reason.join(" "))
+    format!("{} (see {command} --help)", cut_quoted(&reason.join(" ")))
+}
+
+/// clap's message with each value it echoes in single quotes cut by the one echo rule
+/// (`error::quote`: 80 characters, control characters escaped); a flag's value of a megabyte
+/// must not become a megabyte of error line.
+fn cut_quoted(msg: &str) -> String {
+    let parts: Vec<&str> = msg.split('\'').collect();
+    // Odd-numbered parts are inside quotes when the quotes pair up.
+    if parts.len().is_multiple_of(2) {
+        return msg.to_string();
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if i % 2 == 1 { quote(p) } else { p.to_string() })
+        .collect::<Vec<_>>()
+        .join("'")
 }
 
 impl Args {

@@ -44,6 +44,8 @@ const FIELDS: &[&str] = &[
     "load",
     "save",
     "save_states",
+    "save_problem",
+    "graph_of",
     "task",
     "text",
     "iters",

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use args::{Args, Command, one_line_error, parse_command};
 use bptt::error::{Error, one_line};
+use bptt::io::Input;
 use bptt::{CheckReport, Trained};
 use env::Env;
 use train_args::TrainArgs;
@@ -86,21 +87,34 @@ fn render<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce() -> St
     })
 }
 
-/// After the files were written: a line per file on stdout (when `show`, in the report's
-/// column), or the write's error; returns the exit code.
-fn confirm(written: bptt::Result<Vec<String>>, show: bool, label: &str, mut code: ExitCode) -> ExitCode {
-    match written {
-        Ok(written) if show && !written.is_empty() => {
-            let lines: String = written.iter().map(|w| format!("{label}{w}\n")).collect();
-            if let Err(c) = print_out(&lines) {
-                code = c;
-            }
+/// The one rule for writing a command's files, after its report is out: each output is
+/// written on its own, atomically (`io::write_atomic`: a temporary file in the same folder,
+/// renamed), in the order given; one that fails is one line on stderr and exit 1, and costs
+/// no other file. Each file written is confirmed on a line of stdout (when `show`, in the
+/// report's column). Returns the exit code.
+fn write_outputs(outputs: Vec<Output>, show: bool, label: &str, mut code: ExitCode) -> ExitCode {
+    let mut lines = String::new();
+    let mut failed = Vec::new();
+    for (confirmation, write) in outputs {
+        match write() {
+            Ok(()) => lines.push_str(&format!("{label}{confirmation}\n")),
+            Err(e) => failed.push(e),
         }
-        Ok(_) => {}
-        Err(e) => code = fail(&e),
+    }
+    if show
+        && !lines.is_empty()
+        && let Err(c) = print_out(&lines)
+    {
+        code = c;
+    }
+    for e in &failed {
+        code = fail(e);
     }
     code
 }
+
+/// An output: the line that confirms it ("plot written to …") and how it is written.
+type Output<'a> = (String, Box<dyn FnOnce() -> bptt::Result<()> + 'a>);
 
 fn shown(path: &Path) -> String {
     one_line(&path.display().to_string())
@@ -141,11 +155,11 @@ fn check(args: &Args, env: &Env) -> ExitCode {
         }
         say_error(&line);
     }
-    confirm(write_check_files(args, &report), stdout_open && !args.json, "files      ", code)
+    write_outputs(check_writes(args, &report), stdout_open && !args.json, "files      ", code)
 }
 
 fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
-    check_outputs(args, env)?;
+    check_files(args, env)?;
     let config = args.config(env);
     let long = |flops: f64| flops >= 1e8 || args.repeat.is_some_and(|r| r > 5);
     let mut report = if let Some(radii) = &args.sweep_radius {
@@ -153,7 +167,7 @@ fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
         bptt::sweep_with(&args.problem_spec()?, radii, &config, &spinner)?
     } else if let Some(path) = &args.load {
         let given = bptt::io::Overrides { activation: args.activation, loss: args.loss, loss_at: args.loss_at };
-        let problem = bptt::io::load_problem_with(path, &given)?;
+        let problem = bptt::io::load_problem_within(path, &given, env.max_memory)?;
         let spinner = progress::Spinner::new(long(bptt::flops::flops(problem.shape)), args.json);
         bptt::check_with(problem, &config, &spinner)?
     } else {
@@ -165,82 +179,89 @@ fn run_check(args: &Args, env: &Env) -> bptt::Result<CheckReport> {
     Ok(report)
 }
 
-/// Checks every output path before anything is computed: each must be absent or a regular
-/// file in a writable folder (`io::check_output_path`), `--save` must not be the `--load`
-/// file, and no two outputs may be one file; the plot's font is found now too.
-fn check_outputs(args: &Args, env: &Env) -> bptt::Result<()> {
-    let outputs: Vec<(&str, &Path)> =
-        [("--save", args.save.as_deref()), ("--plot", args.plot.as_deref()), ("--graph", args.graph.as_deref())]
-            .into_iter()
-            .filter_map(|(flag, p)| Some((flag, p?)))
-            .collect();
-    for (flag, path) in &outputs {
-        bptt::io::check_output_path(path).map_err(|e| match e {
-            Error::Invalid(m) => Error::Invalid(format!("{flag} {m}")),
-            other => other,
-        })?;
-    }
+/// The files a command reads that an output must not replace (`io::check_outputs`): the font
+/// of the figures, and `more`.
+fn inputs<'a>(env: &'a Env, more: &[(&'a str, &'a str, Option<&'a Path>, Option<&'a str>)]) -> Vec<Input<'a>> {
+    let font = ("font", "the font", env.plot_font.as_deref(), None);
+    more.iter()
+        .chain([&font])
+        .filter_map(|&(field, holds, path, replaced_by)| Some(Input { field, holds, path: path?, replaced_by }))
+        .collect()
+}
+
+/// Before anything is computed: the outputs by the one rule (`io::check_outputs`: each can be
+/// written, no two are one file, none is the `--load` file or the font), and the font of a
+/// figure with text.
+fn check_files(args: &Args, env: &Env) -> bptt::Result<()> {
+    let outputs: Vec<(&str, &Path)> = [
+        ("save", args.save.as_deref()),
+        ("plot", args.plot.as_deref()),
+        ("graph", args.graph.as_deref()),
+        ("save_problem", args.save_problem.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, p)| Some((field, p?)))
+    .collect();
+    bptt::io::check_outputs(&outputs, &inputs(env, &[("load", "the problem", args.load.as_deref(), None)]))?;
     // The plot always draws text; the graph does only as a PNG (SVG names its fonts).
     let png_graph = args.graph.as_deref().filter(|g| g.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
     if let Some(drawn) = args.plot.as_deref().or(png_graph) {
         env.check_font(drawn)?;
     }
-    let same = |a: &Path, b: &Path| a == b || bptt::io::same_file(a, b);
-    if let (Some(load), Some(save)) = (&args.load, &args.save)
-        && same(load, save)
-    {
-        return Err(Error::Invalid(format!(
-            "--save {} would overwrite the problem --load reads: give another file",
-            shown(save)
-        )));
-    }
-    for (i, (flag_a, a)) in outputs.iter().enumerate() {
-        if let Some((flag_b, _)) = outputs[i + 1..].iter().find(|(_, b)| same(a, b)) {
-            return Err(Error::Invalid(format!(
-                "{flag_a} and {flag_b} name the same file {}: give two files",
-                shown(a)
-            )));
-        }
-    }
     Ok(())
 }
 
-/// Writes the files the arguments ask for, after the report is out: the plot, the graph,
-/// then the result (`--save`), last and only if the run did not fail. Returns a line per
-/// file written ("plot written to …").
-fn write_check_files(args: &Args, report: &CheckReport) -> bptt::Result<Vec<String>> {
-    // A file written before `--save` failed: the save comes only after everything else
-    // succeeded, so the error says that it was skipped.
-    let save_skipped = |e: Error| match (e, &args.save) {
-        (Error::Io { path, reason }, Some(save)) => Error::Io {
-            path,
-            reason: format!("{reason}; --save {} skipped (an existing file is left as it was)", shown(save)),
-        },
-        (e, _) => e,
-    };
-    let mut written = Vec::new();
+/// The check's files, in the order they are written: the result (`--save`, only if the run
+/// did not fail), then the plot and the graph (written for a failed run too: they show where
+/// it overflowed).
+fn check_writes<'a>(args: &'a Args, report: &'a CheckReport) -> Vec<Output<'a>> {
+    let mut outputs: Vec<Output> = Vec::new();
+    if let (Some(path), Some(result), false) = (&args.save, &report.result, report.failed()) {
+        outputs.push((
+            format!("saved grads to {}", shown(path)),
+            Box::new(move || {
+                let mut meta = std::collections::BTreeMap::new();
+                meta.insert("command_line".to_string(), command_line());
+                meta.insert("result_from".to_string(), report.result_from.to_string());
+                if let Some(a) = &report.adapter {
+                    meta.insert("adapter".to_string(), a.to_string());
+                }
+                bptt::io::save_grads(path, result, &report.shape, args.save_states, &meta)
+            }),
+        ));
+    }
     if let Some(path) = &args.plot {
-        bptt::plot::write_check_plot(path, report).map_err(save_skipped)?;
-        written.push(format!("plot written to {}", shown(path)));
+        outputs.push((
+            format!("plot written to {}", shown(path)),
+            Box::new(move || bptt::plot::write_check_plot(path, report)),
+        ));
     }
     if let Some(path) = &args.graph {
-        bptt::graph::write_graph(path, report).map_err(save_skipped)?;
-        written.push(format!("graph written to {}", shown(path)));
+        let of = args.graph_of.unwrap_or(bptt::graph::GraphOf::default_for(report.loss_at));
+        outputs.push((
+            format!("graph written to {}", shown(path)),
+            Box::new(move || bptt::graph::write_graph_of(path, report, of)),
+        ));
     }
-    if let (Some(path), Some(result), false) = (&args.save, &report.result, report.failed()) {
-        let mut meta = std::collections::BTreeMap::new();
-        meta.insert(
-            "command_line".to_string(),
-            std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
-        );
-        meta.insert("result_from".to_string(), report.result_from.to_string());
-        if let Some(a) = &report.adapter {
-            meta.insert("adapter".to_string(), a.to_string());
-        }
-        bptt::io::save_grads(path, result, &report.shape, args.save_states, &meta)?;
-        written.push(format!("saved grads to {}", shown(path)));
+    if let (Some(path), Some(problem)) = (&args.save_problem, &report.problem) {
+        outputs.push((
+            format!("problem saved to {}", shown(path)),
+            Box::new(move || {
+                let mut meta = std::collections::BTreeMap::new();
+                meta.insert("command_line".to_string(), command_line());
+                if let Some(seed) = report.seed {
+                    meta.insert("seed".to_string(), seed.to_string());
+                }
+                bptt::io::save_problem_with(path, problem, &meta)
+            }),
+        ));
     }
-    Ok(written)
+    outputs
+}
+
+/// The command line as typed, for a file's metadata.
+fn command_line() -> String {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 /// `bptt train`: the summary (or JSON) on stdout, then the files; one line on stderr for an
@@ -258,14 +279,21 @@ fn train(args: &TrainArgs, env: &Env) -> ExitCode {
         Ok(open) => (open, ExitCode::SUCCESS),
         Err(c) => (false, c),
     };
-    confirm(write_train_files(args, &trained), stdout_open && !args.json, "files        ", code)
+    write_outputs(train_writes(args, &trained), stdout_open && !args.json, "files        ", code)
 }
 
 fn run_train(args: &TrainArgs, env: &Env) -> bptt::Result<Trained> {
-    // A missing font or an unwritable output would otherwise only show after the training.
-    for path in args.save_model.iter().chain(&args.plot) {
-        bptt::io::check_output_path(path)?;
-    }
+    // An output that would replace an input, or a missing font, would otherwise only show
+    // after the training.
+    let outputs: Vec<(&str, &Path)> = [("save_model", args.save_model.as_deref()), ("plot", args.plot.as_deref())]
+        .into_iter()
+        .filter_map(|(field, p)| Some((field, p?)))
+        .collect();
+    let read = [
+        ("text", "the text", args.text.as_deref(), None),
+        ("init_from", "the model", args.init_from.as_deref(), Some("save_model")),
+    ];
+    bptt::io::check_outputs(&outputs, &inputs(env, &read))?;
     if let Some(path) = &args.plot {
         env.check_font(path)?;
     }
@@ -276,18 +304,24 @@ fn run_train(args: &TrainArgs, env: &Env) -> bptt::Result<Trained> {
     Ok(trained)
 }
 
-/// Writes the plot, then the model file (last, as the check's `--save`). Returns a line per
-/// file written.
-fn write_train_files(args: &TrainArgs, trained: &Trained) -> bptt::Result<Vec<String>> {
-    let mut written = Vec::new();
-    if let Some(path) = &args.plot {
-        bptt::plot::write_train_plot(path, &trained.report)?;
-        written.push(format!("plot written to {}", shown(path)));
-    }
+/// Training's files, in the order they are written: the model first (a plot that cannot be
+/// written never costs it), then the plot.
+fn train_writes<'a>(args: &'a TrainArgs, trained: &'a Trained) -> Vec<Output<'a>> {
+    let mut outputs: Vec<Output> = Vec::new();
     if let Some(path) = &args.save_model {
-        let r = &trained.report;
-        bptt::io::save_model(path, trained.tensors(), (r.input, r.hidden, r.output), &trained.metadata)?;
-        written.push(format!("model saved to {}", shown(path)));
+        outputs.push((
+            format!("model saved to {}", shown(path)),
+            Box::new(move || {
+                let r = &trained.report;
+                bptt::io::save_model(path, trained.tensors(), (r.input, r.hidden, r.output), &trained.metadata)
+            }),
+        ));
     }
-    Ok(written)
+    if let Some(path) = &args.plot {
+        outputs.push((
+            format!("plot written to {}", shown(path)),
+            Box::new(move || bptt::plot::write_train_plot(path, &trained.report)),
+        ));
+    }
+    outputs
 }

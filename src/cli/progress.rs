@@ -55,7 +55,7 @@ impl bptt::Progress for Bar {
     fn iteration(&self, done: usize, _total: usize, metric: f64) {
         if let Some(bar) = &self.0 {
             bar.set_position(done as u64);
-            bar.set_message(format!("training loss {metric:.4}"));
+            bar.set_message(format!("training loss {}", bptt::format::significant(metric, 4)));
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use bptt::format::significant;
+use bptt::format::{number, significant};
 use bptt::gpu::TimingSource;
 use bptt::{Activation, CheckReport, LossAt, TrainReport};
 
@@ -104,6 +104,13 @@ impl CheckText<'_> {
         }
         if let Some(a) = &self.adapter {
             let _ = writeln!(s, "adapter    {a}");
+            if a.device_type.starts_with("CPU") {
+                let _ = writeln!(
+                    s,
+                    "           a software adapter: the GPU code runs on this machine's CPU cores, checked as on any GPU, but its\n           \
+                     times say nothing about GPU speed (`bptt train` uses the fast CPU path here)"
+                );
+            }
         }
     }
 
@@ -137,7 +144,7 @@ impl CheckText<'_> {
                 let _ = writeln!(s, "           t={:<5} {v:.6e}", t + 1);
             }
         }
-        if let (Some(first), Some(last)) = (self.grad_h_norm_from_last.first(), self.grad_h_norm_from_last.last()) {
+        if let (Some(first), Some(last)) = (self.reach.first(), self.reach.last()) {
             let _ = writeln!(
                 s,
                 "reach      ‖∂L_T/∂h_t‖ (the last step's loss alone) t=1: {}, t=T: {}",
@@ -148,7 +155,7 @@ impl CheckText<'_> {
         if let Some(summary) = &self.reach_summary {
             let _ = writeln!(s, "           {summary}");
         }
-        if let Some(f) = self.reach_growth_factor {
+        if let Some(f) = self.reach_factor {
             let word = if f < 0.99 {
                 Some("vanishing gradients: the further back a step, the less the last step's loss moves it")
             } else if f > 1.01 {
@@ -162,8 +169,8 @@ impl CheckText<'_> {
                 let _ = writeln!(s, "           {w}");
             }
         }
-        if verbose && !self.grad_h_norm_from_last.is_empty() {
-            for (t, v) in self.grad_h_norm_from_last.iter().enumerate() {
+        if verbose && !self.reach.is_empty() {
+            for (t, v) in self.reach.iter().enumerate() {
                 let _ = writeln!(s, "           reach t={:<5} {v:.6e}", t + 1);
             }
         }
@@ -173,7 +180,7 @@ impl CheckText<'_> {
                 "clip       global norm ‖g‖ {} before, {} after clipping to θ = {}",
                 num(c.norm_before),
                 num(c.norm_after),
-                c.theta
+                number(c.theta)
             );
         }
     }
@@ -190,13 +197,13 @@ impl CheckText<'_> {
         for r in &self.sweep {
             let _ = writeln!(
                 s,
-                "           {:>8} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e} {:>13}  {}",
-                r.radius,
-                r.loss,
-                r.grad_h_norm_first,
-                r.grad_h_norm_last,
-                r.reach_first,
-                r.reach_growth_factor.map_or("-".into(), |f| format!("×{f:.4}")),
+                "           {:>8} {:>12} {:>12} {:>12} {:>12} {:>13}  {}",
+                number(r.radius),
+                num(r.loss),
+                num(r.grad_h_norm_first),
+                num(r.grad_h_norm_last),
+                num(r.reach_first),
+                r.reach_factor.map_or("-".into(), |f| format!("×{}", num(f))),
                 verdict(r.pass)
             );
         }
@@ -205,10 +212,11 @@ impl CheckText<'_> {
 
     fn text_check(&self, s: &mut String) {
         if !self.rel_err.is_empty() {
-            let _ = writeln!(s, "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {:e}", self.tolerance);
+            let _ =
+                writeln!(s, "check      GPU against the f64 reference, ‖gpu − ref‖/‖ref‖ ≤ {}", number(self.tolerance));
             for (k, v) in &self.rel_err {
                 let ok = v.is_finite() && *v <= self.tolerance;
-                let _ = writeln!(s, "  {k:<22} {v:.3e}  {}", if ok { "PASS" } else { "FAIL" });
+                let _ = writeln!(s, "  {k:<22} {:<9} {}", num(*v), if ok { "PASS" } else { "FAIL" });
             }
         }
         for p in &self.problems {
@@ -240,13 +248,6 @@ impl CheckText<'_> {
         }
         let _ = writeln!(s, "timings    {}", counts.join("; "));
         if let Some(total) = t.gpu_total {
-            if let Some(a) = self.adapter.as_ref().filter(|a| a.device_type.starts_with("CPU")) {
-                let _ = writeln!(
-                    s,
-                    "  note     software adapter {}: it runs on this machine's CPU cores, its times say nothing about GPU speed",
-                    a.name
-                );
-            }
             let src = match self.timing_source {
                 Some(TimingSource::Timestamp) => "GPU timestamp queries",
                 _ => "host clock",
@@ -335,43 +336,102 @@ impl TrainText<'_> {
             "task         {} (T={} B={} d={} h={} q={}), on {}",
             self.task, self.steps, self.batch, self.input, self.hidden, self.output, self.device
         ));
+        let truncate = self.truncate.as_ref().map(|t| match t {
+            serde_json::Value::String(s) => format!(", truncated {s} (cuts seed {})", self.truncate_seed.unwrap_or(0)),
+            k => format!(", truncated to K = {k}"),
+        });
         let extra: Vec<String> =
-            [self.clip.map(|c| format!(", clip {c}")), self.truncate.map(|k| format!(", truncated to K = {k}"))]
-                .into_iter()
-                .flatten()
-                .collect();
+            [self.clip.map(|c| format!(", clip {}", number(c))), truncate].into_iter().flatten().collect();
+        // Where the weights came from: a file, or the initialisation.
+        let start = match (&self.init_from, self.init_scale) {
+            (Some(file), _) => format!("weights from {}", bptt::error::one_line(file)),
+            (None, scale) => format!("w_hh init {} ×{}", self.init_recurrent, number(scale.unwrap_or(f64::NAN))),
+        };
         line(format!(
-            "model        {} RNN, w_hh init {} ×{}; {} lr {}{}",
+            "model        {} RNN, {start}; {} lr {}{}",
             self.activation,
-            self.init_recurrent,
-            self.init_scale,
             self.optimizer,
-            self.lr,
+            number(self.lr),
             extra.join("")
         ));
         for n in &self.notes {
             line(format!("note         {n}"));
         }
+        self.evaluations(&mut line);
         let e = &self.final_eval;
         line(format!(
-            "result       after {} iterations: train {} {:.4}, held-out {:.4} (memoryless baseline {:.4})",
-            self.iters, self.metric, self.final_train, e.loss, self.baseline
+            "result       after {} iteration{}: train {} {}, held-out {} (memoryless baseline {})",
+            self.iters,
+            if self.iters == 1 { "" } else { "s" },
+            self.metric,
+            num(self.final_train),
+            num(e.loss),
+            num(self.baseline)
         ));
         if let Some(acc) = e.accuracy {
             line(format!("accuracy     {:.1}% of the recalled symbols (chance 12.5%)", 100.0 * acc));
         }
         if let Some(p) = e.perplexity {
-            line(format!("perplexity   {p:.3} held-out (baseline {:.3})", self.baseline.exp()));
+            line(format!("perplexity   {} held-out (baseline {})", num(p), num(self.baseline.exp())));
+        }
+        if let Some(big) = self.spikes.iter().max_by(|a, b| a.train.total_cmp(&b.train)) {
+            let n = self.spikes.len();
+            line(format!(
+                "spikes       {n} spike{} above {}× the running loss, the largest at iteration {} ({} {} after {})",
+                if n == 1 { "" } else { "s" },
+                bptt::train::SPIKE_FACTOR,
+                big.iter,
+                self.metric,
+                significant(big.train, 3),
+                significant(big.running, 3)
+            ));
         }
         line(format!(
-            "time         {} s ({} s of it held-out evaluation), {:.0} sequences/s",
+            "time         {} s ({} s of it held-out evaluation), {} sequences/s",
             significant(self.seconds, 3),
             significant(self.eval_seconds, 3),
-            self.sequences_per_s
+            num(self.sequences_per_s)
         ));
         if let Some(s) = &self.sample {
             line(format!("sample       {s:?}"));
         }
+        line(format!("verdict      {}", self.verdict));
         out
+    }
+
+    /// One row per held-out evaluation: the metric, and what BPTT did since the last one (‖g‖
+    /// before clipping, the iterations clipped, the reach of the last step's gradient).
+    fn evaluations(&self, line: &mut impl FnMut(String)) {
+        let extra = if self.final_eval.accuracy.is_some() {
+            Some("recalled")
+        } else if self.final_eval.perplexity.is_some() {
+            Some("perplexity")
+        } else {
+            None
+        };
+        let held = format!("held-out {}", self.metric);
+        let mut head = format!("evaluations  {:>6}  {held:>12}", "iter");
+        if let Some(x) = extra {
+            head.push_str(&format!("  {x:>10}"));
+        }
+        head.push_str(&format!("  {:>10}  {:>8}  {:>12}", "‖g‖", "clipped", "reach/step"));
+        line(head);
+        for e in &self.eval {
+            let mut row = format!("             {:>6}  {:>12}", e.iter, num(e.loss));
+            if let Some(a) = e.accuracy {
+                row.push_str(&format!("  {:>9.1}%", 100.0 * a));
+            } else if let Some(p) = e.perplexity {
+                row.push_str(&format!("  {:>10}", num(p)));
+            }
+            let clipped = e.clipped_fraction.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
+            let reach = e.reach_factor.map_or("-".to_string(), |f| format!("×{f:.4}"));
+            row.push_str(&format!("  {:>10}  {clipped:>8}  {reach:>12}", significant(e.grad_norm, 3)));
+            line(row);
+        }
+        line(
+            "             (‖g‖: the gradient's global norm before clipping, averaged since the last evaluation; reach/step: how the\n             \
+             last step's gradient ‖∂L_T/∂h_t‖ changes per step back in time on a held-out batch, below 1 vanishing)"
+                .to_string(),
+        );
     }
 }

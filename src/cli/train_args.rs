@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice};
+use bptt::{Activation, InitRecurrent, OptimKind, Partition, Task, TrainConfig, TrainDevice, Truncation};
 use clap::Parser;
 
-use super::args::{GpuArgs, parse_nonneg, parse_number, parse_plot_path, parse_positive};
+use bptt::error::quote;
+
+use super::args::{GpuArgs, TruncateArg, parse_nonneg, parse_number, parse_plot_path, parse_positive, parse_truncate};
 use super::choice::choice;
 use super::env::Env;
 
@@ -15,10 +17,19 @@ use super::env::Env;
 ///
 /// Model: a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ + b_h, h_t = φ(a_t), o_t = h_t·w_qhᵀ + b_q. The held-out
 /// set is fixed (the same for every --seed). Exit codes: 0 success; 1 a run-time failure
-/// (no adapter, a diverged run); 2 bad arguments or input.
+/// (no adapter, a diverged run, a file that could not be written); 2 bad arguments or input,
+/// including outputs that cannot be written or would replace an input, and runs over the
+/// memory available or the GPU's limits (checked before training; BPTT_MAX_MEMORY=BYTES, e.g.
+/// 8G, sets the figure).
+///
+/// Environment: WGPU_BACKEND, WGPU_ADAPTER_NAME, BPTT_PLOT_FONT (a .ttf/.otf file for --plot),
+/// BPTT_MAX_MEMORY; an invalid value is an error (exit 2), never ignored.
 #[derive(Parser, Debug, Clone)]
+// Negative numbers are values, as in the gradient check: `--seed -1` is refused by the flag's
+// own rule, not as an unknown argument.
 #[command(
     name = "bptt train",
+    allow_negative_numbers = true,
     version,
     about,
     long_about,
@@ -67,11 +78,18 @@ pub struct TrainArgs {
     /// Clip the parameter gradients together to global norm θ before each update.
     #[arg(long, value_name = "θ", value_parser = parse_positive, allow_hyphen_values = true)]
     pub clip: Option<f64>,
-    /// Truncated BPTT: loss term s reaches h_t only if s − t < K.
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
-    pub truncate: Option<u32>,
-    /// Where to train.
-    #[arg(long, value_parser = choice::<TrainDevice>(), default_value = "gpu")]
+    /// Truncated BPTT: K stops the backward recursion K steps back from each loss term (loss
+    /// term s reaches h_t only if s − t < K); random:P cuts the carried gradient at each step
+    /// with probability P and scales it by 1/(1−P) otherwise, with fresh cuts every iteration
+    /// (Tallec & Ollivier 2017). Every task, on both paths.
+    #[arg(long, value_name = "K|random:P", value_parser = parse_truncate, allow_hyphen_values = true)]
+    pub truncate: Option<TruncateArg>,
+    /// Seed of the random cuts of --truncate random:P (drawn on the stream of --seed).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub truncate_seed: u64,
+    /// Where to train [auto: the GPU when there is a hardware one, else the fast CPU path,
+    /// with a note].
+    #[arg(long, value_parser = choice::<TrainDevice>(), default_value = "auto")]
     pub compute: TrainDevice,
     /// Seed of the initial weights and the training minibatches.
     #[arg(long, default_value_t = 0)]
@@ -113,7 +131,7 @@ pub struct TrainArgs {
 
 fn parse_momentum(s: &str) -> Result<f64, String> {
     let r = parse_number(s)?;
-    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {s}")) }
+    if (0.0..1.0).contains(&r) { Ok(r) } else { Err(format!("must be in [0, 1), got {}", quote(s))) }
 }
 
 impl TrainArgs {
@@ -133,7 +151,10 @@ impl TrainArgs {
             lr: self.lr,
             momentum: self.momentum,
             clip: self.clip,
-            truncate: self.truncate.map(|k| k as usize),
+            truncate: self.truncate.map(|t| match t {
+                TruncateArg::Steps(k) => Truncation::Regular(k),
+                TruncateArg::Random(p) => Truncation::Random { p, seed: self.truncate_seed },
+            }),
             device: self.compute,
             adapter: self.gpu.request(env),
             seed: self.seed,

@@ -37,19 +37,53 @@ mod team;
 use aligned::{AlignedVec, padded};
 use gemm::{View, gemm};
 use rayon::prelude::*;
-use recur::Recurrence;
+use recur::{Carry, Recurrence};
 
-use crate::model::{BpttResult, Problem};
+use crate::error::{Error, Result};
+use crate::model::{BpttResult, LossAt, Problem};
+use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// Forward, loss and backward in f32, returned in f64 like the reference's.
 pub fn bptt(p: &Problem) -> BpttResult {
-    // Run on one of rayon's workers, so the conversions' parallel loops are jobs on its local
-    // queue rather than injected from outside the pool. The thread count of the recurrences'
-    // team is this pool's (`rayon::current_num_threads`).
-    rayon::scope(|_| bptt_on_worker(p))
+    on_worker(p, &Carry::Full)
 }
 
-fn bptt_on_worker(p: &Problem) -> BpttResult {
+// Truncation: an option of the backward recurrence only (`recur::Carry`); the forward pass,
+// the output side and the weight gradients are those of full BPTT, formed from the truncated
+// ∂L/∂a_t. The same results as `cpu::truncated` (tests/cpu_fast.rs).
+
+/// BPTT truncated as `trunc` says, with the same meaning as `cpu::truncated::bptt_truncated`:
+/// K lanes of ∂L/∂a per step for `Regular(K)` (about K products in all with a loss at the
+/// last step only), the random cuts of `random_carry_scales` for `Random`.
+pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<BpttResult> {
+    match trunc {
+        Truncation::Regular(0) => Err(Error::Invalid("truncation length K must be at least 1".into())),
+        Truncation::Regular(k) => Ok(on_worker(p, &Carry::Lanes { k, last_only: p.loss_at == LossAt::Last })),
+        Truncation::Random { p: cut, seed } => bptt_carry_scaled(p, &random_carry_scales(p.shape.steps, cut, seed)?),
+    }
+}
+
+/// BPTT where ∂L/∂h_t = `scales[t]`·(∂L/∂a_{t+1}·w_hh) + ∂L/∂o_t·w_qh (math index t, as
+/// `cpu::truncated::bptt_carry_scaled`).
+pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<BpttResult> {
+    if scales.len() != p.shape.steps || scales.iter().any(|c| !c.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "expected {} finite carry scales (one per step), got {}",
+            p.shape.steps,
+            scales.len()
+        )));
+    }
+    Ok(on_worker(p, &Carry::Scaled(scales.to_vec())))
+}
+
+/// Runs on one of rayon's workers, so the conversions' parallel loops are jobs on its local
+/// queue rather than injected from outside the pool. The thread count of the recurrences'
+/// team is this pool's (`rayon::current_num_threads`).
+fn on_worker(p: &Problem, carry: &Carry) -> BpttResult {
+    rayon::scope(|_| bptt_on_worker(p, carry))
+}
+
+fn bptt_on_worker(p: &Problem, carry: &Carry) -> BpttResult {
     let s = p.shape;
     let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
     let rows = nt * nb;
@@ -87,7 +121,7 @@ fn bptt_on_worker(p: &Problem) -> BpttResult {
     let mut grad_a = AlignedVec::scratch(rows * nh);
     gemm(View::new(&grad_o, rows, q), View::new(&w_qh, q, nh), &mut grad_a, false);
     let mut grad_h0 = vec![0.0f32; bh];
-    let grad_h_norm = recurrence.backward(act, &w_hh, &w_hh_t, h_all, &mut grad_a, &mut grad_h0);
+    let grad_h_norm = recurrence.backward(act, &w_hh, &w_hh_t, h_all, &mut grad_a, &mut grad_h0, carry);
 
     let grad_a_view = View::new(&grad_a, rows, nh);
     let mut grad_w_hh = AlignedVec::scratch(nh * nh);

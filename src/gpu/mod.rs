@@ -113,6 +113,34 @@ fn largest_config(lanes: Option<u32>) -> Config {
     }
 }
 
+/// Checks every buffer of `shape` (`BufferSizes`) and the uniform arena of its schedule against
+/// `ctx`'s limits (`Error::Limit`), without allocating anything.
+fn limits(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<()> {
+    BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1)).check(&ctx.limits, &ctx.adapter.name)?;
+    let dispatches = schedule::build(schedule_kind, shape, &largest_config(lanes)).len() as u64;
+    let params_bytes = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE) * dispatches;
+    // Dynamic offsets are u32.
+    if params_bytes > ctx.limits.max_buffer_size || params_bytes > u32::MAX as u64 {
+        return Err(Error::Limit(format!(
+            "the parameter arena of {dispatches} dispatches ({}) exceeds this adapter's buffer size limit: \
+             use fewer `steps`",
+            crate::format::human_bytes(params_bytes)
+        )));
+    }
+    Ok(())
+}
+
+/// Before a procedure builds anything on the GPU: `shape` with `schedule` (and `lanes` of
+/// truncation) fits `ctx`'s limits, or the error is the caller's input (`Error::Invalid`,
+/// exit 2) naming the buffer and the adapter's limit, followed by `hint` (what else to change).
+/// The gradient check and training both call it, each with its own hint.
+pub fn check_fits(ctx: &GpuContext, shape: Shape, schedule: Schedule, lanes: Option<u32>, hint: &str) -> Result<()> {
+    limits(ctx, shape, schedule, lanes).map_err(|e| match e {
+        Error::Limit(m) => Error::Invalid(format!("{m}{hint}")),
+        other => other,
+    })
+}
+
 impl GpuBptt {
     /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
     /// buffer against the adapter's limits.
@@ -130,23 +158,19 @@ impl GpuBptt {
     }
 
     fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>, layer: bool) -> Result<Self> {
+        // The layer mode's schedules have no more dispatches than the full model's.
+        limits(ctx, shape, schedule_kind, lanes)?;
         let mut sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
         if layer {
-            sizes.list.extend(layer::extra_buffers(shape, schedule_kind));
+            let extra = BufferSizes { list: layer::extra_buffers(shape, schedule_kind) };
+            extra.check(&ctx.limits, &ctx.adapter.name)?;
+            sizes.list.extend(extra.list);
         }
         let largest_config = if layer { layer::largest_config() } else { largest_config(lanes) };
         let largest = schedule::build(schedule_kind, shape, &largest_config);
-        sizes.check(&ctx.limits, &ctx.adapter.name)?;
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
         let params_bytes = slot * largest.len() as u64;
-        // Dynamic offsets are u32.
-        if params_bytes > ctx.limits.max_buffer_size || params_bytes > u32::MAX as u64 {
-            return Err(Error::Limit(format!(
-                "the parameter arena ({}) exceeds this adapter's buffer size limit",
-                crate::format::human_bytes(params_bytes)
-            )));
-        }
         let mut buffers = HashMap::new();
         for (name, _, bytes) in &sizes.list {
             let buf = device.create_buffer(&wgpu::BufferDescriptor {
@@ -412,7 +436,10 @@ impl GpuBptt {
             return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
         }
         if let Some(theta) = opts.clip.filter(|t| !(t.is_finite() && *t > 0.0)) {
-            return Err(Error::Invalid(format!("the clipping threshold must be a finite number > 0, got {theta}")));
+            return Err(Error::Invalid(format!(
+                "the clipping threshold must be a finite number > 0, got {}",
+                crate::format::number(theta)
+            )));
         }
         if p.shape != self.shape {
             return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));

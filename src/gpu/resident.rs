@@ -42,6 +42,20 @@ impl GpuBptt {
         self.configure(ctx, config);
     }
 
+    /// Sets the carry multipliers c_t (t = 0..T−1) of randomised truncation for the next
+    /// passes, keeping the rest of the configuration (after `prepare`).
+    pub fn set_carry(&mut self, ctx: &GpuContext, carry: &[f64]) -> Result<()> {
+        let Some(mut config) = self.config.clone() else {
+            return Err(Error::Invalid("set_carry before prepare".into()));
+        };
+        if carry.len() != self.shape.steps {
+            return Err(Error::Invalid(format!("{} carry scales for {} steps", carry.len(), self.shape.steps)));
+        }
+        config.carry = carry.iter().map(|&c| c as f32).collect();
+        self.configure(ctx, config);
+        Ok(())
+    }
+
     /// Writes one tensor (e.g. `w_hh`) of f32 values; the length must match the buffer's.
     pub fn write_f32(&self, ctx: &GpuContext, name: &str, v: &[f32]) -> Result<()> {
         let buf = self.buffer(name)?;

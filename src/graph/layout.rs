@@ -2,9 +2,9 @@
 //! renderers only draw what is here: rectangles, polylines (curves are flattened), triangles
 //! for arrowheads, and text.
 
-use super::GraphSpec;
 use super::picture::{Anchor, Edge, FillRect, Kind, Label, Line, Node, Picture, Rgb, Text};
-use super::scale::{LogScale, NO_VALUE, colormap, short, text_on};
+use super::scale::{LogScale, NO_VALUE, OVERFLOW, colormap, short, text_on};
+use super::{GraphOf, GraphSpec};
 use crate::model::{LossAt, LossFn};
 
 /// Every step is drawn up to this many steps.
@@ -161,7 +161,7 @@ struct Plan<'a> {
 impl Plan<'_> {
     /// ‖∂L/∂h_t‖ for t = 0..T.
     fn norm_at(&self, t: usize) -> Option<f64> {
-        if t == 0 { self.spec.grad_h0_norm } else { self.spec.grad_h_norm.get(t - 1).copied() }
+        if t == 0 { self.spec.h0_value } else { self.spec.values.get(t - 1).copied() }
     }
 
     /// c_t of the edge h_t → h_{t+1}; 1 without cuts.
@@ -187,7 +187,7 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         x += if ellipsis && k == END_STEPS { ELLIPSIS_COLUMN + COLUMN / 2.0 } else { COLUMN };
         column.push(x);
     }
-    let all_norms: Vec<f64> = spec.grad_h0_norm.iter().chain(&spec.grad_h_norm).copied().collect();
+    let all_norms: Vec<f64> = spec.h0_value.iter().chain(&spec.values).copied().collect();
     let plan = Plan { spec, steps, ellipsis, column, scale: LogScale::new(&all_norms) };
     let mut b =
         Builder { nodes: Vec::new(), edges: Vec::new(), texts: Vec::new(), rects: Vec::new(), lines: Vec::new() };
@@ -219,7 +219,10 @@ pub fn layout(spec: &GraphSpec) -> Picture {
         b.text((20.0, y), v.clone(), 13.0, Anchor::Start, SOFT);
         y += 16.0;
     }
-    let height = legend(&mut b, &plan.scale, ROW_VALUES + 38.0, plan.ellipsis, spec.steps, spec.cut_reason.as_deref());
+    let overflow = std::iter::once(plan.norm_at(0))
+        .chain(plan.steps.iter().map(|&t| plan.norm_at(t)))
+        .any(|g| g.is_some_and(|g| !g.is_finite()));
+    let height = legend(&mut b, &plan.scale, ROW_VALUES + 38.0, spec, plan.ellipsis, overflow);
     let width = (right + 170.0).max(900.0);
     Picture { width, height, title, nodes: b.nodes, edges: b.edges, texts: b.texts, rects: b.rects, lines: b.lines }
 }
@@ -303,7 +306,7 @@ fn annotate(b: &mut Builder, plan: &Plan) {
         let x = node.x;
         b.text((x, ROW_VALUES), g.map_or("–".into(), short), 12.0, Anchor::Middle, INK);
     }
-    b.text((plan.last_x() + 104.0, ROW_VALUES), "‖∂L/∂h_t‖", 13.0, Anchor::Start, INK);
+    b.text((plan.last_x() + 104.0, ROW_VALUES), quantity_name(plan.spec.quantity), 13.0, Anchor::Start, INK);
 }
 
 /// The rows' names on the right, and the ellipsis column's marks.
@@ -347,13 +350,26 @@ fn title(spec: &GraphSpec) -> String {
     format!("Unrolled computation graph, T = {}: h_t = {h}, {loss_name} loss at {at}", spec.steps)
 }
 
-/// The colour bar with its decades, and the lines that say how to read the graph; returns the
-/// picture's height.
-fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize, cut: Option<&str>) -> f64 {
+/// The quantity's short name, for the values row.
+fn quantity_name(q: GraphOf) -> &'static str {
+    match q {
+        GraphOf::GradHNorm => "‖∂L/∂h_t‖",
+        GraphOf::Reach => "reach ‖∂L_T/∂h_t‖",
+    }
+}
+
+/// The colour bar with its decades, and the lines that say what the colours show and how to
+/// read the graph; returns the picture's height.
+fn legend(b: &mut Builder, scale: &LogScale, top: f64, spec: &GraphSpec, ellipsis: bool, overflow: bool) -> f64 {
+    let (nt, cut) = (spec.steps, spec.cut_reason.as_deref());
     let (x0, bar_w, bar_h) = (40.0, 340.0, 14.0);
+    let what = match spec.quantity {
+        GraphOf::GradHNorm => "‖∂L/∂h_t‖, the gradient of the whole loss L,",
+        GraphOf::Reach => "the reach ‖∂L_T/∂h_t‖, the gradient of the last step's loss alone,",
+    };
     b.text(
         (x0, top + 12.0),
-        "‖∂L/∂h_t‖ on a log scale: the fill of h_t, and the colour and width of the edge h_t−1 → h_t",
+        format!("Colours: {what} on a log scale: the fill of h_t, and the colour and width of the edge h_t−1 → h_t"),
         13.0,
         Anchor::Start,
         INK,
@@ -400,15 +416,36 @@ fn legend(b: &mut Builder, scale: &LogScale, top: f64, ellipsis: bool, nt: usize
         b,
         "Backward, right to left from t = T down to 1: ∂L/∂h_t = ∂L/∂a_t+1·W_hh + ∂L/∂o_t·W_qh flows back along the h chain.",
     );
-    line(
-        b,
-        "A chain that darkens and thins towards t = 1 shows vanishing gradients; one that brightens and widens, exploding ones.",
-    );
+    match (spec.quantity, spec.loss_at) {
+        (GraphOf::GradHNorm, LossAt::All) => {
+            line(
+                b,
+                "‖∂L/∂h_t‖ sums every later loss term's gradient, and each h_t has its own term a step or two away: it stays up",
+            );
+            line(
+                b,
+                "even when far terms vanish, so this chain does not show vanishing; the graph of the reach ‖∂L_T/∂h_t‖ does.",
+            );
+        }
+        _ => line(
+            b,
+            "A chain that darkens and thins towards t = 1 shows vanishing gradients; one that brightens and widens, exploding ones.",
+        ),
+    }
     if let Some(reason) = cut {
         line(
             b,
             &format!(
                 "A grey edge marked \"cut\" is still a forward dependency, but no gradient flows back along it: {reason}."
+            ),
+        );
+    }
+    if overflow {
+        line(
+            b,
+            &format!(
+                "A grey h_t labelled \"{OVERFLOW}\" has no finite {} (NaN or ∞): the run overflowed there, and the check failed.",
+                quantity_name(spec.quantity)
             ),
         );
     }

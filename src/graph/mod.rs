@@ -10,8 +10,10 @@
 //! ```
 //!
 //! The run annotates it: each h_t (h_0 included) and each edge h_{t−1} → h_t is coloured, and
-//! the edge widened, by ‖∂L/∂h_t‖ on a log scale with a legend, so the gradient can be followed
-//! back through time (the backward pass runs from t = T down to 1, right to left).
+//! the edge widened, by one gradient's norm on a log scale with a legend, so the gradient can
+//! be followed back through time (the backward pass runs from t = T down to 1, right to left):
+//! ‖∂L/∂h_t‖, or the reach ‖∂L_T/∂h_t‖ of the last step's loss alone (`GraphOf`). The footer
+//! says which, and how to read it.
 //!
 //! With segments or randomised truncation (`truncate` random:P), an edge h_t → h_{t+1} whose carried gradient is
 //! cut (c_t = 0) is drawn grey and thin with a cut mark: it is still a forward dependency, but
@@ -39,7 +41,23 @@ use crate::check::CheckReport;
 use crate::error::{Error, Result};
 use crate::model::{Activation, LossAt, LossFn};
 
-/// What the graph shows: the problem's structure and the run's ‖∂L/∂h_t‖.
+/// Which gradient the graph colours the h chain by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphOf {
+    /// ‖∂L/∂h_t‖, the whole loss's gradient: with a loss at every step each h_t has its own
+    /// term a step or two away, so it does not show vanishing.
+    #[default]
+    GradHNorm,
+    /// The reach ‖∂L_T/∂h_t‖, the last step's loss alone: what vanishes or explodes.
+    Reach,
+}
+
+crate::choice!(GraphOf {
+    GradHNorm => "grad-h-norm": "‖∂L/∂h_t‖, the whole loss's gradient (the default with a loss at every step; it does not show vanishing, as each step's own loss term keeps it up)",
+    Reach => "reach": "the reach ‖∂L_T/∂h_t‖, the last step's loss alone: what vanishes or explodes (the default with `loss_at` last, where the two are the same)",
+});
+
+/// What the graph shows: the problem's structure and one gradient of the run along the h chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GraphSpec {
     pub steps: usize,
@@ -47,10 +65,12 @@ pub struct GraphSpec {
     pub bias: bool,
     pub activation: Activation,
     pub loss_fn: LossFn,
-    /// ‖∂L/∂h_t‖ for t = 1..T.
-    pub grad_h_norm: Vec<f64>,
-    /// ‖∂L/∂h_0‖, when known.
-    pub grad_h0_norm: Option<f64>,
+    /// Which gradient `values` holds.
+    pub quantity: GraphOf,
+    /// The norm of that gradient at h_t for t = 1..T (‖∂L/∂h_t‖ or ‖∂L_T/∂h_t‖).
+    pub values: Vec<f64>,
+    /// The same at h_0, when known.
+    pub h0_value: Option<f64>,
     /// What was computed beyond plain BPTT (truncation, segments, clipping), one line each.
     pub variant: Vec<String>,
     /// The carry multipliers c_t, t = 0..T−1, of the gradient sent back along h_t → h_{t+1}
@@ -61,19 +81,41 @@ pub struct GraphSpec {
     pub cut_reason: Option<String>,
 }
 
+impl GraphOf {
+    /// The quantity drawn when none is asked for: ‖∂L/∂h_t‖, or the reach with a loss at the
+    /// last step only (where the two are the same numbers).
+    pub fn default_for(loss_at: LossAt) -> Self {
+        match loss_at {
+            LossAt::All => GraphOf::GradHNorm,
+            LossAt::Last => GraphOf::Reach,
+        }
+    }
+}
+
 impl GraphSpec {
-    /// The graph of a finished check: its problem, its ‖∂L/∂h_t‖, and the cuts its segments or
-    /// randomised truncation made (the very multipliers the run used), so the graph shows
-    /// which edges carry no gradient back.
+    /// The graph of a finished check, coloured by the default quantity for its loss
+    /// (`GraphOf::default_for`).
     pub fn from_report(r: &CheckReport) -> Self {
+        Self::from_report_of(r, GraphOf::default_for(r.loss_at))
+    }
+
+    /// The graph of a finished check coloured by `quantity`: its problem, that gradient, and
+    /// the cuts its segments or randomised truncation made (the very multipliers the run
+    /// used), so the graph shows which edges carry no gradient back.
+    pub fn from_report_of(r: &CheckReport, quantity: GraphOf) -> Self {
+        let (values, h0_value) = match quantity {
+            GraphOf::GradHNorm => (r.grad_h_norm.clone(), r.grad_norms.get("grad_h0").copied()),
+            GraphOf::Reach => (r.reach.clone(), r.reach_h0),
+        };
         GraphSpec {
             steps: r.shape.steps,
             loss_at: r.loss_at,
             bias: r.bias,
             activation: r.activation,
             loss_fn: r.loss_fn,
-            grad_h_norm: r.grad_h_norm.clone(),
-            grad_h0_norm: r.grad_norms.get("grad_h0").copied(),
+            quantity,
+            values,
+            h0_value,
             variant: r.variant.clone(),
             carry: r.cuts.as_ref().map(|c| c.carry.clone()),
             cut_reason: r.cuts.as_ref().map(|c| c.reason.clone()),
@@ -102,22 +144,31 @@ impl GraphFormat {
 }
 
 /// Writes the graph of a finished check to `path` as SVG, PNG or Graphviz text, by its
-/// extension.
+/// extension, coloured by the default quantity for its loss (`GraphOf::default_for`).
 pub fn write_graph(path: &Path, report: &CheckReport) -> Result<()> {
     write_spec(path, &GraphSpec::from_report(report))
 }
 
-/// Writes the graph of `spec` to `path` as SVG, PNG or Graphviz text, by its extension.
+/// `write_graph`, coloured by `quantity`.
+pub fn write_graph_of(path: &Path, report: &CheckReport, quantity: GraphOf) -> Result<()> {
+    write_spec(path, &GraphSpec::from_report_of(report, quantity))
+}
+
+/// Writes the graph of `spec` to `path` as SVG, PNG or Graphviz text, by its extension: drawn
+/// in memory, then written atomically like every file bptt writes (`io::write_atomic`).
 pub fn write_spec(path: &Path, spec: &GraphSpec) -> Result<()> {
     let format = GraphFormat::of(path).map_err(Error::Invalid)?;
     let picture = layout::layout(spec);
-    let io_err = |e: String| Error::Io { path: path.display().to_string(), reason: e };
-    match format {
-        GraphFormat::Svg => std::fs::write(path, svg::render(&picture)).map_err(|e| io_err(e.to_string())),
-        GraphFormat::Dot => std::fs::write(path, dot::render(&picture)).map_err(|e| io_err(e.to_string())),
+    let bytes = match format {
+        GraphFormat::Svg => svg::render(&picture).into_bytes(),
+        GraphFormat::Dot => dot::render(&picture).into_bytes(),
         GraphFormat::Png => {
             crate::plot::register_font(path)?;
-            png::render(&picture, path).map_err(|e| io_err(format!("drawing the graph failed: {e}")))
+            png::render(&picture).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                reason: format!("drawing the graph failed: {e}"),
+            })?
         }
-    }
+    };
+    crate::io::write_atomic(path, &bytes)
 }

@@ -1,8 +1,6 @@
 //! The graph as PNG, drawn with plotters' bitmap backend from the same layout as the SVG, at
 //! `SCALE` times its size. Subscripts are drawn as smaller, lowered text after their base.
 
-use std::path::Path;
-
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -113,9 +111,14 @@ fn draw(area: &Area, pic: &Picture) -> DrawResult {
     Ok(())
 }
 
-pub fn render(pic: &Picture, path: &Path) -> DrawResult {
+/// The picture as PNG bytes, drawn in memory.
+pub fn render(pic: &Picture) -> std::result::Result<Vec<u8>, String> {
     let size = ((pic.width * SCALE).ceil() as u32, (pic.height * SCALE).ceil() as u32);
-    let area = BitMapBackend::new(path, size).into_drawing_area();
-    draw(&area, pic)?;
-    area.present().map_err(|e| e.to_string())
+    let mut rgb = vec![0u8; 3 * size.0 as usize * size.1 as usize];
+    {
+        let area = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        draw(&area, pic)?;
+        area.present().map_err(|e| e.to_string())?;
+    }
+    crate::plot::png_bytes(&rgb, size)
 }

@@ -55,10 +55,14 @@ impl LogScale {
     }
 }
 
-/// A norm as the graph prints it: three significant digits.
+/// A norm as the graph prints it: three significant digits, and "overflow" where it is not
+/// finite (NaN or ∞: a failed run overflowed there; the legend says so).
 pub fn short(v: f64) -> String {
-    crate::format::significant(v, 3)
+    if v.is_finite() { crate::format::significant(v, 3) } else { OVERFLOW.to_string() }
 }
+
+/// The label of a norm that is not finite.
+pub const OVERFLOW: &str = "overflow";
 
 /// Black or white text, whichever reads on `fill`.
 pub fn text_on(fill: Rgb) -> Rgb {

@@ -1,7 +1,8 @@
 //! Writing a file so that a reader, a crash or an interrupt sees either the old file or the
-//! whole new one (docs/report.md, "Files"): the bytes go to a temporary file in the destination's
-//! folder, are fsynced, and the temporary file is renamed over the destination. A rename is
-//! atomic only within one file system, hence the same folder.
+//! whole new one (docs/report.md, "Errors and outputs"): the bytes go to a temporary file in
+//! the destination's folder, are fsynced, and the temporary file is renamed over the
+//! destination. A rename is atomic only within one file system, hence the same folder. Every
+//! file bptt writes goes through here: results, models, problems and the figures.
 //!
 //! The temporary name is short (`.bptt-PID-N.tmp`), so any destination name the file system
 //! accepts works. While it exists it is registered here, and SIGINT or SIGTERM removes it

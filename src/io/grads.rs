@@ -73,7 +73,6 @@ pub fn save_grads(
             Ok(tensor::f32_tensor(name, dims, v))
         })
         .collect::<Result<Vec<Raw>>>()?;
-    let metadata: HashMap<String, String> = metadata.clone().into_iter().collect();
     let bytes = tensor::serialize(&raw, metadata)?;
     super::write_atomic(path, &bytes)
 }
@@ -81,7 +80,7 @@ pub fn save_grads(
 /// Reads a result file (F32 or F64) back as f64, inferring and cross-checking the shape.
 /// Values are not required to be finite: an overflowed gradient is a result, not bad input.
 pub fn load_grads(path: &Path) -> Result<LoadedGrads> {
-    let bytes = super::read_bytes(path)?;
+    let bytes = super::read_bytes(path, None)?;
     let (st, metadata) = super::parse(path, &bytes)?;
     from_tensors(&st, metadata).map_err(|e| super::in_file(e, path))
 }

@@ -22,9 +22,9 @@ mod tensor;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use grads::{LoadedGrads, load_grads, save_grads};
-pub use model_file::{ModelFile, load_model, save_model};
-pub use paths::{check_output_path, open_regular, read_regular, same_file};
-pub use problem::{Overrides, load_problem, load_problem_with, save_problem};
+pub use model_file::{ModelFile, load_model, load_model_within, save_model};
+pub use paths::{Input, check_output_path, check_outputs, one_file, open_regular, read_regular, same_file};
+pub use problem::{Overrides, load_problem, load_problem_with, load_problem_within, save_problem, save_problem_with};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -39,8 +39,9 @@ pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// Reads a safetensors file: a regular file only, its header length checked (at most
 /// `MAX_HEADER_BYTES`, within the file) before anything else is read, and the whole file
-/// checked against the memory available. Problems are the user's (exit 2).
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+/// checked against the memory available (`max_memory`, or the system's). Problems are the
+/// user's (exit 2).
+fn read_bytes(path: &Path, max_memory: Option<u64>) -> Result<Vec<u8>> {
     let shown = || one_line(&path.display().to_string());
     let (mut f, len) = open_regular(path)?;
     let mut prefix = [0u8; 8];
@@ -64,7 +65,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
             len - 8
         )));
     }
-    crate::memory::check_host(len, None, &format!("reading {}", shown()), "")?;
+    crate::memory::check_host(len, max_memory, &format!("reading {}", shown()), "")?;
     let mut bytes = Vec::with_capacity(len as usize);
     bytes.extend_from_slice(&prefix);
     f.take(len - 8).read_to_end(&mut bytes).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", shown())))?;

@@ -2,7 +2,7 @@
 //! `w_hx [h,d]`, `w_hh [h,h]`, `w_qh [q,h]`, `b_h [h]`, `b_q [q]`, with the activation, the task
 //! and (for text) the vocabulary in the header's `__metadata__`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::tensor::{Dims, f32_tensor, floats, reject_unknown, required, serialize};
@@ -39,14 +39,19 @@ pub fn save_model(
         let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
         raw.push(f32_tensor(name, shape, &wide));
     }
-    let bytes = serialize(&raw, meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())?;
+    let bytes = serialize(&raw, meta)?;
     super::write_atomic(path, &bytes)
 }
 
 /// Reads a model file; any problem (a missing or unknown tensor, inconsistent sizes, NaN) is an
 /// error naming the tensor and the file.
 pub fn load_model(path: &Path) -> Result<ModelFile> {
-    let bytes = super::read_bytes(path)?;
+    load_model_within(path, None)
+}
+
+/// `load_model`, the file's size checked against `max_memory` (None: the memory available).
+pub fn load_model_within(path: &Path, max_memory: Option<u64>) -> Result<ModelFile> {
+    let bytes = super::read_bytes(path, max_memory)?;
     let (st, metadata) = super::parse(path, &bytes)?;
     let read = || -> Result<ModelFile> {
         reject_unknown(&st, &NAMES)?;

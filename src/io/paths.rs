@@ -1,7 +1,9 @@
 //! What may be read and what may be replaced: inputs must be regular files (never a device, a
 //! FIFO or a folder, which would read forever or block), outputs must be absent or regular
-//! files in a writable folder. Both are checked before any work, so a run never computes for
-//! minutes and then fails on a path.
+//! files in a writable folder, no two outputs one file and no output an input
+//! (`check_outputs`, by file identity: hard links and symbolic links count). All of it is
+//! checked before any work, so a run never computes for minutes and then fails on a path, or
+//! overwrites what it reads.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -127,6 +129,65 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>> {
 
 fn human(bytes: u64) -> String {
     crate::format::human_bytes(bytes)
+}
+
+/// A file a command reads, for `check_outputs`: its field (`load`, `text`, `init_from`, `font`),
+/// what it holds in words ("the problem"), and its path.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub field: &'a str,
+    pub holds: &'a str,
+    pub path: &'a Path,
+    /// The output field that may replace this file: continuing into the file a run started
+    /// from (`init_from` m, `save_model` m) is safe, as the write is atomic.
+    pub replaced_by: Option<&'a str>,
+}
+
+/// The one rule for a command's outputs, checked before anything is computed: each output
+/// (field, path) can be written (`check_output_path`), no two outputs are one file, and no
+/// output is an input (unless that input names it in `replaced_by`). "One file" is by
+/// identity, not by spelling: the same file through a hard link, a symbolic link or another
+/// path to its folder counts. Refusals are bad arguments (exit 2) naming both fields.
+pub fn check_outputs(outputs: &[(&str, &Path)], inputs: &[Input]) -> Result<()> {
+    for (field, path) in outputs {
+        check_output_path(path).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("`{field}` {m}")),
+            other => other,
+        })?;
+    }
+    for (i, (field_a, a)) in outputs.iter().enumerate() {
+        if let Some((field_b, _)) = outputs[i + 1..].iter().find(|(_, b)| one_file(a, b)) {
+            return Err(Error::Invalid(format!(
+                "`{field_a}` and `{field_b}` name the same file {}: give two files",
+                one_line(&a.display().to_string())
+            )));
+        }
+        if let Some(input) = inputs.iter().find(|i| i.replaced_by != Some(field_a) && one_file(a, i.path)) {
+            return Err(Error::Invalid(format!(
+                "`{field_a}` {} would overwrite {} `{}` reads: give another file",
+                one_line(&a.display().to_string()),
+                input.holds,
+                input.field
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths are one file: the same existing file (`same_file`), or, where either does
+/// not exist yet, the same name in the same folder (the folders compared by identity).
+pub fn one_file(a: &Path, b: &Path) -> bool {
+    if a == b || same_file(a, b) {
+        return true;
+    }
+    if a.exists() && b.exists() {
+        return false;
+    }
+    let folder = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
+    a.file_name().is_some() && a.file_name() == b.file_name() && same_file(&folder(a), &folder(b))
 }
 
 /// Whether `a` and `b` name the same existing file (hard links and other spellings too).

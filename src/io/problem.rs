@@ -1,6 +1,6 @@
 //! A problem's inputs as a safetensors file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::SafeTensors;
@@ -31,7 +31,13 @@ pub fn load_problem(path: &Path, activation: Option<Activation>, loss: Option<Lo
 
 /// `load_problem` with every setting the metadata may hold (`loss_at` too) given or not.
 pub fn load_problem_with(path: &Path, given: &Overrides) -> Result<Problem> {
-    let bytes = super::read_bytes(path)?;
+    load_problem_within(path, given, None)
+}
+
+/// `load_problem_with`, the file's size checked against `max_memory` (None: the memory
+/// available) before it is read.
+pub fn load_problem_within(path: &Path, given: &Overrides, max_memory: Option<u64>) -> Result<Problem> {
+    let bytes = super::read_bytes(path, max_memory)?;
     let (st, metadata) = super::parse(path, &bytes)?;
     from_tensors(&st, &metadata, given).map_err(|e| super::in_file(e, path))
 }
@@ -39,6 +45,12 @@ pub fn load_problem_with(path: &Path, given: &Overrides) -> Result<Problem> {
 /// Writes a problem's inputs as F64 (labels I64), with `loss`, `activation` and `loss_at` in
 /// the metadata, so that `load_problem` gives back exactly the same `Problem`.
 pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
+    save_problem_with(path, p, &BTreeMap::new())
+}
+
+/// `save_problem` with more metadata (e.g. the seed and the command line); `loss`,
+/// `activation` and `loss_at` are always the problem's own.
+pub fn save_problem_with(path: &Path, p: &Problem, extra: &BTreeMap<String, String>) -> Result<()> {
     let Shape { steps: t, batch: b, input: d, hidden: h, output: q } = p.shape;
     let w = &p.params;
     let mut tensors = vec![
@@ -59,12 +71,13 @@ pub fn save_problem(path: &Path, p: &Problem) -> Result<()> {
             tensor::i64_tensor("labels", &[t, b], &labels)
         }
     });
-    let metadata = HashMap::from([
+    let mut metadata = extra.clone();
+    metadata.extend([
         ("loss".to_string(), p.loss_fn().name().to_string()),
         ("activation".to_string(), p.activation.name().to_string()),
         ("loss_at".to_string(), loss_at_name(p.loss_at).to_string()),
     ]);
-    let bytes = tensor::serialize(&tensors, metadata)?;
+    let bytes = tensor::serialize(&tensors, &metadata)?;
     super::write_atomic(path, &bytes)
 }
 

@@ -1,7 +1,7 @@
 //! Typed access to safetensors tensors: decoding to f64 / i64, checking shapes against named
 //! sizes (T, B, d, h, q), and encoding for writing.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -133,13 +133,37 @@ pub(super) fn i64_tensor(name: &'static str, shape: &[usize], v: &[i64]) -> Raw 
     (name, Dtype::I64, shape.to_vec(), bytes)
 }
 
-/// The safetensors bytes of `tensors` with `metadata` in the header.
-pub(super) fn serialize(tensors: &[Raw], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+/// The safetensors bytes of `tensors` with `metadata` in the header, the same bytes for the
+/// same arguments: the tensors come in safetensors' fixed order (by dtype, then name) and the
+/// metadata's keys sorted (safetensors writes a hash map's keys in a different order each run).
+pub(super) fn serialize(tensors: &[Raw], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let encode = |e: String| Error::Invalid(format!("cannot encode tensors: {e}"));
     let views = tensors
         .iter()
         .map(|(name, dtype, shape, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|v| (*name, v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))?;
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    safetensors::serialize(views, metadata).map_err(|e| Error::Invalid(format!("cannot encode tensors: {e}")))
+        .map_err(|e| encode(e.to_string()))?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| encode(e.to_string()))?;
+    if metadata.is_empty() {
+        return Ok(bytes);
+    }
+    // The header without metadata is `{"name":{...},...}` padded with spaces to a multiple of
+    // 8 bytes; the metadata goes first, as safetensors puts it, and the tensors' data offsets
+    // (relative to the end of the header) are unchanged.
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let tensors_json = std::str::from_utf8(&bytes[8..8 + n]).map_err(|e| encode(e.to_string()))?.trim_end();
+    let entries =
+        tensors_json.strip_prefix('{').and_then(|s| s.strip_suffix('}')).ok_or_else(|| encode("header".into()))?;
+    let mut header = format!(
+        "{{\"__metadata__\":{}{}{entries}}}",
+        serde_json::to_string(metadata).map_err(|e| encode(e.to_string()))?,
+        if entries.is_empty() { "" } else { "," }
+    )
+    .into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - 8 - n);
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header);
+    out.extend(&bytes[8 + n..]);
+    Ok(out)
 }

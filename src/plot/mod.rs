@@ -23,7 +23,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::check::CheckReport;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 
 /// One line of the plot: `values[i]` is drawn at t = i + 1.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +65,7 @@ const DASH: (u32, u32) = (9, 6);
 /// numbers (a loss at the last step only makes ‖∂L/∂h_t‖ the reach profile), one solid line
 /// stands for both.
 pub fn report_series(r: &CheckReport, color: usize, suffix: &str) -> Vec<Series> {
-    profile_series(&r.grad_h_norm, &r.grad_h_norm_from_last, color, suffix)
+    profile_series(&r.grad_h_norm, &r.reach, color, suffix)
 }
 
 /// `report_series` from the two profiles themselves (a sweep's rows have them too).
@@ -89,8 +89,8 @@ pub fn profile_series(grad_h_norm: &[f64], reach: &[f64], color: usize, suffix: 
 /// beyond plain BPTT (truncation, segments, clipping).
 pub fn report_title(r: &CheckReport, radii: Option<&[f64]>) -> String {
     let radius = match radii {
-        Some(radii) => radii.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
-        None => format!("{:.3}", r.spectral_radius),
+        Some(radii) => radii.iter().map(|&x| crate::format::number(x)).collect::<Vec<_>>().join(", "),
+        None => crate::format::significant(r.spectral_radius, 4),
     };
     let mut title = format!("{}, {}, spectral radius {radius}", r.shape, r.activation.name());
     // The variant's lines, shortened to their first clause ("truncated 8 steps back from each
@@ -115,7 +115,7 @@ pub fn write_check_plot(path: &Path, r: &CheckReport) -> Result<()> {
         .iter()
         .enumerate()
         .flat_map(|(k, row)| {
-            profile_series(&row.grad_h_norm, &row.grad_h_norm_from_last, k, &format!(" ρ={}", row.radius))
+            profile_series(&row.grad_h_norm, &row.reach, k, &format!(" ρ={}", crate::format::number(row.radius)))
         })
         .collect();
     plot_profiles(path, &report_title(r, Some(&radii)), &series)
@@ -140,29 +140,68 @@ const SIZE: (u32, u32) = (900, 560);
 /// non-finite values cannot sit on a log axis: they are left out (the line is broken there)
 /// and the series' legend entry says how many.
 pub fn plot_profiles(path: &Path, title: &str, series: &[Series]) -> Result<()> {
+    write_figure(
+        path,
+        SIZE,
+        "plot",
+        |root| draw(root, title, series).map_err(|e| e.to_string()),
+        |root| draw(root, title, series).map_err(|e| e.to_string()),
+    )
+}
+
+/// How every figure reaches its file (`--plot`, `--graph`): drawn in memory, as SVG or PNG by
+/// `path`'s extension (any other is an error, named before the font is looked for), then
+/// written atomically like every file bptt writes (`io::write_atomic`: a temporary file in the
+/// same folder, renamed), so a full disk or an interrupt leaves an existing file as it was.
+/// The same figure gives the same bytes. `what` names it in errors ("plot", "graph").
+pub(crate) fn write_figure<S, P>(path: &Path, size: (u32, u32), what: &str, svg: S, png: P) -> Result<()>
+where
+    S: FnOnce(&DrawingArea<SVGBackend, Shift>) -> std::result::Result<(), String>,
+    P: FnOnce(&DrawingArea<BitMapBackend, Shift>) -> std::result::Result<(), String>,
+{
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    // Check the extension before looking for a font, so that mistake is named first.
-    let draw_err =
-        |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the plot failed: {e}") };
-    match ext.as_deref() {
+    let failed =
+        |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the {what} failed: {e}") };
+    let bytes = match ext.as_deref() {
         Some("svg") => {
             register_font(path)?;
-            let root = SVGBackend::new(path, SIZE).into_drawing_area();
-            draw(&root, title, series).map_err(|e| draw_err(e.to_string()))?;
-            root.present().map_err(|e| draw_err(e.to_string()))
+            let mut text = String::new();
+            {
+                let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+                svg(&root).map_err(failed)?;
+                root.present().map_err(|e| failed(e.to_string()))?;
+            }
+            text.into_bytes()
         }
         Some("png") => {
             register_font(path)?;
-            let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-            draw(&root, title, series).map_err(|e| draw_err(e.to_string()))?;
-            root.present().map_err(|e| draw_err(e.to_string()))
+            let mut rgb = vec![0u8; 3 * size.0 as usize * size.1 as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+                png(&root).map_err(failed)?;
+                root.present().map_err(|e| failed(e.to_string()))?;
+            }
+            png_bytes(&rgb, size).map_err(failed)?
         }
-        other => Err(Error::Invalid(format!(
-            "cannot plot to {}: the extension {} is not supported (use .svg or .png)",
-            path.display(),
-            other.map_or("(none)".to_string(), |e| format!("`.{e}`"))
-        ))),
-    }
+        other => {
+            return Err(Error::Invalid(format!(
+                "cannot draw the {what} to {}: the extension {} is not supported (use .svg or .png)",
+                one_line(&path.display().to_string()),
+                other.map_or("(none)".to_string(), |e| format!("`.{}`", one_line(e)))
+            )));
+        }
+    };
+    crate::io::write_atomic(path, &bytes)
+}
+
+/// An RGB picture as PNG bytes.
+pub(crate) fn png_bytes(rgb: &[u8], (w, h): (u32, u32)) -> std::result::Result<Vec<u8>, String> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// The font chosen by `use_font`, if any (set once, before the first plot).
@@ -238,7 +277,7 @@ fn runs(values: &[f64]) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// The label of the y tick at log10 value v: "1e-6" on whole decades, "3.2e-1" between them.
-fn decade_label(v: f64) -> String {
+pub(crate) fn decade_label(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 { format!("1e{}", v.round()) } else { format!("{:.1e}", 10f64.powf(v)) }
 }
 

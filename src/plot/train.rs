@@ -1,69 +1,162 @@
-//! The training curve as a picture (`--plot`): the training and held-out metric against the
-//! iteration on a linear axis, with the task's memoryless baseline as a dashed line.
+//! The training curve as a picture (`--plot`), in two panels over the iterations:
+//! - the training and held-out metric on a log axis (a first window's MSE of 1000 and a
+//!   final 0.005 both readable), with the task's memoryless baseline dashed and the spikes
+//!   (iterations above 100× the running loss) marked;
+//! - the gradient's global norm ‖g‖ before clipping (mean per log window) on a log axis, with
+//!   the clipping threshold θ dashed when there is one: above the line, the update was clipped.
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use super::decade_label;
+use crate::error::Result;
 use crate::train::TrainReport;
 
-const SIZE: (u32, u32) = (900, 560);
+const SIZE: (u32, u32) = (960, 720);
+/// The loss panel's share of the height.
+const TOP: u32 = 430;
 
-/// Writes the training curve of a finished run to `path` (.svg or .png).
+/// Writes the training curve of a finished run to `path` (.svg or .png), atomically
+/// (`plot::write_figure`).
 pub fn write_train_plot(path: &Path, r: &TrainReport) -> Result<()> {
-    let err =
-        |e: String| Error::Io { path: path.display().to_string(), reason: format!("drawing the plot failed: {e}") };
-    crate::plot::check_font(path)?;
-    let is_png = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if is_png {
-        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-        draw(&root, r).map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))
-    } else {
-        let root = SVGBackend::new(path, SIZE).into_drawing_area();
-        draw(&root, r).map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))
+    super::write_figure(
+        path,
+        SIZE,
+        "plot",
+        |root| draw(root, r).map_err(|e| e.to_string()),
+        |root| draw(root, r).map_err(|e| e.to_string()),
+    )
+}
+
+/// (iteration, log10 value) of the plottable (finite, > 0) points.
+fn logged(points: impl Iterator<Item = (usize, f64)>) -> Vec<(f64, f64)> {
+    points.filter(|(_, v)| v.is_finite() && *v > 0.0).map(|(i, v)| (i as f64, v.log10())).collect()
+}
+
+/// The log10 range of `values` with a margin of 0.15 decades, at least half a decade high.
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        (lo, hi) = (-1.0, 1.0);
     }
+    let mid = (lo + hi) / 2.0;
+    let half = ((hi - lo) / 2.0 + 0.15).max(0.25);
+    (mid - half, mid + half)
+}
+
+/// A log-axis tick: plain digits between 0.001 and 10⁴ ("0.63", "25"), powers of ten outside.
+fn tick(v: f64) -> String {
+    let x = 10f64.powf(v);
+    if !(1e-3..1e4).contains(&x) {
+        return decade_label(v);
+    }
+    let decimals = (1 - x.log10().floor() as i32).max(0) as usize;
+    format!("{x:.decimals$}")
+}
+
+fn rgb(c: (u8, u8, u8)) -> RGBColor {
+    RGBColor(c.0, c.1, c.2)
 }
 
 fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, plotters::coord::Shift>,
+    root: &DrawingArea<DB, Shift>,
     r: &TrainReport,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let train: Vec<(f64, f64)> = r.curve.iter().map(|c| (c.iter as f64, c.train)).collect();
-    let held: Vec<(f64, f64)> = r.eval.iter().map(|e| (e.iter as f64, e.loss)).collect();
-    let values = train.iter().chain(&held).map(|p| p.1).chain([r.baseline]).filter(|v| v.is_finite());
-    let top = values.fold(0.0f64, f64::max) * 1.05;
-    let title = format!("{} task, {} RNN, T = {}, h = {}", r.task, r.activation, r.steps, r.hidden);
-    let mut chart = ChartBuilder::on(root)
+    let (top, bottom) = root.split_vertically(TOP);
+    let x_max = (r.iters as f64).max(1.0);
+    let [train_c, held_c, base_c, spike_c, norm_c] =
+        [crate::plot::series_color(0), crate::plot::series_color(1), (90, 90, 90), (214, 39, 40), (44, 160, 44)];
+
+    // The loss panel.
+    let train = logged(r.curve.iter().map(|c| (c.iter, c.train)));
+    let held = logged(r.eval.iter().map(|e| (e.iter, e.loss)));
+    let spikes = logged(r.spikes.iter().map(|s| (s.iter, s.train)));
+    let baseline = r.baseline.log10();
+    let (lo, hi) = range(train.iter().chain(&held).chain(&spikes).map(|p| p.1).chain([baseline]));
+    let mut title = format!("{} task, {} RNN, T = {}, h = {}", r.task, r.activation, r.steps, r.hidden);
+    if let Some(t) = &r.truncate {
+        title.push_str(&format!(", truncated {}", t.as_str().map_or(format!("K = {t}"), str::to_string)));
+    }
+    let mut chart = ChartBuilder::on(&top)
         .caption(title, ("sans-serif", 22))
         .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..r.iters as f64, 0.0..top.max(1e-9))?;
-    chart.configure_mesh().x_desc("iteration").y_desc(r.metric).draw()?;
-    let colors = [crate::plot::series_color(0), crate::plot::series_color(1), (90, 90, 90)];
-    let rgb = |c: (u8, u8, u8)| RGBColor(c.0, c.1, c.2);
+        .margin_right(28)
+        .x_label_area_size(36)
+        .y_label_area_size(84)
+        .build_cartesian_2d(0.0..x_max, lo..hi)?;
     chart
-        .draw_series(LineSeries::new(train, rgb(colors[0]).stroke_width(2)))?
-        .label("training")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(colors[0]).stroke_width(3)));
+        .configure_mesh()
+        .x_desc("iteration")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc(format!("{} (log scale)", r.metric))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()?;
     chart
-        .draw_series(LineSeries::new(held.clone(), rgb(colors[1]).stroke_width(2)))?
+        .draw_series(LineSeries::new(train, rgb(train_c).stroke_width(2)))?
+        .label("training (mean per log window)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(train_c).stroke_width(3)));
+    chart
+        .draw_series(LineSeries::new(held.clone(), rgb(held_c).stroke_width(2)))?
         .label("held-out")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(colors[1]).stroke_width(3)));
-    chart.draw_series(held.iter().map(|&p| Circle::new(p, 3, rgb(colors[1]).filled())))?;
-    let baseline = r.baseline;
-    let dashes = (0..40).map(|k| {
-        let x0 = r.iters as f64 * k as f64 / 40.0;
-        PathElement::new(vec![(x0, baseline), (x0 + r.iters as f64 / 80.0, baseline)], rgb(colors[2]).stroke_width(2))
-    });
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(held_c).stroke_width(3)));
+    chart.draw_series(held.iter().map(|&p| Circle::new(p, 3, rgb(held_c).filled())))?;
     chart
-        .draw_series(dashes)?
-        .label("memoryless baseline")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(colors[2]).stroke_width(2)));
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        .draw_series(DashedLineSeries::new(
+            vec![(0.0, baseline), (x_max, baseline)],
+            9,
+            6,
+            rgb(base_c).stroke_width(2),
+        ))?
+        .label(format!("memoryless baseline {}", crate::format::significant(r.baseline, 4)))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(base_c).stroke_width(2)));
+    if !spikes.is_empty() {
+        chart
+            .draw_series(spikes.iter().map(|&p| Cross::new(p, 6, rgb(spike_c).stroke_width(2))))?
+            .label(format!("spikes (> {}× the running loss)", crate::train::SPIKE_FACTOR))
+            .legend(move |(x, y)| Cross::new((x + 10, y), 5, rgb(spike_c).stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+
+    // The gradient panel.
+    let norms = logged(r.curve.iter().map(|c| (c.iter, c.grad_norm)));
+    let theta = r.clip.map(f64::log10);
+    let (lo, hi) = range(norms.iter().map(|p| p.1).chain(theta));
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin(16)
+        .margin_right(28)
+        .x_label_area_size(36)
+        .y_label_area_size(84)
+        .build_cartesian_2d(0.0..x_max, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("iteration")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc("‖g‖ before clipping (log)")
+        .y_label_formatter(&|v| tick(*v))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(norms, rgb(norm_c).stroke_width(2)))?
+        .label("‖g‖, the gradient's global norm before clipping (mean per log window)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(norm_c).stroke_width(3)));
+    if let (Some(t), Some(theta)) = (r.clip, theta) {
+        chart
+            .draw_series(DashedLineSeries::new(vec![(0.0, theta), (x_max, theta)], 9, 6, rgb(base_c).stroke_width(2)))?
+            .label(format!("clip θ = {t}: above it the update is scaled down to θ"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(base_c).stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }

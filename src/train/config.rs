@@ -8,6 +8,7 @@ use super::optim::OptimKind;
 use super::weights::InitRecurrent;
 use crate::gpu::AdapterRequest;
 use crate::model::Activation;
+use crate::variant::truncation::Truncation;
 
 /// What to learn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -32,14 +33,19 @@ crate::choice!(Task {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainDevice {
-    /// The GPU: weights and optimiser state stay resident, the update is a WGSL kernel.
+    /// The GPU when there is a hardware one; the fast CPU path when the only adapters are
+    /// software ones (or there is none), with a note saying so. An adapter asked for by name,
+    /// backend or `software` counts as asking for the GPU.
     #[default]
+    Auto,
+    /// The GPU: weights and optimiser state stay resident, the update is a WGSL kernel.
     Gpu,
     /// The fast f32 CPU path.
     Cpu,
 }
 
 crate::choice!(TrainDevice {
+    Auto => "auto": "the GPU when there is a hardware one, else the fast CPU path (a software adapter such as lavapipe trains far slower than the CPU path)",
     Gpu => "gpu": "the GPU: weights and optimiser state stay resident, the update is a WGSL kernel",
     Cpu => "cpu": "the fast f32 CPU path",
 });
@@ -62,7 +68,7 @@ crate::choice!(Partition {
 });
 
 /// A training run. `Default` is `bptt train` without flags: the adding problem, h = 128,
-/// B = 32, 1000 Adam iterations on the GPU.
+/// B = 32, 1000 Adam iterations on the GPU (or the fast CPU path without a hardware GPU).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub task: Task,
@@ -90,8 +96,11 @@ pub struct TrainConfig {
     pub momentum: f64,
     /// Clip the parameter gradients together to global norm θ before each update.
     pub clip: Option<f64>,
-    /// Truncated BPTT: loss term s reaches h_t only if s − t < K.
-    pub truncate: Option<usize>,
+    /// Truncated BPTT: `Regular(K)`, loss term s reaches h_t only if s − t < K; `Random { p,
+    /// seed }`, the carried gradient cut with probability p at each step and scaled by
+    /// 1/(1 − p) otherwise, with fresh cuts every iteration from ChaCha8 seeded with `seed`
+    /// on the stream of the run's `seed` (docs/training.md).
+    pub truncate: Option<Truncation>,
     pub device: TrainDevice,
     /// The adapter, when `device` is the GPU.
     pub adapter: AdapterRequest,
@@ -132,7 +141,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             clip: None,
             truncate: None,
-            device: TrainDevice::Gpu,
+            device: TrainDevice::Auto,
             adapter: AdapterRequest::default(),
             seed: 0,
             log_every: 10,

@@ -1,19 +1,18 @@
 //! Training on the fast f32 CPU path (`cpu::fast`): each iteration is one forward + backward
 //! there, clipping with `clip::clip_grads`, and the optimiser's f32 update (`optim`).
 //!
-//! `--truncate K` runs here when only the last step is scored (the adding task): then BPTT
-//! truncated K steps back from that one loss term is exactly full BPTT over the last K steps
-//! started from h_{T−K}, which a forward pass over the first T − K steps provides. With a loss
-//! at every step, truncation needs K lanes of ∂L/∂a per step: the GPU path has them
-//! (`--compute gpu`); here it is refused up front (`setup`).
+//! Truncation of either kind runs on the fast path itself, for every task: `truncate` K as K
+//! lanes of ∂L/∂a per step (about K products in all when only the last step is scored), and
+//! randomised truncation with the iteration's cuts as per-step carry scales.
 
 use super::tasks::Batch;
 use super::weights::Weights;
-use super::{Engine, H0, StepConfig};
-use crate::clip::clip_grads;
+use super::{Engine, H0, IterStats, StepConfig};
+use crate::clip::{clip_grads, global_grad_norm};
 use crate::cpu::fast;
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, LossAt, Problem, Shape, Targets};
+use crate::variant::truncation::Truncation;
 
 pub struct CpuEngine {
     cfg: StepConfig,
@@ -21,7 +20,7 @@ pub struct CpuEngine {
     opt: super::optim::CpuOptim,
     /// h_T of the last training batch, [B,h], for sequential partitioning.
     carried: Vec<f64>,
-    losses: Vec<f64>,
+    losses: Vec<IterStats>,
 }
 
 impl CpuEngine {
@@ -35,79 +34,47 @@ impl CpuEngine {
         Ok(Problem::new(shape, self.cfg.activation, self.w.params(), x, Some(h0), targets)?.with_loss_at(loss_at))
     }
 
-    /// Loss and gradients of one batch: full BPTT, or truncated K steps back from the last step.
-    pub fn grads(&self, batch: &Batch, h0: Vec<f64>) -> Result<BpttResult> {
-        let s = self.cfg.shape;
-        let k = match self.cfg.truncate {
-            Some(k) if k < s.steps => k,
-            _ => {
-                return Ok(fast::bptt(&self.problem(
-                    s,
-                    batch.x.clone(),
-                    h0,
-                    batch.targets.clone(),
-                    self.cfg.loss_at,
-                )?));
+    /// Loss and gradients of one batch: full BPTT, truncated K steps back, or with the
+    /// iteration's random cuts (`carry`).
+    pub fn grads(&self, batch: &Batch, h0: Vec<f64>, carry: Option<&[f64]>) -> Result<BpttResult> {
+        let p = self.problem(self.cfg.shape, batch.x.clone(), h0, batch.targets.clone(), self.cfg.loss_at)?;
+        match (self.cfg.truncate, carry) {
+            (_, Some(c)) => fast::bptt_carry_scaled(&p, c),
+            (Some(Truncation::Regular(k)), None) => fast::bptt_truncated(&p, Truncation::Regular(k)),
+            (Some(Truncation::Random { .. }), None) => {
+                Err(Error::Invalid("randomised truncation needs the iteration's cuts".into()))
             }
-        };
-        if self.cfg.loss_at != LossAt::Last {
-            return Err(Error::Invalid("`truncate` on `compute` cpu needs a loss at the last step only".into()));
+            (None, None) => Ok(fast::bptt(&p)),
         }
-        // The first T − K steps, forward only (their loss is unscored here): h_{T−K}.
-        let (nb, d, q) = (s.batch, s.input, s.output);
-        let head = s.steps - k;
-        let head_shape = Shape::new(head, nb, d, s.hidden, q)?;
-        let zeros = match &batch.targets {
-            Targets::Mse(_) => Targets::Mse(vec![0.0; head * nb * q]),
-            Targets::Xent(_) => Targets::Xent(vec![0; head * nb]),
-        };
-        let prefix =
-            fast::bptt(&self.problem(head_shape, batch.x[..head * nb * d].to_vec(), h0, zeros, LossAt::Last)?);
-        let h_split = prefix.h[(head - 1) * nb * s.hidden..].to_vec();
-        let tail_targets = match &batch.targets {
-            Targets::Mse(y) => Targets::Mse(y[head * nb * q..].to_vec()),
-            Targets::Xent(l) => Targets::Xent(l[head * nb..].to_vec()),
-        };
-        let tail_shape = Shape::new(k, nb, d, s.hidden, q)?;
-        let mut g = fast::bptt(&self.problem(
-            tail_shape,
-            batch.x[head * nb * d..].to_vec(),
-            h_split,
-            tail_targets,
-            LossAt::Last,
-        )?);
-        // The states of all T steps, for the carried h and the outputs.
-        g.h = [prefix.h, g.h].concat();
-        g.o = [prefix.o, g.o].concat();
-        Ok(g)
     }
 }
 
 impl Engine for CpuEngine {
-    fn step(&mut self, batch: &Batch, h0: H0) -> Result<()> {
+    fn step(&mut self, batch: &Batch, h0: H0, carry: Option<&[f64]>) -> Result<()> {
         let s = self.cfg.shape;
         if !self.w.all_finite() {
             // An earlier update overflowed: this loss is not finite either, and the training
             // loop stops at the first one it reads, naming its iteration.
-            self.losses.push(f64::NAN);
+            self.losses.push(IterStats { loss: f64::NAN, grad_norm: f64::NAN });
             return Ok(());
         }
         let h0 = match h0 {
             H0::Zero => vec![0.0; s.batch * s.hidden],
             H0::Carried => std::mem::take(&mut self.carried),
         };
-        let mut g = self.grads(batch, h0)?;
+        let mut g = self.grads(batch, h0, carry)?;
         self.carried = g.h[(s.steps - 1) * s.batch * s.hidden..].to_vec();
-        if let Some(theta) = self.cfg.clip {
-            clip_grads(&mut g, theta)?;
-        }
-        self.losses.push(g.loss);
+        let grad_norm = match self.cfg.clip {
+            Some(theta) => clip_grads(&mut g, theta)?.0,
+            None => global_grad_norm(&g),
+        };
+        self.losses.push(IterStats { loss: g.loss, grad_norm });
         let (gb_h, gb_q) = (g.grad_b_h.as_deref().unwrap_or(&[]), g.grad_b_q.as_deref().unwrap_or(&[]));
         self.opt.update(&mut self.w, [&g.grad_w_hx, &g.grad_w_hh, &g.grad_w_qh, gb_h, gb_q]);
         Ok(())
     }
 
-    fn take_losses(&mut self) -> Result<Vec<f64>> {
+    fn take_stats(&mut self) -> Result<Vec<IterStats>> {
         Ok(std::mem::take(&mut self.losses))
     }
 

@@ -1,17 +1,23 @@
 //! Training on the GPU: the weights live in a `GpuBptt`'s buffers, the optimiser's state in
 //! buffers beside them, and one submission per iteration holds the minibatch's forward and
 //! backward passes (clipping included, as a stage of the schedule), the update of each tensor
-//! (`shaders/sgd_update.wgsl`, `shaders/adam_update.wgsl`) and a 4-byte copy of the loss into
-//! a history buffer. Nothing is read back per iteration: the history every `--log-every`
-//! iterations, the outputs at evaluations, the weights at the end.
+//! (`shaders/sgd_update.wgsl`, `shaders/adam_update.wgsl`) and copies of the loss (4 bytes)
+//! and of the parameter gradients' norms before clipping (20 bytes) into a history buffer.
+//! Nothing is read back per iteration: the history every `--log-every` iterations (or every
+//! `HISTORY` iterations, when that is sooner: the buffer's size does not grow with
+//! `log_every`), the outputs at evaluations, the weights at the end. The clipping stage always
+//! runs, so that the norms are there: without `--clip` its threshold is f32::MAX, which scales
+//! nothing. Randomised truncation's cuts change every iteration: they are written into the
+//! schedule's parameters before its submission.
 
 use super::optim::{Optim, OptimKind, UpdateParams};
 use super::tasks::Batch;
 use super::weights::Weights;
-use super::{Engine, H0, StepConfig};
-use crate::error::{Error, Result};
+use super::{Engine, H0, IterStats, StepConfig};
+use crate::error::Result;
 use crate::gpu::resident::PassConfig;
 use crate::gpu::{GpuBptt, GpuContext, Schedule, read_buffer};
+use crate::variant::truncation::Truncation;
 
 /// The optimisers' kernels (name, WGSL source), loaded here and validated in tests/shaders.rs.
 pub const UPDATE_KERNELS: [(&str, &str); 2] = [
@@ -20,7 +26,11 @@ pub const UPDATE_KERNELS: [(&str, &str); 2] = [
 ];
 
 const WORKGROUP: u32 = 64;
+/// The most losses the history buffer holds; a longer log window reads it back when full.
+pub const HISTORY: usize = 1024;
 const TENSORS: [&str; 5] = ["w_hx", "w_hh", "w_qh", "b_h", "b_q"];
+/// The per-tensor gradient norms the clipping stage writes (`clip_norms`, one f32 each).
+const NORMS: usize = 5;
 
 /// One parameter tensor's update: its uniform, bind group and size.
 struct Update {
@@ -36,11 +46,14 @@ pub struct GpuEngine {
     pipeline: wgpu::ComputePipeline,
     updates: Vec<Update>,
     step: u64,
-    /// The loss of each iteration since the last read, and its mappable copy.
+    /// The loss of each iteration since the last read, then the 5 gradient norms of each (at
+    /// 4·`history_len` bytes), and its mappable copy.
     history: wgpu::Buffer,
     history_readback: wgpu::Buffer,
     history_len: usize,
     pending: usize,
+    /// Losses and norms read back from full history buffers, not yet taken.
+    read: Vec<IterStats>,
     /// h_T of the last training batch (sequential partitioning), kept apart from h's slot 0,
     /// which evaluations overwrite.
     carried: wgpu::Buffer,
@@ -53,7 +66,7 @@ impl GpuEngine {
     pub fn new(ctx: GpuContext, cfg: StepConfig, w: &Weights, log_every: usize) -> Result<Self> {
         let s = cfg.shape;
         let mut bptt = match cfg.truncate {
-            Some(k) if k < s.steps => GpuBptt::new_truncated(&ctx, s, k)?,
+            Some(Truncation::Regular(k)) if k < s.steps => GpuBptt::new_truncated(&ctx, s, k)?,
             _ => GpuBptt::new(&ctx, s, Schedule::Fused)?,
         };
         bptt.prepare(
@@ -63,7 +76,7 @@ impl GpuEngine {
                 loss_fn: cfg.loss_fn,
                 loss_at: cfg.loss_at,
                 bias: true,
-                clip: cfg.clip.map(|c| c as f32),
+                clip: Some(cfg.clip.map_or(f32::MAX, |c| c as f32)),
             },
         );
         for (name, v) in w.tensors() {
@@ -127,8 +140,10 @@ impl GpuEngine {
         }
         let copy_usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let read_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-        let history = storage("loss history", 4 * log_every as u64, copy_usage);
-        let history_readback = storage("loss history readback", 4 * log_every as u64, read_usage);
+        let history_len = log_every.clamp(1, HISTORY);
+        let history_bytes = 4 * ((1 + NORMS) * history_len) as u64;
+        let history = storage("loss and norm history", history_bytes, copy_usage);
+        let history_readback = storage("loss and norm history readback", history_bytes, read_usage);
         let carried = storage("carried h", bptt.state_slot_bytes(), copy_usage);
         let o_bytes = (s.steps * s.batch * s.output * 4) as u64;
         let eval_readback = storage("eval readback", o_bytes + 4, read_usage);
@@ -140,8 +155,9 @@ impl GpuEngine {
             step: 0,
             history,
             history_readback,
-            history_len: log_every,
+            history_len,
             pending: 0,
+            read: Vec::new(),
             carried,
             eval_readback,
             cfg,
@@ -154,15 +170,38 @@ impl GpuEngine {
         &self.ctx.adapter.name
     }
 
+    /// Reads the pending losses and norms back into `read`, emptying the history buffer.
+    fn read_history(&mut self) -> Result<()> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let mut enc = self.encoder();
+        let bytes = self.history.size();
+        enc.copy_buffer_to_buffer(&self.history, 0, &self.history_readback, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let data = read_buffer(&self.ctx, &self.history_readback, bytes)?;
+        let all: &[f32] = bytemuck::cast_slice(&data);
+        let (losses, norms) = all.split_at(self.history_len);
+        for k in 0..self.pending {
+            let n: Vec<f64> = norms[k * NORMS..][..NORMS].iter().map(|&v| v as f64).collect();
+            self.read.push(IterStats { loss: losses[k] as f64, grad_norm: crate::model::norm(&n) });
+        }
+        self.pending = 0;
+        Ok(())
+    }
+
     fn encoder(&self) -> wgpu::CommandEncoder {
         self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train") })
     }
 }
 
 impl Engine for GpuEngine {
-    fn step(&mut self, batch: &Batch, h0: H0) -> Result<()> {
+    fn step(&mut self, batch: &Batch, h0: H0, carry: Option<&[f64]>) -> Result<()> {
         if self.pending == self.history_len {
-            return Err(Error::Invalid("the loss history is full: read it (take_losses) first".into()));
+            self.read_history()?;
+        }
+        if let Some(c) = carry {
+            self.bptt.set_carry(&self.ctx, c)?;
         }
         let ctx = &self.ctx;
         let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
@@ -192,22 +231,16 @@ impl Engine for GpuEngine {
             }
         }
         enc.copy_buffer_to_buffer(self.bptt.buffer("loss")?, 0, &self.history, 4 * self.pending as u64, 4);
+        let norms_at = 4 * (self.history_len + NORMS * self.pending) as u64;
+        enc.copy_buffer_to_buffer(self.bptt.buffer("clip_norms")?, 0, &self.history, norms_at, 4 * NORMS as u64);
         ctx.queue.submit([enc.finish()]);
         self.pending += 1;
         Ok(())
     }
 
-    fn take_losses(&mut self) -> Result<Vec<f64>> {
-        if self.pending == 0 {
-            return Ok(Vec::new());
-        }
-        let mut enc = self.encoder();
-        let bytes = 4 * self.pending as u64;
-        enc.copy_buffer_to_buffer(&self.history, 0, &self.history_readback, 0, bytes);
-        self.ctx.queue.submit([enc.finish()]);
-        let data = read_buffer(&self.ctx, &self.history_readback, bytes)?;
-        self.pending = 0;
-        Ok(bytemuck::cast_slice::<u8, f32>(&data).iter().map(|&v| v as f64).collect())
+    fn take_stats(&mut self) -> Result<Vec<IterStats>> {
+        self.read_history()?;
+        Ok(std::mem::take(&mut self.read))
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {

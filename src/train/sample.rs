@@ -9,15 +9,17 @@ use super::weights::Weights;
 use crate::cpu::reference::phi;
 use crate::model::Activation;
 
-/// N characters sampled after `prompt` (given as ids, at least one).
+/// N characters sampled after `prompt` (given as ids, at least one). Linear in N: each
+/// character costs one step of the recurrence.
 pub fn sample(w: &Weights, act: Activation, corpus: &Corpus, prompt: &[u32], n: usize, r: &mut impl Rng) -> String {
     let v = corpus.vocab_size();
     let h = w.b_h.len();
     let mut state = vec![0.0f64; h];
     let mut out = String::new();
+    let mut drawn = 0;
     let mut next = prompt[0];
     let mut fed = 0;
-    while out.chars().count() < n {
+    while drawn < n {
         // h_t = φ(w_hx[:, c] + w_hh·h_{t−1} + b_h): the one-hot input selects a column.
         let new: Vec<f64> = (0..h)
             .map(|i| {
@@ -46,6 +48,7 @@ pub fn sample(w: &Weights, act: Activation, corpus: &Corpus, prompt: &[u32], n: 
             u -= pk;
         }
         out.push(corpus.vocab[next as usize]);
+        drawn += 1;
     }
     out
 }

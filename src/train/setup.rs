@@ -9,8 +9,12 @@ use super::optim::{Optim, OptimKind};
 use super::tasks::{self, ADDING_INPUT, ADDING_OUTPUT, Batch, COPY_INPUT, COPY_OUTPUT, rng};
 use super::text::Corpus;
 use super::weights::{Weights, f32s};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line, quote};
+use crate::format::{f32_parameter, number};
+use crate::io::ModelFile;
+use crate::memory::{self, TrainSizes};
 use crate::model::{Activation, Choice, LossAt, LossFn, Shape};
+use crate::variant::truncation::Truncation;
 
 /// The held-out set's seed: fixed, so runs with different --seed are scored on the same set.
 pub const HELD_OUT_SEED: u64 = 0x4845_4c44; // "HELD"
@@ -87,6 +91,16 @@ impl Setup {
                 let Some(path) = &a.text else {
                     return Err(invalid("`task` text needs `text` FILE"));
                 };
+                // Before the file is read: what reading it will take (a larger file than the
+                // reader accepts is refused by `Corpus::load`).
+                if let Ok(m) = std::fs::metadata(path) {
+                    memory::check_host(
+                        memory::text_host_bytes(m.len()),
+                        a.max_memory,
+                        &format!("reading `text` {}", shown(path)),
+                        "give a shorter text",
+                    )?;
+                }
                 let corpus = Corpus::load(path, steps)?;
                 if let Some(prompt) = &a.prompt {
                     if prompt.is_empty() {
@@ -104,34 +118,40 @@ impl Setup {
             }
         };
         let shape = Shape::new(steps, a.batch, d, a.hidden, q)?;
-        let truncate = a.truncate;
         let mut notes = Vec::new();
-        if let Some(k) = truncate {
-            if k >= steps {
+        let truncate = match a.truncate {
+            Some(Truncation::Regular(0)) => return Err(invalid("`truncate` K must be at least 1")),
+            Some(Truncation::Regular(k)) if k >= steps => {
                 notes.push(format!("`truncate` {k} reaches back over all T = {steps} steps: full BPTT"));
-            } else if a.device == TrainDevice::Cpu && loss_at != LossAt::Last {
-                return Err(invalid(format!(
-                    "`truncate` with `device` cpu needs a loss at the last step only (`task` adding); \
-                     `task` {} scores every step: use `device` gpu",
-                    task_name(task)
-                )));
+                None
             }
-        }
-        let (weights, activation) = initial_weights(a, d, q)?;
-        if let (Some(path), TaskData::Text { corpus, .. }) = (&a.init_from, &data) {
-            let saved = crate::io::load_model(path)?.metadata.get("vocab").cloned();
+            Some(Truncation::Random { p, .. }) if !(0.0..1.0).contains(&p) => {
+                return Err(invalid(format!("`truncate` random:P needs P in [0, 1), got {p}")));
+            }
+            Some(Truncation::Random { p: 0.0, .. }) => {
+                notes.push("`truncate` random:0 never cuts: full BPTT".to_string());
+                None
+            }
+            t => t,
+        };
+        let eval_batches = a.eval_size.div_ceil(a.batch);
+        let log_every = a.log_every.min(a.iters);
+        check_memory(a, shape, loss_fn, &data, eval_batches, log_every)?;
+        let model = match &a.init_from {
+            Some(path) => Some(crate::io::load_model_within(path, a.max_memory)?),
+            None => None,
+        };
+        if let (Some(m), Some(path), TaskData::Text { corpus, .. }) = (&model, &a.init_from, &data) {
             let here: String = corpus.vocab.iter().collect();
-            if saved.as_ref() != Some(&here) {
+            if m.metadata.get("vocab") != Some(&here) {
                 return Err(invalid(format!(
                     "`init_from` {}: the model was not trained on this text's vocabulary ({} characters here)",
-                    path.display(),
+                    shown(path),
                     corpus.vocab_size()
                 )));
             }
         }
-        if let Some(path) = &a.init_from {
-            notes.push(format!("weights from {}", path.display()));
-        }
+        let (weights, activation) = initial_weights(a, model, d, q)?;
         let lr = a.lr.unwrap_or(match a.optim {
             OptimKind::Adam => 1e-3,
             OptimKind::Sgd => 1e-2,
@@ -142,7 +162,7 @@ impl Setup {
             loss_fn,
             loss_at,
             clip: a.clip,
-            truncate: truncate.filter(|&k| k < steps),
+            truncate,
             optim: Optim { kind: a.optim, lr, momentum: a.momentum },
         };
         let held_out = held_out_batches(&data, shape, a.eval_size);
@@ -152,7 +172,7 @@ impl Setup {
             step,
             weights,
             iters: a.iters,
-            log_every: a.log_every.min(a.iters),
+            log_every,
             eval_every: a.eval_every,
             held_out,
             seed: a.seed,
@@ -198,8 +218,54 @@ pub fn task_name(t: Task) -> &'static str {
     t.name()
 }
 
+fn shown(path: &std::path::Path) -> String {
+    one_line(&path.display().to_string())
+}
+
+/// Refuses (exit 2, with the figure) a run whose host memory (`memory::train_host_bytes`) is
+/// more than the memory available, before the weights, the held-out set or the engine exist.
+fn check_memory(
+    a: &TrainConfig,
+    shape: Shape,
+    loss_fn: LossFn,
+    data: &TaskData,
+    held_out_batches: usize,
+    log_every: usize,
+) -> Result<()> {
+    let sizes = TrainSizes {
+        shape,
+        labels: loss_fn == LossFn::Xent,
+        // `Auto` may choose the GPU: planned for as such.
+        gpu: a.device != TrainDevice::Cpu,
+        adam: a.optim == OptimKind::Adam,
+        held_out_batches: held_out_batches as u64,
+        log_every: log_every as u64,
+        sample: a.sample.unwrap_or(0) as u64,
+        text_chars: match data {
+            TaskData::Text { corpus, .. } => (corpus.train.len() + corpus.held_out.len()) as u64,
+            _ => 0,
+        },
+        init_from_bytes: a.init_from.as_deref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len()),
+    };
+    // The hint names the largest part and what sizes it.
+    let parts = memory::train_host_parts(&sizes);
+    let largest = parts.iter().max_by(|x, y| x.bytes.total_cmp(&y.bytes)).expect("seven parts");
+    memory::check_host(
+        memory::train_host_bytes(&sizes),
+        a.max_memory,
+        &format!("this run ({shape}, `device` {})", a.device.name()),
+        &format!(
+            "the largest part is {}, {}: lower {}",
+            largest.what,
+            crate::format::human_bytes(largest.bytes as u64),
+            largest.fields
+        ),
+    )
+}
+
 /// The numbers of a config, each checked against its own rule (the command line's parsers
-/// apply the same ones, so there they never fire).
+/// apply the same ones, so there they never fire), and those the run keeps in f32 against
+/// f32's range (`format::f32_parameter`).
 fn check_numbers(a: &TrainConfig) -> Result<()> {
     for (field, v) in [
         ("hidden", a.hidden),
@@ -209,14 +275,16 @@ fn check_numbers(a: &TrainConfig) -> Result<()> {
         ("eval_every", a.eval_every),
         ("eval_size", a.eval_size),
         ("steps", a.steps.unwrap_or(1)),
-        ("truncate", a.truncate.unwrap_or(1)),
     ] {
         if v == 0 {
             return Err(invalid(format!("`{field}` must be at least 1")));
         }
     }
     let finite = |field: &str, v: f64, ok: bool, rule: &str| {
-        if v.is_finite() && ok { Ok(()) } else { Err(invalid(format!("`{field}` must be {rule}, got {v}"))) }
+        if !(v.is_finite() && ok) {
+            return Err(invalid(format!("`{field}` must be {rule}, got {}", number(v))));
+        }
+        f32_parameter(field, v)
     };
     finite("init_scale", a.init_scale, a.init_scale >= 0.0, "a finite number ≥ 0")?;
     finite("momentum", a.momentum, (0.0..1.0).contains(&a.momentum), "in [0, 1)")?;
@@ -229,16 +297,15 @@ fn check_numbers(a: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-/// The starting weights and φ: from --init-from (checked against the task's sizes and
-/// --activation) or the seeded initialisation.
-fn initial_weights(a: &TrainConfig, d: usize, q: usize) -> Result<(Weights, Activation)> {
+/// The starting weights and φ: from the `init_from` model (checked against the task's sizes
+/// and `activation`) or the seeded initialisation.
+fn initial_weights(a: &TrainConfig, model: Option<ModelFile>, d: usize, q: usize) -> Result<(Weights, Activation)> {
     let h = a.hidden;
-    let Some(path) = &a.init_from else {
+    let (Some(m), Some(path)) = (model, &a.init_from) else {
         let act = a.activation.unwrap_or(Activation::Tanh);
         return Ok((Weights::init(d, h, q, a.init_recurrent, a.init_scale, a.seed), act));
     };
-    let m = crate::io::load_model(path)?;
-    let here = path.display();
+    let here = shown(path);
     if (m.input, m.hidden, m.output) != (d, h, q) {
         return Err(invalid(format!(
             "`init_from` {here}: the model has d={} h={} q={}, this run needs d={d} h={h} q={q} (`hidden`, `task`)",
@@ -251,7 +318,7 @@ fn initial_weights(a: &TrainConfig, d: usize, q: usize) -> Result<(Weights, Acti
         Some("tanh") => Some(Activation::Tanh),
         Some("relu") => Some(Activation::Relu),
         Some(other) => {
-            return Err(invalid(format!("`init_from` {here}: unknown activation '{other}' in its metadata")));
+            return Err(invalid(format!("`init_from` {here}: unknown activation '{}' in its metadata", quote(other))));
         }
     };
     let act = match (a.activation, from_file) {

@@ -59,6 +59,7 @@ impl Corpus {
         let mut vocab = chars.clone();
         vocab.sort_unstable();
         vocab.dedup();
+        vocab.shrink_to_fit();
         if vocab.len() > MAX_VOCAB {
             return Err(Error::Invalid(format!(
                 "{} distinct characters; at most {MAX_VOCAB} are supported",

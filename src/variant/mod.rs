@@ -41,7 +41,7 @@ impl GradientOptions {
                 Some(format!("`truncate` {k} reaches back over all T = {steps} steps: every term is kept, full BPTT")),
             ),
             Some(Truncation::Random { p, .. }) if !(0.0..1.0).contains(&p) => {
-                return invalid(format!("`truncate` random:P needs P in [0, 1), got {p}"));
+                return invalid(format!("`truncate` random:P needs P in [0, 1), got {}", crate::format::number(p)));
             }
             t => (t, None),
         };
@@ -56,7 +56,7 @@ impl GradientOptions {
         if let Some(theta) = clip
             && !(theta.is_finite() && theta > 0.0)
         {
-            return invalid(format!("`clip` must be a finite number > 0, got {theta}"));
+            return invalid(format!("`clip` must be a finite number > 0, got {}", crate::format::number(theta)));
         }
         if let Some(n) = segments {
             segment_lengths(steps, n)?;
@@ -75,16 +75,17 @@ impl GradientOptions {
             Some(Truncation::Regular(k)) => {
                 v.push(format!("truncated {k} step{} back from each loss term", if k == 1 { "" } else { "s" }))
             }
-            Some(Truncation::Random { p, seed }) => {
-                v.push(format!("randomised truncation p = {p} (seed {seed}), reweighted by 1/(1−p)"))
-            }
+            Some(Truncation::Random { p, seed }) => v.push(format!(
+                "randomised truncation p = {} (seed {seed}), reweighted by 1/(1−p)",
+                crate::format::number(p)
+            )),
             None => {}
         }
         if let Some(n) = self.segments {
             v.push(format!("{n} segments, gradient cut at their boundaries"));
         }
         if let Some(theta) = self.clip {
-            v.push(format!("gradients clipped to global norm {theta}"));
+            v.push(format!("gradients clipped to global norm {}", crate::format::number(theta)));
         }
         v
     }
@@ -95,6 +96,24 @@ impl GradientOptions {
             Some(Truncation::Random { p, seed }) => Ok(Some(random_carry_scales(steps, p, seed)?)),
             _ => Ok(None),
         }
+    }
+
+    /// The variant on the fast f32 CPU path (`cpu::fast`: truncation through its backward
+    /// recurrence, segments as carry multipliers of 0 at the boundaries), and ‖g‖ before
+    /// clipping when it clips.
+    pub fn fast(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
+        let mut g = match (self.truncate, self.segments) {
+            (Some(t), _) => crate::cpu::fast::bptt_truncated(p, t)?,
+            (None, Some(n)) => {
+                crate::cpu::fast::bptt_carry_scaled(p, &segments::segment_carry_scales(p.shape.steps, n)?)?
+            }
+            (None, None) => crate::cpu::fast::bptt(p),
+        };
+        let before = match self.clip {
+            Some(theta) => Some(clip_grads(&mut g, theta)?.0),
+            None => None,
+        };
+        Ok((g, before))
     }
 
     /// The variant on the f64 reference, and ‖g‖ before clipping when it clips.

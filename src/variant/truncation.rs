@@ -28,14 +28,22 @@ pub enum Truncation {
 /// the end, and p = 0 gives all ones (exactly full BPTT).
 pub fn random_carry_scales(steps: usize, p: f64, seed: u64) -> Result<Vec<f64>> {
     if !(0.0..1.0).contains(&p) {
-        return Err(Error::Invalid(format!("random truncation needs a cut probability p in [0, 1), got {p}")));
+        return Err(Error::Invalid(format!(
+            "random truncation needs a cut probability p in [0, 1), got {}",
+            crate::format::number(p)
+        )));
     }
+    Ok(draw_carry_scales(&mut ChaCha8Rng::seed_from_u64(seed), steps, p))
+}
+
+/// The draws of `random_carry_scales` from any generator: one `f64` per step, c_{T−1} first,
+/// cut iff u < p, kept ones 1/(1−p). Training draws fresh cuts this way at every iteration.
+pub fn draw_carry_scales(rng: &mut impl Rng, steps: usize, p: f64) -> Vec<f64> {
     let kept = 1.0 / (1.0 - p);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut scales = vec![0.0; steps];
     for t in (0..steps).rev() {
         let u: f64 = rng.random();
         scales[t] = if u < p { 0.0 } else { kept };
     }
-    Ok(scales)
+    scales
 }

@@ -494,6 +494,7 @@ def train(
     momentum=0.9,
     clip=None,
     truncate=None,
+    truncate_seed=0,
     device="gpu",
     seed=0,
     log_every=10,
@@ -509,11 +510,14 @@ def train(
     software=False,
 ):
     """``bptt train`` as a call → :class:`Trained`. ``task``: "adding", "copy" or "text" (with
-    ``text`` a UTF-8 file); ``device``: "gpu" or "cpu"; the other keywords are the command's
-    options (docs/training.md)."""
+    ``text`` a UTF-8 file); ``device``: "gpu" or "cpu"; ``truncate``: K steps or "random:P"
+    (cuts drawn from ``truncate_seed``); the other keywords are the command's options
+    (docs/training.md)."""
+    k, random_p = _truncation(truncate)
     native = _lib.train(
         task, None if text is None else str(text), steps, hidden, batch, iters, activation, init_recurrent,
-        float(init_scale), optim, lr, float(momentum), clip, truncate, device, adapter, backend, software, seed,
+        float(init_scale), optim, lr, float(momentum), clip, k, random_p, truncate_seed, device, adapter, backend,
+        software, seed,
         log_every, eval_every, eval_size, partition, sample, prompt, None if init_from is None else str(init_from),
         _memory(memory),
     )

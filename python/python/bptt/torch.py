@@ -81,7 +81,9 @@ class RNNFunction(torch.autograd.Function):
         )
         grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b = (None if g is None else _tensor(g, x) for g in grads)
         grad_h0 = grad_h0 if ctx.has_h0 else None
-        return None, None, grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b, grad_b if grad_b is not None else None
+        # Both biases get ∂L/∂b_h (their sum enters the model), as two tensors, not one shared.
+        grad_b2 = None if grad_b is None else grad_b.clone()
+        return None, None, grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b, grad_b2
 
 
 class RNN(nn.Module):

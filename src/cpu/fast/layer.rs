@@ -6,7 +6,7 @@
 
 use super::aligned::{AlignedVec, padded};
 use super::gemm::{View, gemm};
-use super::recur::Recurrence;
+use super::recur::{Carry, Recurrence};
 use super::simd::Isa;
 use super::{add_to_rows, column_sums, transpose_padded};
 use crate::layer::types::{LayerGrads, LayerShape, LayerWeights, Upstream};
@@ -57,7 +57,7 @@ pub fn backward(
             grad_a[(nt - 1) * bh..].iter_mut().zip(last).for_each(|(g, l)| *g += l);
         }
         let mut grad_h0 = vec![0.0f32; bh];
-        recurrence.backward(act, &w_hh, &w_hh_t, up.h, &mut grad_a, &mut grad_h0);
+        recurrence.backward(act, &w_hh, &w_hh_t, up.h, &mut grad_a, &mut grad_h0, &Carry::Full);
 
         // ∂L/∂w_hh = Σ_t ∂L/∂a_tᵀ·h_{t-1}: the first step against h0, the others against
         // h_1..h_{T-1} (the states come without h0 in front, so two GEMMs instead of one).

@@ -103,7 +103,9 @@ impl Recurrence {
     /// Backward over all steps, last to first: ∂L/∂h_t = g_t + ∂L/∂a_{t+1}·w_hh, then
     /// g_t ← ∂L/∂h_t ⊙ φ'(h_t), in place in grad_a [T,B,h], which holds g_t = ∂L/∂o_t·w_qh on
     /// entry (∂L/∂a_{T+1} = 0). Then ∂L/∂h0 = ∂L/∂a_1·w_hh into `grad_h0` [B,h]. `h_all`
-    /// [T,B,h] holds h_1..h_T. Returns ‖∂L/∂h_t‖ over the batch for every t.
+    /// [T,B,h] holds h_1..h_T. Returns ‖∂L/∂h_t‖ over the batch for every t. `carry` truncates
+    /// the carried term ∂L/∂a_{t+1}·w_hh (see `Carry`; `Carry::Full` is plain BPTT).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         act: Activation,
@@ -112,58 +114,213 @@ impl Recurrence {
         h_all: &[f32],
         grad_a: &mut [f32],
         grad_h0: &mut [f32],
+        carry: &Carry,
     ) -> Vec<f64> {
         let (nb, nh) = (self.nb, self.nh);
         let bh = nb * nh;
         assert!(grad_a.len().is_multiple_of(bh) && h_all.len() == grad_a.len() && grad_h0.len() == bh);
         let nt = grad_a.len() / bh;
+        if let Carry::Scaled(c) = carry {
+            assert_eq!(c.len(), nt, "backward: one carry scale per step");
+        }
+        let lanes = match *carry {
+            Carry::Lanes { k, last_only } if k < nt => Some(Lanes::new(k, last_only, nt, bh)),
+            _ => None,
+        };
         let w = if self.outer() { w_hh } else { w_hh_t };
-        let (grad_a, grad_h0) = (Shared::new(grad_a), Shared::new(grad_h0));
+        // Scratch rows [B,h] for a scaled carry: each unit keeps its columns of g_t there.
+        let mut scratch = if matches!(carry, Carry::Scaled(_)) { vec![0.0f32; bh] } else { Vec::new() };
+        let (grad_a, grad_h0, scratch) = (Shared::new(grad_a), Shared::new(grad_h0), Shared::new(&mut scratch));
         // Step s of the pass is t = T − 1 − s; step T computes ∂L/∂h0. Each unit returns
         // Σ ∂L/∂h² over its columns, added up in block order below, so the norms do not depend
         // on which thread did which block.
         let partial_sq = run_steps(self.blocks.len(), nt + 1, |s, k| {
             let cols = &self.blocks[k];
             if s == nt {
-                // ∂L/∂h0 = ∂L/∂a_1·w_hh: a step with nothing from the output and no φ'.
+                // ∂L/∂h0 = c_0·(∂L/∂a_1·w_hh): a step with nothing from the output and no φ'.
                 // SAFETY: row 0 of grad_a is finished (step T − 1); grad_h0's columns are
                 // this unit's alone.
                 let grad_a_1 = unsafe { grad_a.read(0, bh) };
                 let mut outs = unsafe { grad_h0.columns(0, nb, nh, cols) };
                 outs.iter_mut().for_each(|o| o.fill(0.0));
-                self.product(w, cols, grad_a_1, &mut outs, false);
-                outs.iter_mut().for_each(|o| o.iter_mut().for_each(|g| *g = flush_tiny(*g)));
+                let c0 = match carry {
+                    Carry::Scaled(c) => c[0] as f32,
+                    _ => 1.0,
+                };
+                if c0 != 0.0 {
+                    self.product(w, cols, grad_a_1, &mut outs, false);
+                }
+                let scale = |g: &mut f32| *g = flush_tiny(*g * c0);
+                outs.iter_mut().for_each(|o| o.iter_mut().for_each(scale));
                 return 0.0;
             }
             let t = nt - 1 - s;
+            if let Some(lanes) = &lanes {
+                // SAFETY: as below; the lanes of step t + 1 are finished, and each unit
+                // writes only its columns of step t's lanes (the other half of the buffer).
+                return unsafe { self.lanes_step(act, w, h_all, &grad_a, lanes, t, cols) };
+            }
             // SAFETY: as in `forward`, with rows t + 1 (read, finished with the last step) and
             // t (this block's columns written).
             let mut outs = unsafe { grad_a.columns(t * bh, nb, nh, cols) };
             if t + 1 < nt {
                 let grad_a_next = unsafe { grad_a.read((t + 1) * bh, bh) };
-                self.product(w, cols, grad_a_next, &mut outs, t % 2 == 1);
+                match carry {
+                    Carry::Scaled(c) if c[t + 1] == 0.0 => {}
+                    Carry::Scaled(c) if c[t + 1] != 1.0 => {
+                        // g_t + c·(∂L/∂a_{t+1}·w_hh): the product alone, scaled, then g_t.
+                        // SAFETY: the scratch's columns `cols` are this unit's alone.
+                        let mut kept = unsafe { scratch.columns(0, nb, nh, cols) };
+                        for (g, out) in kept.iter_mut().zip(outs.iter_mut()) {
+                            g.copy_from_slice(out);
+                            out.fill(0.0);
+                        }
+                        self.product(w, cols, grad_a_next, &mut outs, t % 2 == 1);
+                        let c = c[t + 1] as f32;
+                        for (g, out) in kept.iter().zip(outs.iter_mut()) {
+                            out.iter_mut().zip(g.iter()).for_each(|(o, g)| *o = *o * c + g);
+                        }
+                    }
+                    _ => self.product(w, cols, grad_a_next, &mut outs, t % 2 == 1),
+                }
             }
             let mut sq = 0.0f64;
             for (b, out) in outs.iter_mut().enumerate() {
                 sq += sum_sq(out);
-                match act {
-                    Activation::Identity => out.iter_mut().for_each(|g| *g = flush_tiny(*g)),
-                    Activation::Tanh => {
-                        let h = &h_all[t * bh + b * nh..][cols.clone()];
-                        let grad_a = |(g, h): (&mut f32, &f32)| *g = flush_tiny(*g * (1.0 - h * h));
-                        out.iter_mut().zip(h).for_each(grad_a);
-                    }
-                    Activation::Relu => {
-                        let h = &h_all[t * bh + b * nh..][cols.clone()];
-                        let grad_a = |(g, h): (&mut f32, &f32)| *g = if *h > 0.0 { flush_tiny(*g) } else { 0.0 };
-                        out.iter_mut().zip(h).for_each(grad_a);
-                    }
-                }
+                apply_phi_prime(act, out, &h_all[t * bh + b * nh..][cols.clone()]);
             }
             sq
         });
         let blocks = self.blocks.len();
         (0..nt).map(|t| partial_sq[(nt - 1 - t) * blocks..][..blocks].iter().sum::<f64>().sqrt()).collect()
+    }
+
+    /// One step of regular truncation (`Carry::Lanes`) on the block `cols`: lane m of step t
+    /// is g_t + lane m − 1 of step t + 1 times w_hh, then ⊙ φ' (lane 0 is zero); lane K, the
+    /// answer, goes to grad_a's row t. Lanes known to be zero are skipped, and lanes that
+    /// every loss term already reaches are one (see `Lanes`). Returns Σ ∂L/∂h² of the answer.
+    ///
+    /// # Safety
+    /// The lanes of step t + 1 and row t + 1 of grad_a are finished; no other unit touches the
+    /// columns `cols` of step t's lanes or of grad_a's row t.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lanes_step(
+        &self,
+        act: Activation,
+        w: &[f32],
+        h_all: &[f32],
+        grad_a: &Shared,
+        lanes: &Lanes,
+        t: usize,
+        cols: &Range<usize>,
+    ) -> f64 {
+        let (nb, nh) = (self.nb, self.nh);
+        let bh = nb * nh;
+        let (lo, top) = lanes.computed(t);
+        let mut sq = 0.0f64;
+        for m in lo..=top {
+            let mut outs = unsafe { lanes.buf.columns(lanes.slot(t, m), nb, nh, cols) };
+            // g_t, still in grad_a's row t (overwritten only after the last lane).
+            let g = unsafe { grad_a.columns(t * bh, nb, nh, cols) };
+            for (out, g) in outs.iter_mut().zip(&g) {
+                out.copy_from_slice(g);
+            }
+            if let Some(src) = lanes.stored(t + 1, m - 1) {
+                let v = unsafe { lanes.buf.read(lanes.slot(t + 1, src), bh) };
+                self.product(w, cols, v, &mut outs, t % 2 == 1);
+            }
+            for (b, out) in outs.iter_mut().enumerate() {
+                if m == top {
+                    sq += sum_sq(out);
+                }
+                apply_phi_prime(act, out, &h_all[t * bh + b * nh..][cols.clone()]);
+            }
+        }
+        let mut answer = unsafe { grad_a.columns(t * bh, nb, nh, cols) };
+        if lo > top {
+            answer.iter_mut().for_each(|a| a.fill(0.0));
+        } else {
+            let lane = unsafe { lanes.buf.columns(lanes.slot(t, top), nb, nh, cols) };
+            for (a, l) in answer.iter_mut().zip(&lane) {
+                a.copy_from_slice(l);
+            }
+        }
+        sq
+    }
+}
+
+/// How the backward recursion carries ∂L/∂a_{t+1}·w_hh into ∂L/∂h_t (docs/gradients.md,
+/// "Seeing vanishing and exploding gradients": the remedies). The f64 truncated reference
+/// (`cpu::truncated`) defines each; tests/cpu_fast.rs checks this path against it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Carry {
+    /// Full BPTT.
+    Full,
+    /// ∂L/∂h_t = c_t·(∂L/∂a_{t+1}·w_hh) + g_t: `scales[t]` is c_t for the code's step t − 1
+    /// (math index t, so `scales[0]` multiplies ∂L/∂h0). Randomised truncation's cuts.
+    Scaled(Vec<f64>),
+    /// Regular truncation: loss term s reaches ∂L/∂h_t only if s − t < k, computed with k
+    /// "lanes" of ∂L/∂a per step. `last_only`: only the last step has a loss term, so lanes
+    /// that hold nothing yet are skipped (about k products in all instead of k per step).
+    Lanes { k: usize, last_only: bool },
+}
+
+/// The lanes of regular truncation: lane m (1 ≤ m ≤ K) of step t is ∂L/∂a_t keeping only the
+/// loss terms s with s − t < m, kept for two steps at a time (the one being computed and the
+/// one it reads) in a buffer of 2·(K + 1) rows [B,h].
+///
+/// Two facts keep the work down: lane m of step t is zero when no loss term lies within m
+/// steps (m ≤ d_t, the distance to the next scored step: 0 with a loss at every step, T − 1 − t
+/// with the last step only), and lanes m ≥ T − t hold every loss term after t, so they are all
+/// lane T − t. Only lanes d_t + 1 ..= min(K, T − t) are computed.
+struct Lanes {
+    k: usize,
+    last_only: bool,
+    nt: usize,
+    bh: usize,
+    buf: Shared,
+    _owner: Vec<f32>,
+}
+
+impl Lanes {
+    fn new(k: usize, last_only: bool, nt: usize, bh: usize) -> Self {
+        let mut owner = vec![0.0f32; 2 * (k + 1) * bh];
+        let buf = Shared::new(&mut owner);
+        Lanes { k, last_only, nt, bh, buf, _owner: owner }
+    }
+
+    /// d_t: lanes m ≤ d_t of step t are zero.
+    fn zero_up_to(&self, t: usize) -> usize {
+        if self.last_only { self.nt - 1 - t } else { 0 }
+    }
+
+    /// The lanes computed at step t: lo..=top (none when lo > top).
+    fn computed(&self, t: usize) -> (usize, usize) {
+        (self.zero_up_to(t) + 1, self.k.min(self.nt - t))
+    }
+
+    /// Where lane m of step t is held: None when it is zero (m = 0, before the last step's
+    /// successor, or below d_t), else the computed lane it equals.
+    fn stored(&self, t: usize, m: usize) -> Option<usize> {
+        if t >= self.nt || m == 0 {
+            return None;
+        }
+        let m = m.min(self.nt - t);
+        (m > self.zero_up_to(t)).then_some(m)
+    }
+
+    /// The offset of lane m of step t in `buf`.
+    fn slot(&self, t: usize, m: usize) -> usize {
+        ((t % 2) * (self.k + 1) + m) * self.bh
+    }
+}
+
+/// g ← g ⊙ φ'(a) on one row's block, from h = φ(a) (`h` is that row's block of h_t).
+fn apply_phi_prime(act: Activation, out: &mut [f32], h: &[f32]) {
+    match act {
+        Activation::Identity => out.iter_mut().for_each(|g| *g = flush_tiny(*g)),
+        Activation::Tanh => out.iter_mut().zip(h).for_each(|(g, h)| *g = flush_tiny(*g * (1.0 - h * h))),
+        Activation::Relu => out.iter_mut().zip(h).for_each(|(g, h)| *g = if *h > 0.0 { flush_tiny(*g) } else { 0.0 }),
     }
 }
 
