@@ -3,11 +3,14 @@
 //!
 //!     cargo run --release --example time_cpu -- [--runs N] [--ref-runs N] [--steps T]
 //!         [--batch B] [--input d] [--hidden h] [--output q] [--tanh] [--xent] [--bias]
-//!         [--seed S] [--fast-only] [--save-problem FILE]
+//!         [--seed S] [--fast-only] [--save-problem FILE] [--isa avx512|avx2|portable]
 //!
 //! `--save-problem FILE` writes the problem's inputs (w_hx w_hh w_qh x y h0) and the fast path's
 //! results (loss grad_w_hx grad_w_hh grad_w_qh grad_h0) as f32 safetensors, for
 //! scripts/jax_cpu_baseline.py to time the same problem and compare its gradients.
+//!
+//! `--isa` runs the fast path on a narrower instruction set than the CPU's widest
+//! (`fast::bptt_with_isa`).
 //!
 //! Defaults: T=256 B=1 d=64 h=1024 q=64, identity, mse, seed 0, 21 fast runs, 3 reference runs.
 
@@ -56,18 +59,25 @@ fn main() {
     let p = random_problem(&spec).expect("valid problem");
     let runs = num("--runs", 21);
 
+    let isa = match args.iter().position(|a| a == "--isa").map(|i| args[i + 1].as_str()) {
+        None => fast::Isa::detect(),
+        Some(name) => {
+            *fast::Isa::available().iter().find(|i| i.name() == name).expect("an instruction set this CPU has")
+        }
+    };
     // One untimed call each, so page faults and thread-pool start-up are not in the numbers.
-    let got = fast::bptt(&p);
+    let got = fast::bptt_with_isa(&p, isa);
     let fast_ms = median_ms(
         || {
-            std::hint::black_box(fast::bptt(&p));
+            std::hint::black_box(fast::bptt_with_isa(&p, isa));
         },
         runs,
     );
     println!(
-        "{shape} {} {}: fast f32   median {fast_ms:8.2} ms over {runs} runs",
+        "{shape} {} {}: fast f32 ({}) median {fast_ms:8.2} ms over {runs} runs",
         spec.activation.name(),
-        spec.loss.name()
+        spec.loss.name(),
+        isa.name()
     );
     if let Some(i) = args.iter().position(|a| a == "--save-problem") {
         save_problem(&args[i + 1], &p, &got);

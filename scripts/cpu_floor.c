@@ -1,8 +1,16 @@
 // The machine limits behind docs/performance.md (the fast CPU path's floors): peak f32 FMA
-// throughput, and the read bandwidth of a GEMV-like sweep (aligned 64-byte loads into 8
-// accumulators) over a buffer of a given size per thread, from L1, L2, L3 or memory. One or two
+// throughput, the read bandwidth of a GEMV-like sweep (aligned 64-byte loads into 8
+// accumulators) over a buffer of a given size per thread, from L1, L2, L3 or memory, and the
+// rate of a recurrence step's product at B = 32 with nothing else around it (below). One or two
 // threads, each pinned to its own core with its own buffer; best of many trials, so a busy
 // machine's interruptions drop out. x86-64 with AVX-512F only.
+//
+// The step product: each thread does C[32, n] += A[32, 1024]·W[1024, n] 256 times over, W its
+// block of w_hhᵀ packed in panels of 64 columns (the fast path's layout: n = 512 columns, 2 MiB,
+// is a thread's half at h = 1024), in 4×64 register tiles over blocks of 128 rows of W, the walk
+// reversed every step and the next block prefetched into L2 as the fast path does; A is shared
+// and never written, and no thread waits for the other. So it is the product alone, with the
+// steps' data in the caches as they are: an upper bound on what the recurrences can do per step.
 //
 //   gcc -O3 -march=native -pthread scripts/cpu_floor.c -o /tmp/cpu_floor && /tmp/cpu_floor
 #define _GNU_SOURCE
@@ -20,7 +28,7 @@ static double now(void) {
 }
 
 typedef struct {
-    int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction
+    int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction; 3: step product
     size_t bytes;
     double best, work; // best seconds per trial; FLOPs or bytes per trial
     float sink;
@@ -45,11 +53,69 @@ static void sweep(const float *w, size_t n, int reverse, __m512 v, __m512 *acc) 
     }
 }
 
+enum { NB = 32, K = 1024, KC = 128, STEPS = 256 };
+
+// c[i][0..64] += sum_l a[i][l] * w[l*64 + 0..64] for 4 rows i (a at stride K, c at stride n);
+// the first `pf` lines of `next` are prefetched into L2, one per l.
+static void tile(const float *a, const float *w, float *c, int n, const float *next, int pf) {
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int l = 0; l < KC; l++) {
+        if (l < pf) _mm_prefetch((const char *)(next + 16 * l), _MM_HINT_T1);
+        __m512 b[4];
+        for (int v = 0; v < 4; v++) b[v] = _mm512_load_ps(w + 64 * l + 16 * v);
+        for (int i = 0; i < 4; i++) {
+            __m512 x = _mm512_set1_ps(a[i * K + l]);
+            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(x, b[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < 4; v++) {
+            float *p = c + i * n + 16 * v;
+            _mm512_storeu_ps(p, _mm512_add_ps(acc[i][v], _mm512_loadu_ps(p)));
+        }
+}
+
+static const float *shared_a;
+
+static void step_product(job_t *j) {
+    int n = (int)(j->bytes / (4 * K)), panels = n / 64, blocks = K / KC;
+    float *w = aligned_alloc(64, (size_t)K * n * 4), *c = aligned_alloc(64, (size_t)NB * n * 4);
+    for (size_t i = 0; i < (size_t)K * n; i++) w[i] = 1e-3f * (i % 7);
+    for (int i = 0; i < NB * n; i++) c[i] = 0;
+    j->work = 2.0 * NB * K * n * STEPS;
+    for (int t = 0; t < 5; t++) {
+        pthread_barrier_wait(&barrier);
+        double t0 = now();
+        for (int s = 0; s < STEPS; s++) {
+            int rev = s & 1, total = panels * blocks;
+            for (int q = 0; q < total; q++) {
+                int o = rev ? total - 1 - q : q, o2 = rev ? total - 2 - q : q + 1;
+                int p = o / blocks, kb = o % blocks;
+                const float *blk = w + (size_t)p * K * 64 + kb * KC * 64;
+                const float *next = (q + 1 < total) ? w + (size_t)(o2 / blocks) * K * 64 + (o2 % blocks) * KC * 64 : blk;
+                for (int b = 0; b < NB; b += 4)
+                    tile(shared_a + b * K + kb * KC, blk, c + b * n + 64 * p, n, next + (b / 4) * 1024, q + 1 < total ? 64 : 0);
+            }
+        }
+        double dt = now() - t0;
+        if (dt < j->best) j->best = dt;
+    }
+    j->sink = c[0];
+    free(w);
+    free(c);
+}
+
 static void *run(void *p) {
     job_t *j = p;
     pin(j->cpu);
     j->best = 1e9;
     float sink = 0;
+    if (j->mode == 3) {
+        step_product(j);
+        return NULL;
+    }
     if (j->mode == 0) {
         const int iters = 1000000;
         j->work = 2.0 * iters * 12 * 16;
@@ -106,8 +172,20 @@ static double measure(int threads, int mode, size_t bytes) {
 }
 
 int main(void) {
+    double peak[3];
+    for (int threads = 1; threads <= 2; threads++) {
+        peak[threads] = measure(threads, 0, 0) / 1e9;
+        printf("peak FMA, %d thread(s): %6.1f GFLOP/s\n", threads, peak[threads]);
+    }
+    float *a = aligned_alloc(64, NB * K * 4);
+    for (int i = 0; i < NB * K; i++) a[i] = 1e-3f * (i % 5);
+    shared_a = a;
     for (int threads = 1; threads <= 2; threads++)
-        printf("peak FMA, %d thread(s): %6.1f GFLOP/s\n", threads, measure(threads, 0, 0) / 1e9);
+        for (int n = 256; n <= 512; n *= 2) {
+            double r = measure(threads, 3, (size_t)n * K * 4) / 1e9;
+            printf("step product B=32, %d thread(s), %d columns (%d KiB of W) each: %6.1f GFLOP/s, %.0f%% of peak\n",
+                   threads, n, n * K * 4 / 1024, r, 100 * r / peak[threads]);
+        }
     const size_t kib[] = {16, 256, 512, 768, 1024, 2048, 2080, 4096, 4160, 65536};
     for (int threads = 1; threads <= 2; threads++)
         for (int mode = 1; mode <= 2; mode++)

@@ -53,6 +53,42 @@ fn cpu_ref_report_and_json() {
     assert!(v["pass"].is_null());
 }
 
+/// The fast path's `cpu` line and JSON: its rate always, and with `--cpu-peak` the measured peak
+/// and the fraction, consistent with each other; `--cpu-peak` without the fast path is refused.
+#[test]
+fn the_cpu_line_gives_the_rate_and_with_cpu_peak_the_fraction_of_the_peak() {
+    let small = ["--compute", "cpu", "--hidden", "32", "--steps", "8", "--batch", "4", "--repeat", "2"];
+    let (code, stdout, stderr) = bptt(&[&small[..], &["--cpu-peak"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout.lines().find(|l| l.trim_start().starts_with("cpu ")).expect("a cpu line");
+    for want in ["fast f32 path", "GFLOP/s on", "threads", "of this machine's measured FMA peak"] {
+        assert!(line.contains(want), "missing {want:?} in {line:?}");
+    }
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let (code, stdout, stderr) = bptt(&[&small[..], &["--json"], extra].concat());
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let v = json(&["--cpu-peak"]);
+    let (rate, peak, fraction) = (
+        v["cpu_gflops"].as_f64().unwrap(),
+        v["cpu_peak_gflops"].as_f64().unwrap(),
+        v["cpu_peak_fraction"].as_f64().unwrap(),
+    );
+    let flops = v["flops"].as_f64().unwrap();
+    let ms = v["timings_ms"]["cpu_total"].as_f64().unwrap();
+    assert!((rate - flops / (ms * 1e6)).abs() <= 1e-9 * rate, "{rate} vs {flops} FLOP in {ms} ms");
+    assert!(peak > 0.0 && (fraction - rate / peak).abs() <= 1e-12, "{rate} {peak} {fraction}");
+    assert!(["avx512", "avx2", "portable"].contains(&v["cpu_isa"].as_str().unwrap()), "{}", v["cpu_isa"]);
+    assert!(v["cpu_threads"].as_u64().unwrap() >= 1);
+    let v = json(&[]);
+    assert!(v["cpu_gflops"].as_f64().unwrap() > 0.0);
+    assert!(v["cpu_peak_gflops"].is_null() && v["cpu_peak_fraction"].is_null());
+    let (code, _, stderr) = bptt(&["--compute", "cpu-ref", "--hidden", "8", "--steps", "2", "--cpu-peak"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--cpu-peak") && stderr.contains("--compute cpu-ref"), "{stderr}");
+}
+
 #[test]
 fn gpu_check_passes_and_json_has_the_gpu_fields() {
     let (code, stdout, stderr) = bptt(&["--hidden", "16", "--steps", "4", "--batch", "2", "--repeat", "1", "--json"]);

@@ -1,19 +1,28 @@
 //! The fast f32 CPU path against the f64 reference: every result tensor and the forward states,
-//! relative error ≤ 1e-4 each, over a grid of shapes and every model option.
+//! relative error ≤ 1e-4 each, over a grid of shapes and every model option, on every
+//! instruction set the machine has (`fast::Isa::available`: AVX-512, AVX2 + FMA and the portable
+//! loops on an AVX-512 machine, so both SIMD code paths are tested there).
 
+use bptt::cpu::fast::Isa;
 use bptt::cpu::{fast, reference};
 use bptt::model::rel_err;
-use bptt::{Activation, LossAt, LossFn, ProblemSpec, Shape, random_problem};
+use bptt::{Activation, BpttResult, LossAt, LossFn, ProblemSpec, Shape, random_problem};
 
 const TOL: f64 = 1e-4;
 
 fn check(spec: &ProblemSpec) {
     let p = random_problem(spec).unwrap();
-    let got = fast::bptt(&p);
     let want = reference::bptt(&p);
+    for isa in Isa::available() {
+        compare(&fast::bptt_with_isa(&p, isa), &want, &format!("{spec:?} on {isa:?}"));
+    }
+}
+
+fn compare(got: &BpttResult, want: &BpttResult, case: &str) {
+    let spec = case;
     let names: Vec<_> = got.tensors().iter().map(|(n, _)| *n).collect();
     let want_names: Vec<_> = want.tensors().iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, want_names, "{spec:?}: different result tensors");
+    assert_eq!(names, want_names, "{spec}: different result tensors");
     let mut pairs = got.tensors();
     pairs.push(("h", &got.h));
     pairs.push(("o", &got.o));
@@ -22,7 +31,7 @@ fn check(spec: &ProblemSpec) {
     want_pairs.push(("o", &want.o));
     for ((name, a), (_, b)) in pairs.into_iter().zip(want_pairs) {
         let e = rel_err(a, b);
-        assert!(e <= TOL, "{spec:?}: {name} rel_err {e:.3e} > {TOL:e}");
+        assert!(e <= TOL, "{spec}: {name} rel_err {e:.3e} > {TOL:e}");
     }
 }
 
@@ -117,20 +126,26 @@ fn matches_reference_over_many_steps() {
 /// there the fast path must give exact zeros; everything else must match as usual.
 #[test]
 fn matches_reference_when_gradients_vanish() {
-    let mut spec = ProblemSpec::new(Shape::new(120, 2, 4, 16, 5).unwrap());
-    spec.spectral_radius = Some(0.3);
-    spec.loss_at = LossAt::Last;
-    spec.random_h0 = true;
-    let p = random_problem(&spec).unwrap();
-    let (got, want) = (fast::bptt(&p), reference::bptt(&p));
-    assert!(bptt::model::norm(&want.grad_h0) < f32::MIN_POSITIVE as f64);
-    assert!(got.grad_h0.iter().all(|&g| g == 0.0));
-    let tiny = want.grad_h_norm.iter().filter(|&&n| n < 1e-40).count();
-    assert!(tiny > 10, "the case should reach below f32's range ({tiny} steps do)");
-    for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
-        if name != "grad_h0" {
-            let e = rel_err(a, b);
-            assert!(e <= TOL, "{name} rel_err {e:.3e} > {TOL:e}");
+    // Batches of 2 (the dot kernel) and 6 (the tile kernel).
+    for batch in [2, 6] {
+        let mut spec = ProblemSpec::new(Shape::new(120, batch, 4, 16, 5).unwrap());
+        spec.spectral_radius = Some(0.3);
+        spec.loss_at = LossAt::Last;
+        spec.random_h0 = true;
+        let p = random_problem(&spec).unwrap();
+        let want = reference::bptt(&p);
+        assert!(bptt::model::norm(&want.grad_h0) < f32::MIN_POSITIVE as f64);
+        let tiny = want.grad_h_norm.iter().filter(|&&n| n < 1e-40).count();
+        assert!(tiny > 10, "the case should reach below f32's range ({tiny} steps do)");
+        for isa in Isa::available() {
+            let got = fast::bptt_with_isa(&p, isa);
+            assert!(got.grad_h0.iter().all(|&g| g == 0.0), "B = {batch} on {isa:?}");
+            for ((name, a), (_, b)) in got.tensors().into_iter().zip(want.tensors()) {
+                if name != "grad_h0" {
+                    let e = rel_err(a, b);
+                    assert!(e <= TOL, "B = {batch} on {isa:?}: {name} rel_err {e:.3e} > {TOL:e}");
+                }
+            }
         }
     }
 }
@@ -150,6 +165,77 @@ fn a_call_after_one_that_overflowed_matches_the_reference() {
     let mut spec = ProblemSpec::new(shape);
     spec.seed = 7;
     check(&spec);
+}
+
+/// Every tensor of the result as f64 bits, h and o included.
+fn bits(r: &BpttResult) -> Vec<u64> {
+    let mut all: Vec<&[f64]> = r.tensors().into_iter().map(|(_, v)| v).collect();
+    all.extend([&r.h[..], &r.o[..]]);
+    all.into_iter().flatten().map(|x| x.to_bits()).collect()
+}
+
+/// The x86-64 machines CI and developers use have AVX2 + FMA at least: there the suite must
+/// run a vector instruction set besides the portable loops, or the SIMD paths go untested.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn the_suite_runs_a_simd_path_besides_the_portable_one() {
+    let isas = Isa::available();
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        assert!(isas.contains(&Isa::Avx2Fma), "{isas:?}");
+    }
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_eq!(isas, [Isa::Avx512, Isa::Avx2Fma, Isa::Portable]);
+    }
+    assert_eq!(isas.last(), Some(&Isa::Portable));
+}
+
+/// The same problem twice gives the same bits (every sum has a fixed order, whichever thread
+/// does it), on every instruction set, with the tile kernel (B = 9) and the dot kernel (B = 2),
+/// split over threads.
+#[test]
+fn results_are_the_same_bits_run_to_run() {
+    for batch in [2, 9] {
+        let mut spec = ProblemSpec::new(Shape::new(6, batch, 7, 258, 6).unwrap());
+        spec.activation = Activation::Tanh;
+        spec.loss = LossFn::Xent;
+        spec.bias = true;
+        spec.random_h0 = true;
+        let p = random_problem(&spec).unwrap();
+        for isa in Isa::available() {
+            for threads in [2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let first = pool.install(|| bits(&fast::bptt_with_isa(&p, isa)));
+                for _ in 0..3 {
+                    let again = pool.install(|| bits(&fast::bptt_with_isa(&p, isa)));
+                    assert!(first == again, "B = {batch} on {isa:?}, {threads} threads: runs differ");
+                }
+            }
+        }
+    }
+}
+
+/// From a batch of 4, every product runs in the register tile, whose sums are the same
+/// sequence of FMAs on AVX-512 and AVX2 (same blocking of k, lanes only across columns): the
+/// two paths give the same bits, a check of each against the other far tighter than the
+/// reference's tolerance.
+#[test]
+fn avx512_and_avx2_give_the_same_bits_from_batches_of_four() {
+    let isas = Isa::available();
+    if !(isas.contains(&Isa::Avx512) && isas.contains(&Isa::Avx2Fma)) {
+        eprintln!(
+            "not run: this CPU lacks AVX-512 or AVX2 ({isas:?}); each path is still checked against the reference"
+        );
+        return;
+    }
+    for (batch, hidden) in [(4, 70), (9, 258), (32, 200)] {
+        let mut spec = ProblemSpec::new(Shape::new(7, batch, 5, hidden, 3).unwrap());
+        spec.activation = Activation::Tanh;
+        spec.bias = true;
+        spec.random_h0 = true;
+        let p = random_problem(&spec).unwrap();
+        let (wide, narrow) = (fast::bptt_with_isa(&p, Isa::Avx512), fast::bptt_with_isa(&p, Isa::Avx2Fma));
+        assert!(bits(&wide) == bits(&narrow), "B = {batch}, h = {hidden}: AVX-512 and AVX2 differ");
+    }
 }
 
 /// The fast path's tanh (a rational approximation) against f64's, over the range where it

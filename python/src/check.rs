@@ -68,6 +68,7 @@ fn config(
     clip: Option<f64>,
     keep_states: bool,
     max_memory: Option<u64>,
+    cpu_peak: bool,
 ) -> PyResult<CheckConfig> {
     // Python's name for the f64 reference is "reference" (the command's is cpu-ref).
     let compute = if compute == "reference" { "cpu-ref" } else { compute };
@@ -89,12 +90,13 @@ fn config(
         clip,
         keep_states,
         max_memory,
+        cpu_peak,
     })
 }
 
 /// The gradient check of `problem` (`bptt::check_with`).
 #[pyfunction]
-#[pyo3(signature = (problem, compute, schedule, tolerance, repeat, adapter, backend, software, truncate, truncate_random, truncate_seed, segments, clip, keep_states, max_memory))]
+#[pyo3(signature = (problem, compute, schedule, tolerance, repeat, adapter, backend, software, truncate, truncate_random, truncate_seed, segments, clip, keep_states, max_memory, cpu_peak))]
 #[allow(clippy::too_many_arguments)]
 pub fn check(
     py: Python<'_>,
@@ -113,6 +115,7 @@ pub fn check(
     clip: Option<f64>,
     keep_states: bool,
     max_memory: Option<u64>,
+    cpu_peak: bool,
 ) -> PyResult<PyCheckReport> {
     let c = config(
         compute,
@@ -129,6 +132,7 @@ pub fn check(
         clip,
         keep_states,
         max_memory,
+        cpu_peak,
     )?;
     let p = problem.p.clone();
     let bias = p.has_bias();
@@ -161,6 +165,7 @@ pub fn sweep(
 ) -> PyResult<PyCheckReport> {
     let c = config(
         compute, schedule, tolerance, repeat, adapter, backend, software, None, None, 0, None, None, false, max_memory,
+        false,
     )?;
     let (t, b, d, h, q) = dims;
     let mut spec = bptt::ProblemSpec::new(bptt::Shape::new(t, b, d, h, q).map_err(error)?);

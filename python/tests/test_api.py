@@ -114,6 +114,8 @@ def test_shapes_dtypes_and_options_are_refused_naming_them():
         bptt.bptt(bptt.random_problem(steps=500, batch=500, hidden=100), device="reference", memory="1M")
     with pytest.raises(ValueError, match="`tolerance` must be a finite number > 0"):
         bptt.check(p, compute="reference", tolerance=0)
+    with pytest.raises(ValueError, match="`cpu_peak` compares the fast CPU path"):
+        bptt.check(p, compute="reference", cpu_peak=True)
     with pytest.raises(ValueError, match="steps must be at least 1"):
         bptt.random_problem(steps=0)
 
@@ -160,6 +162,12 @@ def test_the_check_report_has_the_json_fields_and_notebook_views(gpu):
     for svg in (r.graph()._repr_svg_(), r.plot()._repr_svg_()):
         assert svg.lstrip().startswith("<svg") and svg.rstrip().endswith("</svg>")
     assert "h<tspan" in r.graph().text or "h_" in r.graph().text
+
+
+def test_the_fast_path_against_this_machine_s_peak():
+    r = bptt.check(bptt.random_problem(), compute="cpu", cpu_peak=True, repeat=1)
+    assert r.cpu_peak_gflops > 0 and 0 < r.cpu_peak_fraction == pytest.approx(r.cpu_gflops / r.cpu_peak_gflops)
+    assert bptt.check(bptt.random_problem(), compute="cpu", repeat=1).cpu_peak_gflops is None
 
 
 def test_a_result_draws_its_graph_and_profile():

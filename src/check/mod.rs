@@ -91,6 +91,9 @@ pub struct CheckConfig {
     pub keep_states: bool,
     /// The host memory the run may plan for; None: what the system has available.
     pub max_memory: Option<u64>,
+    /// Measure this machine's f32 FMA peak (a probe of about 50 ms after the timed runs) and
+    /// report the fast CPU path's GFLOP/s as a fraction of it.
+    pub cpu_peak: bool,
 }
 
 impl Default for CheckConfig {
@@ -106,6 +109,7 @@ impl Default for CheckConfig {
             clip: None,
             keep_states: false,
             max_memory: None,
+            cpu_peak: false,
         }
     }
 }
@@ -215,6 +219,12 @@ fn check_config(c: &CheckConfig) -> Result<()> {
     if let Some(clip) = c.clip {
         crate::format::f32_parameter("clip", clip)?;
     }
+    if c.cpu_peak && !c.compute.fast_cpu() {
+        return Err(Error::Invalid(format!(
+            "`cpu_peak` compares the fast CPU path with the machine's peak, and `compute` {} does not run it (use cpu or both)",
+            crate::model::Choice::name(c.compute)
+        )));
+    }
     Ok(())
 }
 
@@ -304,6 +314,8 @@ fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &d
         adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
         gpu: gpu_path.as_ref().map(GpuPathFacts::of),
         cpu_repeat: fast.as_ref().map(|f| f.1),
+        // After the timed runs, so the probe cannot slow them.
+        cpu_peak: (c.cpu_peak && fast.is_some()).then(|| crate::cpu::fast::fma_peak(crate::cpu::fast::Isa::detect())),
         expected_reach,
         clip,
         checked: gpu_path.is_some() && reference.is_some(),

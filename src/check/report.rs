@@ -114,6 +114,16 @@ pub struct CheckReport {
     pub repeat: u32,
     /// Timed runs of the fast CPU path behind its median (after one warm-up run).
     pub cpu_repeat: Option<u32>,
+    /// The instruction set the fast CPU path ran on (`avx512`, `avx2`, `portable`), and its
+    /// threads.
+    pub cpu_isa: Option<&'static str>,
+    pub cpu_threads: Option<usize>,
+    /// The fast CPU path's rate: `flops` over `cpu_total`.
+    pub cpu_gflops: Option<f64>,
+    /// With `cpu_peak`: this machine's measured f32 FMA peak on those threads and instruction
+    /// set, and `cpu_gflops` as a fraction of it.
+    pub cpu_peak_gflops: Option<f64>,
+    pub cpu_peak_fraction: Option<f64>,
     pub dispatches: Option<usize>,
     pub gpu_memory_bytes: Option<u64>,
     pub flops: f64,

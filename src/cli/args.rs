@@ -135,6 +135,10 @@ pub struct Args {
     /// profiles in one table (and one plot with --plot).
     #[arg(long, value_name = "R,R,...", value_delimiter = ',', value_parser = parse_nonneg, allow_hyphen_values = true, conflicts_with_all = ["load", "spectral_radius", "save"])]
     pub sweep_radius: Option<Vec<f64>>,
+    /// Measure this machine's f32 FMA peak (a probe of about 50 ms, after the timed runs) and
+    /// show the fast CPU path's GFLOP/s as a fraction of it.
+    #[arg(long)]
+    pub cpu_peak: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
@@ -342,6 +346,7 @@ impl Args {
             clip: self.clip,
             keep_states: self.save_states,
             max_memory: env.max_memory,
+            cpu_peak: self.cpu_peak,
         }
     }
 }

@@ -31,6 +31,7 @@ const FIELDS: &[&str] = &[
     "schedule",
     "tolerance",
     "repeat",
+    "cpu_peak",
     "backend",
     "adapter",
     "software",

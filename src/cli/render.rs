@@ -299,7 +299,26 @@ impl CheckText<'_> {
             );
         }
         if t.cpu_total.is_some() {
-            let _ = writeln!(s, "  cpu      fast f32 path {}", ms(t.cpu_total));
+            let isa = match self.cpu_isa {
+                Some("avx512") => "AVX-512",
+                Some("avx2") => "AVX2",
+                _ => "portable loops",
+            };
+            let peak = match (self.cpu_peak_gflops, self.cpu_peak_fraction) {
+                (Some(p), Some(f)) => format!(
+                    ", {}% of this machine's measured FMA peak ({} GFLOP/s)",
+                    significant(100.0 * f, 3),
+                    significant(p, 3)
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  cpu      fast f32 path {}, {} GFLOP/s on {} threads ({isa}){peak}",
+                ms(t.cpu_total),
+                significant(self.cpu_gflops.unwrap_or(f64::NAN), 3),
+                self.cpu_threads.unwrap_or(0)
+            );
         }
         if t.cpu_ref_total.is_some() {
             let _ = writeln!(s, "  cpu-ref  f64 reference {} (one run)", ms(t.cpu_ref_total));

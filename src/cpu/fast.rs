@@ -15,9 +15,12 @@
 //! thread owning a block of output columns and so the same part of w_hh every step, meeting
 //! at a shared step counter (`team`, `recur`); 64-byte-aligned padded rows (`aligned`); at small
 //! batches rows walked in alternating order so each step starts where the last one ended, read
-//! four at a time (`simd::matvec_acc`); from B = 4 on AVX-512 a register-blocked 4×64 GEMM tile
-//! (`simd::outer_acc`); kernels chosen at run time (`simd`); values below f32's normal range
-//! flushed to zero (`flush_tiny`). Large scratch buffers are pooled between calls (`aligned`).
+//! four at a time (`simd::matvec_acc`); from B = 4 the register tile of `kernel` over each
+//! thread's block of w_hh packed into panels once per call; kernels chosen at run time (`simd`:
+//! AVX-512, AVX2 + FMA, or portable loops; `bptt_with_isa` picks a narrower one); values below
+//! f32's normal range flushed to zero (`flush_tiny`). Large scratch buffers are pooled between
+//! calls (`aligned`). Every GEMM runs in the same tile (`gemm`); docs/performance.md has the
+//! measurements behind these choices.
 //!
 //! `layer` is the same machinery in layer mode (no output side; upstream gradients in).
 //!
@@ -27,9 +30,11 @@
 //! overlapping `[T·B, h]` views of it, and ∂L/∂a `[T,B,h]` is built in place over ∂L/∂o·w_qh.
 
 mod aligned;
-mod gemm;
+pub mod gemm;
+mod kernel;
 pub mod layer;
 mod loss;
+mod peak;
 mod recur;
 mod simd;
 mod team;
@@ -43,9 +48,23 @@ use crate::error::{Error, Result};
 use crate::model::{BpttResult, LossAt, Problem};
 use crate::variant::truncation::{Truncation, random_carry_scales};
 
-/// Forward, loss and backward in f32, returned in f64 like the reference's.
+pub use peak::{FmaPeak, fma_peak};
+pub use simd::Isa;
+
+/// Forward, loss and backward in f32, returned in f64 like the reference's, on the widest
+/// instruction set the CPU has.
 pub fn bptt(p: &Problem) -> BpttResult {
-    on_worker(p, &Carry::Full)
+    bptt_with_isa(p, Isa::detect())
+}
+
+/// `bptt` with its kernels on `isa`, one of `Isa::available()` (the tests run every one the
+/// machine has: AVX-512, AVX2 + FMA, portable).
+///
+/// # Panics
+/// If the CPU lacks `isa`.
+pub fn bptt_with_isa(p: &Problem, isa: Isa) -> BpttResult {
+    assert!(Isa::available().contains(&isa), "this CPU cannot run {isa:?}");
+    on_worker(p, &Carry::Full, isa)
 }
 
 // Truncation: an option of the backward recurrence only (`recur::Carry`); the forward pass,
@@ -58,7 +77,9 @@ pub fn bptt(p: &Problem) -> BpttResult {
 pub fn bptt_truncated(p: &Problem, trunc: Truncation) -> Result<BpttResult> {
     match trunc {
         Truncation::Regular(0) => Err(Error::Invalid("truncation length K must be at least 1".into())),
-        Truncation::Regular(k) => Ok(on_worker(p, &Carry::Lanes { k, last_only: p.loss_at == LossAt::Last })),
+        Truncation::Regular(k) => {
+            Ok(on_worker(p, &Carry::Lanes { k, last_only: p.loss_at == LossAt::Last }, Isa::detect()))
+        }
         Truncation::Random { p: cut, seed } => bptt_carry_scaled(p, &random_carry_scales(p.shape.steps, cut, seed)?),
     }
 }
@@ -73,14 +94,14 @@ pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<BpttResult> {
             scales.len()
         )));
     }
-    Ok(on_worker(p, &Carry::Scaled(scales.to_vec())))
+    Ok(on_worker(p, &Carry::Scaled(scales.to_vec()), Isa::detect()))
 }
 
 /// Runs on one of rayon's workers, so the conversions' parallel loops are jobs on its local
-/// queue rather than injected from outside the pool. The thread count of the recurrences'
-/// team is this pool's (`rayon::current_num_threads`).
-fn on_worker(p: &Problem, carry: &Carry) -> BpttResult {
-    rayon::scope(|_| bptt_on_worker(p, carry))
+/// queue rather than injected from outside the pool, with the kernels on `isa`. The thread
+/// count of the recurrences' team is this pool's (`rayon::current_num_threads`).
+fn on_worker(p: &Problem, carry: &Carry, isa: Isa) -> BpttResult {
+    rayon::scope(|_| isa.run_with(|| bptt_on_worker(p, carry)))
 }
 
 fn bptt_on_worker(p: &Problem, carry: &Carry) -> BpttResult {
@@ -89,7 +110,7 @@ fn bptt_on_worker(p: &Problem, carry: &Carry) -> BpttResult {
     let rows = nt * nb;
     let (bh, w) = (nb * nh, &p.params);
     let act = p.activation;
-    let recurrence = Recurrence::new(simd::Isa::detect(), nb, nh);
+    let recurrence = Recurrence::new(simd::Isa::current(), nb, nh);
 
     let w_hx = to_f32(&w.w_hx);
     let w_hh = to_f32_padded(&w.w_hh, nh, nh);

@@ -377,6 +377,7 @@ def check(
     clip=None,
     keep_states=False,
     memory=None,
+    cpu_peak=False,
     adapter=None,
     backend=None,
     software=False,
@@ -385,14 +386,15 @@ def check(
 
     ``compute``: "both" (the GPU checked against the f64 reference, the fast CPU path timed
     too), "gpu", "cpu" or "reference"; ``tolerance``: the largest relative error a tensor may
-    have; ``repeat``: timed runs after a warm-up (None: about 2 s worth). The other keywords are
-    :func:`bptt`'s."""
+    have; ``repeat``: timed runs after a warm-up (None: about 2 s worth); ``cpu_peak``: measure
+    this machine's FMA peak and report the fast CPU path's rate against it. The other keywords
+    are :func:`bptt`'s."""
     rest = dict(w_hh=w_hh, w_qh=w_qh, x=x, y=y, labels=labels, h0=h0, b_h=b_h, b_q=b_q)
     p = _problem_of(w_hx, rest, activation, loss, loss_at)
     k, random_p = _truncation(truncate)
     native = _lib.check(
         p, compute, schedule, float(tolerance), repeat, adapter, backend, software, k, random_p, truncate_seed,
-        segments, clip, keep_states, _memory(memory),
+        segments, clip, keep_states, _memory(memory), bool(cpu_peak),
     )
     return Report(native, p)
 

@@ -6,19 +6,24 @@
 //! waits on a shared counter (`team`), a fraction of a microsecond, instead of handing each
 //! step's work to a thread pool and back (a few µs per step, twice per step pair).
 //!
-//! Each step's product goes through `simd`: with a batch of 4 or more on AVX-512, a
-//! register-blocked GEMM tile (`outer_acc`, reading w_hhᵀ forward and w_hh backward, columns
-//! along the vector lanes); otherwise four rows' dot products at a time (`matvec_acc`, reading
+//! Each step's product: with a batch of 4 or more on AVX-512 or AVX2, the register tile of
+//! `kernel` (`panels_product`) over the thread's block of w_hhᵀ (forward) or w_hh (backward),
+//! packed into panels on the pass's first call and kept for the next (a `Recurrence` serves one
+//! set of weights); otherwise four rows' dot products at a time (`simd::matvec_acc`, reading
 //! w_hh forward and w_hhᵀ backward, each output a contiguous row).
 //!
 //! States and gradients are flushed to zero below f32's normal range after each step (see
 //! `flush_tiny`), so a vanishing gradient cannot slow every later step down.
 
 use std::ops::Range;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
 
 use super::aligned::padded;
 use super::flush_tiny;
-use super::simd::{Isa, matvec_acc, outer_acc};
+use super::kernel::{Panels, Strided, panels_product};
+use super::simd::{Isa, matvec_acc};
 use super::team::run_steps;
 use crate::model::{Activation, tanh_f32};
 
@@ -28,7 +33,7 @@ const PAR_MIN_WORK: usize = 1 << 16;
 /// Fewer columns than this per block and the per-step barrier outweighs the work (many cores).
 const MIN_BLOCK_COLS: usize = 64;
 
-/// From this batch size on (with AVX-512) a step is a GEMM tile kernel's job: each weight
+/// From this batch size on (with AVX-512 or AVX2) a step is the tile kernel's job: each weight
 /// loaded feeds 4 batch entries from registers.
 const OUTER_MIN_BATCH: usize = 4;
 
@@ -38,6 +43,9 @@ pub struct Recurrence {
     nb: usize,
     nh: usize,
     blocks: Vec<Range<usize>>,
+    /// For the tile kernel: each block's columns of the matrix its pass reads (w_hhᵀ forward,
+    /// w_hh backward) as panels, with the address of the matrix they were packed from.
+    packed: [OnceLock<(usize, Vec<Panels>)>; 2],
 }
 
 impl Recurrence {
@@ -51,22 +59,49 @@ impl Recurrence {
         // line and holds whole groups of four rows and whole vectors.
         let per = nh.div_ceil(threads).div_ceil(16) * 16;
         let blocks = (0..nh).step_by(per.max(1)).map(|s| s..(s + per).min(nh)).collect();
-        Recurrence { isa, nb, nh, blocks }
+        Recurrence { isa, nb, nh, blocks, packed: [OnceLock::new(), OnceLock::new()] }
     }
 
     fn outer(&self) -> bool {
-        self.isa == Isa::Avx512 && self.nb >= OUTER_MIN_BATCH
+        self.isa != Isa::Portable && self.nb >= OUTER_MIN_BATCH
+    }
+
+    /// For the tile kernel, the blocks of `w` (rows at the padded stride; pass 0 forward, 1
+    /// backward) as panels: packed in parallel on the first call, the same ones after.
+    fn panels(&self, pass: usize, w: &[f32]) -> Option<&[Panels]> {
+        if !self.outer() {
+            return None;
+        }
+        let (from, panels) = self.packed[pass].get_or_init(|| {
+            let w = Strided { data: w, rs: padded(self.nh), cs: 1 };
+            let pack = |cols: &Range<usize>| {
+                let mut p = Panels::new();
+                p.pack(self.isa, w, 0..self.nh, cols.clone());
+                p
+            };
+            (w.data.as_ptr() as usize, self.blocks.par_iter().map(pack).collect())
+        });
+        assert_eq!(*from, w.as_ptr() as usize, "a Recurrence serves one set of weights");
+        Some(panels)
     }
 
     /// out_b[cols] += v_b · w_hh[cols]ᵀ for every batch entry b (vs [B,h]): the product of one
-    /// step, on the block `cols`. `w` is the matrix whose rows are contiguous for the kernel in
-    /// use: w_hh for the dot kernel, w_hhᵀ for the tile kernel (`forward` picks).
-    fn product(&self, w: &[f32], cols: &Range<usize>, vs: &[f32], outs: &mut [&mut [f32]], reverse: bool) {
+    /// step, on block k. `w` is the matrix whose rows are contiguous for the dot kernel (w_hh
+    /// forward, w_hhᵀ backward); the tile kernel reads block k of `panels` instead.
+    fn product(
+        &self,
+        w: &[f32],
+        panels: Option<&[Panels]>,
+        k: usize,
+        vs: &[f32],
+        outs: &mut [&mut [f32]],
+        reverse: bool,
+    ) {
         let ld = padded(self.nh);
-        if self.outer() {
-            outer_acc(self.isa, w, ld, cols.start, vs, outs);
-        } else {
-            matvec_acc(self.isa, &w[cols.start * ld..cols.end * ld], ld, vs, outs, reverse);
+        let cols = &self.blocks[k];
+        match panels {
+            Some(panels) => panels_product(self.isa, &panels[k], vs, outs, reverse),
+            None => matvec_acc(self.isa, &w[cols.start * ld..cols.end * ld], ld, vs, outs, reverse),
         }
     }
 
@@ -78,7 +113,7 @@ impl Recurrence {
         let bh = nb * nh;
         assert_eq!(hs.len() % bh, 0, "forward: hs must be [(T+1), B, h]");
         let nt = hs.len() / bh - 1;
-        let w = if self.outer() { w_hh_t } else { w_hh };
+        let panels = self.panels(0, w_hh_t);
         let hs = Shared::new(hs);
         run_steps(self.blocks.len(), nt, |t, k| {
             let cols = &self.blocks[k];
@@ -87,7 +122,7 @@ impl Recurrence {
             // until step t is finished.
             let h_prev = unsafe { hs.read(t * bh, bh) };
             let mut outs = unsafe { hs.columns((t + 1) * bh, nb, nh, cols) };
-            self.product(w, cols, h_prev, &mut outs, t % 2 == 1);
+            self.product(w_hh, panels, k, h_prev, &mut outs, t % 2 == 1);
             for out in outs.iter_mut() {
                 match act {
                     Activation::Identity => out.iter_mut().for_each(|a| *a = flush_tiny(*a)),
@@ -127,7 +162,7 @@ impl Recurrence {
             Carry::Lanes { k, last_only } if k < nt => Some(Lanes::new(k, last_only, nt, bh)),
             _ => None,
         };
-        let w = if self.outer() { w_hh } else { w_hh_t };
+        let panels = self.panels(1, w_hh);
         // Scratch rows [B,h] for a scaled carry: each unit keeps its columns of g_t there.
         let mut scratch = if matches!(carry, Carry::Scaled(_)) { vec![0.0f32; bh] } else { Vec::new() };
         let (grad_a, grad_h0, scratch) = (Shared::new(grad_a), Shared::new(grad_h0), Shared::new(&mut scratch));
@@ -148,7 +183,7 @@ impl Recurrence {
                     _ => 1.0,
                 };
                 if c0 != 0.0 {
-                    self.product(w, cols, grad_a_1, &mut outs, false);
+                    self.product(w_hh_t, panels, k, grad_a_1, &mut outs, false);
                 }
                 let scale = |g: &mut f32| *g = flush_tiny(*g * c0);
                 outs.iter_mut().for_each(|o| o.iter_mut().for_each(scale));
@@ -158,7 +193,7 @@ impl Recurrence {
             if let Some(lanes) = &lanes {
                 // SAFETY: as below; the lanes of step t + 1 are finished, and each unit
                 // writes only its columns of step t's lanes (the other half of the buffer).
-                return unsafe { self.lanes_step(act, w, h_all, &grad_a, lanes, t, cols) };
+                return unsafe { self.lanes_step(act, (w_hh_t, panels, k), h_all, &grad_a, lanes, t, cols) };
             }
             // SAFETY: as in `forward`, with rows t + 1 (read, finished with the last step) and
             // t (this block's columns written).
@@ -175,13 +210,13 @@ impl Recurrence {
                             g.copy_from_slice(out);
                             out.fill(0.0);
                         }
-                        self.product(w, cols, grad_a_next, &mut outs, t % 2 == 1);
+                        self.product(w_hh_t, panels, k, grad_a_next, &mut outs, t % 2 == 1);
                         let c = c[t + 1] as f32;
                         for (g, out) in kept.iter().zip(outs.iter_mut()) {
                             out.iter_mut().zip(g.iter()).for_each(|(o, g)| *o = *o * c + g);
                         }
                     }
-                    _ => self.product(w, cols, grad_a_next, &mut outs, t % 2 == 1),
+                    _ => self.product(w_hh_t, panels, k, grad_a_next, &mut outs, t % 2 == 1),
                 }
             }
             let mut sq = 0.0f64;
@@ -195,7 +230,8 @@ impl Recurrence {
         (0..nt).map(|t| partial_sq[(nt - 1 - t) * blocks..][..blocks].iter().sum::<f64>().sqrt()).collect()
     }
 
-    /// One step of regular truncation (`Carry::Lanes`) on the block `cols`: lane m of step t
+    /// One step of regular truncation (`Carry::Lanes`) on block `block` (columns `cols`), its
+    /// product with `w` or the block's panels as in `product`: lane m of step t
     /// is g_t + lane m − 1 of step t + 1 times w_hh, then ⊙ φ' (lane 0 is zero); lane K, the
     /// answer, goes to grad_a's row t. Lanes known to be zero are skipped, and lanes that
     /// every loss term already reaches are one (see `Lanes`). Returns Σ ∂L/∂h² of the answer.
@@ -207,7 +243,7 @@ impl Recurrence {
     unsafe fn lanes_step(
         &self,
         act: Activation,
-        w: &[f32],
+        (w, panels, block): (&[f32], Option<&[Panels]>, usize),
         h_all: &[f32],
         grad_a: &Shared,
         lanes: &Lanes,
@@ -227,7 +263,7 @@ impl Recurrence {
             }
             if let Some(src) = lanes.stored(t + 1, m - 1) {
                 let v = unsafe { lanes.buf.read(lanes.slot(t + 1, src), bh) };
-                self.product(w, cols, v, &mut outs, t % 2 == 1);
+                self.product(w, panels, block, v, &mut outs, t % 2 == 1);
             }
             for (b, out) in outs.iter_mut().enumerate() {
                 if m == top {
