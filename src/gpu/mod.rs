@@ -8,6 +8,7 @@ pub mod adapter;
 pub mod buffers;
 pub mod floor;
 pub mod kernels;
+pub mod layer;
 pub mod matmul;
 pub mod resident;
 pub mod schedule;
@@ -82,6 +83,8 @@ pub struct GpuBptt {
     lanes: Option<u32>,
     /// ‖g‖ over the parameter gradients before the last run's clipping, if it clipped.
     clip_norm: Option<f64>,
+    /// Built for the layer mode (`layer`): runs only through `layer_forward` and `layer_backward`.
+    layer: bool,
 }
 
 /// What a run does beyond the plain forward + backward.
@@ -106,6 +109,7 @@ fn largest_config(lanes: Option<u32>) -> Config {
         carry: Vec::new(),
         lanes,
         clip: Some(1.0),
+        layer: false,
     }
 }
 
@@ -141,7 +145,7 @@ impl GpuBptt {
     /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
     /// buffer against the adapter's limits.
     pub fn new(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule) -> Result<Self> {
-        Self::build(ctx, shape, schedule_kind, None)
+        Self::build(ctx, shape, schedule_kind, None, false)
     }
 
     /// Like `new`, for BPTT truncated `k` steps back from each loss term (the fused schedule
@@ -150,13 +154,20 @@ impl GpuBptt {
         if k == 0 || k > shape.steps {
             return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
         }
-        Self::build(ctx, shape, Schedule::Fused, Some(k as u32))
+        Self::build(ctx, shape, Schedule::Fused, Some(k as u32), false)
     }
 
-    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
+    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>, layer: bool) -> Result<Self> {
+        // The layer mode's schedules have no more dispatches than the full model's.
         limits(ctx, shape, schedule_kind, lanes)?;
-        let sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
-        let largest = schedule::build(schedule_kind, shape, &largest_config(lanes));
+        let mut sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
+        if layer {
+            let extra = BufferSizes { list: layer::extra_buffers(shape, schedule_kind) };
+            extra.check(&ctx.limits, &ctx.adapter.name)?;
+            sizes.list.extend(extra.list);
+        }
+        let largest_config = if layer { layer::largest_config() } else { largest_config(lanes) };
+        let largest = schedule::build(schedule_kind, shape, &largest_config);
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
         let params_bytes = slot * largest.len() as u64;
@@ -201,7 +212,10 @@ impl GpuBptt {
             });
             bind_groups.insert(binding, bg);
         }
-        let results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+        let mut results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+        if layer {
+            results_bytes += sizes.get("grad_x");
+        }
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: 8 * QUERIES as u64 + results_bytes,
@@ -240,6 +254,7 @@ impl GpuBptt {
             schedule: Vec::new(),
             lanes,
             clip_norm: None,
+            layer,
         })
     }
 
@@ -429,6 +444,9 @@ impl GpuBptt {
         if p.shape != self.shape {
             return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));
         }
+        if self.layer {
+            return Err(Error::Invalid("this GPU object was built for the layer mode: use `layer_forward`".into()));
+        }
         Ok(Config {
             activation: p.activation,
             loss_fn: p.loss_fn(),
@@ -437,6 +455,7 @@ impl GpuBptt {
             carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
             lanes: self.lanes,
             clip: opts.clip.map(|x| x as f32),
+            layer: false,
         })
     }
 
