@@ -15,6 +15,8 @@
 //! - [`compute`]: one forward + backward pass on a [`Device`] → a [`BpttResult`].
 //! - [`random_problem`] draws a seeded problem from a [`ProblemSpec`]; [`io`] reads and writes
 //!   problems, results and models as safetensors files.
+//! - [`layer::Layer`]: the RNN as one layer of a larger model (no output, no loss): the
+//!   forward states, and from upstream gradients ∂L/∂x_t, ∂L/∂h_0 and the parameter gradients.
 //! - [`plot`] and [`graph`] draw a finished report: `plot::write_check_plot`,
 //!   `plot::write_train_plot`, `graph::write_graph`.
 //!
@@ -34,7 +36,7 @@
 //!
 //! Layers, each using only those above it in this list: the model (`error`, `format`,
 //! `model`, `linalg`, `flops`, `problem`, `progress`) → the engines (`cpu`, `gpu`, `variant`,
-//! `clip`, `diagnostics`, `memory`) → files (`io`) → the procedures (`check`, `train`) → the
+//! `clip`, `diagnostics`, `memory`, `layer`) → files (`io`) → the procedures (`check`, `train`) → the
 //! figures (`plot`, `graph`). The command line (`src/main.rs`, `src/cli/`) is not part of the
 //! library: it turns its flags and environment into these configs, and renders the reports.
 
@@ -50,6 +52,7 @@ pub mod format;
 pub mod gpu;
 pub mod graph;
 pub mod io;
+pub mod layer;
 pub mod linalg;
 pub mod memory;
 pub mod model;

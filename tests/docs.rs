@@ -15,7 +15,8 @@ fn read(path: &str) -> String {
 }
 
 /// The guide's pages, in reading order.
-const PAGES: &[&str] = &["tutorial", "model", "report", "gradients", "training", "library", "design", "performance"];
+const PAGES: &[&str] =
+    &["tutorial", "model", "report", "gradients", "training", "library", "python", "design", "performance"];
 
 /// README and every page of docs/.
 fn doc_files() -> Vec<String> {
@@ -81,9 +82,13 @@ fn readme_is_a_front_page_and_the_guide_is_complete() {
         assert!(text.starts_with("# "), "docs/{page}.md opens with its title");
         assert!(read("README.md").contains(&format!("(docs/{page}.md)")), "README links docs/{page}.md");
     }
-    // The test command README gives is the one CI runs.
-    assert!(read("README.md").contains("cargo test --release"));
-    assert!(read(".ci/run").contains("cargo test --release"));
+    // The test command README gives is the one CI runs, and it runs both suites: the Rust
+    // tests and the Python package's.
+    assert!(read("README.md").contains("\nscripts/test\n"), "README gives scripts/test as the test command");
+    assert!(read(".ci/run").lines().any(|l| l.trim() == "scripts/test"), ".ci/run runs scripts/test");
+    let script = read("scripts/test");
+    assert!(script.lines().any(|l| l.trim() == "cargo test --release"), "scripts/test runs the Rust tests");
+    assert!(script.contains("pytest -q python/tests"), "scripts/test runs the Python tests");
 }
 
 /// GitHub's anchor of a heading: lowercase, spaces to '-', other punctuation dropped.

@@ -22,6 +22,8 @@
 //! calls (`aligned`). Every GEMM runs in the same tile (`gemm`); docs/performance.md has the
 //! measurements behind these choices.
 //!
+//! `layer` is the same machinery in layer mode (no output side; upstream gradients in).
+//!
 //! Conversions from and to the f64 of `Problem` and `BpttResult` are part of the call (and timed).
 //!
 //! Layout: the states live in one buffer hs [(T+1),B,h] = h0, h_1..h_T, so H_prev and H are two
@@ -30,6 +32,7 @@
 mod aligned;
 pub mod gemm;
 mod kernel;
+pub mod layer;
 mod loss;
 mod peak;
 mod recur;

@@ -101,7 +101,7 @@ impl GpuBptt {
         let window = Shape { steps: plan.unit_steps, ..shape };
         let k = lanes.unwrap_or(1);
         let sizes = BufferSizes::windowed(window, shape.steps, plan.slots_used(), schedule, k);
-        let mut o = Self::build_with(ctx, sizes, window, schedule, lanes)?;
+        let mut o = Self::build_with(ctx, sizes, window, schedule, lanes, false)?;
         o.plan = Some((plan, shape));
         Ok(o)
     }

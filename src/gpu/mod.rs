@@ -9,6 +9,7 @@ pub mod buffers;
 pub mod checkpointed;
 pub mod floor;
 pub mod kernels;
+pub mod layer;
 pub mod matmul;
 pub mod resident;
 pub mod schedule;
@@ -87,6 +88,8 @@ pub struct GpuBptt {
     plan: Option<(crate::checkpoint::Plan, Shape)>,
     /// ‖g‖ over the parameter gradients before the last run's clipping, if it clipped.
     clip_norm: Option<f64>,
+    /// Built for the layer mode (`layer`): runs only through `layer_forward` and `layer_backward`.
+    layer: bool,
 }
 
 /// What a run does beyond the plain forward + backward.
@@ -111,6 +114,7 @@ pub(crate) fn largest_config(lanes: Option<u32>) -> Config {
         carry: Vec::new(),
         lanes,
         clip: Some(1.0),
+        layer: false,
     }
 }
 
@@ -157,7 +161,7 @@ impl GpuBptt {
     /// Allocates everything for `shape` and `schedule` on `ctx`'s device, after checking every
     /// buffer against the adapter's limits.
     pub fn new(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule) -> Result<Self> {
-        Self::build(ctx, shape, schedule_kind, None)
+        Self::build(ctx, shape, schedule_kind, None, false)
     }
 
     /// Like `new`, for BPTT truncated `k` steps back from each loss term (the fused schedule
@@ -166,11 +170,15 @@ impl GpuBptt {
         if k == 0 || k > shape.steps {
             return Err(Error::Invalid(format!("truncation K must be in 1..={} (T), got {k}", shape.steps)));
         }
-        Self::build(ctx, shape, Schedule::Fused, Some(k as u32))
+        Self::build(ctx, shape, Schedule::Fused, Some(k as u32), false)
     }
 
-    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<Self> {
-        Self::build_with(ctx, BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1)), shape, schedule_kind, lanes)
+    fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>, layer: bool) -> Result<Self> {
+        let mut sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
+        if layer {
+            sizes.list.extend(layer::extra_buffers(shape, schedule_kind));
+        }
+        Self::build_with(ctx, sizes, shape, schedule_kind, lanes, layer)
     }
 
     fn build_with(
@@ -179,9 +187,12 @@ impl GpuBptt {
         shape: Shape,
         schedule_kind: Schedule,
         lanes: Option<u32>,
+        layer: bool,
     ) -> Result<Self> {
+        // The layer mode's schedules have no more dispatches than the full model's.
         limits_of(ctx, &sizes, shape, schedule_kind, lanes)?;
-        let largest = schedule::build(schedule_kind, shape, &largest_config(lanes));
+        let largest_config = if layer { layer::largest_config() } else { largest_config(lanes) };
+        let largest = schedule::build(schedule_kind, shape, &largest_config);
         let device = &ctx.device;
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE);
         let params_bytes = slot * largest.len() as u64;
@@ -228,7 +239,7 @@ impl GpuBptt {
         }
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: readback_bytes(&sizes, shape) - 8 * QUERIES as u64,
+            size: readback_bytes(&sizes, shape) - 8 * QUERIES as u64 + if layer { sizes.get("grad_x") } else { 0 },
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -265,6 +276,7 @@ impl GpuBptt {
             lanes,
             plan: None,
             clip_norm: None,
+            layer,
         })
     }
 
@@ -465,6 +477,9 @@ impl GpuBptt {
         if p.shape != expect {
             return Err(Error::Invalid(format!("this GPU object was built for {expect}, not {}", p.shape)));
         }
+        if self.layer {
+            return Err(Error::Invalid("this GPU object was built for the layer mode: use `layer_forward`".into()));
+        }
         Ok(Config {
             activation: p.activation,
             loss_fn: p.loss_fn(),
@@ -473,6 +488,7 @@ impl GpuBptt {
             carry: opts.carry.as_ref().map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
             lanes: self.lanes,
             clip: opts.clip.map(|x| x as f32),
+            layer: false,
         })
     }
 

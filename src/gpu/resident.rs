@@ -36,6 +36,8 @@ impl GpuBptt {
             carry: Vec::new(),
             lanes: self.lanes,
             clip: c.clip,
+            // A layer-mode object keeps its own schedule (and only its bindings exist).
+            layer: self.layer,
         };
         self.configure(ctx, config);
     }

@@ -57,6 +57,8 @@ pub enum Stage {
     BackwardSteps,
     /// Fused: the weight and bias gradients as single products over all rows.
     WeightGradients,
+    /// Layer mode, fused: ∂L/∂x = ∂L/∂A·w_hx over all rows.
+    InputGradient,
     /// Gradient clipping to a global norm.
     Clip,
     /// ∂L/∂h0 (stepwise) and the norms ‖∂L/∂h_t‖.
@@ -72,6 +74,7 @@ impl Stage {
             Stage::OutputGradient => "output_gradient",
             Stage::BackwardSteps => "backward_steps",
             Stage::WeightGradients => "weight_gradients",
+            Stage::InputGradient => "input_gradient",
             Stage::Clip => "clip",
             Stage::Norms => "norms",
         }
@@ -124,6 +127,10 @@ pub enum Binding {
     GradWHx,
     /// matmul: grad_o, h, grad_w_qh, (bias unused)
     GradWQh,
+    /// backward_step in layer mode: w_hh, w_qh (unused), gq (the upstream ∂L/∂h_t), h, grad_a, grad_h
+    LayerBackward,
+    /// matmul: grad_a, w_hx, grad_x, (bias unused): ∂L/∂x in layer mode
+    GradX,
     /// recurrent_step forward: w_hh_t, xproj, h, grad_h (unused), xproj (unused)
     RecurrentForward,
     /// recurrent_step backward: w_hh, gq, grad_a, grad_h, h
@@ -152,12 +159,12 @@ impl Binding {
             Output => Kernel::OutputStep,
             Loss => Kernel::LossGradO,
             LossSum => Kernel::ReduceSum,
-            Backward => Kernel::BackwardStep,
+            Backward | LayerBackward => Kernel::BackwardStep,
             OuterWQh | OuterWHh | OuterWHx => Kernel::AccumulateOuter,
             ColsumBH | ColsumBQ => Kernel::AccumulateColsum,
             Norms => Kernel::RowNorms,
             TransposeWHh => Kernel::Transpose,
-            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh => Kernel::Matmul,
+            InputProjection | OutputProjection | OutputGradient | GradWHh | GradWHx | GradWQh | GradX => Kernel::Matmul,
             RecurrentForward | RecurrentBackward => Kernel::RecurrentStep,
             TruncatedBackward => Kernel::TruncatedStep,
             ClipNormWHx | ClipNormWHh | ClipNormWQh | ClipNormBH | ClipNormBQ => Kernel::RowNorms,
@@ -184,6 +191,8 @@ impl Binding {
             Loss => &["o", "y", "labels", "grad_o", "loss_rows"],
             LossSum => &["loss_rows", "loss"],
             Backward => &["w_hh", "w_qh", "grad_o", "h", "grad_a", "grad_h"],
+            LayerBackward => &["w_hh", "w_qh", "gq", "h", "grad_a", "grad_h"],
+            GradX => &["grad_a", "w_hx", "grad_x", "b_h"],
             OuterWQh => &["grad_o", "h", "grad_w_qh"],
             OuterWHh => &["grad_a", "h", "grad_w_hh"],
             OuterWHx => &["grad_a", "x", "grad_w_hx"],
@@ -247,6 +256,10 @@ pub struct Config {
     pub lanes: Option<u32>,
     /// θ for clipping the parameter gradients to global norm θ.
     pub clip: Option<f32>,
+    /// Layer mode (docs/model.md, "The layer mode"): no output, loss or norms; the upstream
+    /// ∂L/∂h_t is uploaded into `gq` (the slot of the output's share of ∂L/∂h_t), and ∂L/∂x_t
+    /// is computed into `grad_x`. Forward and backward run as separate calls.
+    pub layer: bool,
 }
 
 /// The stretch of the sequence a list of dispatches covers: steps t0+1..=t0+len of a sequence
@@ -384,16 +397,22 @@ pub fn build(schedule: Schedule, s: Shape, c: &Config) -> Vec<Dispatch> {
 
 /// The textbook schedule: per step a forward dispatch and an output dispatch; the loss and
 /// ∂L/∂o for all steps; then per step, in reverse, a backward dispatch and the accumulation of
-/// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms.
+/// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms. In the
+/// layer mode no outputs, loss or norms: the backward adds the upstream ∂L/∂h_t, and each step
+/// forms its ∂L/∂x_t.
 pub fn stepwise(s: Shape, c: &Config) -> Vec<Dispatch> {
     let z = dims(s, c);
     let w = Window::whole(z.nt);
     let mut v = Builder(Vec::new());
-    stepwise_forward(&mut v, &z, c, w, z.nt, true);
-    v.loss_sum(&z, w);
+    stepwise_forward(&mut v, &z, c, w, z.nt, !c.layer);
+    if !c.layer {
+        v.loss_sum(&z, w);
+    }
     stepwise_backward(&mut v, &z, c, w, false);
     v.clip(&z, c);
-    v.norms(&z, w);
+    if !c.layer {
+        v.norms(&z, w);
+    }
     v.0
 }
 
@@ -416,48 +435,68 @@ fn stepwise_forward(v: &mut Builder, z: &Dims, c: &Config, w: Window, steps: u32
 /// Backward over the window's steps, last to first, each step's weight-gradient terms added
 /// as it goes (`rescore`: the outputs and ∂L/∂o recomputed first); ∂L/∂h0 in the first window.
 /// ∂L/∂a's slot len+1 holds what later steps carry into the last one (zero at the sequence's
-/// end).
+/// end). In the layer mode backward_step adds the upstream ∂L/∂h_t from gq (its `upstream`
+/// field) instead of ∂L/∂o_t·w_qh, and each step forms ∂L/∂x_t.
 fn stepwise_backward(v: &mut Builder, z: &Dims, c: &Config, w: Window, rescore: bool) {
     assert!(c.lanes.is_none(), "truncation to K steps needs the fused schedule");
     let Dims { b, d, h, q, act, .. } = *z;
     let nt = w.len;
+    let layer = c.layer;
     use Stage::*;
     use Work::*;
-    if rescore {
+    if rescore && !layer {
         for t in 1..=nt {
             v.push(OutputAndLoss, Binding::Output, &[t, b, h, q], Invocations(b * q));
         }
         v.loss(z, c, w);
     }
+    let backward = if layer { Binding::LayerBackward } else { Binding::Backward };
     for t in (1..=nt).rev() {
-        v.push(BackwardSteps, Binding::Backward, &[t, b, h, q, act, carry(c, w.t0 + t)], Invocations(b * h));
-        // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
-        v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
+        let fields = [t, b, h, q, act, carry(c, w.t0 + t), layer as u32];
+        v.push(BackwardSteps, backward, &fields, Invocations(b * h));
+        if !layer {
+            // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
+            v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
+        }
         // ∂L/∂w_hh += ∂L/∂a_tᵀ·h_{t-1}
         v.push(BackwardSteps, Binding::OuterWHh, &[h, h, b, t * b * h, (t - 1) * b * h], Invocations(h * h));
         // ∂L/∂w_hx += ∂L/∂a_tᵀ·x_t
         v.push(BackwardSteps, Binding::OuterWHx, &[h, d, b, t * b * h, (t - 1) * b * d], Invocations(h * d));
         if c.bias {
             v.push(BackwardSteps, Binding::ColsumBH, &[h, b, t * b * h, h], Invocations(h));
-            v.push(BackwardSteps, Binding::ColsumBQ, &[q, b, (t - 1) * b * q, q], Invocations(q));
+            if !layer {
+                v.push(BackwardSteps, Binding::ColsumBQ, &[q, b, (t - 1) * b * q, q], Invocations(q));
+            }
+        }
+        if layer {
+            // ∂L/∂x_t = ∂L/∂a_t·w_hx [B, d]: A = grad_a slot t; B = w_hx [h, d]; C at row block t−1.
+            let fields = [b, d, h, t * b * h, h, 1, 0, d, 1, (t - 1) * b * d, 0, 0];
+            v.push(BackwardSteps, Binding::GradX, &fields, Workgroups(d.div_ceil(64) * b.div_ceil(64)));
         }
     }
     if w.is_first() {
         // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh: the backward kernel at t = 0.
-        v.push(BackwardSteps, Binding::Backward, &[0, b, h, q, act, carry(c, 0)], Invocations(b * h));
+        v.push(BackwardSteps, backward, &[0, b, h, q, act, carry(c, 0), layer as u32], Invocations(b * h));
     }
 }
 
 /// The fused schedule: the time-parallel work as single matrix products, the recurrences alone
-/// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases).
+/// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases). In the
+/// layer mode no outputs, loss or norms (gq holds the upstream ∂L/∂h_t, uploaded), and ∂L/∂X
+/// as one more product.
 pub fn fused(s: Shape, c: &Config) -> Vec<Dispatch> {
     let z = dims(s, c);
     let w = Window::whole(z.nt);
     let mut v = Builder(Vec::new());
     fused_prologue(&mut v, &z);
-    fused_forward(&mut v, &z, c, w, z.nt, true);
-    v.loss_sum(&z, w);
+    fused_forward(&mut v, &z, c, w, z.nt, !c.layer);
+    if !c.layer {
+        v.loss_sum(&z, w);
+    }
     fused_backward(&mut v, &z, c, w, false);
+    if c.layer {
+        return v.0;
+    }
     v.clip(&z, c);
     v.norms(&z, w);
     v.0
@@ -516,11 +555,17 @@ fn fused_backward(v: &mut Builder, z: &Dims, c: &Config, w: Window, rescore: boo
     let bh = b * h; // one slot
     let acc = !w.is_whole();
     use Stage::*;
-    if rescore {
-        fused_outputs(v, z, c, w);
+    if c.layer {
+        // Layer mode: gq holds the upstream ∂L/∂h_t, uploaded. The backward pass runs as a call
+        // of its own, after any number of forward passes: it makes w_hhᵀ again from its w_hh.
+        v.push(BackwardSteps, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
+    } else {
+        if rescore {
+            fused_outputs(v, z, c, w);
+        }
+        // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
+        v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false, false);
     }
-    // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
-    v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false, false);
     let rec = Work::Rows(b.div_ceil(4) * h);
     // Where ∂L/∂a_t lives: one [B, h] block per slot, or with K lanes [B, K, h] per slot of
     // which lane K (the last) is the truncated ∂L/∂a_t.
@@ -552,12 +597,20 @@ fn fused_backward(v: &mut Builder, z: &Dims, c: &Config, w: Window, rescore: boo
     v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], a, [0, h, 1], false, acc);
     // ∂L/∂w_hx = ∂L/∂Aᵀ·X
     v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], a, [0, d, 1], false, acc);
-    // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
-    v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false, acc);
+    if !c.layer {
+        // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
+        v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false, acc);
+    }
     if c.bias {
         // Column sums over the window's rows, added to the sums so far.
         v.push(WeightGradients, Binding::ColsumBH, &[h, rows, a_slot + a_off, a_stride], Work::Invocations(h));
-        v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0, q], Work::Invocations(q));
+        if !c.layer {
+            v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0, q], Work::Invocations(q));
+        }
+    }
+    if c.layer {
+        // ∂L/∂X = ∂L/∂A·w_hx: A = ∂L/∂a from slot 1 [rows, h]; B = w_hx [h, d].
+        v.matmul(InputGradient, Binding::GradX, [rows, d, h], [a_slot + a_off, a_stride, 1], [0, d, 1], false, false);
     }
 }
 

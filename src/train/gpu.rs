@@ -231,6 +231,7 @@ impl GpuEngine {
                 _ => None,
             },
             clip: self.cfg.clip.map(|c| c as f32),
+            layer: false,
         }
     }
 
