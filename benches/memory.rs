@@ -1,8 +1,9 @@
 //! Checkpointed BPTT against storing every state, with criterion (docs/performance.md,
-//! "Checkpointing"): T = 1000, h = 256, B = 1, d = q = 64, tanh, under budgets of 5% and 1% of
-//! each path's full-storage bytes, on the fast CPU path and on the GPU's fused schedule (the
-//! adapter wgpu picks). The ratios in the docs come from `examples/time_memory.rs`, which
-//! alternates the runs; these are the same configurations one after the other.
+//! "Checkpointing"): T = 1000, h = 256, d = q = 64, tanh, under budgets of 5% and 1% of each
+//! path's full-storage bytes, on the fast CPU path (B = 1 and B = 32) and on the GPU's fused
+//! schedule (B = 1; the adapter wgpu picks). The ratios in the docs come from
+//! `examples/time_memory.rs`, which alternates the runs; these are the same configurations one
+//! after the other.
 
 use std::time::Duration;
 
@@ -16,8 +17,8 @@ use bptt::{Activation, Problem, ProblemSpec, Shape, random_problem};
 
 const FRACTIONS: [f64; 2] = [0.05, 0.01];
 
-fn problem() -> Problem {
-    let mut spec = ProblemSpec::new(Shape::new(1000, 1, 64, 256, 64).unwrap());
+fn problem(batch: usize) -> Problem {
+    let mut spec = ProblemSpec::new(Shape::new(1000, batch, 64, 256, 64).unwrap());
     spec.activation = Activation::Tanh;
     spec.spectral_radius = Some(0.95);
     random_problem(&spec).unwrap()
@@ -37,21 +38,24 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, 
 }
 
 fn cpu(c: &mut Criterion) {
-    let p = problem();
-    let (full, costs) = (fast::full_bytes(p.shape), fast::costs(p.shape));
-    let mut g = group(c, "memory_cpu_fast");
-    g.bench_function("full", |b| b.iter(|| fast::bptt(&p)));
-    for f in FRACTIONS {
-        let plan = plan(full, &costs, f);
-        let id = BenchmarkId::new("budget", format!("{}pct_c{}_L{}", f * 100.0, plan.slots_used(), plan.unit_steps));
-        g.bench_function(id, |b| b.iter(|| fast::bptt_checkpointed(&p, &plan).unwrap()));
+    for batch in [1, 32] {
+        let p = problem(batch);
+        let (full, costs) = (fast::full_bytes(p.shape), fast::costs(p.shape));
+        let mut g = group(c, &format!("memory_cpu_fast_B{batch}"));
+        g.bench_function("full", |b| b.iter(|| fast::bptt(&p)));
+        for f in FRACTIONS {
+            let plan = plan(full, &costs, f);
+            let id =
+                BenchmarkId::new("budget", format!("{}pct_c{}_L{}", f * 100.0, plan.slots_used(), plan.unit_steps));
+            g.bench_function(id, |b| b.iter(|| fast::bptt_checkpointed(&p, &plan).unwrap()));
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn gpu(c: &mut Criterion) {
     let ctx = GpuContext::new(&AdapterRequest::default()).expect("a GPU adapter");
-    let p = problem();
+    let p = problem(1);
     let (full, costs) = bptt::gpu::memory_costs(&ctx.limits, p.shape, Schedule::Fused, None);
     let mut g = group(c, "memory_gpu_fused");
     let mut whole = GpuBptt::new(&ctx, p.shape, Schedule::Fused).unwrap();

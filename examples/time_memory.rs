@@ -6,6 +6,9 @@
 //!
 //!     cargo run --release --example time_memory -- [--path cpu|gpu] [--steps T] [--batch B]
 //!         [--hidden h] [--input d] [--output q] [--rounds N] [--fractions 0.05,0.01]
+//!         [--plans L:c,L:c,...]
+//!
+//! `--plans` times given plans (units of L steps, c slots) instead of budget fractions.
 //!
 //! Defaults: the fast CPU path, T=1000 B=1 d=64 h=256 q=64, tanh, mse, seed 0, 15 rounds,
 //! budgets of 5% and 1%.
@@ -52,7 +55,7 @@ fn main() {
         Some(ctx) => bptt::gpu::memory_costs(&ctx.limits, shape, Schedule::Fused, None),
         None => (fast::full_bytes(shape), fast::costs(shape)),
     };
-    let plans: Vec<(f64, Plan)> = fractions
+    let mut plans: Vec<(f64, Plan)> = fractions
         .iter()
         .map(|&f| {
             let budget = (full_bytes as f64 * f) as u64;
@@ -61,6 +64,16 @@ fn main() {
             (f, m.plan.expect("checkpointed"))
         })
         .collect();
+    if let Some(given) = value("--plans") {
+        plans = given
+            .split(',')
+            .map(|lc| {
+                let (l, c) = lc.split_once(':').expect("L:c");
+                let plan = Plan::new(shape.steps, l.parse().expect("L"), c.parse().expect("c")).expect("a plan");
+                (costs.bytes(&plan) as f64 / full_bytes as f64, plan)
+            })
+            .collect();
+    }
 
     // One runner per configuration: the full-storage run first, then each plan.
     let mut runners: Vec<Runner> = Vec::new();
@@ -68,6 +81,11 @@ fn main() {
         None => {
             runners.push(Box::new(|p| {
                 fast::bptt(p);
+                p.shape.steps as u64
+            }));
+            // The forward pass alone (outputs and loss too), for the phases' shares.
+            runners.push(Box::new(|p| {
+                fast::forward_loss(p, p.shape.steps);
                 p.shape.steps as u64
             }));
             for &(_, plan) in &plans {
@@ -106,17 +124,28 @@ fn main() {
     let full_ms = median(&times[0]);
     let path = if gpu { "GPU fused (window by window)" } else { "fast CPU path" };
     println!("{path}: storing every state {} bytes, {full_ms:.2} ms (median), {} forward steps", full_bytes, steps[0]);
+    let first_plan = if gpu { 1 } else { 2 };
+    if !gpu {
+        // What the forward count alone predicts: F forward passes' worth plus one backward.
+        let fwd = median(&times[1]);
+        let bwd = full_ms - fwd;
+        println!(
+            "forward pass alone {fwd:.2} ms, so the backward {bwd:.2} ms ({:.2}× the forward); a plan of F forward \
+             steps costs at least (F/T·{fwd:.2} + {bwd:.2}) ms",
+            bwd / fwd
+        );
+    }
     println!("| budget | bytes held | c | L | forward steps (optimal) | median ms | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for (k, (f, plan)) in plans.iter().enumerate() {
-        let ms = median(&times[k + 1]);
+        let ms = median(&times[k + first_plan]);
         println!(
-            "| {:.0}% | {} | {} | {} | {} ({}) | {ms:.2} | {:.3}× |",
+            "| {:.1}% | {} | {} | {} | {} ({}) | {ms:.2} | {:.3}× |",
             f * 100.0,
             costs.bytes(plan),
             plan.slots_used(),
             plan.unit_steps,
-            steps[k + 1],
+            steps[k + first_plan],
             plan.forward_steps(),
             ms / full_ms
         );

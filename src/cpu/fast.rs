@@ -163,6 +163,25 @@ fn checkpointed(p: &Problem, plan: &Plan, carry: Carry) -> Result<(BpttResult, R
     if plan.steps != s.steps {
         return Err(Error::Invalid(format!("a plan for {} steps does not fit {} steps", plan.steps, s.steps)));
     }
+    // Windows of small steps run on one thread: a team's start and its barriers cost more per
+    // window than a second core gives back (docs/performance.md, "Checkpointing").
+    if plan.units > 1 && s.batch * s.hidden * s.hidden < WINDOW_PAR_MIN_WORK {
+        return single_thread().install(|| checkpointed_on_pool(p, plan, carry));
+    }
+    checkpointed_on_pool(p, plan, carry)
+}
+
+/// Per-step multiply-adds (B·h²) below which a checkpointed run's windows stay on one thread.
+const WINDOW_PAR_MIN_WORK: usize = 1 << 18;
+
+/// A pool of one thread, made on first use.
+fn single_thread() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a thread"))
+}
+
+fn checkpointed_on_pool(p: &Problem, plan: &Plan, carry: Carry) -> Result<(BpttResult, Recomputed)> {
+    let s = p.shape;
     rayon::scope(|_| {
         Isa::detect().run_with(|| {
             let bh = s.batch * s.hidden;
