@@ -313,8 +313,9 @@ impl Costs {
     }
 }
 
-/// The plan for T steps under `budget` bytes (None: no bound) with `slots` if given: among unit
-/// lengths 1, 2, 4, … up to the path's largest, the slots that fit, choosing the least
+/// The plan for T steps under `budget` bytes (None: no bound) with `slots` if given (then units
+/// of at most T/slots steps, so every slot holds a state): among unit lengths 1, 2, 4, … up to
+/// the path's largest, the slots that fit, choosing the least
 /// predicted time (forward steps, plus the overhead of each window's work: every unit advanced
 /// and every unit reversed). Errors, naming the least budget
 /// that would fit, when even one slot and a one-step unit do not.
@@ -336,7 +337,8 @@ pub fn choose(steps: usize, budget: Option<u64>, slots: Option<usize>, costs: &C
     loop {
         let units = steps.div_ceil(unit);
         let c = match (budget, slots) {
-            (_, Some(c)) => Some(c).filter(|&c| c <= costs.max_slots),
+            // C checkpoints are C unit boundaries: units no longer than T/C, so all are used.
+            (_, Some(c)) => Some(c).filter(|&c| c <= costs.max_slots && units >= c.min(steps)),
             (Some(b), None) => {
                 let room = b.checked_sub(costs.fixed + costs.per_step * unit as u64);
                 room.map(|r| (r / costs.state.max(1)).min(units as u64) as usize).filter(|&c| c >= 1)

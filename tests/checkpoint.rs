@@ -211,7 +211,14 @@ fn choose_fits_the_budget_or_names_the_least() {
     assert!(err.contains("at least 4.4 KiB") || err.contains("4500"), "{err}");
     // Fixed slots: the unit length is chosen, the budget checked.
     let plan = choose(1000, None, Some(10), &costs).unwrap();
-    assert_eq!(plan.slots, 10);
+    assert_eq!((plan.slots, plan.slots_used()), (10, 10));
+    // Without a unit bound from the path, C checkpoints still mean C states stored: units of at
+    // most T/C steps (here 64, the longest power of two), not one window of everything.
+    let unbounded = Costs { max_unit: 1000, ..costs };
+    let plan = choose(1000, None, Some(10), &unbounded).unwrap();
+    assert_eq!((plan.slots_used(), plan.unit_steps), (10, 64), "{plan:?}");
+    let plan = choose(1000, None, Some(50), &unbounded).unwrap();
+    assert_eq!((plan.slots_used(), plan.unit_steps), (50, 16), "{plan:?}");
     assert!(choose(1000, Some(5000), Some(10), &costs).is_err());
     assert!(choose(1000, Some(0), None, &costs).is_err());
     assert!(choose(1000, None, Some(0), &costs).is_err());

@@ -122,7 +122,8 @@ pub struct Args {
     /// with the fewest forward steps possible. A budget that holds every state changes nothing.
     #[arg(long, value_name = "BYTES", value_parser = parse_memory, allow_hyphen_values = true)]
     pub memory: Option<u64>,
-    /// Checkpointing with C states held at once (h0's included); with --memory both must agree.
+    /// Checkpointing with C states stored at once (h0's included), each the start of a window of
+    /// at most T/C steps that the path picks; with --memory both must agree.
     #[arg(long, value_name = "C", allow_hyphen_values = true, value_parser = parse_count)]
     pub checkpoints: Option<usize>,
     /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis

@@ -122,7 +122,8 @@ pub struct TrainArgs {
     /// only some states are kept (binomial checkpointing) and the others recomputed.
     #[arg(long, value_name = "BYTES", value_parser = parse_memory, allow_hyphen_values = true)]
     pub memory: Option<u64>,
-    /// Checkpointing with C states held at once (h0's included); with --memory both must agree.
+    /// Checkpointing with C states stored at once (h0's included), each the start of a window of
+    /// at most T/C steps that the path picks; with --memory both must agree.
     #[arg(long, value_name = "C", allow_hyphen_values = true, value_parser = parse_count)]
     pub checkpoints: Option<usize>,
     /// Write the trained weights (F32 safetensors: w_hx w_hh w_qh b_h b_q), atomically, only

@@ -40,7 +40,7 @@ mod simd;
 mod team;
 
 use aligned::{AlignedVec, padded};
-use gemm::{View, gemm};
+use gemm::{Packed, View, gemm, gemm_packed};
 use rayon::prelude::*;
 use recur::{Carry, LaneState, Recurrence};
 
@@ -290,12 +290,16 @@ pub fn full_bytes(s: Shape) -> u64 {
 /// forward steps of the recurrence, for `checkpoint::choose`.
 const UNIT_OVERHEAD_STEPS: f64 = 8.0;
 
-/// The weights in f32, converted once per call.
+/// The weights in f32, converted once per call, and packed once for the products of every
+/// window: w_hxᵀ (the input projection), w_qhᵀ (the outputs) and w_qh (∂L/∂o·w_qh).
 struct Engine {
     w_hx: Vec<f32>,
     w_hh: AlignedVec,
     w_hh_t: AlignedVec,
     w_qh: Vec<f32>,
+    packed_w_hx_t: Packed,
+    packed_w_qh_t: Packed,
+    packed_w_qh: Packed,
     b_h: Option<Vec<f32>>,
     b_q: Option<Vec<f32>>,
     recurrence: Recurrence,
@@ -307,11 +311,16 @@ impl Engine {
         let w = &p.params;
         let w_hh = to_f32_padded(&w.w_hh, s.hidden, s.hidden);
         let w_hh_t = transpose_padded(&w_hh, s.hidden);
+        let (w_hx, w_qh) = (to_f32(&w.w_hx), to_f32(&w.w_qh));
+        let (d, nh, q) = (s.input, s.hidden, s.output);
         Engine {
-            w_hx: to_f32(&w.w_hx),
+            packed_w_hx_t: Packed::new(View::new(&w_hx, nh, d).t()),
+            packed_w_qh_t: Packed::new(View::new(&w_qh, q, nh).t()),
+            packed_w_qh: Packed::new(View::new(&w_qh, q, nh)),
+            w_hx,
             w_hh,
             w_hh_t,
-            w_qh: to_f32(&w.w_qh),
+            w_qh,
             b_h: w.b_h.as_deref().map(to_f32),
             b_q: w.b_q.as_deref().map(to_f32),
             recurrence: Recurrence::new(simd::Isa::current(), s.batch, s.hidden),
@@ -391,7 +400,7 @@ impl Window {
         if steps > 0 {
             let hs = &mut self.hs[..(steps + 1) * bh];
             let x = View::new(&self.x[..steps * bd], steps * self.nb, d);
-            gemm(x, View::new(&e.w_hx, nh, d).t(), &mut hs[bh..], false);
+            gemm_packed(x, View::new(&e.w_hx, nh, d).t(), &e.packed_w_hx_t, &mut hs[bh..], false);
             if let Some(b_h) = &e.b_h {
                 add_to_rows(&mut hs[bh..], b_h);
             }
@@ -408,7 +417,8 @@ impl Window {
         let (bh, bq) = (self.bh, self.bq);
         let (nh, q) = (p.shape.hidden, p.shape.output);
         let o = &mut self.o[..len * bq];
-        gemm(View::new(&self.hs[bh..][..len * bh], len * self.nb, nh), View::new(&e.w_qh, q, nh).t(), o, false);
+        let h = View::new(&self.hs[bh..][..len * bh], len * self.nb, nh);
+        gemm_packed(h, View::new(&e.w_qh, q, nh).t(), &e.packed_w_qh_t, o, false);
         if let Some(b_q) = &e.b_q {
             add_to_rows(o, b_q);
         }
@@ -445,7 +455,7 @@ impl Window {
         }
         let grad_o = &self.grad_o[..len * bq];
         let grad_a = &mut self.grad_a[..len * bh];
-        gemm(View::new(grad_o, rows, q), View::new(&e.w_qh, q, nh), grad_a, false);
+        gemm_packed(View::new(grad_o, rows, q), View::new(&e.w_qh, q, nh), &e.packed_w_qh, grad_a, false);
         if let (Some(c), None) = (incoming, &lanes) {
             grad_a[(len - 1) * bh..].iter_mut().zip(c).for_each(|(g, c)| *g += c);
         }
