@@ -58,16 +58,27 @@ impl Pool {
 
     /// Keeps `buf` if it is large (a small one costs the allocator little, and many of them
     /// would make every `take` and `put` a long scan: checkpointed runs make a product's panels
-    /// hundreds of times per call) and that leaves the pool within `max_bytes` and
-    /// `POOL_MAX_BUFFERS`; else it is freed.
+    /// hundreds of times per call), making room within `max_bytes` and `POOL_MAX_BUFFERS` by
+    /// freeing smaller buffers: a large one is what costs page faults to make again (a run
+    /// storing every state must not lose its buffers to the windows of the checkpointed runs
+    /// between its calls). Else it is freed.
     fn put(&mut self, buf: Vec<f32>) {
-        if buf.len() < POOL_MIN_LEN || self.bufs.len() >= POOL_MAX_BUFFERS {
+        if buf.len() < POOL_MIN_LEN {
             return;
         }
-        let held: usize = self.bufs.iter().map(|b| b.len() * 4).sum();
-        if buf.len() * 4 + held <= self.max_bytes {
-            self.bufs.push(buf);
+        // Smallest first; free the fewest of those shorter than `buf` that make room, if any do.
+        self.bufs.sort_unstable_by_key(|b| std::cmp::Reverse(b.len()));
+        let mut held: usize = self.bufs.iter().map(|b| b.len() * 4).sum();
+        let mut keep = self.bufs.len();
+        while keep >= POOL_MAX_BUFFERS || held + buf.len() * 4 > self.max_bytes {
+            if keep == 0 || self.bufs[keep - 1].len() >= buf.len() {
+                return;
+            }
+            keep -= 1;
+            held -= self.bufs[keep].len() * 4;
         }
+        self.bufs.truncate(keep);
+        self.bufs.push(buf);
     }
 }
 
@@ -147,6 +158,16 @@ mod tests {
         pool.put(vec![3.0; 20 * k]); // 110·k f32s: over the limit, freed
         pool.put(vec![4.0; k - 1]); // small: never pooled
         assert_eq!(pool.bufs.len(), 2);
+        // A larger buffer makes room by freeing smaller ones, only if that is enough.
+        pool.put(vec![5.0; 101 * k]); // over the limit alone: freed, nothing else
+        assert_eq!(pool.bufs.len(), 2);
+        pool.put(vec![6.0; 40 * k]); // frees the 30·k one
+        assert_eq!(pool.take(25 * k), Some(vec![6.0; 40 * k]));
+        pool.put(vec![7.0; 65 * k]); // frees the 60·k one
+        assert_eq!(pool.bufs, vec![vec![7.0; 65 * k]]);
+        pool.take(65 * k);
+        pool.put(vec![1.0; 60 * k]);
+        pool.put(vec![2.0; 30 * k]);
         assert_eq!(pool.take(25 * k), Some(vec![2.0; 30 * k]));
         assert_eq!(pool.take(61 * k), None);
         assert_eq!(pool.take(40 * k), Some(vec![1.0; 60 * k]));
