@@ -26,7 +26,7 @@ fn train_iteration(c: &mut Criterion) {
         ..TrainConfig::default()
     };
     let setup = Setup::from_config(&config).unwrap();
-    let mut engine = CpuEngine::new(setup.step, setup.weights.clone());
+    let mut engine = CpuEngine::new(setup.step, setup.weights.clone()).unwrap();
     let mut r = setup.batch_rng();
     let mut g = c.benchmark_group("train");
     g.sample_size(50).measurement_time(Duration::from_secs(10)).throughput(Throughput::Elements(32));

@@ -5,7 +5,8 @@
 // One workgroup per row (t, b); its 64 invocations split the q outputs and reduce in workgroup
 // memory in a fixed order, so the result is the same on every run.
 // Bindings: 0 params (uniform, dynamic offset), 1 o [T,B,q], 2 y [T,B,q], 3 labels [T,B] (u32),
-//           4 grad_o [T,B,q], 5 loss_rows [T·B] (w·ℓ per row; summed by reduce_sum).
+//           4 grad_o [T,B,q], 5 loss_rows [T·B] (w·ℓ per row; summed by reduce_sum). A window of a
+//           checkpointed run scores its own rows into the sequence's loss_rows at an offset.
 
 struct Params {
     rows: u32,      // T·B
@@ -14,7 +15,7 @@ struct Params {
     loss_fn: u32,   // 0 mse, 1 xent
     weight: f32,    // w for a scored row
     first_scored_row: u32, // rows before this one are not scored (0 = all rows scored)
-    _pad0: u32,
+    loss_row_offset: u32,  // where this window's rows start in loss_rows (0 for a whole run)
     _pad1: u32,
 }
 
@@ -50,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         scratch[lid] = part;
         let total = reduce(lid, 0u, WG);
         if lid == 0u {
-            loss_rows[row] = w * total;
+            loss_rows[p.loss_row_offset + row] = w * total;
         }
     } else {
         // log-sum-exp with the row's maximum subtracted, so large logits cannot overflow.
@@ -75,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             grad_o[base + k] = w * g;
         }
         if lid == 0u {
-            loss_rows[row] = w * (log_z - o[base + label]);
+            loss_rows[p.loss_row_offset + row] = w * (log_z - o[base + label]);
         }
     }
 }

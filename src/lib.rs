@@ -42,6 +42,7 @@
 
 mod api;
 pub mod check;
+pub mod checkpoint;
 pub mod clip;
 pub mod cpu;
 pub mod diagnostics;

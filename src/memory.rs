@@ -60,6 +60,9 @@ pub struct TrainSizes {
     pub text_chars: u64,
     /// Bytes of the model file the weights start from (0 without one).
     pub init_from_bytes: u64,
+    /// A checkpointed run's bound on what grows with T (`memory`): a minibatch's states and
+    /// copies take at most this much instead.
+    pub checkpointed: Option<u64>,
 }
 
 /// Bytes of host memory a training run holds at its peak: the sum of `train_host_parts`.
@@ -108,7 +111,11 @@ pub fn train_host_parts(t: &TrainSizes) -> [Part; 7] {
     let part = |what, fields, bytes| Part { what, fields, bytes };
     [
         part("the weights and the optimiser's state", "`hidden`", weights),
-        part("a minibatch with its states", "`steps` or `batch`", rows * per_row + copies * batch),
+        part(
+            "a minibatch with its states",
+            "`steps` or `batch`",
+            t.checkpointed.map_or(rows * per_row, |b| (b as f64).min(rows * per_row)) + copies * batch,
+        ),
         part("the held-out set", "`eval_size`", t.held_out_batches as f64 * batch),
         part("the losses between log points", "`log_every`", 8.0 * t.log_every as f64),
         part("the sample", "`sample`", 4.0 * t.sample as f64),
@@ -199,6 +206,7 @@ mod tests {
             sample: 0,
             text_chars: 0,
             init_from_bytes: 0,
+            checkpointed: None,
         };
         // h = 30000 on the CPU: w_hh alone is 3.6 GB in f32, and the run keeps it many times.
         assert!(train_host_bytes(&sizes(30000, 16, false)) > 40_000_000_000);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, layer by layer (lower first).
 const LAYERS: &[&[&str]] = &[
-    &["error", "format", "model", "linalg", "flops", "problem", "progress"],
+    &["error", "format", "model", "linalg", "flops", "problem", "progress", "checkpoint"],
     &["cpu", "gpu", "variant", "clip", "diagnostics", "memory", "api", "layer"],
     &["io"],
     &["check", "train"],

@@ -165,7 +165,7 @@ fn initialisations_have_their_documented_form() {
 /// weights (and the losses) agree to f32 rounding.
 fn gpu_equals_cpu(config: &TrainConfig, iters: usize) {
     let s = Setup::from_config(config).unwrap();
-    let mut cpu = CpuEngine::new(s.step, s.weights.clone());
+    let mut cpu = CpuEngine::new(s.step, s.weights.clone()).unwrap();
     let mut gpu = GpuEngine::new(common::gpu(), s.step, &s.weights, iters).unwrap();
     let mut r = s.batch_rng();
     let mut cuts = match s.step.truncate {
@@ -453,7 +453,7 @@ fn evaluations_carry_the_gradient_readings_and_a_verdict() {
     assert!(none.eval.iter().all(|e| e.clipped_fraction.is_none()));
     // Unclipped, the first evaluation's mean ‖g‖ is that of the CPU engine's first iterations.
     let s = Setup::from_config(&base).unwrap();
-    let mut cpu = CpuEngine::new(s.step, s.weights.clone());
+    let mut cpu = CpuEngine::new(s.step, s.weights.clone()).unwrap();
     let mut r = s.batch_rng();
     for i in 0..20 {
         cpu.step(&s.batch(i, &mut r).unwrap().0, H0::Zero, None).unwrap();

@@ -68,6 +68,8 @@ fn config(
     clip: Option<f64>,
     keep_states: bool,
     max_memory: Option<u64>,
+    memory: Option<u64>,
+    checkpoints: Option<usize>,
     cpu_peak: bool,
 ) -> PyResult<CheckConfig> {
     // Python's name for the f64 reference is "reference" (the command's is cpu-ref).
@@ -90,13 +92,15 @@ fn config(
         clip,
         keep_states,
         max_memory,
+        memory,
+        checkpoints,
         cpu_peak,
     })
 }
 
 /// The gradient check of `problem` (`bptt::check_with`).
 #[pyfunction]
-#[pyo3(signature = (problem, compute, schedule, tolerance, repeat, adapter, backend, software, truncate, truncate_random, truncate_seed, segments, clip, keep_states, max_memory, cpu_peak))]
+#[pyo3(signature = (problem, compute, schedule, tolerance, repeat, adapter, backend, software, truncate, truncate_random, truncate_seed, segments, clip, keep_states, max_memory, memory, checkpoints, cpu_peak))]
 #[allow(clippy::too_many_arguments)]
 pub fn check(
     py: Python<'_>,
@@ -115,6 +119,8 @@ pub fn check(
     clip: Option<f64>,
     keep_states: bool,
     max_memory: Option<u64>,
+    memory: Option<u64>,
+    checkpoints: Option<usize>,
     cpu_peak: bool,
 ) -> PyResult<PyCheckReport> {
     let c = config(
@@ -132,6 +138,8 @@ pub fn check(
         clip,
         keep_states,
         max_memory,
+        memory,
+        checkpoints,
         cpu_peak,
     )?;
     let p = problem.p.clone();
@@ -142,7 +150,7 @@ pub fn check(
 
 /// The random problem at each spectral radius (`bptt::sweep`).
 #[pyfunction]
-#[pyo3(signature = (dims, activation, loss, loss_at, bias, seed, random_h0, radii, compute, schedule, tolerance, repeat, adapter, backend, software, max_memory))]
+#[pyo3(signature = (dims, activation, loss, loss_at, bias, seed, random_h0, radii, compute, schedule, tolerance, repeat, adapter, backend, software, max_memory, memory, checkpoints))]
 #[allow(clippy::too_many_arguments)]
 pub fn sweep(
     py: Python<'_>,
@@ -162,9 +170,26 @@ pub fn sweep(
     backend: Option<String>,
     software: bool,
     max_memory: Option<u64>,
+    memory: Option<u64>,
+    checkpoints: Option<usize>,
 ) -> PyResult<PyCheckReport> {
     let c = config(
-        compute, schedule, tolerance, repeat, adapter, backend, software, None, None, 0, None, None, false, max_memory,
+        compute,
+        schedule,
+        tolerance,
+        repeat,
+        adapter,
+        backend,
+        software,
+        None,
+        None,
+        0,
+        None,
+        None,
+        false,
+        max_memory,
+        memory,
+        checkpoints,
         false,
     )?;
     let (t, b, d, h, q) = dims;

@@ -18,7 +18,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 /// The library's config fields whose Python keyword has another name.
-const RENAMED: &[(&str, &str)] = &[("`max_memory`", "`memory`"), ("`backend_list`", "`backend`")];
+const RENAMED: &[(&str, &str)] = &[("`backend_list`", "`backend`")];
 
 /// A library error as a Python exception, its message one line with Python's keyword names.
 pub fn error(e: bptt::Error) -> PyErr {
@@ -61,7 +61,7 @@ pub fn adapter_request(adapter: Option<String>, backend: Option<String>, softwar
         Some(a) => Some((a, Origin::Field)),
         None => env("WGPU_ADAPTER_NAME").map(|v| (v, Origin::Env("WGPU_ADAPTER_NAME".into()))),
     };
-    Ok(AdapterRequest { backend, backend_list, name, software, recurrent_layout: None })
+    Ok(AdapterRequest { backend, backend_list, name, software, recurrent_layout: None, max_binding: None })
 }
 
 /// One GPU context per adapter request for the whole process: opening one takes hundreds of

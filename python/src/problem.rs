@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use bptt::cpu::{checkpointed, fast};
 use bptt::gpu::Schedule;
 use bptt::memory::{Paths, check_host, host_bytes};
 use bptt::model::{Activation, BpttResult, LossAt, LossFn, Params, Problem, Shape, Targets};
+use bptt::variant::memory::{MemoryOptions, plan_path};
 use bptt::variant::truncation::Truncation;
 use bptt::variant::{GpuRunner, GradientOptions};
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn};
@@ -374,9 +376,10 @@ pub fn truncation(truncate: Option<usize>, truncate_random: Option<f64>, seed: u
 
 /// One forward + backward pass of `problem` on `device` ("gpu", "cpu" or "reference"), as the
 /// options say: a dict of arrays (see `result_dict`), with `clip_norm` (‖g‖ before clipping)
-/// when it clips.
+/// when it clips. Under `memory` (bytes for what grows with T) or `checkpoints`, the path
+/// checkpoints its states (`bptt::variant::memory`), and the dict has `forward_steps`.
 #[pyfunction]
-#[pyo3(signature = (problem, device, schedule, adapter, backend, software, truncate, truncate_random, truncate_seed, segments, clip, keep_states, max_memory))]
+#[pyo3(signature = (problem, device, schedule, adapter, backend, software, truncate, truncate_random, truncate_seed, segments, clip, keep_states, max_memory, memory, checkpoints))]
 #[allow(clippy::too_many_arguments)]
 pub fn compute<'py>(
     py: Python<'py>,
@@ -393,16 +396,33 @@ pub fn compute<'py>(
     clip: Option<f64>,
     keep_states: bool,
     max_memory: Option<u64>,
+    memory: Option<u64>,
+    checkpoints: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let p = &problem.p;
+    let s = p.shape;
     let schedule: Schedule = choice("schedule", schedule)?;
-    let options =
-        GradientOptions::new(truncation(truncate, truncate_random, truncate_seed)?, segments, clip, p.shape.steps)
-            .map_err(error)?;
-    let paths = match device {
-        "gpu" => Paths { gpu: true, gpu_states: keep_states, ..Default::default() },
-        "cpu" => Paths { fast_cpu: true, ..Default::default() },
-        "reference" => Paths { reference: true, ..Default::default() },
+    let trunc = truncation(truncate, truncate_random, truncate_seed)?;
+    let options = GradientOptions::new(trunc, segments, clip, s.steps).map_err(error)?;
+    let budget = MemoryOptions { budget: memory, checkpoints };
+    budget.check().map_err(error)?;
+    if budget.is_set() && segments.is_some() {
+        return Err(error(bptt::variant::segments_and_memory()));
+    }
+    if budget.is_set() && keep_states {
+        return Err(PyValueError::new_err(
+            "`keep_states` needs every state at once: it cannot be combined with `memory` or `checkpoints`",
+        ));
+    }
+    // The CPU paths' plans (the GPU's needs its adapter's limits).
+    let plan = match device {
+        "cpu" => plan_path("cpu", s.steps, &budget, &fast::costs(s), fast::full_bytes(s), None).map_err(error)?.plan,
+        "reference" => {
+            let t = options.truncate;
+            let (costs, full) = (checkpointed::costs(s, t), checkpointed::full_bytes(s, t));
+            plan_path("cpu-ref", s.steps, &budget, &costs, full, None).map_err(error)?.plan
+        }
+        "gpu" => None,
         other => {
             return Err(PyValueError::new_err(format!(
                 "`device` must be one of gpu, cpu, reference, not '{}'",
@@ -410,25 +430,37 @@ pub fn compute<'py>(
             )));
         }
     };
-    if device == "cpu" && !options.is_plain() {
-        return Err(PyValueError::new_err(
-            "`truncate`, `segments` and `clip` run on the GPU and the f64 reference: use `device` gpu or reference",
-        ));
-    }
+    let paths = match device {
+        "gpu" => Paths { gpu: true, gpu_states: keep_states, ..Default::default() },
+        "cpu" => Paths { fast_cpu: plan.is_none(), ..Default::default() },
+        _ => Paths { reference: plan.is_none(), ..Default::default() },
+    };
     let req = if device == "gpu" { Some(adapter_request(adapter, backend, software)?) } else { None };
-    let what = format!("this run ({}, `device` {device})", p.shape);
-    let (mut g, clip_norm) = py
-        .detach(|| -> bptt::Result<(BpttResult, Option<f64>)> {
-            check_host(host_bytes(p.shape, paths), max_memory, &what, "lower `steps` or `batch`")?;
+    let what = format!("this run ({}, `device` {device})", s);
+    let (mut g, clip_norm, forward_steps) = py
+        .detach(|| -> bptt::Result<(BpttResult, Option<f64>, Option<u64>)> {
+            check_host(host_bytes(s, paths), max_memory, &what, "lower `steps` or `batch`, or give `memory`")?;
             match device {
                 "gpu" => {
                     let ctx = gpu_context(req.as_ref().expect("made for the GPU"))?;
-                    let mut runner = GpuRunner::new(&ctx, schedule, options.clone(), p)?;
+                    let lanes = match options.truncate {
+                        Some(Truncation::Regular(k)) if k < s.steps => Some(k as u32),
+                        _ => None,
+                    };
+                    let kind = if lanes.is_some() { Schedule::Fused } else { schedule };
+                    let (full, costs) = bptt::gpu::memory_costs(&ctx.limits, s, kind, lanes);
+                    // A shape whose states the adapter cannot bind is checkpointed unasked.
+                    let forced = bptt::gpu::limits(&ctx, s, kind, lanes)
+                        .err()
+                        .filter(|_| segments.is_none())
+                        .map(|e| format!("checkpointed automatically: storing every state does not fit ({e})"));
+                    let plan = plan_path("gpu", s.steps, &budget, &costs, full, forced)?.plan;
+                    let mut runner = GpuRunner::with_plan(&ctx, schedule, options.clone(), p, plan)?;
                     let (g, _) = runner.run(p, keep_states)?;
-                    Ok((g, runner.clip_norm))
+                    Ok((g, runner.clip_norm, runner.forward_steps))
                 }
-                "cpu" => Ok((bptt::cpu::fast::bptt(p), None)),
-                _ => options.reference(p),
+                "cpu" => options.fast_planned(p, plan.as_ref()),
+                _ => options.reference_planned(p, plan.as_ref()),
             }
         })
         .map_err(error)?;
@@ -438,6 +470,9 @@ pub fn compute<'py>(
     let out = result_dict(py, &g, p.shape, p.has_bias())?;
     if clip.is_some() {
         out.set_item("clip_norm", clip_norm)?;
+    }
+    if let Some(steps) = forward_steps {
+        out.set_item("forward_steps", steps)?;
     }
     Ok(out)
 }

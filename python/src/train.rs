@@ -68,7 +68,7 @@ impl PyTrained {
 
 /// `bptt train` as a call: every keyword is a field of `TrainConfig` (docs/training.md).
 #[pyfunction]
-#[pyo3(signature = (task, text, steps, hidden, batch, iters, activation, init_recurrent, init_scale, optim, lr, momentum, clip, truncate, truncate_random, truncate_seed, device, adapter, backend, software, seed, log_every, eval_every, eval_size, partition, sample, prompt, init_from, max_memory))]
+#[pyo3(signature = (task, text, steps, hidden, batch, iters, activation, init_recurrent, init_scale, optim, lr, momentum, clip, truncate, truncate_random, truncate_seed, device, adapter, backend, software, seed, log_every, eval_every, eval_size, partition, sample, prompt, init_from, max_memory, memory, checkpoints))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
@@ -101,6 +101,8 @@ pub fn train(
     prompt: Option<String>,
     init_from: Option<PathBuf>,
     max_memory: Option<u64>,
+    memory: Option<u64>,
+    checkpoints: Option<usize>,
 ) -> PyResult<PyTrained> {
     let device: TrainDevice = choice("device", device)?;
     let config = TrainConfig {
@@ -133,6 +135,8 @@ pub fn train(
         prompt,
         init_from,
         max_memory,
+        memory,
+        checkpoints,
     };
     let trained = py.detach(|| bptt::train(&config)).map_err(error)?;
     Ok(PyTrained { trained })

@@ -106,12 +106,20 @@ def test_shapes_dtypes_and_options_are_refused_naming_them():
         bptt.bptt(p, device="tpu")
     with pytest.raises(ValueError, match="`activation` must be one of identity, tanh, relu"):
         bptt.random_problem(activation="sigmoid")
-    with pytest.raises(ValueError, match="use `device` gpu or reference"):
-        bptt.bptt(p, device="cpu", clip=1.0)
+    with pytest.raises(ValueError, match="`memory` must be a number of bytes"):
+        bptt.bptt(p, device="cpu", memory=0)
+    with pytest.raises(ValueError, match="`checkpoints` must be a whole number"):
+        bptt.bptt(p, device="cpu", checkpoints=0)
+    with pytest.raises(ValueError, match="`memory` \\(or `checkpoints`\\) and `segments` cannot be combined"):
+        bptt.bptt(p, device="reference", memory="64K", segments=2)
+    with pytest.raises(ValueError, match="`keep_states` needs every state"):
+        bptt.bptt(p, device="cpu", checkpoints=2, keep_states=True)
+    with pytest.raises(ValueError, match="too small for one checkpoint"):
+        bptt.bptt(p, device="reference", memory=64)
     with pytest.raises(ValueError, match="`truncate` must be K steps"):
         bptt.bptt(p, device="reference", truncate="sometimes")
-    with pytest.raises(ValueError, match=r"more than the 1\.0 MiB available \(`memory`\)"):
-        bptt.bptt(bptt.random_problem(steps=500, batch=500, hidden=100), device="reference", memory="1M")
+    with pytest.raises(ValueError, match=r"more than the 1\.0 MiB available \(`max_memory`\)"):
+        bptt.bptt(bptt.random_problem(steps=500, batch=500, hidden=100), device="reference", max_memory="1M")
     with pytest.raises(ValueError, match="`tolerance` must be a finite number > 0"):
         bptt.check(p, compute="reference", tolerance=0)
     with pytest.raises(ValueError, match="`cpu_peak` compares the fast CPU path"):
@@ -219,3 +227,23 @@ def test_training_returns_the_curve_and_the_weights():
     assert "held-out" in t._repr_html_() and t.plot().text.lstrip().startswith("<svg")
     with pytest.raises(ValueError, match="`task` must be one of adding, copy, text"):
         bptt.train(task="sorting", device="cpu")
+
+
+def test_a_memory_budget_checkpoints_every_device_and_the_check_says_how(gpu):
+    """Exact BPTT within `memory` (docs/gradients.md, "Long sequences in bounded memory"): the
+    same gradients as storing every state, more forward steps than T, on every device."""
+    p = bptt.random_problem(200, 2, 4, 16, 3, activation="tanh", spectral_radius=0.9, bias=True, seed=7)
+    for device in ("reference", "cpu", "gpu"):
+        full = bptt.bptt(p, device=device, truncate=5, clip=0.5)
+        r = bptt.bptt(p, device=device, truncate=5, clip=0.5, memory="24K")
+        assert full.forward_steps is None and 200 < r.forward_steps < 600, device
+        for name in GRADS:
+            assert rel_err(getattr(r, name), getattr(full, name)) < 1e-6, (device, name)
+    by_slots = bptt.bptt(p, device="reference", checkpoints=3)
+    assert by_slots.forward_steps > 400
+    report = bptt.check(p, repeat=1, memory="24K")
+    m = report.memory
+    assert report.passed and m["path"] == "gpu" and m["budget_bytes"] == 24 << 10
+    assert m["peak_bytes"] <= 24 << 10 < m["full_bytes"] and m["forward_steps"] == m["forward_steps_optimal"]
+    assert [e["path"] for e in m["paths"]] == ["gpu", "cpu", "cpu-ref"]
+    assert bptt.check(p, repeat=1).memory is None

@@ -199,6 +199,7 @@ pub fn report(
         problem: None,
         reach_factor,
         clip: k.clip,
+        memory: None,
         rel_err: k.rel_err,
         tolerance: c.tolerance,
         checked: k.checked,
@@ -228,7 +229,10 @@ pub fn report(
         }),
         gpu_dispatch_floor_ms: floor,
         // The floor is empty dispatches as the passes record them: compare it with the passes.
-        gpu_total_over_floor: floor.zip(t.gpu_forward.zip(t.gpu_backward)).map(|(f, (fw, bw))| (fw + bw) / f),
+        gpu_total_over_floor: floor
+            .zip(t.gpu_forward.zip(t.gpu_backward))
+            .map(|(f, (fw, bw))| (fw + bw) / f)
+            .filter(|r| r.is_finite()),
         gpu_us_per_step: gpu_total.map(|ms| ms * 1e3 / shape.steps as f64),
         speedup_vs_cpu: match (t.cpu_total, gpu_total) {
             (Some(c), Some(g)) => Some(c / g),

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::CheckConfig;
 use super::report::{ClipReport, Timings};
+use crate::checkpoint::Plan;
 use crate::error::Result;
 use crate::gpu::{GpuContext, RunTimes, TimingSource};
 use crate::model::{BpttResult, LossAt, Problem, Shape};
@@ -26,6 +27,10 @@ pub struct PathResult {
     /// Where the forward pass overflowed, when the states show it (None when they are
     /// finite or were not kept).
     pub forward_overflow: Option<ForwardOverflow>,
+    /// A checkpointed run: the forward steps it evaluated, and its time over a full-storage
+    /// run's when both were timed.
+    pub forward_steps: Option<u64>,
+    pub time_ratio: Option<f64>,
 }
 
 impl PathResult {
@@ -33,7 +38,7 @@ impl PathResult {
         let forward_overflow = ForwardOverflow::find(&grads, shape);
         let reach_h0 = reach.as_ref().map(|r| crate::model::norm(&r.grad_h0));
         let reach = reach.map(|r| r.grad_h_norm).unwrap_or_default();
-        PathResult { grads, reach, reach_h0, precision, forward_overflow }
+        PathResult { grads, reach, reach_h0, precision, forward_overflow, forward_steps: None, time_ratio: None }
     }
 }
 
@@ -140,16 +145,18 @@ pub fn clip_report(theta: Option<f64>, before: Option<f64>, g: &BpttResult) -> O
 
 /// The GPU: timed runs of the problem, one run scored at the last step only (the reach
 /// profile), then the dispatch floor. `setup_ms` is the context's creation, already done.
+#[allow(clippy::too_many_arguments)]
 pub fn gpu(
     c: &CheckConfig,
     ctx: &GpuContext,
     setup_ms: f64,
     variant: &GradientOptions,
+    plan: Option<Plan>,
     p: &mut Problem,
     progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<GpuPath> {
-    let (runner, build_ms) = clock(|| GpuRunner::new(ctx, c.schedule, variant.clone(), p));
+    let (runner, build_ms) = clock(|| GpuRunner::with_plan(ctx, c.schedule, variant.clone(), p, plan));
     let mut runner = runner?;
     let mut runs: Vec<RunTimes> = Vec::new();
     let (grads, _, _) = timed(c, progress, "GPU", || {
@@ -190,6 +197,22 @@ pub fn gpu(
     }
     progress.stage("GPU: reach profile (loss at the last step only)");
     let reach = scored_at_last(p, |last| runner.run(last, false))?.0;
+    let forward_steps = runner.forward_steps;
+    let (dispatches, memory) = (runner.dispatch_count(), runner.peak_memory);
+    let timing_source = runner.timing_source();
+    drop(runner);
+    // Checkpointed: the same run storing every state, where the adapter holds it, for the ratio.
+    let time_ratio = match plan {
+        Some(_) if whole_fits_gpu(c, ctx, variant, p.shape) => {
+            let mut whole = GpuRunner::new(ctx, c.schedule, variant.clone(), p)?;
+            let (_, whole_ms, _) = timed(c, progress, "GPU storing every state", || {
+                let (_, t) = whole.run(p, false)?;
+                Ok(((), t.total))
+            })?;
+            timings.gpu_total.map(|ms| ms / whole_ms)
+        }
+        _ => None,
+    };
     progress.stage("GPU: dispatch-latency floor");
     let floor_ms = crate::gpu::floor::dispatch_floor_ms(ctx, 2 * p.shape.steps as u32, 5)?;
     Ok(GpuPath {
@@ -199,49 +222,81 @@ pub fn gpu(
             reach: reach.grad_h_norm,
             precision: "f32",
             forward_overflow: forward,
+            forward_steps,
+            time_ratio,
         },
         clip,
         repeat: timed_runs.len() as u32,
         stages,
-        timing_source: runner.timing_source(),
-        dispatches: runner.dispatch_count(),
-        memory: runner.peak_memory,
+        timing_source,
+        dispatches,
+        memory,
         floor_ms,
     })
 }
 
-/// The fast f32 CPU path, timed; its reach profile only when no GPU ran; ‖g‖ before clipping.
+/// Whether a run storing every state fits the adapter's limits (for the time ratio).
+fn whole_fits_gpu(c: &CheckConfig, ctx: &GpuContext, variant: &GradientOptions, s: Shape) -> bool {
+    let lanes = match variant.truncate {
+        Some(crate::variant::truncation::Truncation::Regular(k)) if k < s.steps => Some(k as u32),
+        _ => None,
+    };
+    let schedule = if lanes.is_some() { crate::gpu::Schedule::Fused } else { c.schedule };
+    crate::gpu::limits(ctx, s, schedule, lanes).is_ok()
+}
+
+/// The fast f32 CPU path, timed (checkpointed by `plan` when given); its reach profile only
+/// when no GPU ran; ‖g‖ before clipping.
+#[allow(clippy::too_many_arguments)]
 pub fn fast_cpu(
     c: &CheckConfig,
     variant: &GradientOptions,
+    plan: Option<Plan>,
     p: &mut Problem,
     with_reach: bool,
     progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<(PathResult, u32, Option<f64>)> {
-    let ((grads, before), med, times) = timed(c, progress, "fast CPU path", || {
-        let (r, ms) = clock(|| variant.fast(p));
+    let ((grads, before, forward_steps), med, times) = timed(c, progress, "fast CPU path", || {
+        let (r, ms) = clock(|| variant.fast_planned(p, plan.as_ref()));
         Ok((r?, ms))
     })?;
     timings.cpu_total = Some(med);
-    let reach = if with_reach { Some(scored_at_last(p, |last| variant.fast(last))?.0) } else { None };
-    Ok((PathResult::new(grads, reach, "f32", p.shape), times.len() as u32, before))
+    let reach =
+        if with_reach { Some(scored_at_last(p, |last| variant.fast_planned(last, plan.as_ref()))?.0) } else { None };
+    // Checkpointed: the same run storing every state, where memory allows, for the ratio.
+    let full = crate::cpu::fast::full_bytes(p.shape);
+    let time_ratio = if plan.is_some() && crate::memory::check_host(full, c.max_memory, "", "").is_ok() {
+        let (_, whole_ms, _) = timed(c, progress, "fast CPU path storing every state", || {
+            let (r, ms) = clock(|| variant.fast(p));
+            Ok((r?, ms))
+        })?;
+        Some(med / whole_ms)
+    } else {
+        None
+    };
+    let mut result = PathResult::new(grads, reach, "f32", p.shape);
+    (result.forward_steps, result.time_ratio) = (forward_steps, time_ratio);
+    Ok((result, times.len() as u32, before))
 }
 
 /// The f64 reference (the oracle), one run, and its reach profile; ‖g‖ before clipping.
 pub fn reference(
     variant: &GradientOptions,
+    plan: Option<Plan>,
     p: &mut Problem,
     progress: &dyn Progress,
     timings: &mut Timings,
 ) -> Result<(PathResult, Option<f64>)> {
     progress.stage("f64 CPU reference");
-    let (r, ms) = clock(|| variant.reference(p));
-    let (grads, clip_before) = r?;
+    let (r, ms) = clock(|| variant.reference_planned(p, plan.as_ref()));
+    let (grads, clip_before, forward_steps) = r?;
     timings.cpu_ref_total = Some(ms);
     progress.stage("f64 CPU reference: reach profile");
-    let reach = scored_at_last(p, |last| variant.reference(last))?.0;
-    Ok((PathResult::new(grads, Some(reach), "f64", p.shape), clip_before))
+    let reach = scored_at_last(p, |last| variant.reference_planned(last, plan.as_ref()))?.0;
+    let mut result = PathResult::new(grads, Some(reach), "f64", p.shape);
+    result.forward_steps = forward_steps;
+    Ok((result, clip_before))
 }
 
 #[cfg(test)]

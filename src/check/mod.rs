@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 pub use assemble::non_finite_problems;
 use assemble::{GpuPathFacts, Pieces};
 use compute::PathResult;
-pub use report::{CheckReport, ClipReport, Cuts, SweepRow, Timings};
+pub use report::{CheckReport, ClipReport, Cuts, MemoryReport, PathMemoryReport, SweepRow, Timings};
 
+use crate::checkpoint::Plan;
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterRequest, GpuContext, Schedule};
@@ -27,6 +28,7 @@ use crate::model::{Problem, Shape};
 use crate::problem::{ProblemSpec, random_problem};
 use crate::progress::{Progress, Quiet};
 use crate::variant::GradientOptions;
+use crate::variant::memory::{MemoryOptions, PathMemory, plan_path};
 use crate::variant::segments::segment_carry_scales;
 use crate::variant::truncation::{Truncation, random_carry_scales};
 
@@ -91,6 +93,12 @@ pub struct CheckConfig {
     pub keep_states: bool,
     /// The host memory the run may plan for; None: what the system has available.
     pub max_memory: Option<u64>,
+    /// Exact BPTT within this many bytes for everything that grows with T, per path:
+    /// checkpointing when the states do not fit (docs/gradients.md, "Long sequences in bounded
+    /// memory"). None: every state is stored, unless a GPU cannot bind them.
+    pub memory: Option<u64>,
+    /// Checkpoint with this many states held at once (h0's included).
+    pub checkpoints: Option<usize>,
     /// Measure this machine's f32 FMA peak (a probe of about 50 ms after the timed runs) and
     /// report the fast CPU path's GFLOP/s as a fraction of it.
     pub cpu_peak: bool,
@@ -109,6 +117,8 @@ impl Default for CheckConfig {
             clip: None,
             keep_states: false,
             max_memory: None,
+            memory: None,
+            checkpoints: None,
             cpu_peak: false,
         }
     }
@@ -126,21 +136,29 @@ pub fn check(problem: &Problem, config: &CheckConfig) -> Result<CheckReport> {
 /// `check`, owning the problem, telling `progress` what it is doing.
 pub fn check_with(mut problem: Problem, config: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
     check_config(config)?;
-    check_memory(config, problem.shape)?;
-    let gpu = gpu_context(config, problem.shape)?;
-    let mut report = run_problem(config, &mut problem, gpu.as_ref(), progress)?;
+    let (gpu, plans) = prepare(config, problem.shape)?;
+    let mut report = run_problem(config, &mut problem, gpu.as_ref(), &plans, progress)?;
     report.problem = Some(problem);
     Ok(report)
+}
+
+/// Before anything is built: how each path holds its states, the host memory that needs,
+/// and the adapter with the GPU's buffers checked against its limits.
+fn prepare(config: &CheckConfig, shape: Shape) -> Result<(Option<Gpu>, Plans)> {
+    let mut plans = cpu_plans(config, shape)?;
+    check_memory(config, shape, &plans)?;
+    let gpu = gpu_context(config, shape)?;
+    plans.gpu = gpu.as_ref().map(|g| g.2.clone());
+    Ok((gpu.map(|(ctx, ms, _)| (ctx, ms)), plans))
 }
 
 /// Draws the random problem `spec` describes and checks it: the memory the shape needs and the
 /// GPU's limits are checked before the problem is drawn.
 pub fn check_random(spec: &ProblemSpec, config: &CheckConfig, progress: &dyn Progress) -> Result<CheckReport> {
     check_config(config)?;
-    check_memory(config, spec.shape)?;
-    let gpu = gpu_context(config, spec.shape)?;
+    let (gpu, plans) = prepare(config, spec.shape)?;
     let mut problem = random_problem(spec)?;
-    let mut report = run_problem(config, &mut problem, gpu.as_ref(), progress)?;
+    let mut report = run_problem(config, &mut problem, gpu.as_ref(), &plans, progress)?;
     report.problem = Some(problem);
     Ok(report)
 }
@@ -168,8 +186,7 @@ pub fn sweep_with(
             crate::format::number(*r)
         )));
     }
-    check_memory(config, spec.shape)?;
-    let gpu = gpu_context(config, spec.shape)?;
+    let (gpu, plans) = prepare(config, spec.shape)?;
     // One timed run per radius unless asked: a sweep is about the profiles.
     let config = CheckConfig { repeat: Some(config.repeat.unwrap_or(1)), ..config.clone() };
     let mut rows = Vec::new();
@@ -177,7 +194,7 @@ pub fn sweep_with(
     let mut problems = Vec::new();
     for &r in radii {
         let mut p = random_problem(&ProblemSpec { spectral_radius: Some(r), ..spec.clone() })?;
-        let mut report = run_problem(&config, &mut p, gpu.as_ref(), progress)?;
+        let mut report = run_problem(&config, &mut p, gpu.as_ref(), &plans, progress)?;
         drop(p);
         problems.extend(report.problems.iter().map(|l| format!("ρ={}: {l}", crate::format::number(r))));
         rows.push(SweepRow {
@@ -225,66 +242,160 @@ fn check_config(c: &CheckConfig) -> Result<()> {
             crate::model::Choice::name(c.compute)
         )));
     }
+    let memory = c.memory_options();
+    memory.check()?;
+    if memory.is_set() && c.segments.is_some() {
+        return Err(crate::variant::segments_and_memory());
+    }
+    if memory.is_set() && c.keep_states {
+        return Err(Error::Invalid(
+            "`keep_states` needs every state at once: it cannot be combined with `memory` or `checkpoints`".into(),
+        ));
+    }
     Ok(())
 }
 
-/// Which paths run, for the memory estimate and the messages.
-fn check_memory(c: &CheckConfig, shape: Shape) -> Result<()> {
+impl CheckConfig {
+    fn memory_options(&self) -> MemoryOptions {
+        MemoryOptions { budget: self.memory, checkpoints: self.checkpoints }
+    }
+}
+
+/// How each path that runs holds its states (`variant::memory`); the GPU's is set when its
+/// adapter is known.
+#[derive(Clone, Debug, Default)]
+struct Plans {
+    gpu: Option<PathMemory>,
+    fast: Option<PathMemory>,
+    reference: Option<PathMemory>,
+}
+
+impl Plans {
+    fn plan(m: &Option<PathMemory>) -> Option<Plan> {
+        m.as_ref().and_then(|m| m.plan)
+    }
+
+    fn of(&self, path: &str) -> Option<&PathMemory> {
+        match path {
+            "gpu" => self.gpu.as_ref(),
+            "cpu" => self.fast.as_ref(),
+            _ => self.reference.as_ref(),
+        }
+    }
+}
+
+/// The CPU paths' plans: the fast path's windows (also for the expected reach profile of
+/// randomised truncation, which the fast path computes) and the reference's single steps.
+fn cpu_plans(c: &CheckConfig, shape: Shape) -> Result<Plans> {
+    let memory = c.memory_options();
+    let mut plans = Plans::default();
+    if c.compute.fast_cpu() || matches!(c.truncate, Some(Truncation::Random { .. })) {
+        let costs = crate::cpu::fast::costs(shape);
+        let full = crate::cpu::fast::full_bytes(shape);
+        plans.fast = Some(plan_path("cpu", shape.steps, &memory, &costs, full, None)?);
+    }
+    if c.compute.reference() {
+        let truncate = c.truncate.filter(|t| !matches!(t, Truncation::Regular(k) if *k >= shape.steps));
+        let costs = crate::cpu::checkpointed::costs(shape, truncate);
+        let full = crate::cpu::checkpointed::full_bytes(shape, truncate);
+        plans.reference = Some(plan_path("cpu-ref", shape.steps, &memory, &costs, full, None)?);
+    }
+    Ok(plans)
+}
+
+/// The host memory of the paths that run, against what is available: a path that stores
+/// every state by its per-row estimate (`memory::host_bytes`), a checkpointed one by its plan.
+fn check_memory(c: &CheckConfig, shape: Shape, plans: &Plans) -> Result<()> {
+    let planned = |m: &Option<PathMemory>| m.as_ref().and_then(|m| m.plan.map(|_| m.peak_bytes));
+    let (fast_planned, ref_planned) = (planned(&plans.fast), planned(&plans.reference));
     let paths = Paths {
         gpu: c.compute.gpu(),
-        fast_cpu: c.compute.fast_cpu(),
-        reference: c.compute.reference(),
+        fast_cpu: c.compute.fast_cpu() && fast_planned.is_none(),
+        reference: c.compute.reference() && ref_planned.is_none(),
         gpu_states: c.keep_states,
     };
+    let bytes = memory::host_bytes(shape, paths) + fast_planned.unwrap_or(0) + ref_planned.unwrap_or(0);
     memory::check_host(
-        memory::host_bytes(shape, paths),
+        bytes,
         c.max_memory,
         &format!("this run ({shape}, `compute` {})", crate::model::Choice::name(c.compute)),
-        "lower `steps` or `batch`, or run fewer paths (`compute` gpu needs the least host memory)",
+        "lower `steps` or `batch`, run fewer paths (`compute` gpu needs the least host memory), or bound the \
+         states with `memory` BYTES (exact BPTT with checkpoints)",
     )
 }
 
 /// The adapter (when a GPU path runs), with the buffers for `shape` checked against its limits
-/// before anything is built: a shape that cannot fit is refused at once.
-fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<Gpu>> {
+/// before anything is built, and how the GPU holds the states: every one, or checkpointed (as
+/// asked, or because the adapter cannot bind them all). A shape that cannot fit is refused at
+/// once.
+fn gpu_context(c: &CheckConfig, shape: Shape) -> Result<Option<(GpuContext, f64, PathMemory)>> {
     if !c.compute.gpu() {
         return Ok(None);
     }
     let (ctx, ms) = compute::clock(|| GpuContext::new(&c.adapter));
     let ctx = ctx?;
-    // The GPU holds one segment at a time: the longest one decides.
-    let steps = c.segments.map_or(shape.steps, |n| shape.steps.div_ceil(n.clamp(1, shape.steps)));
     let lanes = match c.truncate {
         Some(Truncation::Regular(k)) if k < shape.steps => Some(k as u32),
         _ => None,
     };
     let schedule = if lanes.is_some() { Schedule::Fused } else { c.schedule };
-    let hint = if c.segments.is_none() {
-        " (or `segments` N: the GPU then holds one segment of T/N steps at a time)"
-    } else {
-        " (or more `segments`)"
-    };
-    crate::gpu::check_fits(&ctx, Shape { steps, ..shape }, schedule, lanes, hint)?;
-    Ok(Some((ctx, ms)))
+    if let Some(n) = c.segments {
+        // The GPU holds one segment at a time: the longest one decides.
+        let steps = shape.steps.div_ceil(n.clamp(1, shape.steps));
+        let hint = " (or `memory` BYTES instead of `segments`: exact BPTT in bounded memory; or more `segments`)";
+        crate::gpu::check_fits(&ctx, Shape { steps, ..shape }, schedule, lanes, hint)?;
+        let (full, _) = crate::gpu::memory_costs(&ctx.limits, Shape { steps, ..shape }, schedule, lanes);
+        let whole = PathMemory { path: "gpu", plan: None, full_bytes: full, peak_bytes: full, automatic: None };
+        return Ok(Some((ctx, ms, whole)));
+    }
+    let (full, costs) = crate::gpu::memory_costs(&ctx.limits, shape, schedule, lanes);
+    let too_big = crate::gpu::limits(&ctx, shape, schedule, lanes).err();
+    if let Some(e) = &too_big
+        && costs.max_unit == 0
+    {
+        // Not even one step's buffers bind: neither checkpointing nor segments can help.
+        return Err(Error::Invalid(format!("{e}; even one step's buffers exceed it: lower `batch` or `hidden`")));
+    }
+    let forced = too_big.map(|e| {
+        format!(
+            "checkpointed automatically: storing every state does not fit this adapter ({e}); give `memory` to \
+             set the budget"
+        )
+    });
+    let memory = plan_path("gpu", shape.steps, &c.memory_options(), &costs, full, forced)?;
+    Ok(Some((ctx, ms, memory)))
 }
 
 /// Runs the paths `c` asks for on `p`; returns the report with the result it describes (the
 /// GPU's when it ran, else the CPU path's). `p` is borrowed mutably only to score it at the
 /// last step for the reach profile, and is given back as it was.
-fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &dyn Progress) -> Result<CheckReport> {
+fn run_problem(
+    c: &CheckConfig,
+    p: &mut Problem,
+    gpu: Option<&Gpu>,
+    plans: &Plans,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     let options = GradientOptions::new(c.truncate, c.segments, c.clip, p.shape.steps)?;
     let mut timings = Timings::default();
     let gpu_path = match gpu {
-        Some((ctx, setup_ms)) => Some(compute::gpu(c, ctx, *setup_ms, &options, p, progress, &mut timings)?),
+        Some((ctx, setup_ms)) => {
+            let plan = Plans::plan(&plans.gpu);
+            Some(compute::gpu(c, ctx, *setup_ms, &options, plan, p, progress, &mut timings)?)
+        }
         None => None,
     };
+    let fast_plan = Plans::plan(&plans.fast);
     let fast = if c.compute.fast_cpu() {
-        Some(compute::fast_cpu(c, &options, p, gpu_path.is_none(), progress, &mut timings)?)
+        Some(compute::fast_cpu(c, &options, fast_plan, p, gpu_path.is_none(), progress, &mut timings)?)
     } else {
         None
     };
-    let reference =
-        if c.compute.reference() { Some(compute::reference(&options, p, progress, &mut timings)?) } else { None };
+    let reference = if c.compute.reference() {
+        Some(compute::reference(&options, Plans::plan(&plans.reference), p, progress, &mut timings)?)
+    } else {
+        None
+    };
 
     let (rel_err, mut problems) = match (&gpu_path, &reference) {
         (Some(g), Some((r, _))) => assemble::compare(&g.result, r, c.tolerance),
@@ -307,9 +418,22 @@ fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &d
     // Under randomised truncation the reach profile is one draw of the cuts; its expectation
     // over them is the untruncated profile, which the reach line reads too.
     let expected_reach = match options.truncate {
-        Some(Truncation::Random { .. }) => Some(compute::scored_at_last(p, cpu::fast::bptt).grad_h_norm),
+        Some(Truncation::Random { .. }) => Some(match fast_plan {
+            Some(plan) => compute::scored_at_last(p, |last| cpu::fast::bptt_checkpointed(last, &plan))?.0.grad_h_norm,
+            None => compute::scored_at_last(p, cpu::fast::bptt).grad_h_norm,
+        }),
         _ => None,
     };
+    let memory = memory_report(
+        c,
+        p.shape.steps,
+        plans,
+        &[
+            ("gpu", gpu_path.as_ref().map(|g| &g.result)),
+            ("cpu", fast.as_ref().map(|f| &f.0)),
+            ("cpu-ref", reference.as_ref().map(|r| &r.0)),
+        ],
+    );
     let pieces = Pieces {
         adapter: gpu.map(|(ctx, _)| ctx.adapter.clone()),
         gpu: gpu_path.as_ref().map(GpuPathFacts::of),
@@ -331,9 +455,54 @@ fn run_problem(c: &CheckConfig, p: &mut Problem, gpu: Option<&Gpu>, progress: &d
         _ => unreachable!("every `compute` value runs at least one path"),
     };
     let mut report = assemble::report(c, p, &options, &result, from, pieces);
+    report.memory = memory.map(|mut m| {
+        // The result's path on top, when it checkpointed.
+        let own = m.paths.iter().find(|e| e.path == from).map(|e| (e.forward_steps, e.time_ratio));
+        if let (Some((steps, ratio)), Some(pm)) = (own, plans.of(from))
+            && let Some(figures) = pm.figures(c.memory, steps)
+        {
+            (m.figures, m.path, m.time_ratio, m.automatic) = (figures, from, ratio, pm.automatic.clone());
+        }
+        m
+    });
     report.cuts = cuts(&options, p.shape.steps)?;
     report.result = Some(result.grads);
     Ok(report)
+}
+
+/// The memory section: every path that ran, and the first that checkpointed on top (the
+/// caller puts the result's path there when it checkpointed). None when none checkpointed.
+fn memory_report(
+    c: &CheckConfig,
+    steps: usize,
+    plans: &Plans,
+    results: &[(&'static str, Option<&PathResult>)],
+) -> Option<MemoryReport> {
+    let paths: Vec<PathMemoryReport> = results
+        .iter()
+        .filter_map(|(name, r)| {
+            let (r, m) = ((*r)?, plans.of(name)?);
+            Some(PathMemoryReport {
+                path: name,
+                full_bytes: m.full_bytes,
+                peak_bytes: m.peak_bytes,
+                checkpoints: m.plan.map(|p| p.slots_used()),
+                chunk_steps: m.plan.map(|p| p.unit_steps),
+                forward_steps: r.forward_steps.unwrap_or(steps as u64),
+                forward_steps_optimal: m.plan.map_or(steps as u64, |p| p.forward_steps()),
+                time_ratio: r.time_ratio,
+            })
+        })
+        .collect();
+    let first = paths.iter().find(|e| e.checkpoints.is_some())?;
+    let pm = plans.of(first.path)?;
+    Some(MemoryReport {
+        figures: pm.figures(c.memory, first.forward_steps)?,
+        path: first.path,
+        automatic: pm.automatic.clone(),
+        time_ratio: first.time_ratio,
+        paths: paths.clone(),
+    })
 }
 
 /// The carried-gradient cuts the options make (the very multipliers the run used), for the

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Engines;
 use crate::gpu::{AdapterSummary, TimingSource};
 use crate::model::{Activation, BpttResult, LossAt, LossFn, Shape};
+use crate::variant::memory::MemoryFigures;
 
 /// Median times in milliseconds; `None` for what did not run.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -45,6 +46,34 @@ pub struct SweepRow {
     pub pass: Option<bool>,
     pub grad_h_norm: Vec<f64>,
     pub reach: Vec<f64>,
+}
+
+/// How a checkpointed run held its states (docs/report.md, "memory"): the path the result comes
+/// from (or the first path that checkpointed), with every path that ran in `paths`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemoryReport {
+    #[serde(flatten)]
+    pub figures: MemoryFigures,
+    /// "gpu", "cpu" or "cpu-ref".
+    pub path: &'static str,
+    /// Why it checkpointed without being asked, if so.
+    pub automatic: Option<String>,
+    /// Time over the same path's full-storage run, when both ran (null otherwise).
+    pub time_ratio: Option<f64>,
+    pub paths: Vec<PathMemoryReport>,
+}
+
+/// One path's states: stored (`checkpoints` null) or checkpointed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PathMemoryReport {
+    pub path: &'static str,
+    pub full_bytes: u64,
+    pub peak_bytes: u64,
+    pub checkpoints: Option<usize>,
+    pub chunk_steps: Option<usize>,
+    pub forward_steps: u64,
+    pub forward_steps_optimal: u64,
+    pub time_ratio: Option<f64>,
 }
 
 /// The carried-gradient cuts of a run, for the graph: c_t for t = 0..T−1 (0 where an edge
@@ -89,6 +118,8 @@ pub struct CheckReport {
     pub reach_summary: Option<String>,
     /// Gradient clipping, when asked for.
     pub clip: Option<ClipReport>,
+    /// Checkpointing, when any path used it (null when every path stored every state).
+    pub memory: Option<MemoryReport>,
     /// ‖gpu − ref‖/‖ref‖ per tensor (when both ran).
     pub rel_err: BTreeMap<&'static str, f64>,
     pub tolerance: f64,
@@ -172,6 +203,12 @@ impl CheckReport {
     /// Every sentence of the report (variant, notes, problems, the reach summary), for a
     /// caller that rewrites the field names in them (the command line names its flags).
     pub fn sentences_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        self.variant.iter_mut().chain(&mut self.notes).chain(&mut self.problems).chain(&mut self.reach_summary)
+        let automatic = self.memory.as_mut().and_then(|m| m.automatic.as_mut());
+        self.variant
+            .iter_mut()
+            .chain(&mut self.notes)
+            .chain(&mut self.problems)
+            .chain(&mut self.reach_summary)
+            .chain(automatic)
     }
 }

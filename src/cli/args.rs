@@ -117,6 +117,15 @@ pub struct Args {
     /// gradient exists only after the last segment's run.
     #[arg(long, value_name = "θ", value_parser = parse_positive, allow_hyphen_values = true, conflicts_with = "segments")]
     pub clip: Option<f64>,
+    /// Exact BPTT within BYTES (e.g. 64M, 2G) for everything that grows with T, on each path:
+    /// only some states are kept (binomial checkpointing) and the others recomputed from them,
+    /// with the fewest forward steps possible. A budget that holds every state changes nothing.
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+    /// Checkpointing with C states stored at once (h0's included), each the start of a window of
+    /// at most T/C steps that the path picks; with --memory both must agree.
+    #[arg(long, value_name = "C", allow_hyphen_values = true, value_parser = parse_count)]
+    pub checkpoints: Option<usize>,
     /// Draw ‖∂L/∂h_t‖ (solid) and the reach profile ‖∂L_T/∂h_t‖ (dashed) against t on a log axis
     /// (.svg or .png).
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
@@ -210,6 +219,7 @@ impl GpuArgs {
             name,
             software: self.software,
             recurrent_layout: env.recurrent_layout,
+            max_binding: None,
         }
     }
 }
@@ -242,6 +252,23 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
         return Err(format!("a number is needed, not the flag '{}'", quote(s)));
     }
     s.parse().map_err(|_| format!("'{}' is not a number", quote(s)))
+}
+
+/// A number of bytes, plain or with a K, M, G or T suffix (`--memory`; 0 is refused by the
+/// library with its reason).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    if s.starts_with("--") {
+        return Err(format!("a number of bytes is needed, not the flag '{s}'"));
+    }
+    bptt::memory::parse_bytes(s).ok_or_else(|| format!("'{s}' is not a number of bytes (e.g. 64M, 2G, 500000)"))
+}
+
+/// A whole number ≥ 0 (0 is refused by the library with its reason).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    if s.starts_with("--") {
+        return Err(format!("a number is needed, not the flag '{s}'"));
+    }
+    s.parse().map_err(|_| format!("'{s}' is not a whole number ≥ 0"))
 }
 
 /// A finite number ≥ 0 (a spectral radius, an initial scale).
@@ -346,6 +373,8 @@ impl Args {
             clip: self.clip,
             keep_states: self.save_states,
             max_memory: env.max_memory,
+            memory: self.memory,
+            checkpoints: self.checkpoints,
             cpu_peak: self.cpu_peak,
         }
     }

@@ -39,6 +39,8 @@ const FIELDS: &[&str] = &[
     "truncate_seed",
     "segments",
     "clip",
+    "memory",
+    "checkpoints",
     "plot",
     "graph",
     "sweep_radius",

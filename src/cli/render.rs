@@ -53,6 +53,7 @@ impl CheckText<'_> {
         self.text_gradients(&mut s, verbose);
         self.text_sweep(&mut s);
         self.text_check(&mut s);
+        self.text_memory(&mut s);
         self.text_timings(&mut s);
         let _ = writeln!(s, "result     {}", verdict(self.pass));
         s
@@ -227,6 +228,43 @@ impl CheckText<'_> {
         }
     }
 
+    /// Checkpointing: what was held instead of every state, and what it cost in forward steps.
+    fn text_memory(&self, s: &mut String) {
+        let Some(m) = &self.memory else { return };
+        let f = &m.figures;
+        let bytes = bptt::format::human_bytes;
+        let budget = f.budget_bytes.map(|b| format!(" (budget {})", bytes(b))).unwrap_or_default();
+        let unit =
+            if f.chunk_steps == 1 { "single steps".to_string() } else { format!("windows of {} steps", f.chunk_steps) };
+        let _ = writeln!(
+            s,
+            "memory     exact BPTT with checkpoints ({}): {} states held at once, {unit}; {} held for what grows with T instead of {}{budget}",
+            m.path,
+            f.checkpoints,
+            bytes(f.peak_bytes),
+            bytes(f.full_bytes)
+        );
+        let _ = writeln!(
+            s,
+            "           forward steps {} (the fewest for these checkpoints and windows: {}; storing every state: {})",
+            f.forward_steps, f.forward_steps_optimal, self.shape.steps
+        );
+        if let Some(r) = m.time_ratio {
+            let _ = writeln!(s, "           time ×{} of the same path storing every state", significant(r, 3));
+        }
+        if let Some(why) = &m.automatic {
+            let _ = writeln!(s, "           {why}");
+        }
+        for p in m.paths.iter().filter(|p| p.path != m.path) {
+            let how = match (p.checkpoints, p.chunk_steps) {
+                (Some(c), Some(l)) => format!("{c} states, units of {l}, {} forward steps", p.forward_steps),
+                _ => "every state stored".to_string(),
+            };
+            let _ =
+                writeln!(s, "  {:<8} {} held instead of {}: {how}", p.path, bytes(p.peak_bytes), bytes(p.full_bytes));
+        }
+    }
+
     /// The speed section: how many runs, what each path took, and what the GPU's numbers mean.
     fn text_timings(&self, s: &mut String) {
         let t = &self.timings_ms;
@@ -250,6 +288,9 @@ impl CheckText<'_> {
         if let Some(total) = t.gpu_total {
             let src = match self.timing_source {
                 Some(TimingSource::Timestamp) => "GPU timestamp queries",
+                _ if self.memory.as_ref().is_some_and(|m| m.path == "gpu") => {
+                    "checkpointed: forward and backward interleave, the total is timed by the host clock"
+                }
                 _ => "host clock",
             };
             let _ = writeln!(
@@ -375,6 +416,19 @@ impl TrainText<'_> {
         ));
         for n in &self.notes {
             line(format!("note         {n}"));
+        }
+        if let Some(m) = &self.memory {
+            let bytes = bptt::format::human_bytes;
+            line(format!(
+                "memory       exact BPTT with checkpoints: {} states held, units of {} steps, {} held for what grows \
+                 with T instead of {}; {} forward steps per iteration ({} storing every state)",
+                m.checkpoints,
+                m.chunk_steps,
+                bytes(m.peak_bytes),
+                bytes(m.full_bytes),
+                m.forward_steps,
+                self.steps
+            ));
         }
         self.evaluations(&mut line);
         let e = &self.final_eval;

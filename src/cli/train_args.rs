@@ -8,7 +8,10 @@ use clap::Parser;
 
 use bptt::error::quote;
 
-use super::args::{GpuArgs, TruncateArg, parse_nonneg, parse_number, parse_plot_path, parse_positive, parse_truncate};
+use super::args::{
+    GpuArgs, TruncateArg, parse_count, parse_memory, parse_nonneg, parse_number, parse_plot_path, parse_positive,
+    parse_truncate,
+};
 use super::choice::choice;
 use super::env::Env;
 
@@ -115,6 +118,14 @@ pub struct TrainArgs {
     /// Start from the weights in this file (written by --save-model) instead of a random init.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["init_recurrent", "init_scale"])]
     pub init_from: Option<PathBuf>,
+    /// Each iteration's BPTT exact within BYTES (e.g. 64M) for everything that grows with T:
+    /// only some states are kept (binomial checkpointing) and the others recomputed.
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+    /// Checkpointing with C states stored at once (h0's included), each the start of a window of
+    /// at most T/C steps that the path picks; with --memory both must agree.
+    #[arg(long, value_name = "C", allow_hyphen_values = true, value_parser = parse_count)]
+    pub checkpoints: Option<usize>,
     /// Write the trained weights (F32 safetensors: w_hx w_hh w_qh b_h b_q), atomically, only
     /// after a run that did not diverge.
     #[arg(long, value_name = "FILE")]
@@ -166,6 +177,8 @@ impl TrainArgs {
             prompt: self.prompt.clone(),
             init_from: self.init_from.clone(),
             max_memory: env.max_memory,
+            memory: self.memory,
+            checkpoints: self.checkpoints,
         }
     }
 }

@@ -19,44 +19,65 @@ pub struct Forward {
     pub o: Vec<f64>,
 }
 
-/// a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h),  h_t = φ(a_t),  o_t = h_t·w_qhᵀ (+ b_q).
+/// a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h),  h_t = φ(a_t),  o_t = h_t·w_qhᵀ (+ b_q), step by step.
 pub fn forward(p: &Problem) -> Forward {
     let s = p.shape;
-    let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
-    let w = &p.params;
-    let mut a = vec![0.0; nt * nb * nh];
-    let mut h = vec![0.0; nt * nb * nh];
-    let mut o = vec![0.0; nt * nb * q];
+    let (nt, nb, nh, q) = (s.steps, s.batch, s.hidden, s.output);
+    let (bh, bq) = (nb * nh, nb * q);
+    let mut a = vec![0.0; nt * bh];
+    let mut h = vec![0.0; nt * bh];
+    let mut o = vec![0.0; nt * bq];
     for t in 0..nt {
-        for b in 0..nb {
-            let x_t = &p.x[(t * nb + b) * d..][..d];
-            // h_{t-1}: the initial state at t = 0, else the previous step's output.
-            let h_prev: Vec<f64> =
-                if t == 0 { p.h0[b * nh..][..nh].to_vec() } else { h[((t - 1) * nb + b) * nh..][..nh].to_vec() };
-            for i in 0..nh {
-                // a_t[i] = Σ_j x_t[j] w_hx[i,j] + Σ_j h_{t-1}[j] w_hh[i,j] + b_h[i]
-                let mut acc = w.b_h.as_ref().map_or(0.0, |b_h| b_h[i]);
-                for j in 0..d {
-                    acc += x_t[j] * w.w_hx[i * d + j];
-                }
-                for j in 0..nh {
-                    acc += h_prev[j] * w.w_hh[i * nh + j];
-                }
-                a[(t * nb + b) * nh + i] = acc;
-                // h_t = φ(a_t)
-                h[(t * nb + b) * nh + i] = phi(p.activation, acc);
-            }
-            for k in 0..q {
-                // o_t[k] = Σ_i h_t[i] w_qh[k,i] + b_q[k]
-                let mut acc = w.b_q.as_ref().map_or(0.0, |b_q| b_q[k]);
-                for i in 0..nh {
-                    acc += h[(t * nb + b) * nh + i] * w.w_qh[k * nh + i];
-                }
-                o[(t * nb + b) * q + k] = acc;
-            }
-        }
+        // h_{t-1}: the initial state at t = 0, else the previous step's.
+        let (before, from_t) = h.split_at_mut(t * bh);
+        let h_prev = if t == 0 { &p.h0[..] } else { &before[(t - 1) * bh..] };
+        let h_t = &mut from_t[..bh];
+        step(p, t, h_prev, &mut a[t * bh..][..bh], h_t);
+        output(p, h_t, &mut o[t * bq..][..bq]);
     }
     Forward { a, h, o }
+}
+
+/// One step for every batch entry: a_t = x_t·w_hxᵀ + h_{t-1}·w_hhᵀ (+ b_h) and h_t = φ(a_t),
+/// with h_prev, a_t and h_t `[B,h]` (t = 0..T−1 here).
+pub fn step(p: &Problem, t: usize, h_prev: &[f64], a_t: &mut [f64], h_t: &mut [f64]) {
+    let s = p.shape;
+    let (nb, d, nh) = (s.batch, s.input, s.hidden);
+    let w = &p.params;
+    for b in 0..nb {
+        let x_tb = &p.x[(t * nb + b) * d..][..d];
+        let h_prev = &h_prev[b * nh..][..nh];
+        for i in 0..nh {
+            // a_t[i] = Σ_j x_t[j] w_hx[i,j] + Σ_j h_{t-1}[j] w_hh[i,j] + b_h[i]
+            let mut acc = w.b_h.as_ref().map_or(0.0, |b_h| b_h[i]);
+            for j in 0..d {
+                acc += x_tb[j] * w.w_hx[i * d + j];
+            }
+            for j in 0..nh {
+                acc += h_prev[j] * w.w_hh[i * nh + j];
+            }
+            a_t[b * nh + i] = acc;
+            // h_t = φ(a_t)
+            h_t[b * nh + i] = phi(p.activation, acc);
+        }
+    }
+}
+
+/// o_t = h_t·w_qhᵀ + b_q for every batch entry, h_t `[B,h]`, o_t `[B,q]`.
+pub fn output(p: &Problem, h_t: &[f64], o_t: &mut [f64]) {
+    let s = p.shape;
+    let (nb, nh, q) = (s.batch, s.hidden, s.output);
+    let w = &p.params;
+    for b in 0..nb {
+        for k in 0..q {
+            // o_t[k] = Σ_i h_t[i] w_qh[k,i] + b_q[k]
+            let mut acc = w.b_q.as_ref().map_or(0.0, |b_q| b_q[k]);
+            for i in 0..nh {
+                acc += h_t[b * nh + i] * w.w_qh[k * nh + i];
+            }
+            o_t[b * q + k] = acc;
+        }
+    }
 }
 
 /// φ(a)
@@ -101,48 +122,55 @@ pub fn loss_weight(p: &Problem, t: usize) -> f64 {
     }
 }
 
-/// L and ∂L/∂o `[T,B,q]`.
-///   mse:  ℓ = ½‖o − y‖²,             ∂ℓ/∂o = o − y
-///   xent: ℓ = −log `softmax(o)[label]`, ∂ℓ/∂o = softmax(o) − onehot(label)
+/// L and ∂L/∂o `[T,B,q]`, step by step (`loss_step`).
 pub fn loss_and_grad_o(p: &Problem, o: &[f64]) -> (f64, Vec<f64>) {
     let s = p.shape;
-    let (nt, nb, q) = (s.steps, s.batch, s.output);
+    let bq = s.batch * s.output;
     let mut loss = 0.0;
-    let mut grad_o = vec![0.0; nt * nb * q];
-    for t in 0..nt {
-        let scale = loss_weight(p, t);
-        if scale == 0.0 {
-            continue;
-        }
-        for b in 0..nb {
-            let row = (t * nb + b) * q;
-            let o_tb = &o[row..][..q];
-            let g = &mut grad_o[row..][..q];
-            match &p.targets {
-                Targets::Mse(y) => {
-                    let y_tb = &y[row..][..q];
-                    for k in 0..q {
-                        let diff = o_tb[k] - y_tb[k];
-                        loss += scale * 0.5 * diff * diff;
-                        g[k] = scale * diff;
-                    }
+    let mut grad_o = vec![0.0; s.steps * bq];
+    for t in 0..s.steps {
+        loss_step(p, t, &o[t * bq..][..bq], &mut grad_o[t * bq..][..bq], &mut loss);
+    }
+    (loss, grad_o)
+}
+
+/// Step t's loss terms added to `loss`, and ∂L/∂o_t `[B,q]` (zero where the step is not scored).
+///   mse:  ℓ = ½‖o − y‖²,             ∂ℓ/∂o = o − y
+///   xent: ℓ = −log `softmax(o)[label]`, ∂ℓ/∂o = softmax(o) − onehot(label)
+pub fn loss_step(p: &Problem, t: usize, o_t: &[f64], grad_o_t: &mut [f64], loss: &mut f64) {
+    let s = p.shape;
+    let (nb, q) = (s.batch, s.output);
+    let scale = loss_weight(p, t);
+    if scale == 0.0 {
+        grad_o_t.fill(0.0);
+        return;
+    }
+    for b in 0..nb {
+        let o_tb = &o_t[b * q..][..q];
+        let g = &mut grad_o_t[b * q..][..q];
+        match &p.targets {
+            Targets::Mse(y) => {
+                let y_tb = &y[(t * nb + b) * q..][..q];
+                for k in 0..q {
+                    let diff = o_tb[k] - y_tb[k];
+                    *loss += scale * 0.5 * diff * diff;
+                    g[k] = scale * diff;
                 }
-                Targets::Xent(labels) => {
-                    let label = labels[t * nb + b] as usize;
-                    // log-sum-exp with the max subtracted, so large logits do not overflow.
-                    let m = o_tb.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let sum_exp: f64 = o_tb.iter().map(|&v| (v - m).exp()).sum();
-                    let log_z = m + sum_exp.ln();
-                    loss += scale * (log_z - o_tb[label]);
-                    for k in 0..q {
-                        let softmax = (o_tb[k] - log_z).exp();
-                        g[k] = scale * (softmax - if k == label { 1.0 } else { 0.0 });
-                    }
+            }
+            Targets::Xent(labels) => {
+                let label = labels[t * nb + b] as usize;
+                // log-sum-exp with the max subtracted, so large logits do not overflow.
+                let m = o_tb.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum_exp: f64 = o_tb.iter().map(|&v| (v - m).exp()).sum();
+                let log_z = m + sum_exp.ln();
+                *loss += scale * (log_z - o_tb[label]);
+                for k in 0..q {
+                    let softmax = (o_tb[k] - log_z).exp();
+                    g[k] = scale * (softmax - if k == label { 1.0 } else { 0.0 });
                 }
             }
         }
     }
-    (loss, grad_o)
 }
 
 /// Forward, loss, and backward in reverse time order.

@@ -25,7 +25,7 @@
 
 use crate::cpu::reference::{forward, loss_and_grad_o, phi_prime};
 use crate::error::{Error, Result};
-use crate::model::{BpttResult, Problem, norm};
+use crate::model::{BpttResult, Problem, Shape, norm};
 pub use crate::variant::truncation::{Truncation, random_carry_scales};
 
 /// BPTT with the backward recursion truncated as `trunc` says (see the module doc).
@@ -73,37 +73,86 @@ pub fn bptt_carry_scaled(p: &Problem, scales: &[f64]) -> Result<BpttResult> {
 /// lane that feeds itself. Cost: O(M·B·h²) per step.
 fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> BpttResult {
     let s = p.shape;
-    let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
-    let w = &p.params;
+    let (nt, nb, nh, q) = (s.steps, s.batch, s.hidden, s.output);
+    let (bh, bq) = (nb * nh, nb * q);
     let fwd = forward(p);
     let (loss, grad_o) = loss_and_grad_o(p, &fwd.o);
-
-    // Untruncated: a single lane that feeds itself. Regular: lanes 1..=M, each fed by the
-    // lane below it, lane 0 (index 0) being zero.
-    let unbounded = k == usize::MAX;
-    let lanes = if unbounded { 1 } else { k.min(nt) };
-    let source = |m: usize| if unbounded { m } else { m - 1 };
-    let answer = lanes;
-
-    let mut grad_w_hx = vec![0.0; nh * d];
-    let mut grad_w_hh = vec![0.0; nh * nh];
-    let mut grad_w_qh = vec![0.0; q * nh];
-    let mut grad_b_h = vec![0.0; nh];
-    let mut grad_b_q = vec![0.0; q];
-    let mut grad_h_norm = vec![0.0; nt];
-    // a_next[m] = A^(m)_{t+1} [B,h]; zero beyond the last step, and lane 0 stays zero.
-    let mut a_next = vec![vec![0.0; nb * nh]; lanes + 1];
-    let mut a_now = vec![vec![0.0; nb * nh]; lanes + 1];
-    let mut grad_h = vec![0.0; nb * nh];
-
-    // The code's step t holds the math's h_{t+1}, whose carry multiplier is scales[t + 1];
-    // nothing is carried into the last step.
+    let mut backward = Backward::new(p, k);
     for t in (0..nt).rev() {
-        let carry = if t + 1 < nt { scales[t + 1] } else { 1.0 };
-        for m in 1..=lanes {
-            let src = &a_next[source(m)];
+        let h_prev = if t == 0 { &p.h0[..] } else { &fwd.h[(t - 1) * bh..][..bh] };
+        backward.step(p, t, carry_into(scales, t), &fwd.h[t * bh..][..bh], h_prev, &grad_o[t * bq..][..bq]);
+    }
+    backward.finish(p, scales[0], loss, fwd.h, fwd.o)
+}
+
+/// The carry multiplier of code step t's ∂L/∂h (the math's h_{t+1}): `scales[t + 1]`; nothing
+/// is carried into the last step.
+pub fn carry_into(scales: &[f64], t: usize) -> f64 {
+    if t + 1 < scales.len() { scales[t + 1] } else { 1.0 }
+}
+
+/// The backward pass between its steps: the lanes' ∂L/∂a_{t+1} and the gradient sums so far.
+/// Steps go t = T−1 down to 0 (`step`), then `finish` forms ∂L/∂h_0. Run over stored states
+/// (`backward_lanes`) or over states recomputed from checkpoints (`cpu::checkpointed`), the
+/// operations and their order are the same, so are the results, bit for bit.
+pub struct Backward {
+    /// M lanes (1 when `unbounded`).
+    lanes: usize,
+    unbounded: bool,
+    /// a_next[m] = A^(m)_{t+1} `[B,h]`; zero beyond the last step, and lane 0 stays zero.
+    a_next: Vec<Vec<f64>>,
+    a_now: Vec<Vec<f64>>,
+    grad_h: Vec<f64>,
+    grad_w_hx: Vec<f64>,
+    grad_w_hh: Vec<f64>,
+    grad_w_qh: Vec<f64>,
+    grad_b_h: Vec<f64>,
+    grad_b_q: Vec<f64>,
+    grad_h_norm: Vec<f64>,
+}
+
+impl Backward {
+    /// Truncated `k` steps back from each loss term; `usize::MAX`: not at all.
+    pub fn new(p: &Problem, k: usize) -> Self {
+        let s = p.shape;
+        let (nt, nb, d, nh, q) = (s.steps, s.batch, s.input, s.hidden, s.output);
+        // Untruncated: a single lane that feeds itself. Regular: lanes 1..=M, each fed by the
+        // lane below it, lane 0 (index 0) being zero.
+        let unbounded = k == usize::MAX;
+        let lanes = if unbounded { 1 } else { k.min(nt) };
+        Backward {
+            lanes,
+            unbounded,
+            a_next: vec![vec![0.0; nb * nh]; lanes + 1],
+            a_now: vec![vec![0.0; nb * nh]; lanes + 1],
+            grad_h: vec![0.0; nb * nh],
+            grad_w_hx: vec![0.0; nh * d],
+            grad_w_hh: vec![0.0; nh * nh],
+            grad_w_qh: vec![0.0; q * nh],
+            grad_b_h: vec![0.0; nh],
+            grad_b_q: vec![0.0; q],
+            grad_h_norm: vec![0.0; nt],
+        }
+    }
+
+    /// Bytes it holds: the lanes, ∂L/∂h_t and the norms (the weight gradients aside).
+    pub fn bytes(s: Shape, k: usize) -> u64 {
+        let lanes = if k == usize::MAX { 1 } else { k.min(s.steps) } as u64;
+        8 * ((2 * (lanes + 1) + 1) * (s.batch * s.hidden) as u64 + s.steps as u64)
+    }
+
+    /// Code step t (the math's step t + 1): h_t and h_prev `[B,h]`, ∂L/∂o_t `[B,q]`, `carry`
+    /// multiplying ∂L/∂a_{t+1}·w_hh.
+    pub fn step(&mut self, p: &Problem, t: usize, carry: f64, h_t: &[f64], h_prev: &[f64], grad_o_t: &[f64]) {
+        let s = p.shape;
+        let (nb, d, nh, q) = (s.batch, s.input, s.hidden, s.output);
+        let w = &p.params;
+        let answer = self.lanes;
+        for m in 1..=self.lanes {
+            let src = if self.unbounded { m } else { m - 1 };
+            let (a_now, src) = (&mut self.a_now[m], &self.a_next[src]);
             for b in 0..nb {
-                let grad_o_tb = &grad_o[(t * nb + b) * q..][..q];
+                let grad_o_tb = &grad_o_t[b * q..][..q];
                 for i in 0..nh {
                     // Same operations, in the same order, as the reference's ∂L/∂h_t (times
                     // the carry multiplier, which is 1.0 outside randomized truncation).
@@ -116,66 +165,68 @@ fn backward_lanes(p: &Problem, k: usize, scales: &[f64]) -> BpttResult {
                         acc += grad_o_tb[kk] * w.w_qh[kk * nh + i];
                     }
                     if m == answer {
-                        grad_h[b * nh + i] = acc;
+                        self.grad_h[b * nh + i] = acc;
                     }
-                    let h_ti = fwd.h[(t * nb + b) * nh + i];
-                    a_now[m][b * nh + i] = acc * phi_prime(p.activation, h_ti);
+                    a_now[b * nh + i] = acc * phi_prime(p.activation, h_t[b * nh + i]);
                 }
             }
         }
-        grad_h_norm[t] = norm(&grad_h);
+        self.grad_h_norm[t] = norm(&self.grad_h);
 
-        let grad_a = &a_now[answer];
+        let grad_a = &self.a_now[answer];
         for b in 0..nb {
-            let row = t * nb + b;
-            let h_t = &fwd.h[row * nh..][..nh];
-            let h_prev = if t == 0 { &p.h0[b * nh..][..nh] } else { &fwd.h[((t - 1) * nb + b) * nh..][..nh] };
-            let x_t = &p.x[row * d..][..d];
-            let grad_o_tb = &grad_o[row * q..][..q];
+            let h_tb = &h_t[b * nh..][..nh];
+            let h_prev = &h_prev[b * nh..][..nh];
+            let x_t = &p.x[(t * nb + b) * d..][..d];
+            let grad_o_tb = &grad_o_t[b * q..][..q];
             for kk in 0..q {
                 for i in 0..nh {
-                    grad_w_qh[kk * nh + i] += grad_o_tb[kk] * h_t[i];
+                    self.grad_w_qh[kk * nh + i] += grad_o_tb[kk] * h_tb[i];
                 }
-                grad_b_q[kk] += grad_o_tb[kk];
+                self.grad_b_q[kk] += grad_o_tb[kk];
             }
             for i in 0..nh {
                 let g = grad_a[b * nh + i];
                 for j in 0..d {
-                    grad_w_hx[i * d + j] += g * x_t[j];
+                    self.grad_w_hx[i * d + j] += g * x_t[j];
                 }
                 for j in 0..nh {
-                    grad_w_hh[i * nh + j] += g * h_prev[j];
+                    self.grad_w_hh[i * nh + j] += g * h_prev[j];
                 }
-                grad_b_h[i] += g;
+                self.grad_b_h[i] += g;
             }
         }
-        std::mem::swap(&mut a_next, &mut a_now);
+        std::mem::swap(&mut self.a_next, &mut self.a_now);
     }
 
-    // ∂L/∂h_0 = c_0·(A_1·w_hh) from the truncated ∂L/∂a_1 (the answer lane at step 1).
-    let a_1 = &a_next[answer];
-    let mut grad_h0 = vec![0.0; nb * nh];
-    for b in 0..nb {
-        for i in 0..nh {
-            let mut rec = 0.0;
-            for j in 0..nh {
-                rec += a_1[b * nh + j] * w.w_hh[j * nh + i];
+    /// The result, with ∂L/∂h_0 = `scale0`·(A_1·w_hh) from the truncated ∂L/∂a_1 (the answer
+    /// lane after step 0), the loss and the forward states given.
+    pub fn finish(self, p: &Problem, scale0: f64, loss: f64, h: Vec<f64>, o: Vec<f64>) -> BpttResult {
+        let (nb, nh) = (p.shape.batch, p.shape.hidden);
+        let w = &p.params;
+        let a_1 = &self.a_next[self.lanes];
+        let mut grad_h0 = vec![0.0; nb * nh];
+        for b in 0..nb {
+            for i in 0..nh {
+                let mut rec = 0.0;
+                for j in 0..nh {
+                    rec += a_1[b * nh + j] * w.w_hh[j * nh + i];
+                }
+                grad_h0[b * nh + i] = scale0 * rec;
             }
-            grad_h0[b * nh + i] = scales[0] * rec;
         }
-    }
-
-    let bias = p.has_bias();
-    BpttResult {
-        loss,
-        grad_w_hx,
-        grad_w_hh,
-        grad_w_qh,
-        grad_b_h: bias.then_some(grad_b_h),
-        grad_b_q: bias.then_some(grad_b_q),
-        grad_h0,
-        grad_h_norm,
-        h: fwd.h,
-        o: fwd.o,
+        let bias = p.has_bias();
+        BpttResult {
+            loss,
+            grad_w_hx: self.grad_w_hx,
+            grad_w_hh: self.grad_w_hh,
+            grad_w_qh: self.grad_w_qh,
+            grad_b_h: bias.then_some(self.grad_b_h),
+            grad_b_q: bias.then_some(self.grad_b_q),
+            grad_h0,
+            grad_h_norm: self.grad_h_norm,
+            h,
+            o,
+        }
     }
 }

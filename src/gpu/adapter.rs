@@ -52,6 +52,10 @@ pub struct AdapterRequest {
     pub software: bool,
     /// recurrent_step's workgroup layout (None: chosen by the device type).
     pub recurrent_layout: Option<crate::gpu::kernels::RecurrentLayout>,
+    /// Open the device binding at most this many bytes per storage buffer (below the
+    /// adapter's own limit; e.g. 128 MiB, WebGPU's default): the device then enforces it, as
+    /// a smaller GPU would.
+    pub max_binding: Option<u64>,
 }
 
 impl AdapterRequest {
@@ -278,7 +282,10 @@ impl GpuContext {
             )));
         };
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = req.max_binding {
+            limits.max_storage_buffer_binding_size = cap.min(limits.max_storage_buffer_binding_size);
+        }
         let features = adapter.features()
             & (wgpu::Features::TIMESTAMP_QUERY
                 | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS

@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 use crate::format::human_bytes;
 use crate::model::Shape;
 
+/// Buffers no kernel binds (`windowed`): only the allocation limit applies to them.
+const UNBOUND: [&str; 5] = ["slots", "current", "held", "last", "carry"];
+
 /// Every storage buffer the GPU path allocates, in f32 (or u32) elements.
 pub struct BufferSizes {
     pub list: Vec<(&'static str, String, u64)>,
@@ -59,6 +62,31 @@ impl BufferSizes {
         BufferSizes { list }
     }
 
+    /// The buffers of one window of `window` steps of a checkpointed run over `total` steps
+    /// with `slots` slots: the window's buffers, except the per-row losses and the per-step
+    /// norms, which cover the whole sequence; and the states the run moves between windows
+    /// (the slots, the current and the held state, and the carried ∂L/∂a, all of K lanes),
+    /// which no kernel binds.
+    pub fn windowed(window: Shape, total: usize, slots: usize, schedule: Schedule, lanes: u32) -> Self {
+        let mut sizes = Self::new(window, schedule, lanes);
+        let (t, b, h, k) = (total as u64, window.batch as u64, window.hidden as u64, lanes as u64);
+        for (name, desc, bytes) in sizes.list.iter_mut() {
+            match *name {
+                "loss_rows" => (*desc, *bytes) = ("per-row losses [T·B]".to_string(), 4 * t * b),
+                "grad_h_norm" => (*desc, *bytes) = ("norms grad_h_norm[T]".to_string(), 4 * t),
+                _ => {}
+            }
+        }
+        sizes.list.extend([
+            ("slots", format!("checkpoint slots [c={slots},B,h]"), 4 * slots.max(1) as u64 * b * h),
+            ("current", "the current state [B,h]".to_string(), 4 * b * h),
+            ("held", "the held state [B,h]".to_string(), 4 * b * h),
+            ("last", "the last state h_T [B,h]".to_string(), 4 * b * h),
+            ("carry", "the carried ∂L/∂a [B,K,h]".to_string(), 4 * b * k * h),
+        ]);
+        sizes
+    }
+
     pub fn get(&self, name: &str) -> u64 {
         self.list.iter().find(|e| e.0 == name).map(|e| e.2).expect("known buffer")
     }
@@ -66,8 +94,9 @@ impl BufferSizes {
     /// Fails, naming the first buffer that does not fit, if any exceeds what the adapter binds
     /// or allocates.
     pub fn check(&self, limits: &wgpu::Limits, adapter: &str) -> Result<()> {
-        for (_, desc, bytes) in &self.list {
-            let bind = limits.max_storage_buffer_binding_size;
+        for (name, desc, bytes) in &self.list {
+            // The checkpointed run's states are only copied, never bound.
+            let bind = if UNBOUND.contains(name) { u64::MAX } else { limits.max_storage_buffer_binding_size };
             let alloc = limits.max_buffer_size;
             if *bytes > bind.min(alloc) {
                 let (what, limit) = if bind <= alloc { ("binds", bind) } else { ("allocates", alloc) };

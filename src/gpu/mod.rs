@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod buffers;
+pub mod checkpointed;
 pub mod floor;
 pub mod kernels;
 pub mod layer;
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 pub use adapter::{AdapterRequest, AdapterSummary, BackendChoice, GpuContext, Origin, list_adapters};
 use buffers::BufferSizes;
+pub use checkpointed::memory_costs;
 use kernels::{PARAMS_SIZE, Pipelines};
 pub use schedule::Schedule;
 use schedule::{Binding, Config, Dispatch, Phase, Stage, Work};
@@ -81,6 +83,9 @@ pub struct GpuBptt {
     schedule: Vec<Dispatch>,
     /// K lanes for truncated BPTT (fused only), fixed when the object is built.
     lanes: Option<u32>,
+    /// For a checkpointed run: the plan (the object's shape is one window of it) and the whole
+    /// sequence's shape (`run_plan`).
+    plan: Option<(crate::checkpoint::Plan, Shape)>,
     /// ‖g‖ over the parameter gradients before the last run's clipping, if it clipped.
     clip_norm: Option<f64>,
     /// Built for the layer mode (`layer`): runs only through `layer_forward` and `layer_backward`.
@@ -100,7 +105,7 @@ pub struct RunOptions {
 
 /// The configuration with the most dispatches and bindings (biases and clipping on): the
 /// buffers and the uniform arena are sized for it, so every configuration of the shape fits.
-fn largest_config(lanes: Option<u32>) -> Config {
+pub(crate) fn largest_config(lanes: Option<u32>) -> Config {
     Config {
         activation: Activation::Tanh,
         loss_fn: LossFn::Xent,
@@ -114,9 +119,20 @@ fn largest_config(lanes: Option<u32>) -> Config {
 }
 
 /// Checks every buffer of `shape` (`BufferSizes`) and the uniform arena of its schedule against
-/// `ctx`'s limits (`Error::Limit`), without allocating anything.
-fn limits(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<()> {
-    BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1)).check(&ctx.limits, &ctx.adapter.name)?;
+/// `ctx`'s limits (`Error::Limit`, naming the buffer and the limit), without allocating anything.
+pub fn limits(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>) -> Result<()> {
+    limits_of(ctx, &BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1)), shape, schedule_kind, lanes)
+}
+
+/// `limits` for given buffer sizes (a checkpointed object's window).
+fn limits_of(
+    ctx: &GpuContext,
+    sizes: &BufferSizes,
+    shape: Shape,
+    schedule_kind: Schedule,
+    lanes: Option<u32>,
+) -> Result<()> {
+    sizes.check(&ctx.limits, &ctx.adapter.name)?;
     let dispatches = schedule::build(schedule_kind, shape, &largest_config(lanes)).len() as u64;
     let params_bytes = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_SIZE) * dispatches;
     // Dynamic offsets are u32.
@@ -158,14 +174,23 @@ impl GpuBptt {
     }
 
     fn build(ctx: &GpuContext, shape: Shape, schedule_kind: Schedule, lanes: Option<u32>, layer: bool) -> Result<Self> {
-        // The layer mode's schedules have no more dispatches than the full model's.
-        limits(ctx, shape, schedule_kind, lanes)?;
         let mut sizes = BufferSizes::new(shape, schedule_kind, lanes.unwrap_or(1));
         if layer {
-            let extra = BufferSizes { list: layer::extra_buffers(shape, schedule_kind) };
-            extra.check(&ctx.limits, &ctx.adapter.name)?;
-            sizes.list.extend(extra.list);
+            sizes.list.extend(layer::extra_buffers(shape, schedule_kind));
         }
+        Self::build_with(ctx, sizes, shape, schedule_kind, lanes, layer)
+    }
+
+    fn build_with(
+        ctx: &GpuContext,
+        sizes: BufferSizes,
+        shape: Shape,
+        schedule_kind: Schedule,
+        lanes: Option<u32>,
+        layer: bool,
+    ) -> Result<Self> {
+        // The layer mode's schedules have no more dispatches than the full model's.
+        limits_of(ctx, &sizes, shape, schedule_kind, lanes)?;
         let largest_config = if layer { layer::largest_config() } else { largest_config(lanes) };
         let largest = schedule::build(schedule_kind, shape, &largest_config);
         let device = &ctx.device;
@@ -212,13 +237,9 @@ impl GpuBptt {
             });
             bind_groups.insert(binding, bg);
         }
-        let mut results_bytes: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
-        if layer {
-            results_bytes += sizes.get("grad_x");
-        }
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: 8 * QUERIES as u64 + results_bytes,
+            size: readback_bytes(&sizes, shape) - 8 * QUERIES as u64 + if layer { sizes.get("grad_x") } else { 0 },
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -253,6 +274,7 @@ impl GpuBptt {
             config: None,
             schedule: Vec::new(),
             lanes,
+            plan: None,
             clip_norm: None,
             layer,
         })
@@ -306,22 +328,28 @@ impl GpuBptt {
     }
 
     fn upload(&self, ctx: &GpuContext, p: &Problem) {
-        let q = &ctx.queue;
-        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let write = |name: &str, v: &[f64]| q.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
+        self.upload_weights(ctx, p);
+        let write =
+            |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
+        write("x", &p.x);
+        // h's slot 0 is h0.
+        write("h", &p.h0);
+        match &p.targets {
+            Targets::Mse(y) => write("y", y),
+            Targets::Xent(labels) => ctx.queue.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels)),
+        }
+    }
+
+    /// The parameters, in f32 (zeros for biases that are off).
+    fn upload_weights(&self, ctx: &GpuContext, p: &Problem) {
+        let write =
+            |name: &str, v: &[f64]| ctx.queue.write_buffer(&self.buffers[name], 0, bytemuck::cast_slice(&f32s(v)));
         let s = self.shape;
         write("w_hx", &p.params.w_hx);
         write("w_hh", &p.params.w_hh);
         write("w_qh", &p.params.w_qh);
         write("b_h", p.params.b_h.as_deref().unwrap_or(&vec![0.0; s.hidden]));
         write("b_q", p.params.b_q.as_deref().unwrap_or(&vec![0.0; s.output]));
-        write("x", &p.x);
-        // h's slot 0 is h0.
-        write("h", &p.h0);
-        match &p.targets {
-            Targets::Mse(y) => write("y", y),
-            Targets::Xent(labels) => q.write_buffer(&self.buffers["labels"], 0, bytemuck::cast_slice(labels)),
-        }
     }
 
     /// Records every dispatch of `phase`, in compute passes of at most
@@ -432,6 +460,11 @@ impl GpuBptt {
     /// The schedule's configuration for `p` and `opts`, after checking that they fit this
     /// object.
     fn config_for(&self, p: &Problem, opts: &RunOptions) -> Result<Config> {
+        self.config_against(p, opts, self.shape)
+    }
+
+    /// The configuration for `p`, which must have the shape `expect`.
+    fn config_against(&self, p: &Problem, opts: &RunOptions, expect: Shape) -> Result<Config> {
         if let Some(c) = opts.carry.as_ref().filter(|c| c.len() != p.shape.steps) {
             return Err(Error::Invalid(format!("{} carry scales for {} steps", c.len(), p.shape.steps)));
         }
@@ -441,8 +474,8 @@ impl GpuBptt {
                 crate::format::number(theta)
             )));
         }
-        if p.shape != self.shape {
-            return Err(Error::Invalid(format!("this GPU object was built for {}, not {}", self.shape, p.shape)));
+        if p.shape != expect {
+            return Err(Error::Invalid(format!("this GPU object was built for {expect}, not {}", p.shape)));
         }
         if self.layer {
             return Err(Error::Invalid("this GPU object was built for the layer mode: use `layer_forward`".into()));
@@ -606,11 +639,23 @@ impl GpuBptt {
     }
 }
 
+/// f32 copies of f64 values, for upload.
+pub(crate) fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
 /// Where one run's pass timings are: per pass (forward, then backward) the stages it stamped
 /// and its first query slot; or the host clock's times when the adapter has no timestamps.
 struct PassStamps {
     stamped: Vec<(Vec<Stage>, u32)>,
     host_ms: [f64; 2],
+}
+
+/// The mappable results buffer (timestamps, then the results) and the timestamps' resolve
+/// buffer, in bytes.
+fn readback_bytes(sizes: &BufferSizes, shape: Shape) -> u64 {
+    let results: u64 = RESULTS.iter().map(|n| sizes.get(n)).sum::<u64>() + grad_h0_bytes(shape);
+    2 * 8 * QUERIES as u64 + results
 }
 
 fn grad_h0_bytes(s: Shape) -> u64 {

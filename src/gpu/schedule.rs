@@ -262,7 +262,39 @@ pub struct Config {
     pub layer: bool,
 }
 
-/// Everything the schedules need, as u32.
+/// The stretch of the sequence a list of dispatches covers: steps t0+1..=t0+len of a sequence
+/// of `total` steps. The buffers hold the window's steps (x, o, h, ∂L/∂a, … indexed from its
+/// start) except the per-row losses and the per-step norms, which hold the whole sequence's.
+/// A whole run is one window (`Window::whole`); a checkpointed run works window by window
+/// (`GpuBptt::run_plan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub t0: u32,
+    pub len: u32,
+    pub total: u32,
+}
+
+impl Window {
+    pub fn whole(steps: u32) -> Self {
+        Window { t0: 0, len: steps, total: steps }
+    }
+
+    fn is_whole(&self) -> bool {
+        self.t0 == 0 && self.len == self.total
+    }
+
+    /// It holds the first step (so ∂L/∂h0 is formed here).
+    pub fn is_first(&self) -> bool {
+        self.t0 == 0
+    }
+
+    /// It holds the last step (nothing is carried into it from later steps).
+    pub fn is_last(&self) -> bool {
+        self.t0 + self.len == self.total
+    }
+}
+
+/// Everything the schedules need, as u32: the window's steps and the sequence's.
 struct Dims {
     nt: u32,
     b: u32,
@@ -277,7 +309,7 @@ fn dims(s: Shape, c: &Config) -> Dims {
     Dims { nt: s.steps as u32, b: s.batch as u32, d: s.input as u32, h: s.hidden as u32, q: s.output as u32, act }
 }
 
-/// c_t's bits for a parameter block (1 where no scales are given).
+/// c_t's bits for a parameter block (1 where no scales are given); t is the sequence's step.
 fn carry(c: &Config, t: u32) -> u32 {
     c.carry.get(t as usize).copied().unwrap_or(1.0).to_bits()
 }
@@ -289,26 +321,42 @@ impl Builder {
         self.0.push(Dispatch { stage, binding, params: params(fields), work });
     }
 
-    /// loss_grad_o and reduce_sum: ℓ and ∂L/∂o for all T·B rows, then L.
-    fn loss(&mut self, z: &Dims, c: &Config) {
-        let rows = z.nt * z.b;
+    /// loss_grad_o: ℓ and ∂L/∂o for the window's rows, ℓ into the sequence's per-row losses.
+    fn loss(&mut self, z: &Dims, c: &Config, w: Window) {
+        let rows = w.len * z.b;
         let (weight, first_scored_row) = match c.loss_at {
-            LossAt::All => (1.0 / rows as f32, 0),
-            LossAt::Last => (1.0 / z.b as f32, (z.nt - 1) * z.b),
+            LossAt::All => (1.0 / (w.total * z.b) as f32, 0),
+            LossAt::Last if w.is_last() => (1.0 / z.b as f32, (w.len - 1) * z.b),
+            LossAt::Last => (1.0 / z.b as f32, rows),
         };
         let loss_fn = match c.loss_fn {
             LossFn::Mse => 0,
             LossFn::Xent => 1,
         };
-        let fields = [rows, z.b, z.q, loss_fn, weight.to_bits(), first_scored_row];
+        let fields = [rows, z.b, z.q, loss_fn, weight.to_bits(), first_scored_row, w.t0 * z.b];
         self.push(Stage::OutputAndLoss, Binding::Loss, &fields, Work::Workgroups(rows));
-        self.push(Stage::OutputAndLoss, Binding::LossSum, &[rows, 0, 0], Work::Workgroups(1));
     }
 
-    /// matmul: C[M,N] = A·B (+ bias), with A and B given as (offset, row stride, col stride).
-    fn matmul(&mut self, stage: Stage, binding: Binding, mnk: [u32; 3], a: [u32; 3], b: [u32; 3], add_bias: bool) {
+    /// reduce_sum: L over the whole sequence's rows.
+    fn loss_sum(&mut self, z: &Dims, w: Window) {
+        self.push(Stage::OutputAndLoss, Binding::LossSum, &[w.total * z.b, 0, 0], Work::Workgroups(1));
+    }
+
+    /// matmul: C[M,N] = A·B (+ bias) (+ C with `accumulate`), with A and B given as (offset,
+    /// row stride, col stride).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &mut self,
+        stage: Stage,
+        binding: Binding,
+        mnk: [u32; 3],
+        a: [u32; 3],
+        b: [u32; 3],
+        add_bias: bool,
+        accumulate: bool,
+    ) {
         let [m, n, k] = mnk;
-        let fields = [m, n, k, a[0], a[1], a[2], b[0], b[1], b[2], 0, 0, add_bias as u32];
+        let fields = [m, n, k, a[0], a[1], a[2], b[0], b[1], b[2], 0, accumulate as u32, add_bias as u32];
         self.push(stage, binding, &fields, Work::Workgroups(n.div_ceil(64) * m.div_ceil(64)));
     }
 
@@ -332,9 +380,14 @@ impl Builder {
             self.push(Stage::Clip, scale, &[n, count as u32, theta.to_bits()], Work::Invocations(n));
         }
     }
+
+    /// grad_h_norm[t] = ‖∂L/∂h_t‖ for the window's steps (grad_h's slot 0 is ∂L/∂h0).
+    fn norms(&mut self, z: &Dims, w: Window) {
+        self.push(Stage::Norms, Binding::Norms, &[w.len, z.b * z.h, 1, w.t0], Work::Workgroups(w.len));
+    }
 }
 
-/// The schedule's dispatches for a shape and configuration.
+/// The schedule's dispatches for a whole run of a shape and configuration.
 pub fn build(schedule: Schedule, s: Shape, c: &Config) -> Vec<Dispatch> {
     match schedule {
         Schedule::Stepwise => stepwise(s, c),
@@ -344,29 +397,63 @@ pub fn build(schedule: Schedule, s: Shape, c: &Config) -> Vec<Dispatch> {
 
 /// The textbook schedule: per step a forward dispatch and an output dispatch; the loss and
 /// ∂L/∂o for all steps; then per step, in reverse, a backward dispatch and the accumulation of
-/// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms.
+/// every weight gradient's term for that step; finally ∂L/∂h0 and the per-step norms. In the
+/// layer mode no outputs, loss or norms: the backward adds the upstream ∂L/∂h_t, and each step
+/// forms its ∂L/∂x_t.
 pub fn stepwise(s: Shape, c: &Config) -> Vec<Dispatch> {
-    assert!(c.lanes.is_none(), "truncation to K steps needs the fused schedule");
     let z = dims(s, c);
-    let Dims { nt, b, d, h, q, act } = z;
+    let w = Window::whole(z.nt);
     let mut v = Builder(Vec::new());
-    use Stage::*;
+    stepwise_forward(&mut v, &z, c, w, z.nt, !c.layer);
+    if !c.layer {
+        v.loss_sum(&z, w);
+    }
+    stepwise_backward(&mut v, &z, c, w, false);
+    v.clip(&z, c);
+    if !c.layer {
+        v.norms(&z, w);
+    }
+    v.0
+}
+
+/// Forward over the window's first `steps` steps (h's slot 0 holds its start); with `score`
+/// (all its steps) the outputs, ℓ and ∂L/∂o too.
+fn stepwise_forward(v: &mut Builder, z: &Dims, c: &Config, w: Window, steps: u32, score: bool) {
+    let Dims { b, d, h, q, act, .. } = *z;
     use Work::*;
-    let layer = c.layer;
-    for t in 1..=nt {
-        v.push(ForwardSteps, Binding::Forward, &[t, b, d, h, act], Invocations(b * h));
-        if !layer {
-            v.push(ForwardSteps, Binding::Output, &[t, b, h, q], Invocations(b * q));
+    for t in 1..=steps {
+        v.push(Stage::ForwardSteps, Binding::Forward, &[t, b, d, h, act], Invocations(b * h));
+        if score {
+            v.push(Stage::ForwardSteps, Binding::Output, &[t, b, h, q], Invocations(b * q));
         }
     }
-    if !layer {
-        v.loss(&z, c);
+    if score {
+        v.loss(z, c, w);
     }
-    // Layer mode: backward_step adds the upstream ∂L/∂h_t from gq (its `upstream` field)
-    // instead of ∂L/∂o_t·w_qh.
+}
+
+/// Backward over the window's steps, last to first, each step's weight-gradient terms added
+/// as it goes (`rescore`: the outputs and ∂L/∂o recomputed first); ∂L/∂h0 in the first window.
+/// ∂L/∂a's slot len+1 holds what later steps carry into the last one (zero at the sequence's
+/// end). In the layer mode backward_step adds the upstream ∂L/∂h_t from gq (its `upstream`
+/// field) instead of ∂L/∂o_t·w_qh, and each step forms ∂L/∂x_t.
+fn stepwise_backward(v: &mut Builder, z: &Dims, c: &Config, w: Window, rescore: bool) {
+    assert!(c.lanes.is_none(), "truncation to K steps needs the fused schedule");
+    let Dims { b, d, h, q, act, .. } = *z;
+    let nt = w.len;
+    let layer = c.layer;
+    use Stage::*;
+    use Work::*;
+    if rescore && !layer {
+        for t in 1..=nt {
+            v.push(OutputAndLoss, Binding::Output, &[t, b, h, q], Invocations(b * q));
+        }
+        v.loss(z, c, w);
+    }
     let backward = if layer { Binding::LayerBackward } else { Binding::Backward };
     for t in (1..=nt).rev() {
-        v.push(BackwardSteps, backward, &[t, b, h, q, act, carry(c, t), layer as u32], Invocations(b * h));
+        let fields = [t, b, h, q, act, carry(c, w.t0 + t), layer as u32];
+        v.push(BackwardSteps, backward, &fields, Invocations(b * h));
         if !layer {
             // ∂L/∂w_qh += ∂L/∂o_tᵀ·h_t
             v.push(BackwardSteps, Binding::OuterWQh, &[q, h, b, (t - 1) * b * q, t * b * h], Invocations(q * h));
@@ -387,77 +474,135 @@ pub fn stepwise(s: Shape, c: &Config) -> Vec<Dispatch> {
             v.push(BackwardSteps, Binding::GradX, &fields, Workgroups(d.div_ceil(64) * b.div_ceil(64)));
         }
     }
-    // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh: the backward kernel at t = 0.
-    v.push(BackwardSteps, backward, &[0, b, h, q, act, carry(c, 0), layer as u32], Invocations(b * h));
-    v.clip(&z, c);
-    if !layer {
-        // grad_h_norm[t] = ‖∂L/∂h_t‖ for t = 1..T (grad_h's slot 0 is ∂L/∂h0).
-        v.push(Norms, Binding::Norms, &[nt, b * h, 1, 0], Workgroups(nt));
+    if w.is_first() {
+        // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh: the backward kernel at t = 0.
+        v.push(BackwardSteps, backward, &[0, b, h, q, act, carry(c, 0), layer as u32], Invocations(b * h));
     }
-    v.0
 }
 
 /// The fused schedule: the time-parallel work as single matrix products, the recurrences alone
-/// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases).
+/// one dispatch per step (T + 5 dispatches forward, T + 6 backward, + 2 with biases). In the
+/// layer mode no outputs, loss or norms (gq holds the upstream ∂L/∂h_t, uploaded), and ∂L/∂X
+/// as one more product.
 pub fn fused(s: Shape, c: &Config) -> Vec<Dispatch> {
     let z = dims(s, c);
-    let Dims { nt, b, d, h, q, act } = z;
-    let rows = nt * b; // every (t, b) row at once
-    let bh = b * h; // one slot
+    let w = Window::whole(z.nt);
     let mut v = Builder(Vec::new());
+    fused_prologue(&mut v, &z);
+    fused_forward(&mut v, &z, c, w, z.nt, !c.layer);
+    if !c.layer {
+        v.loss_sum(&z, w);
+    }
+    fused_backward(&mut v, &z, c, w, false);
+    if c.layer {
+        return v.0;
+    }
+    v.clip(&z, c);
+    v.norms(&z, w);
+    v.0
+}
+
+/// w_hhᵀ for the forward recurrence (whose invocations then read rows of it), made on the GPU
+/// from this run's w_hh.
+fn fused_prologue(v: &mut Builder, z: &Dims) {
+    v.push(Stage::InputProjection, Binding::TransposeWHh, &[z.h, z.h], Work::Invocations(z.h * z.h));
+}
+
+/// Forward over the window's first `steps` steps (h's slot 0 holds its start): their input
+/// projections as one product, then the recurrence; with `score` (all its steps) the outputs
+/// as one product, ℓ and ∂L/∂o.
+fn fused_forward(v: &mut Builder, z: &Dims, c: &Config, w: Window, steps: u32, score: bool) {
+    let Dims { b, d, h, act, .. } = *z;
     use Stage::*;
-    // w_hhᵀ for the forward recurrence (whose invocations then read rows of it), made on the
-    // GPU from this run's w_hh.
-    v.push(InputProjection, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
-    // xproj = X·w_hxᵀ + b_h: A = x [rows, d]; B[k, n] = w_hx[n, k].
-    v.matmul(InputProjection, Binding::InputProjection, [rows, h, d], [0, d, 1], [0, 1, d], c.bias);
+    if steps > 0 {
+        // xproj = X·w_hxᵀ + b_h: A = x [rows, d]; B[k, n] = w_hx[n, k].
+        v.matmul(InputProjection, Binding::InputProjection, [steps * b, h, d], [0, d, 1], [0, 1, d], c.bias, false);
+    }
     // h_t = φ(xproj_t + h_{t-1}·w_hhᵀ); recurrent_step serves (i, 4 batch entries) per item.
     let rec = Work::Rows(b.div_ceil(4) * h);
-    for t in 1..=nt {
+    for t in 1..=steps {
         v.push(ForwardSteps, Binding::RecurrentForward, &[0, b, h, act, t - 1, t, t - 1, t], rec);
     }
+    if score {
+        fused_outputs(v, z, c, w);
+    }
+}
+
+/// o = H·w_qhᵀ + b_q over the window's h_1..h_len, then ℓ and ∂L/∂o.
+fn fused_outputs(v: &mut Builder, z: &Dims, c: &Config, w: Window) {
+    let Dims { b, h, q, .. } = *z;
+    // A = h from slot 1; B[k, n] = w_qh[n, k].
+    v.matmul(
+        Stage::OutputAndLoss,
+        Binding::OutputProjection,
+        [w.len * b, q, h],
+        [b * h, h, 1],
+        [0, 1, h],
+        c.bias,
+        false,
+    );
+    v.loss(z, c, w);
+}
+
+/// Backward over the window (`rescore`: its outputs and ∂L/∂o recomputed first): ∂L/∂o·w_qh
+/// as one product, the recurrence last step to first (∂L/∂a's slot len+1 holds what later
+/// steps carry in), ∂L/∂h0 in the first window, then the weight gradients' terms as products
+/// over its rows (added to the sums so far, except in a whole run).
+fn fused_backward(v: &mut Builder, z: &Dims, c: &Config, w: Window, rescore: bool) {
+    let Dims { b, d, h, q, act, .. } = *z;
+    let nt = w.len;
+    let rows = nt * b;
+    let bh = b * h; // one slot
+    let acc = !w.is_whole();
+    use Stage::*;
     if c.layer {
         // Layer mode: gq holds the upstream ∂L/∂h_t, uploaded. The backward pass runs as a call
         // of its own, after any number of forward passes: it makes w_hhᵀ again from its w_hh.
         v.push(BackwardSteps, Binding::TransposeWHh, &[h, h], Work::Invocations(h * h));
     } else {
-        // o = H·w_qhᵀ + b_q over h_1..h_T: A = h from slot 1; B[k, n] = w_qh[n, k].
-        v.matmul(OutputAndLoss, Binding::OutputProjection, [rows, q, h], [bh, h, 1], [0, 1, h], c.bias);
-        v.loss(&z, c);
+        if rescore {
+            fused_outputs(v, z, c, w);
+        }
         // gq = ∂L/∂O·w_qh: A = grad_o [rows, q]; B = w_qh [q, h].
-        v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false);
+        v.matmul(OutputGradient, Binding::OutputGradient, [rows, h, q], [0, q, 1], [0, h, 1], false, false);
     }
+    let rec = Work::Rows(b.div_ceil(4) * h);
     // Where ∂L/∂a_t lives: one [B, h] block per slot, or with K lanes [B, K, h] per slot of
     // which lane K (the last) is the truncated ∂L/∂a_t.
     let (a_slot, a_off, a_stride) = match c.lanes {
         None => {
             // ∂L/∂h_t = gq_t + c_t·∂L/∂a_{t+1}·w_hh, ∂L/∂a_t = ∂L/∂h_t ⊙ φ'
             for t in (1..=nt).rev() {
-                let fields = [1, b, h, act, t + 1, t, t - 1, t, carry(c, t)];
+                let fields = [1, b, h, act, t + 1, t, t - 1, t, carry(c, w.t0 + t)];
                 v.push(BackwardSteps, Binding::RecurrentBackward, &fields, rec);
             }
-            // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh
-            v.push(BackwardSteps, Binding::RecurrentBackward, &[2, b, h, act, 1, 0, 0, 0, carry(c, 0)], rec);
+            if w.is_first() {
+                // ∂L/∂h0 = c_0·∂L/∂a_1·w_hh
+                v.push(BackwardSteps, Binding::RecurrentBackward, &[2, b, h, act, 1, 0, 0, 0, carry(c, 0)], rec);
+            }
             (bh, 0, h)
         }
         Some(k) => {
             for t in (1..=nt).rev() {
                 v.push(BackwardSteps, Binding::TruncatedBackward, &[1, b, h, act, k, t], Work::Invocations(b * k * h));
             }
-            v.push(BackwardSteps, Binding::TruncatedBackward, &[2, b, h, act, k, 0], Work::Invocations(b * h));
+            if w.is_first() {
+                v.push(BackwardSteps, Binding::TruncatedBackward, &[2, b, h, act, k, 0], Work::Invocations(b * h));
+            }
             (bh * k, (k - 1) * h, k * h)
         }
     };
     // ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev: A[i, k] = ∂L/∂a of row k (from slot 1); B = h from slot 0.
-    v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], [a_slot + a_off, 1, a_stride], [0, h, 1], false);
+    let a = [a_slot + a_off, 1, a_stride];
+    v.matmul(WeightGradients, Binding::GradWHh, [h, h, rows], a, [0, h, 1], false, acc);
     // ∂L/∂w_hx = ∂L/∂Aᵀ·X
-    v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], [a_slot + a_off, 1, a_stride], [0, d, 1], false);
+    v.matmul(WeightGradients, Binding::GradWHx, [h, d, rows], a, [0, d, 1], false, acc);
     if !c.layer {
         // ∂L/∂w_qh = ∂L/∂Oᵀ·H: A[k', k] = grad_o[k][k']; B = h from slot 1.
-        v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false);
+        v.matmul(WeightGradients, Binding::GradWQh, [q, h, rows], [0, 1, q], [bh, h, 1], false, acc);
     }
     if c.bias {
-        // Column sums over all T·B rows.
+        // Column sums over the window's rows, added to the sums so far.
         v.push(WeightGradients, Binding::ColsumBH, &[h, rows, a_slot + a_off, a_stride], Work::Invocations(h));
         if !c.layer {
             v.push(WeightGradients, Binding::ColsumBQ, &[q, rows, 0, q], Work::Invocations(q));
@@ -465,10 +610,62 @@ pub fn fused(s: Shape, c: &Config) -> Vec<Dispatch> {
     }
     if c.layer {
         // ∂L/∂X = ∂L/∂A·w_hx: A = ∂L/∂a from slot 1 [rows, h]; B = w_hx [h, d].
-        v.matmul(InputGradient, Binding::GradX, [rows, d, h], [a_slot + a_off, a_stride, 1], [0, d, 1], false);
-        return v.0;
+        v.matmul(InputGradient, Binding::GradX, [rows, d, h], [a_slot + a_off, a_stride, 1], [0, d, 1], false, false);
     }
-    v.clip(&z, c);
-    v.push(Norms, Binding::Norms, &[nt, bh, 1, 0], Work::Workgroups(nt));
-    v.0
+}
+
+/// The parts of a checkpointed run (`GpuBptt::run_plan`), each a list of dispatches over one
+/// window (whose buffers the object is built for).
+pub mod parts {
+    use super::*;
+
+    /// Once per run, before any window (the fused schedule's w_hhᵀ).
+    pub fn prologue(schedule: Schedule, s: Shape, c: &Config) -> Vec<Dispatch> {
+        let mut v = Builder(Vec::new());
+        if schedule == Schedule::Fused {
+            fused_prologue(&mut v, &dims(s, c));
+        }
+        v.0
+    }
+
+    /// The forward over the first `steps` of the window's steps; `score`: all of them, with
+    /// their outputs and loss terms (the first sweep).
+    pub fn forward(schedule: Schedule, s: Shape, c: &Config, w: Window, steps: u32, score: bool) -> Vec<Dispatch> {
+        let z = dims(s, c);
+        let mut v = Builder(Vec::new());
+        match schedule {
+            Schedule::Stepwise => stepwise_forward(&mut v, &z, c, w, steps, score),
+            Schedule::Fused => fused_forward(&mut v, &z, c, w, steps, score),
+        }
+        v.0
+    }
+
+    /// The backward over the window, its outputs recomputed unless `scored` (the window the
+    /// first sweep ended with), then its norms.
+    pub fn backward(schedule: Schedule, s: Shape, c: &Config, w: Window, scored: bool) -> Vec<Dispatch> {
+        let z = dims(s, c);
+        let mut v = Builder(Vec::new());
+        match schedule {
+            Schedule::Stepwise => stepwise_backward(&mut v, &z, c, w, !scored),
+            Schedule::Fused => fused_backward(&mut v, &z, c, w, !scored),
+        }
+        v.norms(&z, w);
+        v.0
+    }
+
+    /// L over every row (after the windows scored them).
+    pub fn loss_sum(s: Shape, c: &Config, total: u32) -> Vec<Dispatch> {
+        let mut v = Builder(Vec::new());
+        v.loss_sum(&dims(s, c), Window::whole(total));
+        v.0
+    }
+
+    /// After the last window: L over every row, and clipping.
+    pub fn finish(s: Shape, c: &Config, total: u32) -> Vec<Dispatch> {
+        let z = dims(s, c);
+        let mut v = Builder(Vec::new());
+        v.loss_sum(&z, Window::whole(total));
+        v.clip(&z, c);
+        v.0
+    }
 }

@@ -122,6 +122,11 @@ pub struct TrainConfig {
     pub init_from: Option<PathBuf>,
     /// The host memory the run may plan for; None: what the system has available.
     pub max_memory: Option<u64>,
+    /// Each iteration's BPTT exact within this many bytes for everything that grows with T
+    /// (checkpointing; docs/gradients.md, "Long sequences in bounded memory").
+    pub memory: Option<u64>,
+    /// Checkpoint with this many states held at once (h0's included).
+    pub checkpoints: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -152,6 +157,8 @@ impl Default for TrainConfig {
             prompt: None,
             init_from: None,
             max_memory: None,
+            memory: None,
+            checkpoints: None,
         }
     }
 }

@@ -12,10 +12,15 @@ use crate::clip::{clip_grads, global_grad_norm};
 use crate::cpu::fast;
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, LossAt, Problem, Shape, Targets};
+use crate::variant::memory::{MemoryFigures, PathMemory, plan_path};
 use crate::variant::truncation::Truncation;
 
 pub struct CpuEngine {
     cfg: StepConfig,
+    /// Each iteration checkpointed by this plan, under a memory budget.
+    plan: Option<PathMemory>,
+    /// Forward steps of the last checkpointed iteration.
+    forward_steps: Option<u64>,
     pub w: Weights,
     opt: super::optim::CpuOptim,
     /// h_T of the last training batch, [B,h], for sequential partitioning.
@@ -24,10 +29,16 @@ pub struct CpuEngine {
 }
 
 impl CpuEngine {
-    pub fn new(cfg: StepConfig, w: Weights) -> Self {
+    pub fn new(cfg: StepConfig, w: Weights) -> Result<Self> {
         let opt = super::optim::CpuOptim::new(cfg.optim, &w);
         let carried = vec![0.0; cfg.shape.batch * cfg.shape.hidden];
-        CpuEngine { cfg, w, opt, carried, losses: Vec::new() }
+        let s = cfg.shape;
+        let plan = if cfg.memory.is_set() {
+            Some(plan_path("cpu", s.steps, &cfg.memory, &fast::costs(s), fast::full_bytes(s), None)?)
+        } else {
+            None
+        };
+        Ok(CpuEngine { cfg, plan, forward_steps: None, w, opt, carried, losses: Vec::new() })
     }
 
     fn problem(&self, shape: Shape, x: Vec<f64>, h0: Vec<f64>, targets: Targets, loss_at: LossAt) -> Result<Problem> {
@@ -35,9 +46,25 @@ impl CpuEngine {
     }
 
     /// Loss and gradients of one batch: full BPTT, truncated K steps back, or with the
-    /// iteration's random cuts (`carry`).
-    pub fn grads(&self, batch: &Batch, h0: Vec<f64>, carry: Option<&[f64]>) -> Result<BpttResult> {
+    /// iteration's random cuts (`carry`); checkpointed under a memory budget (then the result's
+    /// `h` is h_T alone, the state the next minibatch may carry on from).
+    pub fn grads(&mut self, batch: &Batch, h0: Vec<f64>, carry: Option<&[f64]>) -> Result<BpttResult> {
         let p = self.problem(self.cfg.shape, batch.x.clone(), h0, batch.targets.clone(), self.cfg.loss_at)?;
+        if let Some(plan) = self.plan.as_ref().and_then(|m| m.plan) {
+            let (mut g, stats) = match (self.cfg.truncate, carry) {
+                (_, Some(c)) => fast::bptt_checkpointed_scaled(&p, &plan, c)?,
+                (Some(Truncation::Regular(k)), None) => {
+                    fast::bptt_checkpointed_with(&p, &plan, Some(Truncation::Regular(k)))?
+                }
+                (Some(Truncation::Random { .. }), None) => {
+                    return Err(Error::Invalid("randomised truncation needs the iteration's cuts".into()));
+                }
+                (None, None) => fast::bptt_checkpointed(&p, &plan)?,
+            };
+            self.forward_steps = Some(stats.forward_steps);
+            g.h = stats.last_state;
+            return Ok(g);
+        }
         match (self.cfg.truncate, carry) {
             (_, Some(c)) => fast::bptt_carry_scaled(&p, c),
             (Some(Truncation::Regular(k)), None) => fast::bptt_truncated(&p, Truncation::Regular(k)),
@@ -63,7 +90,7 @@ impl Engine for CpuEngine {
             H0::Carried => std::mem::take(&mut self.carried),
         };
         let mut g = self.grads(batch, h0, carry)?;
-        self.carried = g.h[(s.steps - 1) * s.batch * s.hidden..].to_vec();
+        self.carried = g.h[g.h.len() - s.batch * s.hidden..].to_vec();
         let grad_norm = match self.cfg.clip {
             Some(theta) => clip_grads(&mut g, theta)?.0,
             None => global_grad_norm(&g),
@@ -85,6 +112,10 @@ impl Engine for CpuEngine {
         }
         let p =
             self.problem(s, batch.x.clone(), vec![0.0; s.batch * s.hidden], batch.targets.clone(), self.cfg.loss_at)?;
+        // Under a budget, the forward pass alone, a window at a time.
+        if let Some(plan) = self.plan.as_ref().and_then(|m| m.plan) {
+            return Ok(fast::forward_loss(&p, plan.unit_steps));
+        }
         let g = fast::bptt(&p);
         Ok((g.loss, g.o))
     }
@@ -95,5 +126,10 @@ impl Engine for CpuEngine {
 
     fn device(&self) -> String {
         "cpu (fast f32 path)".into()
+    }
+
+    fn memory(&self) -> Option<MemoryFigures> {
+        let m = self.plan.as_ref()?;
+        m.figures(self.cfg.memory.budget, self.forward_steps.or(m.plan.map(|p| p.forward_steps()))?)
     }
 }

@@ -15,8 +15,10 @@ use super::tasks::Batch;
 use super::weights::Weights;
 use super::{Engine, H0, IterStats, StepConfig};
 use crate::error::Result;
+use crate::gpu::checkpointed::{Config, Inputs};
 use crate::gpu::resident::PassConfig;
 use crate::gpu::{GpuBptt, GpuContext, Schedule, read_buffer};
+use crate::variant::memory::{MemoryFigures, PathMemory, plan_path};
 use crate::variant::truncation::Truncation;
 
 /// The optimisers' kernels (name, WGSL source), loaded here and validated in tests/shaders.rs.
@@ -42,6 +44,9 @@ struct Update {
 pub struct GpuEngine {
     ctx: GpuContext,
     bptt: GpuBptt,
+    /// Each iteration checkpointed by this plan (under `memory`, or because the adapter cannot
+    /// bind every state), with the forward steps of the last iteration.
+    memory: Option<(PathMemory, u64)>,
     optim: Optim,
     pipeline: wgpu::ComputePipeline,
     updates: Vec<Update>,
@@ -65,8 +70,25 @@ pub struct GpuEngine {
 impl GpuEngine {
     pub fn new(ctx: GpuContext, cfg: StepConfig, w: &Weights, log_every: usize) -> Result<Self> {
         let s = cfg.shape;
-        let mut bptt = match cfg.truncate {
-            Some(Truncation::Regular(k)) if k < s.steps => GpuBptt::new_truncated(&ctx, s, k)?,
+        let lanes = match cfg.truncate {
+            Some(Truncation::Regular(k)) if k < s.steps => Some(k as u32),
+            _ => None,
+        };
+        let memory = {
+            let (full, costs) = crate::gpu::memory_costs(&ctx.limits, s, Schedule::Fused, lanes);
+            // Untruncated, a shape whose states do not bind is checkpointed unasked.
+            let forced = match lanes {
+                None => crate::gpu::limits(&ctx, s, Schedule::Fused, None)
+                    .err()
+                    .map(|e| format!("checkpointed automatically: storing every state does not fit ({e})")),
+                Some(_) => None,
+            };
+            let m = plan_path("gpu", s.steps, &cfg.memory, &costs, full, forced)?;
+            m.plan.is_some().then_some((m, 0))
+        };
+        let mut bptt = match (&memory, lanes) {
+            (Some((m, _)), k) => GpuBptt::new_checkpointed(&ctx, s, m.plan.expect("planned"), Schedule::Fused, k)?,
+            (None, Some(k)) => GpuBptt::new_truncated(&ctx, s, k as usize)?,
             _ => GpuBptt::new(&ctx, s, Schedule::Fused)?,
         };
         bptt.prepare(
@@ -145,10 +167,12 @@ impl GpuEngine {
         let history = storage("loss and norm history", history_bytes, copy_usage);
         let history_readback = storage("loss and norm history readback", history_bytes, read_usage);
         let carried = storage("carried h", bptt.state_slot_bytes(), copy_usage);
-        let o_bytes = (s.steps * s.batch * s.output * 4) as u64;
+        // A checkpointed object gathers its outputs itself (`forward_resident`).
+        let o_bytes = if memory.is_some() { 0 } else { (s.steps * s.batch * s.output * 4) as u64 };
         let eval_readback = storage("eval readback", o_bytes + 4, read_usage);
         ctx.check_errors()?;
         Ok(GpuEngine {
+            memory,
             optim: cfg.optim,
             pipeline,
             updates,
@@ -193,6 +217,46 @@ impl GpuEngine {
     fn encoder(&self) -> wgpu::CommandEncoder {
         self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train") })
     }
+
+    /// What the checkpointed passes compute.
+    fn pass_config(&self, carry: Option<&[f64]>) -> Config {
+        Config {
+            activation: self.cfg.activation,
+            loss_fn: self.cfg.loss_fn,
+            loss_at: self.cfg.loss_at,
+            bias: true,
+            carry: carry.map(|c| c.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
+            lanes: match self.cfg.truncate {
+                Some(Truncation::Regular(k)) if k < self.cfg.shape.steps => Some(k as u32),
+                _ => None,
+            },
+            clip: self.cfg.clip.map(|c| c as f32),
+            layer: false,
+        }
+    }
+
+    /// One checkpointed iteration's BPTT (its h0 from `h0`), leaving the gradients and L in
+    /// their buffers and h_T in `carried`.
+    fn checkpointed_pass(&mut self, batch: &Batch, h0: H0, carry: Option<&[f64]>) -> Result<()> {
+        let slot = self.bptt.state_slot_bytes();
+        let mut enc = self.encoder();
+        let current = self.bptt.buffer("current")?;
+        match h0 {
+            H0::Zero => enc.clear_buffer(current, 0, Some(slot)),
+            H0::Carried => enc.copy_buffer_to_buffer(&self.carried, 0, current, 0, slot),
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        let inputs = Inputs { shape: self.cfg.shape, x: &batch.x, targets: &batch.targets };
+        let config = self.pass_config(carry);
+        let steps = self.bptt.run_plan_resident(&self.ctx, inputs, config)?;
+        if let Some((_, last)) = &mut self.memory {
+            *last = steps;
+        }
+        let mut enc = self.encoder();
+        enc.copy_buffer_to_buffer(self.bptt.buffer("last")?, 0, &self.carried, 0, slot);
+        self.ctx.queue.submit([enc.finish()]);
+        Ok(())
+    }
 }
 
 impl Engine for GpuEngine {
@@ -200,25 +264,29 @@ impl Engine for GpuEngine {
         if self.pending == self.history_len {
             self.read_history()?;
         }
-        if let Some(c) = carry {
+        self.step += 1;
+        if self.memory.is_some() {
+            self.checkpointed_pass(batch, h0, carry)?;
+        } else if let Some(c) = carry {
             self.bptt.set_carry(&self.ctx, c)?;
         }
         let ctx = &self.ctx;
-        let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
-        self.bptt.write_batch(ctx, &x, &batch.targets)?;
-        self.step += 1;
         for u in &self.updates {
             ctx.queue.write_buffer(&u.uniform, 0, bytemuck::bytes_of(&self.optim.params(self.step, u.len)));
         }
         let mut enc = self.encoder();
-        let h = self.bptt.buffer("h")?;
-        let slot = self.bptt.state_slot_bytes();
-        match h0 {
-            H0::Zero => enc.clear_buffer(h, 0, Some(slot)),
-            H0::Carried => enc.copy_buffer_to_buffer(&self.carried, 0, h, 0, slot),
+        if self.memory.is_none() {
+            let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
+            self.bptt.write_batch(ctx, &x, &batch.targets)?;
+            let h = self.bptt.buffer("h")?;
+            let slot = self.bptt.state_slot_bytes();
+            match h0 {
+                H0::Zero => enc.clear_buffer(h, 0, Some(slot)),
+                H0::Carried => enc.copy_buffer_to_buffer(&self.carried, 0, h, 0, slot),
+            }
+            self.bptt.record_passes(ctx, &mut enc)?;
+            enc.copy_buffer_to_buffer(h, self.cfg.shape.steps as u64 * slot, &self.carried, 0, slot);
         }
-        self.bptt.record_passes(ctx, &mut enc)?;
-        enc.copy_buffer_to_buffer(h, self.cfg.shape.steps as u64 * slot, &self.carried, 0, slot);
         {
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("update"), timestamp_writes: None });
@@ -244,6 +312,14 @@ impl Engine for GpuEngine {
     }
 
     fn evaluate(&mut self, batch: &Batch) -> Result<(f64, Vec<f64>)> {
+        if self.memory.is_some() {
+            let mut enc = self.encoder();
+            enc.clear_buffer(self.bptt.buffer("current")?, 0, Some(self.bptt.state_slot_bytes()));
+            self.ctx.queue.submit([enc.finish()]);
+            let inputs = Inputs { shape: self.cfg.shape, x: &batch.x, targets: &batch.targets };
+            let config = self.pass_config(None);
+            return self.bptt.forward_resident(&self.ctx, inputs, config);
+        }
         let ctx = &self.ctx;
         let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
         self.bptt.write_batch(ctx, &x, &batch.targets)?;
@@ -288,5 +364,10 @@ impl Engine for GpuEngine {
 
     fn device(&self) -> String {
         format!("gpu ({})", self.ctx.adapter)
+    }
+
+    fn memory(&self) -> Option<MemoryFigures> {
+        let (m, last) = self.memory.as_ref()?;
+        m.figures(self.cfg.memory.budget, *last)
     }
 }

@@ -46,6 +46,8 @@ pub struct StepConfig {
     /// Truncated BPTT (K < T, or random cuts with 0 < p < 1).
     pub truncate: Option<Truncation>,
     pub optim: optim::Optim,
+    /// Each iteration's BPTT within a memory budget.
+    pub memory: crate::variant::memory::MemoryOptions,
 }
 
 /// Where a minibatch's h0 comes from.
@@ -79,6 +81,11 @@ pub trait Engine {
     fn weights(&mut self) -> Result<Weights>;
     /// Where it runs, for the report.
     fn device(&self) -> String;
+    /// How each iteration held its states, when it checkpointed (the forward steps of the last
+    /// iteration with it).
+    fn memory(&self) -> Option<crate::variant::memory::MemoryFigures> {
+        None
+    }
 }
 
 /// Where `device` trains, and a note when `TrainDevice::Auto` chose the CPU: the GPU when an
@@ -117,21 +124,20 @@ pub fn resolve_device(a: &TrainConfig) -> (TrainDevice, Option<String>) {
 /// The engine `device` asks for (`Auto` resolved first, see `resolve_device`).
 pub fn engine(device: TrainDevice, a: &TrainConfig, s: &Setup) -> Result<Box<dyn Engine>> {
     Ok(match device {
-        TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())),
+        TrainDevice::Cpu => Box::new(cpu::CpuEngine::new(s.step, s.weights.clone())?),
         TrainDevice::Gpu | TrainDevice::Auto => {
             let ctx = GpuContext::new(&a.adapter)?;
             // Every buffer against the adapter's limits before any exists (as the check does).
+            // Untruncated, a shape whose states do not bind is checkpointed instead (the engine
+            // plans it).
             let lanes = match s.step.truncate {
                 Some(Truncation::Regular(k)) => Some(k as u32),
                 _ => None,
             };
-            let shape = s.step.shape;
-            let hint = if lanes.is_some() {
-                " (or a smaller `truncate` K: the GPU keeps K lanes of ∂L/∂a, or `device` cpu)"
-            } else {
-                " (or `device` cpu, which has no per-buffer limit)"
-            };
-            crate::gpu::check_fits(&ctx, shape, crate::gpu::Schedule::Fused, lanes, hint)?;
+            if lanes.is_some() {
+                let hint = " (or a smaller `truncate` K: the GPU keeps K lanes of ∂L/∂a, or `device` cpu)";
+                crate::gpu::check_fits(&ctx, s.step.shape, crate::gpu::Schedule::Fused, lanes, hint)?;
+            }
             Box::new(gpu::GpuEngine::new(ctx, s.step, &s.weights, s.log_every)?)
         }
     })
@@ -237,7 +243,8 @@ fn run(a: &TrainConfig, progress: &dyn Progress) -> Result<(TrainReport, Weights
     if !w.all_finite() {
         return Err(Error::Failed("the trained weights are not all finite; try `clip` θ or a lower `lr`".into()));
     }
-    let report = report::build(a, &setup, engine.device(), log.curve, evals, log.spikes, seconds, eval_time);
+    let mut report = report::build(a, &setup, engine.device(), log.curve, evals, log.spikes, seconds, eval_time);
+    report.memory = engine.memory();
     Ok((report, w, setup))
 }
 
@@ -324,8 +331,8 @@ impl Log {
 
 /// The reach of the last step's gradient with the current weights, on the first held-out
 /// batch: the reach profile ‖∂L_T/∂h_t‖ (the loss of the last step alone, full BPTT on the
-/// fast CPU path), its fitted per-step factor going back in time (as the gradient check's
-/// `reach_factor`) and ‖∂L_T/∂h_1‖/‖∂L_T/∂h_T‖.
+/// fast CPU path, checkpointed under a memory budget), its fitted per-step factor going back in
+/// time (as the gradient check's `reach_factor`) and ‖∂L_T/∂h_1‖/‖∂L_T/∂h_T‖.
 fn reach_reading(w: &Weights, s: &Setup) -> Result<(Option<f64>, Option<f64>)> {
     let shape = s.step.shape;
     let batch = &s.held_out[0];
@@ -339,7 +346,13 @@ fn reach_reading(w: &Weights, s: &Setup) -> Result<(Option<f64>, Option<f64>)> {
         batch.targets.clone(),
     )?
     .with_loss_at(LossAt::Last);
-    let profile = crate::cpu::fast::bptt(&p).grad_h_norm;
+    let fast = crate::cpu::fast::costs(shape);
+    let full = crate::cpu::fast::full_bytes(shape);
+    let plan = crate::variant::memory::plan_path("cpu", shape.steps, &s.step.memory, &fast, full, None)?.plan;
+    let profile = match plan {
+        Some(plan) => crate::cpu::fast::bptt_checkpointed(&p, &plan)?.0.grad_h_norm,
+        None => crate::cpu::fast::bptt(&p).grad_h_norm,
+    };
     let (first, last) = (profile[0], profile[shape.steps - 1]);
     let ratio = (first.is_finite() && last.is_finite() && last > 0.0).then(|| first / last);
     Ok((crate::diagnostics::fit_growth_factor(&profile), ratio))

@@ -5,6 +5,7 @@ use super::config::{Task, TrainConfig};
 use super::setup::{Setup, task_name};
 use crate::format::significant;
 use crate::model::Choice;
+use crate::variant::memory::MemoryFigures;
 use crate::variant::truncation::Truncation;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -96,6 +97,9 @@ pub struct TrainReport {
     /// Training sequences per second, evaluation time excluded.
     pub sequences_per_s: f64,
     pub notes: Vec<String>,
+    /// Checkpointing under `memory` / `checkpoints` (null when every state was stored); its
+    /// forward steps are one iteration's.
+    pub memory: Option<MemoryFigures>,
     /// --task text --sample: the generated text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<String>,
@@ -178,6 +182,7 @@ pub fn build(
         eval_seconds,
         sequences_per_s: (s.iters * sh.batch) as f64 / (seconds - eval_seconds).max(1e-9),
         notes: s.notes.clone(),
+        memory: None,
         sample: None,
     }
 }

@@ -14,6 +14,7 @@ use crate::format::{f32_parameter, number};
 use crate::io::ModelFile;
 use crate::memory::{self, TrainSizes};
 use crate::model::{Activation, Choice, LossAt, LossFn, Shape};
+use crate::variant::memory::MemoryOptions;
 use crate::variant::truncation::Truncation;
 
 /// The held-out set's seed: fixed, so runs with different --seed are scored on the same set.
@@ -164,7 +165,9 @@ impl Setup {
             clip: a.clip,
             truncate,
             optim: Optim { kind: a.optim, lr, momentum: a.momentum },
+            memory: MemoryOptions { budget: a.memory, checkpoints: a.checkpoints },
         };
+        step.memory.check()?;
         let held_out = held_out_batches(&data, shape, a.eval_size);
         Ok(Setup {
             task,
@@ -246,6 +249,7 @@ fn check_memory(
             _ => 0,
         },
         init_from_bytes: a.init_from.as_deref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len()),
+        checkpointed: a.memory,
     };
     // The hint names the largest part and what sizes it.
     let parts = memory::train_host_parts(&sizes);

@@ -4,6 +4,7 @@
 use super::GradientOptions;
 use super::segments::{run_in_segments, segment_lengths};
 use super::truncation::Truncation;
+use crate::checkpoint::Plan;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBptt, GpuContext, RunOptions, RunTimes, Schedule};
 use crate::model::{BpttResult, Problem};
@@ -21,15 +22,42 @@ pub struct GpuRunner<'a> {
     pub peak_memory: u64,
     /// ‖g‖ before clipping, from the last run that clipped.
     pub clip_norm: Option<f64>,
+    /// The checkpointing plan every run follows, if any.
+    plan: Option<Plan>,
+    /// Forward steps the last checkpointed run evaluated.
+    pub forward_steps: Option<u64>,
 }
 
 impl<'a> GpuRunner<'a> {
     pub fn new(ctx: &'a GpuContext, schedule: Schedule, variant: GradientOptions, p: &Problem) -> Result<Self> {
+        Self::with_plan(ctx, schedule, variant, p, None)
+    }
+
+    /// `new`, every run carried out by `plan` (checkpointed) when one is given.
+    pub fn with_plan(
+        ctx: &'a GpuContext,
+        schedule: Schedule,
+        variant: GradientOptions,
+        p: &Problem,
+        plan: Option<Plan>,
+    ) -> Result<Self> {
         if let (Some(Truncation::Regular(_)), Schedule::Stepwise) = (variant.truncate, schedule) {
             return Err(Error::Invalid("`truncate` K runs on the fused schedule (`schedule` fused)".into()));
         }
-        let mut runner =
-            GpuRunner { ctx, schedule, variant, objects: Vec::new(), dispatches: 0, peak_memory: 0, clip_norm: None };
+        if plan.is_some() && variant.segments.is_some() {
+            return Err(super::segments_and_memory());
+        }
+        let mut runner = GpuRunner {
+            ctx,
+            schedule,
+            variant,
+            objects: Vec::new(),
+            dispatches: 0,
+            peak_memory: 0,
+            clip_norm: None,
+            plan,
+            forward_steps: None,
+        };
         // Build the objects now, so setup is timed apart from the runs.
         let mut lengths = match runner.variant.segments {
             Some(n) => segment_lengths(p.shape.steps, n)?,
@@ -43,11 +71,15 @@ impl<'a> GpuRunner<'a> {
     }
 
     fn object_for(&mut self, shape: crate::model::Shape) -> Result<&mut GpuBptt> {
-        let at = match self.objects.iter().position(|o| o.shape() == shape) {
+        let at = match self.objects.iter().position(|o| o.sequence_shape() == shape) {
             Some(at) => at,
             None => {
-                let o = match self.variant.truncate {
-                    Some(Truncation::Regular(k)) => GpuBptt::new_truncated(self.ctx, shape, k)?,
+                let o = match (self.variant.truncate, self.plan) {
+                    (Some(Truncation::Regular(k)), Some(plan)) => {
+                        GpuBptt::new_checkpointed(self.ctx, shape, plan, Schedule::Fused, Some(k as u32))?
+                    }
+                    (_, Some(plan)) => GpuBptt::new_checkpointed(self.ctx, shape, plan, self.schedule, None)?,
+                    (Some(Truncation::Regular(k)), None) => GpuBptt::new_truncated(self.ctx, shape, k)?,
                     _ => GpuBptt::new(self.ctx, shape, self.schedule)?,
                 };
                 self.objects.push(o);
@@ -63,7 +95,8 @@ impl<'a> GpuRunner<'a> {
     }
 
     pub fn timing_source(&self) -> crate::gpu::TimingSource {
-        self.objects[0].timing_source()
+        // A checkpointed run is timed whole, by the host clock.
+        if self.plan.is_some() { crate::gpu::TimingSource::Host } else { self.objects[0].timing_source() }
     }
 
     fn update_memory(&mut self) {
@@ -77,6 +110,16 @@ impl<'a> GpuRunner<'a> {
         let carry = self.variant.carry(p.shape.steps)?;
         let clip = self.variant.clip;
         let ctx = self.ctx;
+        if self.plan.is_some() {
+            let opts = RunOptions { keep_states: false, carry, clip };
+            let o = self.object_for(p.shape)?;
+            let (g, t, steps) = o.run_plan(ctx, p, &opts)?;
+            self.clip_norm = o.clip_norm();
+            self.dispatches = t.dispatches;
+            self.forward_steps = Some(steps);
+            self.update_memory();
+            return Ok((g, t));
+        }
         let Some(n) = self.variant.segments else {
             let opts = RunOptions { keep_states, carry, clip };
             let o = self.object_for(p.shape)?;

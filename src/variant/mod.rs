@@ -6,9 +6,11 @@
 //! them are in `cpu::segments` and `cpu::truncated`.
 
 pub mod gpu;
+pub mod memory;
 pub mod segments;
 pub mod truncation;
 
+use crate::checkpoint::Plan;
 use crate::clip::clip_grads;
 use crate::cpu::segments::bptt_segments;
 use crate::cpu::truncated::bptt_truncated;
@@ -102,31 +104,71 @@ impl GradientOptions {
     /// recurrence, segments as carry multipliers of 0 at the boundaries), and ‖g‖ before
     /// clipping when it clips.
     pub fn fast(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
-        let mut g = match (self.truncate, self.segments) {
-            (Some(t), _) => crate::cpu::fast::bptt_truncated(p, t)?,
-            (None, Some(n)) => {
+        self.fast_planned(p, None).map(|(g, before, _)| (g, before))
+    }
+
+    /// `fast`, carried out by a checkpointing plan when one is given (then also the forward
+    /// steps it evaluated).
+    pub fn fast_planned(&self, p: &Problem, plan: Option<&Plan>) -> Result<(BpttResult, Option<f64>, Option<u64>)> {
+        let mut steps = None;
+        let mut g = match (self.truncate, self.segments, plan) {
+            (_, Some(_), Some(_)) => return Err(segments_and_memory()),
+            (t, None, Some(plan)) => {
+                let (g, stats) = crate::cpu::fast::bptt_checkpointed_with(p, plan, t)?;
+                steps = Some(stats.forward_steps);
+                g
+            }
+            (Some(t), _, None) => crate::cpu::fast::bptt_truncated(p, t)?,
+            (None, Some(n), None) => {
                 crate::cpu::fast::bptt_carry_scaled(p, &segments::segment_carry_scales(p.shape.steps, n)?)?
             }
-            (None, None) => crate::cpu::fast::bptt(p),
+            (None, None, None) => crate::cpu::fast::bptt(p),
         };
         let before = match self.clip {
             Some(theta) => Some(clip_grads(&mut g, theta)?.0),
             None => None,
         };
-        Ok((g, before))
+        Ok((g, before, steps))
     }
 
     /// The variant on the f64 reference, and ‖g‖ before clipping when it clips.
     pub fn reference(&self, p: &Problem) -> Result<(BpttResult, Option<f64>)> {
-        let mut g = match (self.truncate, self.segments) {
-            (Some(t), _) => bptt_truncated(p, t)?,
-            (None, Some(n)) => bptt_segments(p, n)?,
-            (None, None) => crate::cpu::reference::bptt(p),
+        self.reference_planned(p, None).map(|(g, before, _)| (g, before))
+    }
+
+    /// `reference`, carried out by a checkpointing plan when one is given (then also the
+    /// forward steps it evaluated).
+    pub fn reference_planned(
+        &self,
+        p: &Problem,
+        plan: Option<&Plan>,
+    ) -> Result<(BpttResult, Option<f64>, Option<u64>)> {
+        let mut steps = None;
+        let mut g = match (self.truncate, self.segments, plan) {
+            (_, Some(_), Some(_)) => return Err(segments_and_memory()),
+            (t, None, Some(plan)) => {
+                let (g, stats) = crate::cpu::checkpointed::bptt(p, t, plan)?;
+                steps = Some(stats.forward_steps);
+                g
+            }
+            (Some(t), _, None) => bptt_truncated(p, t)?,
+            (None, Some(n), None) => bptt_segments(p, n)?,
+            (None, None, None) => crate::cpu::reference::bptt(p),
         };
         let before = match self.clip {
             Some(theta) => Some(clip_grads(&mut g, theta)?.0),
             None => None,
         };
-        Ok((g, before))
+        Ok((g, before, steps))
     }
+}
+
+/// `segments` bound the memory by cutting the gradient; checkpointing keeps it whole: one of
+/// the two.
+pub fn segments_and_memory() -> crate::error::Error {
+    crate::error::Error::Invalid(
+        "`memory` (or `checkpoints`) and `segments` cannot be combined: segments cut the gradient at their \
+         boundaries, checkpointing keeps it exact; give one"
+            .into(),
+    )
 }

@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from . import _lib
-from ._arrays import expect, floats, labels as _labels, memory as _memory, truncation as _truncation
+from ._arrays import count as _count, expect, floats, labels as _labels, memory as _memory, truncation as _truncation
 from ._lib import Problem
 
 __all__ = [
@@ -88,8 +88,9 @@ class Result:
     """One forward + backward pass: the loss, every gradient and ‖∂L/∂h_t‖ as numpy float64
     arrays (``grad_w_hx [h, d]``, ``grad_w_hh [h, h]``, ``grad_w_qh [q, h]``, ``grad_b_h [h]``,
     ``grad_b_q [q]``, ``grad_h0 [B, h]``, ``grad_h_norm [T]``), the states ``h [T, B, h]`` and
-    ``o [T, B, q]`` when kept (else None), and ``clip_norm``, ‖g‖ before clipping, when it
-    clipped. ``problem`` is the problem it was computed for."""
+    ``o [T, B, q]`` when kept (else None), ``clip_norm``, ‖g‖ before clipping, when it
+    clipped, and ``forward_steps``, the forward steps a checkpointed run (``memory``,
+    ``checkpoints``) evaluated (else None). ``problem`` is the problem it was computed for."""
 
     def __init__(self, tensors, problem, device):
         self.problem = problem
@@ -98,6 +99,7 @@ class Result:
         for name in RESULT_TENSORS[1:] + ("h", "o"):
             setattr(self, name, tensors.get(name))
         self.clip_norm = tensors.get("clip_norm")
+        self.forward_steps = tensors.get("forward_steps")
 
     def tensors(self):
         """The result's tensors by their file names (biases and states only when present)."""
@@ -330,7 +332,9 @@ def bptt(
     segments=None,
     clip=None,
     memory=None,
+    checkpoints=None,
     keep_states=False,
+    max_memory=None,
     adapter=None,
     backend=None,
     software=False,
@@ -341,14 +345,18 @@ def bptt(
     WGSL), "cpu" (the fast f32 path) or "reference" (f64, no rounding); ``schedule``: "fused"
     or "stepwise" (GPU); ``truncate``: K steps back from each loss term, or "random:P" (cut
     probability P, seeded by ``truncate_seed``); ``segments``: N, the gradient cut at their
-    boundaries; ``clip``: the global norm θ; ``memory``: the host memory the run may plan for
-    (bytes or "8G"); ``keep_states``: return h and o too; ``adapter``/``backend``/``software``:
-    which GPU (else ``WGPU_ADAPTER_NAME``/``WGPU_BACKEND``, else the best one found)."""
+    boundaries; ``clip``: the global norm θ; ``memory``: exact BPTT within this many bytes
+    (or "64M") for everything that grows with T, the states checkpointed (binomial
+    checkpointing; docs/gradients.md); ``checkpoints``: the states held at once instead (or as
+    well); ``keep_states``: return h and o too; ``max_memory``: the host memory the run may plan
+    for (bytes or "8G"); ``adapter``/``backend``/``software``: which GPU (else
+    ``WGPU_ADAPTER_NAME``/``WGPU_BACKEND``, else the best one found)."""
     rest = dict(w_hh=w_hh, w_qh=w_qh, x=x, y=y, labels=labels, h0=h0, b_h=b_h, b_q=b_q)
     p = _problem_of(w_hx, rest, activation, loss, loss_at)
     k, random_p = _truncation(truncate)
     tensors = _lib.compute(
-        p, device, schedule, adapter, backend, software, k, random_p, truncate_seed, segments, clip, keep_states, _memory(memory)
+        p, device, schedule, adapter, backend, software, k, random_p, truncate_seed, segments, clip, keep_states,
+        _memory(max_memory, "max_memory"), _memory(memory), _count(checkpoints, "checkpoints"),
     )
     return Result(tensors, p, device)
 
@@ -377,6 +385,8 @@ def check(
     clip=None,
     keep_states=False,
     memory=None,
+    checkpoints=None,
+    max_memory=None,
     cpu_peak=False,
     adapter=None,
     backend=None,
@@ -394,7 +404,8 @@ def check(
     k, random_p = _truncation(truncate)
     native = _lib.check(
         p, compute, schedule, float(tolerance), repeat, adapter, backend, software, k, random_p, truncate_seed,
-        segments, clip, keep_states, _memory(memory), bool(cpu_peak),
+        segments, clip, keep_states, _memory(max_memory, "max_memory"), _memory(memory),
+        _count(checkpoints, "checkpoints"), bool(cpu_peak),
     )
     return Report(native, p)
 
@@ -440,6 +451,8 @@ def sweep(
     tolerance=1e-4,
     repeat=None,
     memory=None,
+    checkpoints=None,
+    max_memory=None,
     adapter=None,
     backend=None,
     software=False,
@@ -449,7 +462,8 @@ def sweep(
     dims = (steps, batch, input, hidden, output)
     native = _lib.sweep(
         dims, activation, loss, loss_at, bias, seed, random_h0, [float(r) for r in radii], compute, schedule,
-        float(tolerance), repeat, adapter, backend, software, _memory(memory),
+        float(tolerance), repeat, adapter, backend, software, _memory(max_memory, "max_memory"), _memory(memory),
+        _count(checkpoints, "checkpoints"),
     )
     return Report(native)
 
@@ -507,6 +521,8 @@ def train(
     prompt=None,
     init_from=None,
     memory=None,
+    checkpoints=None,
+    max_memory=None,
     adapter=None,
     backend=None,
     software=False,
@@ -521,7 +537,7 @@ def train(
         float(init_scale), optim, lr, float(momentum), clip, k, random_p, truncate_seed, device, adapter, backend,
         software, seed,
         log_every, eval_every, eval_size, partition, sample, prompt, None if init_from is None else str(init_from),
-        _memory(memory),
+        _memory(max_memory, "max_memory"), _memory(memory), _count(checkpoints, "checkpoints"),
     )
     return Trained(native)
 

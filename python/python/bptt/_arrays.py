@@ -61,8 +61,8 @@ def truncation(truncate):
     return int(truncate), None
 
 
-def memory(value):
-    """`memory` as bytes: an int, or a string such as "8G" or "512M"."""
+def memory(value, name="memory"):
+    """A number of bytes (`memory`, `max_memory`): an int, or a string such as "8G" or "512M"."""
     if value is None:
         return None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
@@ -71,4 +71,13 @@ def memory(value):
         n = _lib.parse_bytes(value.strip())
         if n:
             return n
-    raise ValueError(f"`memory` must be a number of bytes (e.g. 8000000000 or '8G'), not {value!r}")
+    raise ValueError(f"`{name}` must be a number of bytes (e.g. 8000000000 or '8G'), not {value!r}")
+
+
+def count(value, name):
+    """A whole number ≥ 1 (`checkpoints`), or None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    raise ValueError(f"`{name}` must be a whole number ≥ 1, not {value!r}")

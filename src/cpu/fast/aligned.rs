@@ -32,6 +32,13 @@ pub struct AlignedVec {
 /// (h, T, B) = (1024, 256, 32) the fast path's scratch is 76 MiB, about 20k faults per call.
 const POOL_MAX_BYTES: usize = 256 << 20;
 
+/// How much longer than asked a pooled buffer may be, in f32s, below twice the request.
+const SMALL_SLACK: usize = 1 << 16;
+
+/// Buffers shorter than this (in f32s, 64 KiB) are not pooled, nor more than this many.
+const POOL_MIN_LEN: usize = 1 << 14;
+const POOL_MAX_BUFFERS: usize = 32;
+
 static POOL: Mutex<Pool> = Mutex::new(Pool { bufs: Vec::new(), max_bytes: POOL_MAX_BYTES });
 
 struct Pool {
@@ -40,18 +47,38 @@ struct Pool {
 }
 
 impl Pool {
-    /// The smallest buffer at least `need` long, if any.
+    /// The smallest buffer at least `need` long, if any, and not much longer: a small request
+    /// (a product's packed panels) must not take a large buffer (a whole run's states), which it
+    /// would hold for nothing and then, returned over the limit, free.
     fn take(&mut self, need: usize) -> Option<Vec<f32>> {
-        let best = (0..self.bufs.len()).filter(|&i| self.bufs[i].len() >= need).min_by_key(|&i| self.bufs[i].len());
+        let fits = |len: usize| len >= need && len <= (2 * need).max(need + SMALL_SLACK);
+        let best = (0..self.bufs.len()).filter(|&i| fits(self.bufs[i].len())).min_by_key(|&i| self.bufs[i].len());
         best.map(|i| self.bufs.swap_remove(i))
     }
 
-    /// Keeps `buf` if that leaves the pool within `max_bytes` (else it is freed).
+    /// Keeps `buf` if it is large (a small one costs the allocator little, and many of them
+    /// would make every `take` and `put` a long scan: checkpointed runs make a product's panels
+    /// hundreds of times per call), making room within `max_bytes` and `POOL_MAX_BUFFERS` by
+    /// freeing smaller buffers: a large one is what costs page faults to make again (a run
+    /// storing every state must not lose its buffers to the windows of the checkpointed runs
+    /// between its calls). Else it is freed.
     fn put(&mut self, buf: Vec<f32>) {
-        let held: usize = self.bufs.iter().map(|b| b.len() * 4).sum();
-        if buf.len() * 4 + held <= self.max_bytes {
-            self.bufs.push(buf);
+        if buf.len() < POOL_MIN_LEN {
+            return;
         }
+        // Smallest first; free the fewest of those shorter than `buf` that make room, if any do.
+        self.bufs.sort_unstable_by_key(|b| std::cmp::Reverse(b.len()));
+        let mut held: usize = self.bufs.iter().map(|b| b.len() * 4).sum();
+        let mut keep = self.bufs.len();
+        while keep >= POOL_MAX_BUFFERS || held + buf.len() * 4 > self.max_bytes {
+            if keep == 0 || self.bufs[keep - 1].len() >= buf.len() {
+                return;
+            }
+            keep -= 1;
+            held -= self.bufs[keep].len() * 4;
+        }
+        self.bufs.truncate(keep);
+        self.bufs.push(buf);
     }
 }
 
@@ -124,15 +151,32 @@ mod tests {
     /// The pool hands out the smallest buffer that fits, and keeps no more than its limit.
     #[test]
     fn pool_takes_the_smallest_fit_and_keeps_its_limit() {
-        let mut pool = Pool { bufs: Vec::new(), max_bytes: 4 * 100 };
-        pool.put(vec![1.0; 60]);
-        pool.put(vec![2.0; 30]);
-        pool.put(vec![3.0; 20]); // 110 f32s: over the limit, freed
+        let k = POOL_MIN_LEN;
+        let mut pool = Pool { bufs: Vec::new(), max_bytes: 4 * 100 * k };
+        pool.put(vec![1.0; 60 * k]);
+        pool.put(vec![2.0; 30 * k]);
+        pool.put(vec![3.0; 20 * k]); // 110·k f32s: over the limit, freed
+        pool.put(vec![4.0; k - 1]); // small: never pooled
         assert_eq!(pool.bufs.len(), 2);
-        assert_eq!(pool.take(25), Some(vec![2.0; 30]));
-        assert_eq!(pool.take(61), None);
-        assert_eq!(pool.take(10), Some(vec![1.0; 60]));
+        // A larger buffer makes room by freeing smaller ones, only if that is enough.
+        pool.put(vec![5.0; 101 * k]); // over the limit alone: freed, nothing else
+        assert_eq!(pool.bufs.len(), 2);
+        pool.put(vec![6.0; 40 * k]); // frees the 30·k one
+        assert_eq!(pool.take(25 * k), Some(vec![6.0; 40 * k]));
+        pool.put(vec![7.0; 65 * k]); // frees the 60·k one
+        assert_eq!(pool.bufs, vec![vec![7.0; 65 * k]]);
+        pool.take(65 * k);
+        pool.put(vec![1.0; 60 * k]);
+        pool.put(vec![2.0; 30 * k]);
+        assert_eq!(pool.take(25 * k), Some(vec![2.0; 30 * k]));
+        assert_eq!(pool.take(61 * k), None);
+        assert_eq!(pool.take(40 * k), Some(vec![1.0; 60 * k]));
         assert!(pool.bufs.is_empty());
+        // A small request does not take a buffer far larger than it.
+        let mut pool = Pool { bufs: Vec::new(), max_bytes: 16 * SMALL_SLACK };
+        pool.put(vec![0.0; 3 * SMALL_SLACK]);
+        assert_eq!(pool.take(100), None);
+        assert_eq!(pool.take(2 * SMALL_SLACK).map(|b| b.len()), Some(3 * SMALL_SLACK));
     }
 
     /// `scratch` gives the length asked for, on a line, whatever buffer it comes from.

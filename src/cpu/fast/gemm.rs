@@ -73,6 +73,61 @@ pub fn gemm(a: View, b: View, c: &mut [f32], accumulate: bool) {
     }
 }
 
+/// A right-hand operand packed once for the many products that use it (a weight, used by every
+/// window of a checkpointed run): the panels `block` would pack for it on each call, so a
+/// product with it is the same FMAs without the copy. Empty (and the product a plain `gemm`)
+/// where `block` would not pack it whole: without a vector instruction set, or past
+/// `B_WHOLE_MAX`.
+pub struct Packed {
+    isa: Isa,
+    panels: Option<Panels>,
+}
+
+impl Packed {
+    /// `b` packed for the current instruction set.
+    pub fn new(b: View) -> Self {
+        let isa = Isa::current();
+        let whole = isa != Isa::Portable && b.rows * b.cols <= B_WHOLE_MAX && b.rows > 0 && b.cols > 0;
+        let panels = whole.then(|| {
+            assert!(b.in_bounds());
+            let mut p = Panels::new();
+            p.pack(isa, b.strided(), 0..b.rows, 0..b.cols);
+            p
+        });
+        Packed { isa, panels }
+    }
+}
+
+/// `gemm(a, b, c, accumulate)` with `b` read from `packed` (made from this same `b`): the same
+/// bits, as C's rows are split over the threads and each row's sums are those of `block`.
+pub fn gemm_packed(a: View, b: View, packed: &Packed, c: &mut [f32], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let panels = match &packed.panels {
+        Some(p) if packed.isa == Isa::current() && m > 0 && p.shape() == (k, n) => p,
+        _ => return gemm(a, b, c, accumulate),
+    };
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    assert_eq!(c.len(), m * n, "gemm: c must be [a.rows, b.cols]");
+    assert!(a.in_bounds());
+    let threads = if m * n * k < PAR_MIN_WORK { 1 } else { rayon::current_num_threads().max(1) };
+    let per = m.div_ceil(threads).next_multiple_of(MR);
+    let parts: Vec<Range<usize>> = (0..m).step_by(per).map(|s| s..(s + per).min(m)).collect();
+    let c = SharedOut(c.as_mut_ptr(), c.len());
+    let isa = packed.isa;
+    // SAFETY: the parts are disjoint row blocks of C, so no element is written by two threads.
+    let run = |rows: &Range<usize>| unsafe { block(isa, a, b, Some(panels), &c, n, rows.clone(), 0..n, accumulate) };
+    if parts.len() == 1 {
+        run(&parts[0]);
+    } else {
+        rayon::scope(|s| {
+            for part in &parts[1..] {
+                s.spawn(move |_| run(part));
+            }
+            run(&parts[0]);
+        });
+    }
+}
+
 /// `matrixmultiply`'s sgemm (its own kernels, threaded over the machine's physical cores).
 fn sgemm(a: View, b: View, c: &mut [f32], accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -122,7 +177,7 @@ fn blocked(isa: Isa, a: View, b: View, c: &mut [f32], accumulate: bool) {
     let run = |part: &Range<usize>| {
         let (rows, cols) = if by_rows { (part.clone(), 0..n) } else { (0..m, part.clone()) };
         // SAFETY: the parts are disjoint blocks of C, so no element is written by two threads.
-        unsafe { block(isa, a, b, &c, n, rows, cols, accumulate) }
+        unsafe { block(isa, a, b, None, &c, n, rows, cols, accumulate) }
     };
     if parts.len() == 1 {
         run(&parts[0]);
@@ -142,7 +197,8 @@ struct SharedOut(*mut f32, usize);
 // SAFETY: `block`'s callers give each thread a disjoint block of C.
 unsafe impl Sync for SharedOut {}
 
-/// C[rows, cols] (+)= A[rows, ..]·B[.., cols], where C has row stride ldc.
+/// C[rows, cols] (+)= A[rows, ..]·B[.., cols], where C has row stride ldc; with `packed`, B
+/// whole (cols = all of B's) as panels already packed.
 ///
 /// # Safety
 /// No other thread may touch C[rows, cols] meanwhile.
@@ -151,6 +207,7 @@ unsafe fn block(
     isa: Isa,
     a: View,
     b: View,
+    packed: Option<&Panels>,
     c: &SharedOut,
     ldc: usize,
     rows: Range<usize>,
@@ -159,14 +216,14 @@ unsafe fn block(
 ) {
     assert!(rows.end <= a.rows && cols.end <= b.cols && (rows.end - 1) * ldc + cols.end <= c.1);
     let k = a.cols;
-    let mut panels = Panels::new();
+    let mut own = Panels::new();
     let mut a_copy = Vec::new();
     // When B[.., cols] fits in L2 it is packed once and A's rows go through all of K a block of
     // rows at a time, so A (which can be large and strided) is read a few pages at a time;
     // else B is packed a block of KC rows at a time, used by all of A's rows.
-    let whole_k = k * cols.len() <= B_WHOLE_MAX;
-    if whole_k {
-        panels.pack(isa, b.strided(), 0..k, cols.clone());
+    let whole_k = packed.is_some() || k * cols.len() <= B_WHOLE_MAX;
+    if whole_k && packed.is_none() {
+        own.pack(isa, b.strided(), 0..k, cols.clone());
     }
     let outer = if whole_k { MC } else { rows.len() };
     let width = panel_width(isa);
@@ -175,8 +232,9 @@ unsafe fn block(
         for (kb, k0) in (0..k).step_by(KC).enumerate() {
             let ks = k0..(k0 + KC).min(k);
             if !whole_k {
-                panels.pack(isa, b.strided(), ks.clone(), cols.clone());
+                own.pack(isa, b.strided(), ks.clone(), cols.clone());
             }
+            let panels = packed.unwrap_or(&own);
             let panel_ks = if whole_k { ks.clone() } else { 0..ks.len() };
             let (a_rs, a_cs) = copy_a(&a, &is, &ks, &mut a_copy);
             for i1 in is.clone().step_by(MC) {
@@ -276,6 +334,42 @@ mod tests {
                                 c == want,
                                 "{isa:?} {threads} threads m={m} k={k} n={n} ta={ta} tb={tb} acc={accumulate}"
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A right operand packed once gives the same bits as packing it on each call, on every
+    /// instruction set, in every orientation, with 1 to 3 threads, where it is packed and where
+    /// it is too large to be (then the product is a plain `gemm`).
+    #[test]
+    fn packed_operands_give_the_same_bits_as_gemm() {
+        for isa in Isa::available() {
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                for &(m, k, n) in &[(1, 64, 256), (9, 130, 70), (700, 64, 256), (64, 700, 400)] {
+                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 2654435761usize) % 1000) as f32 * 1e-3 - 0.5).collect();
+                    let b: Vec<f32> = (0..k * n).map(|i| ((i * 40503usize) % 997) as f32 * 1e-3 - 0.5).collect();
+                    for tb in [false, true] {
+                        let bv = if tb { View::new(&b, n, k).t() } else { View::new(&b, k, n) };
+                        for accumulate in [false, true] {
+                            let c0 = values(m * n, 3);
+                            let (mut want, mut got) = (c0.clone(), c0.clone());
+                            pool.install(|| {
+                                isa.run_with(|| {
+                                    let packed = Packed::new(bv);
+                                    assert_eq!(
+                                        packed.panels.is_some(),
+                                        isa != Isa::Portable && k * n <= B_WHOLE_MAX,
+                                        "{isa:?} k={k} n={n}"
+                                    );
+                                    gemm(View::new(&a, m, k), bv, &mut want, accumulate);
+                                    gemm_packed(View::new(&a, m, k), bv, &packed, &mut got, accumulate);
+                                })
+                            });
+                            assert!(got == want, "{isa:?} {threads} threads m={m} k={k} n={n} tb={tb}");
                         }
                     }
                 }

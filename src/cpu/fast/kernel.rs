@@ -121,6 +121,11 @@ impl Panels {
         }
     }
 
+    /// The packed matrix's [k, n].
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
     pub fn count(&self) -> usize {
         self.n.div_ceil(self.width)
     }

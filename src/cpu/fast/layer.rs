@@ -8,7 +8,7 @@ use super::aligned::{AlignedVec, padded};
 use super::gemm::{View, gemm};
 use super::recur::{Carry, Recurrence};
 use super::simd::Isa;
-use super::{add_to_rows, column_sums, transpose_padded};
+use super::{add_column_sums, add_to_rows, transpose_padded};
 use crate::layer::types::{LayerGrads, LayerShape, LayerWeights, Upstream};
 use crate::model::Activation;
 
@@ -57,7 +57,7 @@ pub fn backward(
             grad_a[(nt - 1) * bh..].iter_mut().zip(last).for_each(|(g, l)| *g += l);
         }
         let mut grad_h0 = vec![0.0f32; bh];
-        recurrence.backward(act, &w_hh, &w_hh_t, up.h, &mut grad_a, &mut grad_h0, &Carry::Full);
+        recurrence.backward(act, &w_hh, &w_hh_t, up.h, &mut grad_a, &mut grad_h0, &Carry::Full, None, 0);
 
         // ∂L/∂w_hh = Σ_t ∂L/∂a_tᵀ·h_{t-1}: the first step against h0, the others against
         // h_1..h_{T-1} (the states come without h0 in front, so two GEMMs instead of one).
@@ -74,7 +74,11 @@ pub fn backward(
         // ∂L/∂X = ∂L/∂A·w_hx
         let mut grad_x = vec![0.0f32; rows * d];
         gemm(grad_a_view, View::new(w.w_hx, nh, d), &mut grad_x, false);
-        let grad_b_h = w.b_h.map(|_| column_sums(&grad_a, nh).into_iter().map(|g| g as f32).collect());
+        let grad_b_h = w.b_h.map(|_| {
+            let mut sums = vec![0.0f64; nh];
+            add_column_sums(&mut sums, &grad_a, nh);
+            sums.into_iter().map(|g| g as f32).collect()
+        });
         LayerGrads { grad_x, grad_h0, grad_w_hx, grad_w_hh, grad_b_h }
     })
 }

@@ -1,25 +1,29 @@
-//! L and ∂L/∂o over all steps at once, in f32 with the loss summed in f64 (it is a sum of
+//! L and ∂L/∂o over a window of steps (all of them in a full run), in f32 with the loss summed in f64 (it is a sum of
 //! T·B·q terms that would otherwise lose digits). Same formulas and weights as the reference.
+
+use std::ops::Range;
 
 use super::flush_tiny;
 use crate::cpu::reference::loss_weight;
 use crate::model::{Problem, Targets};
 
-/// (L, ∂L/∂o [T,B,q]) for outputs `o` [T,B,q].
-pub fn loss_and_grad_o(p: &Problem, o: &[f32]) -> (f64, Vec<f32>) {
+/// ∂L/∂o `[len,B,q]` for the outputs `o` `[len,B,q]` of the steps `steps` (0-based, len of
+/// them), their loss terms added to `loss` in step order.
+pub fn loss_and_grad_o(p: &Problem, steps: Range<usize>, o: &[f32], grad_o: &mut [f32], loss: &mut f64) {
     let s = p.shape;
-    let (nt, nb, q) = (s.steps, s.batch, s.output);
-    let mut loss = 0.0f64;
-    let mut grad_o = vec![0.0f32; nt * nb * q];
-    for t in 0..nt {
+    let (nb, q) = (s.batch, s.output);
+    for (k, t) in steps.enumerate() {
         let scale = loss_weight(p, t);
+        let rows = k * nb * q..(k + 1) * nb * q;
         if scale == 0.0 {
+            grad_o[rows].fill(0.0);
             continue;
         }
         for b in 0..nb {
-            let row = (t * nb + b) * q;
-            let o_tb = &o[row..][..q];
-            let g = &mut grad_o[row..][..q];
+            let row = (t * nb + b) * q; // in the problem's y
+            let local = (k * nb + b) * q; // in this window's o and ∂L/∂o
+            let o_tb = &o[local..][..q];
+            let g = &mut grad_o[local..][..q];
             let l = match &p.targets {
                 // ℓ = ½‖o − y‖², ∂ℓ/∂o = o − y
                 Targets::Mse(y) => {
@@ -45,8 +49,7 @@ pub fn loss_and_grad_o(p: &Problem, o: &[f32]) -> (f64, Vec<f32>) {
                     (log_z - o_tb[label]) as f64
                 }
             };
-            loss += scale * l;
+            *loss += scale * l;
         }
     }
-    (loss, grad_o)
 }

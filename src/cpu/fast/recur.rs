@@ -141,6 +141,19 @@ impl Recurrence {
     /// [T,B,h] holds h_1..h_T. Returns ‖∂L/∂h_t‖ over the batch for every t. `carry` truncates
     /// the carried term ∂L/∂a_{t+1}·w_hh (see `Carry`; `Carry::Full` is plain BPTT).
     #[allow(clippy::too_many_arguments)]
+    /// Backward over all steps of a window of the sequence (a whole run is one window), last to
+    /// first: ∂L/∂h_t = g_t + c·∂L/∂a_{t+1}·w_hh as `carry` says, then g_t ← ∂L/∂h_t ⊙ φ'(h_t),
+    /// in place in grad_a [T,B,h], which holds g_t = ∂L/∂o_t·w_qh on entry. `h_all` [T,B,h]
+    /// holds h_1..h_T. Returns ‖∂L/∂h_t‖ over the batch for every t.
+    ///
+    /// The window's steps are the sequence's t0.. (grad_a and
+    /// h_all hold the window's rows; a scaled `carry` holds the window's scales). With `lanes`
+    /// (regular truncation) the lanes of the step after the window are read from, and the
+    /// window's first step's left in, the state the windows share (`LaneState`, indexed by the
+    /// sequence's step); without, what later steps carry into the window's last step must
+    /// already be in its g (grad_a's last row). `grad_h0` gets the window's first step's
+    /// c·(∂L/∂a·w_hh): ∂L/∂h0 for the first window.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         act: Activation,
@@ -150,6 +163,8 @@ impl Recurrence {
         grad_a: &mut [f32],
         grad_h0: &mut [f32],
         carry: &Carry,
+        lanes: Option<&mut LaneState>,
+        t0: usize,
     ) -> Vec<f64> {
         let (nb, nh) = (self.nb, self.nh);
         let bh = nb * nh;
@@ -158,10 +173,7 @@ impl Recurrence {
         if let Carry::Scaled(c) = carry {
             assert_eq!(c.len(), nt, "backward: one carry scale per step");
         }
-        let lanes = match *carry {
-            Carry::Lanes { k, last_only } if k < nt => Some(Lanes::new(k, last_only, nt, bh)),
-            _ => None,
-        };
+        let lanes = lanes.map(|state| Lanes::of(state, t0));
         let panels = self.panels(1, w_hh);
         // Scratch rows [B,h] for a scaled carry: each unit keeps its columns of g_t there.
         let mut scratch = if matches!(carry, Carry::Scaled(_)) { vec![0.0f32; bh] } else { Vec::new() };
@@ -303,51 +315,69 @@ pub enum Carry {
 
 /// The lanes of regular truncation: lane m (1 ≤ m ≤ K) of step t is ∂L/∂a_t keeping only the
 /// loss terms s with s − t < m, kept for two steps at a time (the one being computed and the
-/// one it reads) in a buffer of 2·(K + 1) rows [B,h].
+/// one it reads) in a buffer of 2·(K + 1) rows [B,h], by the parity of the sequence's step: so
+/// windows of a checkpointed run, reversed one after the other, pass the lanes of their first
+/// step to the window before them in place.
 ///
 /// Two facts keep the work down: lane m of step t is zero when no loss term lies within m
 /// steps (m ≤ d_t, the distance to the next scored step: 0 with a loss at every step, T − 1 − t
 /// with the last step only), and lanes m ≥ T − t hold every loss term after t, so they are all
 /// lane T − t. Only lanes d_t + 1 ..= min(K, T − t) are computed.
+pub struct LaneState {
+    k: usize,
+    last_only: bool,
+    /// T of the whole sequence.
+    nt: usize,
+    bh: usize,
+    buf: Vec<f32>,
+}
+
+impl LaneState {
+    pub fn new(k: usize, last_only: bool, nt: usize, bh: usize) -> Self {
+        LaneState { k, last_only, nt, bh, buf: vec![0.0f32; 2 * (k + 1) * bh] }
+    }
+}
+
+/// A window's view of the lanes: its step t is the sequence's t0 + t.
 struct Lanes {
     k: usize,
     last_only: bool,
     nt: usize,
     bh: usize,
+    t0: usize,
     buf: Shared,
-    _owner: Vec<f32>,
 }
 
 impl Lanes {
-    fn new(k: usize, last_only: bool, nt: usize, bh: usize) -> Self {
-        let mut owner = vec![0.0f32; 2 * (k + 1) * bh];
-        let buf = Shared::new(&mut owner);
-        Lanes { k, last_only, nt, bh, buf, _owner: owner }
+    fn of(state: &mut LaneState, t0: usize) -> Self {
+        let buf = Shared::new(&mut state.buf);
+        Lanes { k: state.k, last_only: state.last_only, nt: state.nt, bh: state.bh, t0, buf }
     }
 
     /// d_t: lanes m ≤ d_t of step t are zero.
     fn zero_up_to(&self, t: usize) -> usize {
-        if self.last_only { self.nt - 1 - t } else { 0 }
+        if self.last_only { self.nt - 1 - (self.t0 + t) } else { 0 }
     }
 
     /// The lanes computed at step t: lo..=top (none when lo > top).
     fn computed(&self, t: usize) -> (usize, usize) {
-        (self.zero_up_to(t) + 1, self.k.min(self.nt - t))
+        (self.zero_up_to(t) + 1, self.k.min(self.nt - (self.t0 + t)))
     }
 
-    /// Where lane m of step t is held: None when it is zero (m = 0, before the last step's
-    /// successor, or below d_t), else the computed lane it equals.
+    /// Where lane m of step t is held: None when it is zero (m = 0, after the sequence's last
+    /// step, or below d_t), else the computed lane it equals.
     fn stored(&self, t: usize, m: usize) -> Option<usize> {
+        let t = self.t0 + t;
         if t >= self.nt || m == 0 {
             return None;
         }
         let m = m.min(self.nt - t);
-        (m > self.zero_up_to(t)).then_some(m)
+        (m > if self.last_only { self.nt - 1 - t } else { 0 }).then_some(m)
     }
 
     /// The offset of lane m of step t in `buf`.
     fn slot(&self, t: usize, m: usize) -> usize {
-        ((t % 2) * (self.k + 1) + m) * self.bh
+        (((self.t0 + t) % 2) * (self.k + 1) + m) * self.bh
     }
 }
 
