@@ -4,14 +4,7 @@ mod common;
 
 use std::process::Command;
 
-fn bptt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::bptt;
 
 #[test]
 fn bad_arguments_exit_2_with_one_line() {
@@ -318,12 +311,7 @@ fn variants_run_checked_from_the_command_line() {
 // Hardening: no wrong PASS, no lost work, no panics.
 
 fn bptt_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).envs(env.iter().copied()).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::output(common::bptt_command().args(args).envs(env.iter().copied()))
 }
 
 /// stderr's lines, without the noise a software adapter may print.

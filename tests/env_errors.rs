@@ -3,23 +3,14 @@
 //! line, forward-state overflow told apart from the backward pass, the fast CPU path's absence
 //! said, and negative values reaching their own checks. The GPU cases need an adapter.
 
-use std::process::Command;
+mod common;
 
 use bptt::cpu::reference;
 use bptt::{ProblemSpec, Shape, random_problem};
 
 /// Runs the binary with `env` set and the variables these tests are about removed otherwise.
 fn bptt(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bptt"));
-    for var in ["WGPU_BACKEND", "WGPU_ADAPTER_NAME", "BPTT_RECURRENT_LAYOUT", "BPTT_PLOT_FONT"] {
-        cmd.env_remove(var);
-    }
-    let out = cmd.args(args).envs(env.iter().copied()).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::output(common::bptt_command_clean_env().args(args).envs(env.iter().copied()))
 }
 
 /// stderr's one line (asserted to be exactly one), without the noise a software adapter may print.

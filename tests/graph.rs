@@ -2,20 +2,13 @@
 //! graph (every node with its label, exactly the forward dependencies as edges), and its
 //! annotations must be the run's own ‖∂L/∂h_t‖ from the JSON.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use bptt::graph::{ALL_STEPS_UP_TO, END_STEPS, GraphOf, GraphSpec, drawn_steps, write_spec};
 use bptt::model::{Activation, LossAt, LossFn};
-
-fn bptt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::bptt;
 
 fn attr<'a>(element: &'a str, name: &str) -> Option<&'a str> {
     let start = element.find(&format!(" {name}=\""))? + name.len() + 3;

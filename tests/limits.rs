@@ -5,15 +5,14 @@
 //! negative numbers taken as values; and its own messages say the right thing (the iteration a
 //! run diverged at, where the weights came from, "1 iteration").
 
+mod common;
+
 use std::process::Command;
 
 /// Runs the binary with `env` (the variables these tests are about removed otherwise), and
 /// `cpu_seconds` as the CPU time it may use (RLIMIT_CPU: past it, the process is killed).
 fn run(args: &[&str], env: &[(&str, &str)], cpu_seconds: Option<u64>) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bptt"));
-    for var in ["WGPU_BACKEND", "WGPU_ADAPTER_NAME", "BPTT_RECURRENT_LAYOUT", "BPTT_PLOT_FONT", "BPTT_MAX_MEMORY"] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::bptt_command_clean_env();
     cmd.args(args).envs(env.iter().copied());
     if let Some(limit) = cpu_seconds {
         use std::os::unix::process::CommandExt;
@@ -28,12 +27,7 @@ fn run(args: &[&str], env: &[(&str, &str)], cpu_seconds: Option<u64>) -> (i32, S
             });
         }
     }
-    let out = cmd.output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::output(&mut cmd)
 }
 
 fn bptt(args: &[&str]) -> (i32, String, String) {

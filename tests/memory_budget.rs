@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use bptt::gpu::AdapterRequest;
 use bptt::model::{Activation, LossAt, LossFn, Shape, rel_err};
 use bptt::{CheckConfig, Engines, ProblemSpec, check_random};
+use common::bptt;
 
 fn spec(t: usize, b: usize, h: usize) -> ProblemSpec {
     let mut spec = ProblemSpec::new(Shape::new(t, b, 4, h, 3).unwrap());
@@ -120,15 +119,6 @@ fn a_long_sequence_runs_in_bounded_memory_on_every_path() {
         assert!(p.forward_steps > 20_000 && p.forward_steps < 3 * 20_000, "{p:?}");
     }
     assert_eq!(r.grad_h_norm.len(), 20_000);
-}
-
-fn bptt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]

@@ -4,16 +4,14 @@
 //! the old file as it was and costs no other file; a failed write is one plain line; the same
 //! run writes the same bytes; and a failed check still draws its graph, overflow labelled.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Runs the binary with `env`, and `max_file_bytes` as the largest file it may write
 /// (RLIMIT_FSIZE, with SIGXFSZ ignored: a write past it fails with EFBIG, as on a full disk).
 fn run(args: &[&str], env: &[(&str, &str)], max_file_bytes: Option<u64>) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bptt"));
-    for var in ["WGPU_BACKEND", "WGPU_ADAPTER_NAME", "BPTT_RECURRENT_LAYOUT", "BPTT_PLOT_FONT", "BPTT_MAX_MEMORY"] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::bptt_command_clean_env();
     cmd.args(args).envs(env.iter().copied());
     if let Some(limit) = max_file_bytes {
         use std::os::unix::process::CommandExt;
@@ -29,12 +27,7 @@ fn run(args: &[&str], env: &[(&str, &str)], max_file_bytes: Option<u64>) -> (i32
             });
         }
     }
-    let out = cmd.output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::output(&mut cmd)
 }
 
 fn bptt(args: &[&str]) -> (i32, String, String) {

@@ -1,18 +1,10 @@
 //! The text report explains itself: readings of the numbers, sensible digits, the files it
 //! wrote, and a speed section that says what a software adapter's times mean.
 
-use std::process::Command;
+mod common;
 
 use bptt::format::significant;
-
-fn bptt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::bptt;
 
 const SMALL: [&str; 8] = ["--hidden", "8", "--steps", "24", "--input", "3", "--output", "2"];
 

@@ -2,16 +2,9 @@
 //! diverging run stops with exit 1 and writes no model, a saved model loads back, and the JSON
 //! report carries the curve.
 
-use std::process::Command;
+mod common;
 
-fn bptt(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bptt")).args(args).output().expect("run bptt");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::bptt;
 
 fn one_error_line(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR")).collect()

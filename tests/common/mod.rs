@@ -3,8 +3,43 @@
 
 pub mod svg;
 
+use std::process::Command;
+
 use bptt::gpu::{AdapterRequest, GpuContext};
 use bptt::model::{BpttResult, rel_err};
+
+/// The environment variables the binary reads (adapter, recurrent layout, plot font, memory cap).
+pub const BPTT_ENV: [&str; 5] =
+    ["WGPU_BACKEND", "WGPU_ADAPTER_NAME", "BPTT_RECURRENT_LAYOUT", "BPTT_PLOT_FONT", "BPTT_MAX_MEMORY"];
+
+/// The binary, with the test process's environment.
+pub fn bptt_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bptt"))
+}
+
+/// The binary with every variable of `BPTT_ENV` removed, for tests about those variables.
+pub fn bptt_command_clean_env() -> Command {
+    let mut cmd = bptt_command();
+    for var in BPTT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `cmd` to the end: (exit code, or −1 when a signal ended it; stdout; stderr).
+pub fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run bptt");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `bptt ARGS`: (exit code, stdout, stderr).
+pub fn bptt(args: &[&str]) -> (i32, String, String) {
+    output(bptt_command().args(args))
+}
 
 /// The GPU tests' adapter. Without one they fail, saying how to get one: never a silent skip.
 pub fn gpu() -> GpuContext {
