@@ -244,16 +244,7 @@ pub fn bptt(p: &Problem) -> BpttResult {
     }
 
     // ∂L/∂h0 = ∂L/∂a_1·w_hh (grad_a_next now holds ∂L/∂a_1).
-    let mut grad_h0 = vec![0.0; nb * nh];
-    for b in 0..nb {
-        for i in 0..nh {
-            let mut acc = 0.0;
-            for j in 0..nh {
-                acc += grad_a_next[b * nh + j] * w.w_hh[j * nh + i];
-            }
-            grad_h0[b * nh + i] = acc;
-        }
-    }
+    let grad_h0 = times_w_hh(&grad_a_next, &w.w_hh, nh);
 
     let bias = p.has_bias();
     BpttResult {
@@ -268,6 +259,21 @@ pub fn bptt(p: &Problem) -> BpttResult {
         h: fwd.h,
         o: fwd.o,
     }
+}
+
+/// rows·w_hh for rows [B,h]: out[b,i] = Σ_j rows[b,j]·w_hh[j,i] (∂L/∂h0 = ∂L/∂a_1·w_hh).
+pub fn times_w_hh(rows: &[f64], w_hh: &[f64], nh: usize) -> Vec<f64> {
+    let mut out = vec![0.0; rows.len()];
+    for (row, out) in rows.chunks_exact(nh).zip(out.chunks_exact_mut(nh)) {
+        for i in 0..nh {
+            let mut acc = 0.0;
+            for j in 0..nh {
+                acc += row[j] * w_hh[j * nh + i];
+            }
+            out[i] = acc;
+        }
+    }
+    out
 }
 
 /// L alone (a forward pass and the loss), for finite differences.

@@ -11,7 +11,7 @@
 // Index loops are the point here: each line reads like the equation it transcribes.
 #![allow(clippy::needless_range_loop)]
 
-use super::reference::{phi, phi_prime};
+use super::reference::{phi, phi_prime, times_w_hh};
 use crate::layer::types::{LayerGrads, LayerShape, LayerWeights, Upstream};
 use crate::model::Activation;
 
@@ -103,15 +103,6 @@ pub fn backward(
     }
 
     // ∂L/∂h0 = ∂L/∂a_1·w_hh (grad_a_next now holds ∂L/∂a_1).
-    let mut grad_h0 = vec![0.0; nb * nh];
-    for b in 0..nb {
-        for i in 0..nh {
-            let mut acc = 0.0;
-            for j in 0..nh {
-                acc += grad_a_next[b * nh + j] * w.w_hh[j * nh + i];
-            }
-            grad_h0[b * nh + i] = acc;
-        }
-    }
+    let grad_h0 = times_w_hh(&grad_a_next, &w.w_hh, nh);
     LayerGrads { grad_x, grad_h0, grad_w_hx, grad_w_hh, grad_b_h: w.b_h.map(|_| grad_b_h) }
 }

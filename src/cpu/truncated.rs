@@ -23,7 +23,7 @@
 // Index loops transcribe the equations, as in the reference.
 #![allow(clippy::needless_range_loop)]
 
-use crate::cpu::reference::{forward, loss_and_grad_o, phi_prime};
+use crate::cpu::reference::{forward, loss_and_grad_o, phi_prime, times_w_hh};
 use crate::error::{Error, Result};
 use crate::model::{BpttResult, Problem, Shape, norm};
 pub use crate::variant::truncation::{Truncation, random_carry_scales};
@@ -202,19 +202,8 @@ impl Backward {
     /// The result, with ∂L/∂h_0 = `scale0`·(A_1·w_hh) from the truncated ∂L/∂a_1 (the answer
     /// lane after step 0), the loss and the forward states given.
     pub fn finish(self, p: &Problem, scale0: f64, loss: f64, h: Vec<f64>, o: Vec<f64>) -> BpttResult {
-        let (nb, nh) = (p.shape.batch, p.shape.hidden);
-        let w = &p.params;
-        let a_1 = &self.a_next[self.lanes];
-        let mut grad_h0 = vec![0.0; nb * nh];
-        for b in 0..nb {
-            for i in 0..nh {
-                let mut rec = 0.0;
-                for j in 0..nh {
-                    rec += a_1[b * nh + j] * w.w_hh[j * nh + i];
-                }
-                grad_h0[b * nh + i] = scale0 * rec;
-            }
-        }
+        let mut grad_h0 = times_w_hh(&self.a_next[self.lanes], &p.params.w_hh, p.shape.hidden);
+        grad_h0.iter_mut().for_each(|g| *g *= scale0);
         let bias = p.has_bias();
         BpttResult {
             loss,
