@@ -60,6 +60,11 @@ fn rgb(c: (u8, u8, u8)) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
+/// A legend's key for a series drawn as a line: 20 pixels of colour `c`, `width` wide.
+fn line_key(c: (u8, u8, u8), width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(c).stroke_width(width))
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     r: &TrainReport,
@@ -97,11 +102,11 @@ fn draw<DB: DrawingBackend>(
     chart
         .draw_series(LineSeries::new(train, rgb(train_c).stroke_width(2)))?
         .label("training (mean per log window)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(train_c).stroke_width(3)));
+        .legend(line_key(train_c, 3));
     chart
         .draw_series(LineSeries::new(held.clone(), rgb(held_c).stroke_width(2)))?
         .label("held-out")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(held_c).stroke_width(3)));
+        .legend(line_key(held_c, 3));
     chart.draw_series(held.iter().map(|&p| Circle::new(p, 3, rgb(held_c).filled())))?;
     chart
         .draw_series(DashedLineSeries::new(
@@ -111,7 +116,7 @@ fn draw<DB: DrawingBackend>(
             rgb(base_c).stroke_width(2),
         ))?
         .label(format!("memoryless baseline {}", crate::format::significant(r.baseline, 4)))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(base_c).stroke_width(2)));
+        .legend(line_key(base_c, 2));
     if !spikes.is_empty() {
         chart
             .draw_series(spikes.iter().map(|&p| Cross::new(p, 6, rgb(spike_c).stroke_width(2))))?
@@ -145,12 +150,12 @@ fn draw<DB: DrawingBackend>(
     chart
         .draw_series(LineSeries::new(norms, rgb(norm_c).stroke_width(2)))?
         .label("‖g‖, the gradient's global norm before clipping (mean per log window)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(norm_c).stroke_width(3)));
+        .legend(line_key(norm_c, 3));
     if let (Some(t), Some(theta)) = (r.clip, theta) {
         chart
             .draw_series(DashedLineSeries::new(vec![(0.0, theta), (x_max, theta)], 9, 6, rgb(base_c).stroke_width(2)))?
             .label(format!("clip θ = {t}: above it the update is scaled down to θ"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rgb(base_c).stroke_width(2)));
+            .legend(line_key(base_c, 2));
     }
     chart
         .configure_series_labels()
