@@ -103,6 +103,6 @@ pub fn backward(
     }
 
     // ∂L/∂h0 = ∂L/∂a_1·w_hh (grad_a_next now holds ∂L/∂a_1).
-    let grad_h0 = times_w_hh(&grad_a_next, &w.w_hh, nh);
+    let grad_h0 = times_w_hh(&grad_a_next, w.w_hh, nh);
     LayerGrads { grad_x, grad_h0, grad_w_hx, grad_w_hh, grad_b_h: w.b_h.map(|_| grad_b_h) }
 }
