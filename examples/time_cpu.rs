@@ -12,6 +12,12 @@
 //! `--isa` runs the fast path on a narrower instruction set than the CPU's widest
 //! (`fast::bptt_with_isa`).
 //!
+//! `--floor` (x86-64 with AVX-512, B = 1) alternates each timed call with the streaming floor of
+//! its two recurrences, measured in the same minute: two threads each read their half of a
+//! w_hh-sized matrix (h/2 rows at the padded stride) in aligned 64-byte loads, 2·T times in
+//! alternating direction, and wait for each other after every sweep as the recurrences' steps
+//! do; it prints both medians and their ratio (docs/performance.md, "B = 1").
+//!
 //! Defaults: T=256 B=1 d=64 h=1024 q=64, identity, mse, seed 0, 21 fast runs, 3 reference runs.
 
 use std::time::Instant;
@@ -67,6 +73,10 @@ fn main() {
     };
     // One untimed call each, so page faults and thread-pool start-up are not in the numbers.
     let got = fast::bptt_with_isa(&p, isa);
+    if flag("--floor") {
+        floor::alternate(&p, isa, runs);
+        return;
+    }
     let fast_ms = median_ms(
         || {
             std::hint::black_box(fast::bptt_with_isa(&p, isa));
@@ -131,4 +141,111 @@ fn save_problem(path: &str, p: &Problem, g: &BpttResult) {
         .map(|((name, _, shape), b)| (*name, TensorView::new(Dtype::F32, shape.clone(), b).unwrap()));
     safetensors::serialize_to_file(views, None, std::path::Path::new(path)).unwrap();
     println!("saved the problem and the fast path's results to {path}");
+}
+
+/// The stepped streaming floor of the B = 1 recurrences, alternated with the call.
+#[cfg(target_arch = "x86_64")]
+mod floor {
+    use std::arch::x86_64::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use bptt::Problem;
+    use bptt::cpu::fast;
+
+    /// f32s per 64-byte line, and the row stride of the fast path's w_hh copies.
+    const LINE: usize = 16;
+    fn padded(cols: usize) -> usize {
+        let ld = cols.next_multiple_of(LINE);
+        if ld.is_multiple_of(256) { ld + LINE } else { ld }
+    }
+
+    /// A line-aligned block of `len` f32s (a multiple of 128) inside `buf`.
+    fn aligned(buf: &[f32], len: usize) -> &[f32] {
+        let skip = (LINE - (buf.as_ptr() as usize % 64) / 4) % LINE;
+        &buf[skip..skip + len]
+    }
+
+    /// Σ of `w` times 1.0 in eight accumulators of 16 lanes, first to last or last to first.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `w` starts on a 64-byte line and its length is a multiple of 128.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sweep(w: &[f32], reverse: bool) -> f32 {
+        let one = _mm512_set1_ps(1.0);
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let n = w.len() / 128;
+        for i in 0..n {
+            let i = if reverse { n - 1 - i } else { i };
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: in bounds (i < n), on a line (the caller's promise).
+                *a = _mm512_fmadd_ps(unsafe { _mm512_load_ps(w.as_ptr().add(i * 128 + 16 * k)) }, one, *a);
+            }
+        }
+        acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+    }
+
+    /// One floor run: two threads, `sweeps` alternating sweeps of their own block each, a
+    /// barrier (a shared count, spun on) after every sweep. Seconds.
+    fn stepped(blocks: [&[f32]; 2], sweeps: usize) -> f64 {
+        let done = AtomicUsize::new(0);
+        let start = Instant::now();
+        let sums: Vec<f32> = std::thread::scope(|s| {
+            let done = &done;
+            let run = move |w: &[f32]| {
+                let mut sum = 0.0;
+                for k in 0..sweeps {
+                    // SAFETY: `alternate` checked for AVX-512F; the block is aligned, 128-multiple.
+                    sum += unsafe { sweep(w, k % 2 == 1) };
+                    done.fetch_add(1, Ordering::AcqRel);
+                    while done.load(Ordering::Acquire) < 2 * (k + 1) {
+                        std::hint::spin_loop();
+                    }
+                }
+                sum
+            };
+            let other = s.spawn(move || run(blocks[1]));
+            let mine = run(blocks[0]);
+            vec![mine, other.join().unwrap()]
+        });
+        std::hint::black_box(sums);
+        start.elapsed().as_secs_f64()
+    }
+
+    pub fn alternate(p: &Problem, isa: fast::Isa, runs: usize) {
+        assert!(std::arch::is_x86_feature_detected!("avx512f"), "--floor needs AVX-512F");
+        let s = p.shape;
+        let len = (s.hidden / 2 * padded(s.hidden)).next_multiple_of(128);
+        let bufs: Vec<Vec<f32>> = (0..2).map(|k| vec![1e-3 * (k + 1) as f32; len + LINE]).collect();
+        let blocks = [aligned(&bufs[0], len), aligned(&bufs[1], len)];
+        let sweeps = 2 * s.steps;
+        stepped(blocks, sweeps);
+        let (mut call, mut floor) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t = Instant::now();
+            std::hint::black_box(fast::bptt_with_isa(p, isa));
+            call.push(t.elapsed().as_secs_f64() * 1e3);
+            floor.push(stepped(blocks, sweeps) * 1e3);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (c, f) = (median(&mut call), median(&mut floor));
+        println!(
+            "{}: call median {c:.2} ms; stepped read of 2 × {} KiB, {sweeps} sweeps, median {f:.2} ms \
+             (best {:.2}); call / stepped read {:.2}",
+            s,
+            len * 4 / 1024,
+            floor[0],
+            c / f
+        );
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod floor {
+    pub fn alternate(_: &bptt::Problem, _: bptt::cpu::fast::Isa, _: usize) {
+        panic!("--floor needs x86-64 with AVX-512F");
+    }
 }

@@ -12,10 +12,17 @@
 // and never written, and no thread waits for the other. So it is the product alone, with the
 // steps' data in the caches as they are: an upper bound on what the recurrences can do per step.
 //
+// The stepped read: two threads each sweep their own 2080 KiB (a thread's half of w_hh at h =
+// 1024, padded rows) in alternating direction, 512 times (the two passes of T = 256), and wait
+// for each other after every sweep on a shared counter, as the recurrences' team does: the
+// streaming floor of the B = 1 passes with the one thing a recurrence cannot drop, the step
+// boundary. Timed as a whole (not each thread's best), median and best of the trials.
+//
 //   gcc -O3 -march=native -pthread scripts/cpu_floor.c -o /tmp/cpu_floor && /tmp/cpu_floor
 #define _GNU_SOURCE
 #include <immintrin.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +35,8 @@ static double now(void) {
 }
 
 typedef struct {
-    int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction; 3: step product
+    int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction; 3: step
+                // product; 4: stepped read (alternating, a barrier after each sweep)
     size_t bytes;
     double best, work; // best seconds per trial; FLOPs or bytes per trial
     float sink;
@@ -79,6 +87,47 @@ static void tile(const float *a, const float *w, float *c, int n, const float *n
 
 static const float *shared_a;
 
+enum { STEPPED_SWEEPS = 512, STEPPED_TRIALS = 41 };
+static atomic_size_t stepped_done;
+static double stepped_times[STEPPED_TRIALS];
+static int stepped_sync; // 1: wait for each other after every sweep; 0: only at the start
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// Mode 4: STEPPED_SWEEPS alternating sweeps of this thread's buffer, each followed by waiting
+// until both threads have finished that sweep; thread 0 records each trial's wall time.
+static void stepped_read(job_t *j) {
+    size_t n = j->bytes / 4;
+    float *w = aligned_alloc(64, j->bytes);
+    for (size_t i = 0; i < n; i++) w[i] = 1e-3f * (i % 7);
+    __m512 v = _mm512_set1_ps(1.0f), acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
+    for (int t = 0; t < STEPPED_TRIALS + 2; t++) {
+        pthread_barrier_wait(&barrier);
+        if (j->cpu == 0) atomic_store(&stepped_done, 0);
+        pthread_barrier_wait(&barrier);
+        double t0 = now();
+        for (size_t s = 0; s < STEPPED_SWEEPS; s++) {
+            sweep(w, n, s & 1, v, acc);
+            if (stepped_sync) {
+                atomic_fetch_add(&stepped_done, 1);
+                while (atomic_load(&stepped_done) < 2 * (s + 1)) _mm_pause();
+            }
+        }
+        pthread_barrier_wait(&barrier); // the trial ends when both threads are done
+        if (j->cpu == 0 && t >= 2) stepped_times[t - 2] = now() - t0;
+    }
+    float sink = 0;
+    for (int k = 0; k < 8; k++) sink += _mm512_reduce_add_ps(acc[k]);
+    j->sink = sink;
+    j->work = 0;
+    j->best = 1;
+    free(w);
+}
+
 static void step_product(job_t *j) {
     int n = (int)(j->bytes / (4 * K)), panels = n / 64, blocks = K / KC;
     float *w = aligned_alloc(64, (size_t)K * n * 4), *c = aligned_alloc(64, (size_t)NB * n * 4);
@@ -114,6 +163,10 @@ static void *run(void *p) {
     float sink = 0;
     if (j->mode == 3) {
         step_product(j);
+        return NULL;
+    }
+    if (j->mode == 4) {
+        stepped_read(j);
         return NULL;
     }
     if (j->mode == 0) {
@@ -193,5 +246,15 @@ int main(void) {
                 printf("read %s, %d thread(s), %6zu KiB each: %6.1f GB/s in all\n",
                        mode == 1 ? "same order " : "alternating", threads, kib[i],
                        measure(threads, mode, kib[i] * 1024) / 1e9);
+    for (stepped_sync = 0; stepped_sync <= 1; stepped_sync++) {
+        measure(2, 4, 2080 * 1024);
+        qsort(stepped_times, STEPPED_TRIALS, sizeof(double), by_value);
+        printf("%s, 2 threads, 2080 KiB each, %d alternating sweeps%s: median %.2f ms, best %.2f ms "
+               "(%.1f GB/s in all at the median)\n",
+               stepped_sync ? "stepped read " : "together read", STEPPED_SWEEPS,
+               stepped_sync ? ", waiting for each other after each" : " timed as a whole",
+               1e3 * stepped_times[STEPPED_TRIALS / 2], 1e3 * stepped_times[0],
+               2.0 * 2080 * 1024 * STEPPED_SWEEPS / stepped_times[STEPPED_TRIALS / 2] / 1e9);
+    }
     return 0;
 }
