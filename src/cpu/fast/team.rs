@@ -25,8 +25,8 @@ pub fn run_steps(blocks: usize, steps: usize, unit: impl Fn(usize, usize) -> f64
     let state = State {
         blocks,
         steps,
-        next: (0..blocks).map(|_| AtomicUsize::new(0)).collect(),
-        done: AtomicUsize::new(0),
+        next: (0..blocks).map(|_| Line(AtomicUsize::new(0))).collect(),
+        done: Line(AtomicUsize::new(0)),
         results: (0..steps * blocks).map(|_| AtomicU64::new(0)).collect(),
         poisoned: AtomicBool::new(false),
     };
@@ -47,13 +47,18 @@ pub fn run_steps(blocks: usize, steps: usize, unit: impl Fn(usize, usize) -> f64
     state.results.iter().map(|r| f64::from_bits(r.load(Ordering::Relaxed))).collect()
 }
 
+/// A counter alone on its cache line: a thread claiming its block or counting it done does not
+/// take a line another thread is about to write from that thread's core.
+#[repr(align(64))]
+struct Line(AtomicUsize);
+
 struct State {
     blocks: usize,
     steps: usize,
     /// next[k]: the step whose block k is to be claimed next (a claim moves it from t to t + 1).
-    next: Vec<AtomicUsize>,
+    next: Vec<Line>,
     /// Units finished, over all steps: step t is complete when done ≥ (t + 1)·blocks.
-    done: AtomicUsize,
+    done: Line,
     results: Vec<AtomicU64>,
     /// Set when a member panicked: the others stop waiting (and panic too) instead of hanging.
     poisoned: AtomicBool,
@@ -65,21 +70,26 @@ impl State {
         loop {
             // Every unit of the steps before t is finished, and (AcqRel counts) their writes
             // are visible here.
-            let t = self.done.load(Ordering::Acquire) / n;
+            let t = self.done.0.load(Ordering::Acquire) / n;
             if t >= self.steps {
                 return;
             }
             // Own block first, then any block still unclaimed in step t. A block can only be
             // claimed in its step: next[j] is t for all j until step t's units are claimed.
+            // Another's block is looked at before the compare-and-swap, which would take its line
+            // even when it fails.
             for j in (k..n).chain(0..k) {
-                if self.next[j].compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                let next = &self.next[j].0;
+                if (j == k || next.load(Ordering::Relaxed) == t)
+                    && next.compare_exchange(t, t + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                {
                     let r = unit(t, j);
                     self.results[t * n + j].store(r.to_bits(), Ordering::Relaxed);
-                    self.done.fetch_add(1, Ordering::AcqRel);
+                    self.done.0.fetch_add(1, Ordering::AcqRel);
                 }
             }
             let mut spins = 0u32;
-            while self.done.load(Ordering::Acquire) < (t + 1) * n {
+            while self.done.0.load(Ordering::Acquire) < (t + 1) * n {
                 assert!(!self.poisoned.load(Ordering::Relaxed), "a recurrence thread panicked");
                 if spins < SPINS_BEFORE_YIELD {
                     spins += 1;
