@@ -5,8 +5,9 @@
 //!   straight into the state buffer; then each step adds h_{t-1}·w_hhᵀ and applies φ in place.
 //! - Output side, all steps at once: o = H·w_qhᵀ (+ b_q), L and ∂L/∂o, and the output's share
 //!   of ∂L/∂h_t, ∂L/∂o·w_qh, are GEMMs over [T·B] rows.
-//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh, then multiplies by φ'. A transposed copy of
-//!   w_hh is made once, so each pass reads the orientation its kernel wants.
+//! - Backward: each step adds ∂L/∂a_{t+1}·w_hh, then multiplies by φ'. Below B = 4 both passes
+//!   read w_hh's rows as they lie (the forward's dot products, the backward's row form); the
+//!   tile kernel and regular truncation's lanes read a transposed copy, made when first asked.
 //! - Weight gradients are single GEMMs over time: ∂L/∂w_hh = ∂L/∂Aᵀ·H_prev,
 //!   ∂L/∂w_hx = ∂L/∂Aᵀ·X, ∂L/∂w_qh = ∂L/∂Oᵀ·H; bias gradients are column sums.
 //!
@@ -41,6 +42,8 @@ mod team;
 
 use aligned::{AlignedVec, padded};
 use gemm::{Packed, View, gemm, gemm_packed};
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 use recur::{Carry, LaneState, Recurrence};
 
@@ -295,7 +298,9 @@ const UNIT_OVERHEAD_STEPS: f64 = 8.0;
 struct Engine {
     w_hx: Vec<f32>,
     w_hh: AlignedVec,
-    w_hh_t: AlignedVec,
+    /// w_hhᵀ, made the first time a pass reads it (`Recurrence::reads_transpose`).
+    w_hh_t: OnceLock<AlignedVec>,
+    hidden: usize,
     w_qh: Vec<f32>,
     packed_w_hx_t: Packed,
     packed_w_qh_t: Packed,
@@ -310,7 +315,6 @@ impl Engine {
         let s = p.shape;
         let w = &p.params;
         let w_hh = to_f32_padded(&w.w_hh, s.hidden, s.hidden);
-        let w_hh_t = transpose_padded(&w_hh, s.hidden);
         let (w_hx, w_qh) = (to_f32(&w.w_hx), to_f32(&w.w_qh));
         let (d, nh, q) = (s.input, s.hidden, s.output);
         Engine {
@@ -319,12 +323,17 @@ impl Engine {
             packed_w_qh: Packed::new(View::new(&w_qh, q, nh)),
             w_hx,
             w_hh,
-            w_hh_t,
+            w_hh_t: OnceLock::new(),
+            hidden: nh,
             w_qh,
             b_h: w.b_h.as_deref().map(to_f32),
             b_q: w.b_q.as_deref().map(to_f32),
             recurrence: Recurrence::new(simd::Isa::current(), s.batch, s.hidden),
         }
+    }
+
+    fn w_hh_t(&self) -> &[f32] {
+        self.w_hh_t.get_or_init(|| transpose_padded(&self.w_hh, self.hidden))
     }
 }
 
@@ -404,7 +413,7 @@ impl Window {
             if let Some(b_h) = &e.b_h {
                 add_to_rows(&mut hs[bh..], b_h);
             }
-            e.recurrence.forward(p.activation, &e.w_hh, &e.w_hh_t, hs);
+            e.recurrence.forward(p.activation, &e.w_hh, || e.w_hh_t(), hs);
         }
         if let Some(loss) = loss {
             self.outputs(e, p, t0, len, loss);
@@ -465,7 +474,8 @@ impl Window {
         };
         let h_all = &self.hs[bh..][..len * bh];
         let mut out = vec![0.0f32; bh];
-        let norms = e.recurrence.backward(p.activation, &e.w_hh, &e.w_hh_t, h_all, grad_a, &mut out, &carry, lanes, t0);
+        let norms =
+            e.recurrence.backward(p.activation, &e.w_hh, || e.w_hh_t(), h_all, grad_a, &mut out, &carry, lanes, t0);
         sums.grad_h_norm[t0..t0 + len].copy_from_slice(&norms);
 
         let grad_a = View::new(grad_a, rows, nh);

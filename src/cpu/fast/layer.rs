@@ -4,6 +4,8 @@
 //! ∂L/∂x = ∂L/∂A·w_hx as one more GEMM over all T·B rows. Inputs are f32 slices read in place
 //! (no conversion); tested against `cpu::reference_layer` in tests/layer.rs.
 
+use std::sync::OnceLock;
+
 use super::aligned::{AlignedVec, padded};
 use super::gemm::{View, gemm};
 use super::recur::{Carry, Recurrence};
@@ -20,7 +22,6 @@ pub fn forward(s: LayerShape, act: Activation, w: &LayerWeights<f32>, x: &[f32],
         let (rows, bh) = (nt * nb, nb * nh);
         let recurrence = Recurrence::new(Isa::detect(), nb, nh);
         let w_hh = padded_copy(w.w_hh, nh, nh);
-        let w_hh_t = transpose_padded(&w_hh, nh);
         // hs = [h0; a_1..a_T], where a_t = x_t·w_hxᵀ + b_h until step t turns it into h_t.
         let mut hs = AlignedVec::scratch((nt + 1) * bh);
         hs[..bh].copy_from_slice(h0);
@@ -28,7 +29,8 @@ pub fn forward(s: LayerShape, act: Activation, w: &LayerWeights<f32>, x: &[f32],
         if let Some(b_h) = w.b_h {
             add_to_rows(&mut hs[bh..], b_h);
         }
-        recurrence.forward(act, &w_hh, &w_hh_t, &mut hs);
+        let w_hh_t = OnceLock::new();
+        recurrence.forward(act, &w_hh, || &w_hh_t.get_or_init(|| transpose_padded(&w_hh, nh))[..], &mut hs);
         hs[bh..].to_vec()
     })
 }
@@ -47,7 +49,7 @@ pub fn backward(
         let (rows, bh) = (nt * nb, nb * nh);
         let recurrence = Recurrence::new(Isa::detect(), nb, nh);
         let w_hh = padded_copy(w.w_hh, nh, nh);
-        let w_hh_t = transpose_padded(&w_hh, nh);
+        let w_hh_t = OnceLock::new();
 
         // grad_a starts as the upstream g_t (g_T + the extra gradient into h_T) and becomes
         // ∂L/∂a step by step, last to first.
@@ -57,7 +59,8 @@ pub fn backward(
             grad_a[(nt - 1) * bh..].iter_mut().zip(last).for_each(|(g, l)| *g += l);
         }
         let mut grad_h0 = vec![0.0f32; bh];
-        recurrence.backward(act, &w_hh, &w_hh_t, up.h, &mut grad_a, &mut grad_h0, &Carry::Full, None, 0);
+        let transposed = || &w_hh_t.get_or_init(|| transpose_padded(&w_hh, nh))[..];
+        recurrence.backward(act, &w_hh, transposed, up.h, &mut grad_a, &mut grad_h0, &Carry::Full, None, 0);
 
         // ∂L/∂w_hh = Σ_t ∂L/∂a_tᵀ·h_{t-1}: the first step against h0, the others against
         // h_1..h_{T-1} (the states come without h0 in front, so two GEMMs instead of one).

@@ -1,7 +1,7 @@
 //! The two recurrences, each run as one pass over all T steps by a fixed team of threads.
 //!
-//! Thread k owns one block of output columns (of h_t forward, of ∂L/∂a_t backward) for the whole
-//! pass, so it reads the same part of w_hh every step, and that part stays in its core's caches
+//! Thread k owns one block of columns (of h_t forward, of ∂L/∂a_t backward) for the whole pass,
+//! so it reads the same part of w_hh every step, and that part stays in its core's caches
 //! (half of w_hh per core with two threads; see docs/performance.md). Between steps the team
 //! waits on a shared counter (`team`), a fraction of a microsecond, instead of handing each
 //! step's work to a thread pool and back (a few µs per step, twice per step pair).
@@ -9,8 +9,11 @@
 //! Each step's product: with a batch of 4 or more on AVX-512 or AVX2, the register tile of
 //! `kernel` (`panels_product`) over the thread's block of w_hhᵀ (forward) or w_hh (backward),
 //! packed into panels on the pass's first call and kept for the next (a `Recurrence` serves one
-//! set of weights); otherwise four rows' dot products at a time (`simd::matvec_acc`, reading
-//! w_hh forward and w_hhᵀ backward, each output a contiguous row).
+//! set of weights); otherwise the forward does four rows' dot products at a time
+//! (`simd::matvec_acc`) and the backward the row form over the same rows of w_hh
+//! (`simd::rows_axpy`, each thread's share of ∂L/∂a_t·w_hh summed at the next step:
+//! `backward_rows`), so no transposed copy is made (but for regular truncation's lanes, which
+//! keep the dot form over w_hhᵀ).
 //!
 //! States and gradients are flushed to zero below f32's normal range after each step (see
 //! `flush_tiny`), so a vanishing gradient cannot slow every later step down.
@@ -23,7 +26,7 @@ use rayon::prelude::*;
 use super::aligned::padded;
 use super::flush_tiny;
 use super::kernel::{Panels, Strided, panels_product};
-use super::simd::{Isa, matvec_acc};
+use super::simd::{Isa, matvec_acc, rows_axpy};
 use super::team::run_steps;
 use crate::model::{Activation, tanh_f32};
 
@@ -105,15 +108,23 @@ impl Recurrence {
         }
     }
 
+    /// Whether a pass reads w_hhᵀ: the tile kernel's forward packs its panels from it, and the
+    /// dot form reads its rows in regular truncation's lanes (`Carry::Lanes`), which the row form
+    /// does not serve. Otherwise neither pass needs the transposed copy.
+    pub fn reads_transpose(&self, lanes: bool) -> bool {
+        self.outer() || lanes
+    }
+
     /// Forward over all steps: h_t = φ(a_t + h_{t-1}·w_hhᵀ), in place in hs [(T+1),B,h], which
     /// holds h0 and then a_t = x_t·w_hxᵀ + b_h for t = 1..T on entry, and h_t on return. w_hh
-    /// and w_hh_t (its transpose) have rows at the padded stride `padded(h)`.
-    pub fn forward(&self, act: Activation, w_hh: &[f32], w_hh_t: &[f32], hs: &mut [f32]) {
+    /// has rows at the padded stride `padded(h)`; `w_hh_t` gives its transpose, at the same
+    /// stride, and is called only when `reads_transpose`.
+    pub fn forward<'w>(&self, act: Activation, w_hh: &[f32], w_hh_t: impl FnOnce() -> &'w [f32], hs: &mut [f32]) {
         let (nb, nh) = (self.nb, self.nh);
         let bh = nb * nh;
         assert_eq!(hs.len() % bh, 0, "forward: hs must be [(T+1), B, h]");
         let nt = hs.len() / bh - 1;
-        let panels = self.panels(0, w_hh_t);
+        let panels = if self.outer() { self.panels(0, w_hh_t()) } else { None };
         let hs = Shared::new(hs);
         run_steps(self.blocks.len(), nt, |t, k| {
             let cols = &self.blocks[k];
@@ -153,12 +164,16 @@ impl Recurrence {
     /// sequence's step); without, what later steps carry into the window's last step must
     /// already be in its g (grad_a's last row). `grad_h0` gets the window's first step's
     /// c·(∂L/∂a·w_hh): ∂L/∂h0 for the first window.
+    ///
+    /// Below a batch of 4 (or without vector units) and without lanes, the step's product is the
+    /// row form over w_hh itself (`backward_rows`); `w_hh_t` is called only when
+    /// `reads_transpose`.
     #[allow(clippy::too_many_arguments)]
-    pub fn backward(
+    pub fn backward<'w>(
         &self,
         act: Activation,
         w_hh: &[f32],
-        w_hh_t: &[f32],
+        w_hh_t: impl FnOnce() -> &'w [f32],
         h_all: &[f32],
         grad_a: &mut [f32],
         grad_h0: &mut [f32],
@@ -173,6 +188,10 @@ impl Recurrence {
         if let Carry::Scaled(c) = carry {
             assert_eq!(c.len(), nt, "backward: one carry scale per step");
         }
+        if !self.reads_transpose(lanes.is_some()) {
+            return self.backward_rows(act, w_hh, h_all, grad_a, grad_h0, carry);
+        }
+        let w_hh_t: &[f32] = if self.outer() { &[] } else { w_hh_t() };
         let lanes = lanes.map(|state| Lanes::of(state, t0));
         let panels = self.panels(1, w_hh);
         // Scratch rows [B,h] for a scaled carry: each unit keeps its columns of g_t there.
@@ -239,6 +258,95 @@ impl Recurrence {
             sq
         });
         let blocks = self.blocks.len();
+        (0..nt).map(|t| partial_sq[(nt - 1 - t) * blocks..][..blocks].iter().sum::<f64>().sqrt()).collect()
+    }
+
+    /// `backward` in the row form: block k's unit of step t first finishes g_t on its columns,
+    /// adding c_{t+1}·(∂L/∂a_{t+1}·w_hh) as the sum of every block's share from the step before
+    /// (in block order), then ⊙ φ'; then computes its own share of the next product, Σ over its
+    /// rows i of g_t[i]·w_hh[i, :] (`rows_axpy`: the same rows of w_hh its forward unit reads),
+    /// into its slot of `partials`, [2 parities][blocks][B, h]: step t writes parity t % 2,
+    /// which step t + 1 read before the barrier between them. A share whose carry scale is zero
+    /// is not computed (nor read). The last unit of the pass sums the shares of step 0 into
+    /// ∂L/∂h0. The sums depend on the number of blocks, so the bits on the team's thread count
+    /// (as the blocks' order, they are the same from run to run).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_rows(
+        &self,
+        act: Activation,
+        w_hh: &[f32],
+        h_all: &[f32],
+        grad_a: &mut [f32],
+        grad_h0: &mut [f32],
+        carry: &Carry,
+    ) -> Vec<f64> {
+        let (nb, nh) = (self.nb, self.nh);
+        let (bh, ld, blocks) = (nb * nh, padded(nh), self.blocks.len());
+        let nt = grad_a.len() / bh;
+        let scale = |t: usize| match carry {
+            Carry::Scaled(c) => c[t] as f32,
+            _ => 1.0,
+        };
+        let mut partials = vec![0.0f32; 2 * blocks * bh];
+        let (grad_a, grad_h0, partials) = (Shared::new(grad_a), Shared::new(grad_h0), Shared::new(&mut partials));
+        let slot = |t: usize, k: usize| ((t % 2) * blocks + k) * bh;
+        // out = out + c·Σ_k shares of step t on `cols` (the shares added in block order first),
+        // batch entry by batch entry.
+        // SAFETY (callers): step t's shares are finished (it is the step before), and no unit
+        // writes their parity during this step.
+        let add_shares = |t: usize, c: f32, cols: &Range<usize>, outs: &mut [&mut [f32]]| {
+            let mut sum = vec![0.0f32; cols.len()];
+            for (b, out) in outs.iter_mut().enumerate() {
+                let share = |k: usize| unsafe { &partials.read(slot(t, k), bh)[b * nh..][cols.clone()] };
+                sum.copy_from_slice(share(0));
+                for k in 1..blocks {
+                    sum.iter_mut().zip(share(k)).for_each(|(s, x)| *s += x);
+                }
+                if c == 1.0 {
+                    out.iter_mut().zip(&sum).for_each(|(o, s)| *o += s);
+                } else {
+                    out.iter_mut().zip(&sum).for_each(|(o, s)| *o += s * c);
+                }
+            }
+        };
+        let partial_sq = run_steps(blocks, nt + 1, |s, k| {
+            let cols = &self.blocks[k];
+            if s == nt {
+                // ∂L/∂h0 = c_0·(∂L/∂a_1·w_hh).
+                // SAFETY: grad_h0's columns are this unit's alone; step 0's shares are done.
+                let mut outs = unsafe { grad_h0.columns(0, nb, nh, cols) };
+                outs.iter_mut().for_each(|o| o.fill(0.0));
+                let c0 = scale(0);
+                if c0 != 0.0 {
+                    add_shares(0, 1.0, cols, &mut outs);
+                }
+                let scale = |g: &mut f32| *g = flush_tiny(*g * c0);
+                outs.iter_mut().for_each(|o| o.iter_mut().for_each(scale));
+                return 0.0;
+            }
+            let t = nt - 1 - s;
+            // SAFETY: row t of grad_a: this block's columns are this unit's alone.
+            let mut outs = unsafe { grad_a.columns(t * bh, nb, nh, cols) };
+            if t + 1 < nt && scale(t + 1) != 0.0 {
+                add_shares(t + 1, scale(t + 1), cols, &mut outs);
+            }
+            let mut sq = 0.0f64;
+            for (b, out) in outs.iter_mut().enumerate() {
+                sq += sum_sq(out);
+                apply_phi_prime(act, out, &h_all[t * bh + b * nh..][cols.clone()]);
+            }
+            if scale(t) != 0.0 {
+                // SAFETY: this block's slot of parity t % 2 is its own; step t + 1 read that
+                // parity before the barrier.
+                let mut share = unsafe { partials.columns(slot(t, k), nb, nh, &(0..nh)) };
+                share.iter_mut().for_each(|s| s.fill(0.0));
+                let gs: Vec<&[f32]> = outs.iter().map(|o| &**o).collect();
+                // The walk runs against the forward's at the same step, so the pass's first
+                // step starts on the rows the forward's last one ended on.
+                rows_axpy(self.isa, &w_hh[cols.start * ld..cols.end * ld], ld, &gs, &mut share, t.is_multiple_of(2));
+            }
+            sq
+        });
         (0..nt).map(|t| partial_sq[(nt - 1 - t) * blocks..][..blocks].iter().sum::<f64>().sqrt()).collect()
     }
 

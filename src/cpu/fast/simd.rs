@@ -1,7 +1,8 @@
-//! The instruction set the kernels run on (`Isa`), and the recurrences' inner loop for small
-//! batches, `matvec_acc`, the dot form: `out[r] += w_r · v` for a block of rows of a row-major
-//! matrix (w_hh forward, w_hhᵀ backward), where a step streams the matrix. (From a batch of 4
-//! on, a step is the register tile's job: `kernel`.)
+//! The instruction set the kernels run on (`Isa`), and the recurrences' inner loops for small
+//! batches, where a step streams w_hh: the forward's dot form `matvec_acc`, `out[r] += w_r · v`
+//! for a block of rows of w_hh, and the backward's row form `rows_axpy`, `out += Σ_r g[r]·w_r`
+//! over the same rows, so neither pass needs a transposed copy. (From a batch of 4 on, a step is
+//! the register tile's job: `kernel`.)
 //!
 //! The build uses default x86-64 flags (SSE2 only), so the wide kernels are compiled for
 //! AVX-512F or AVX2+FMA with `#[target_feature]` and chosen at run time; other targets get a
@@ -163,6 +164,80 @@ fn dot4_portable(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
     out
 }
 
+/// Rows walked together by `rows_axpy`: each pass over an output vector takes in this many rows,
+/// so the vector is loaded and stored once per sixteen rows of w (the loads and stores of the
+/// sums would otherwise compete with the rows' own loads: with eight rows the backward pass at
+/// B = 1 took about 10% longer, docs/performance.md).
+const AXPY_ROWS: usize = 16;
+
+/// `outs[b][j] += Σ_r gs[b][r] · w[r·ld + j]` (j < n, every outs[b] n long) for every batch
+/// entry b, over the rows r of the block w [rows, ld], where every gs[b] has the block's `rows`
+/// elements and ld ≥ n: the block's share of gᵀ·w, the backward step's product read from w_hh's
+/// rows as they lie (the same rows the forward's `matvec_acc` reads).
+///
+/// Rows go in groups of sixteen, all batch entries for one group before the next; each output
+/// element sums its rows in one fixed order (groups first to last, or last to first with
+/// `reverse`, and the rows of a group in order), so its bits do not depend on the vector width.
+/// `reverse` alternates from step to step as in `matvec_acc`.
+pub fn rows_axpy(isa: Isa, w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
+    let Some(rows) = gs.first().map(|g| g.len()) else {
+        return;
+    };
+    let n = outs.first().map_or(0, |o| o.len());
+    assert!(
+        n <= ld
+            && w.len() >= rows * ld
+            && gs.len() == outs.len()
+            && gs.iter().all(|g| g.len() == rows)
+            && outs.iter().all(|o| o.len() == n),
+        "rows_axpy: w must be [rows, ld ≥ n], every g [rows] and every out [n]"
+    );
+    match isa {
+        // SAFETY: `Isa::detect` chose these variants only where the CPU has the features; the
+        // shapes were checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::axpy_groups_avx512(w, ld, gs, outs, reverse) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::axpy_groups_avx2(w, ld, gs, outs, reverse) },
+        _ => axpy_groups(w, ld, gs, outs, reverse, axpy_portable),
+    }
+}
+
+/// The loop over groups of up to sixteen rows, with the kernel that adds one group's rows, each
+/// times its factor, to one output; inlined into each instruction set's wrapper.
+#[inline(always)]
+fn axpy_groups(
+    w: &[f32],
+    ld: usize,
+    gs: &[&[f32]],
+    outs: &mut [&mut [f32]],
+    reverse: bool,
+    axpy: impl Fn(&[f32], usize, &[f32], &mut [f32]),
+) {
+    let rows = gs[0].len();
+    let groups = rows.div_ceil(AXPY_ROWS);
+    for g in 0..groups {
+        let g = if reverse { groups - 1 - g } else { g };
+        let group = g * AXPY_ROWS..(g * AXPY_ROWS + AXPY_ROWS).min(rows);
+        let block = &w[group.start * ld..];
+        for (g, out) in gs.iter().zip(outs.iter_mut()) {
+            axpy(block, ld, &g[group.clone()], out);
+        }
+    }
+}
+
+/// out[j] += Σ_r f[r]·w[r·ld + j], the rows in order, one rounding per term (`mul_add`) as the
+/// vector kernels' FMAs.
+fn axpy_portable(w: &[f32], ld: usize, f: &[f32], out: &mut [f32]) {
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut acc = *o;
+        for (r, &f) in f.iter().enumerate() {
+            acc = w[r * ld + j].mul_add(f, acc);
+        }
+        *o = acc;
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -199,6 +274,97 @@ mod x86 {
     ) {
         // SAFETY: the caller's CPU has AVX2 and FMA; matvec_groups passes rows of v's length.
         super::matvec_groups(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx2(w, v) });
+    }
+
+    /// `super::axpy_groups` with the AVX-512 kernel inlined.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy_groups_avx512(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
+        // SAFETY: the caller's CPU has AVX-512F; axpy_groups passes whole rows of the block.
+        super::axpy_groups(w, ld, gs, outs, reverse, |w, ld, f, out| unsafe { axpy_avx512(w, ld, f, out) });
+    }
+
+    /// `super::axpy_groups` with the AVX2 kernel inlined.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy_groups_avx2(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
+        // SAFETY: the caller's CPU has AVX2 and FMA; axpy_groups passes whole rows of the block.
+        super::axpy_groups(w, ld, gs, outs, reverse, |w, ld, f, out| unsafe { axpy_avx2(w, ld, f, out) });
+    }
+
+    /// out[j] += Σ_r f[r]·w[r·ld + j] for f.len() ≤ 16 rows, 16 lanes at a time (a whole group
+    /// unrolled, two vectors at a time).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; w holds f.len() − 1 rows at stride ld and one of out.len().
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn axpy_avx512(w: &[f32], ld: usize, f: &[f32], out: &mut [f32]) {
+        const R: usize = super::AXPY_ROWS;
+        let (n, rows) = (out.len(), f.len());
+        debug_assert!(rows <= R && (rows == 0 || w.len() >= (rows - 1) * ld + n));
+        let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
+        let mut j = 0;
+        // SAFETY (all loads and stores): j + 32 ≤ n or j + 16 ≤ n, or the masked tail touches
+        // only lanes j..n; rows r < rows.
+        if rows == R {
+            let fv: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(f[r]));
+            while j + 32 <= n {
+                let (mut a, mut b) = unsafe { (_mm512_loadu_ps(op.add(j)), _mm512_loadu_ps(op.add(j + 16))) };
+                for (r, &fr) in fv.iter().enumerate() {
+                    let row = unsafe { wp.add(r * ld + j) };
+                    a = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row) }, fr, a);
+                    b = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row.add(16)) }, fr, b);
+                }
+                unsafe {
+                    _mm512_storeu_ps(op.add(j), a);
+                    _mm512_storeu_ps(op.add(j + 16), b);
+                }
+                j += 32;
+            }
+        }
+        let fv: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(f.get(r).copied().unwrap_or(0.0)));
+        while j < n {
+            let mask: __mmask16 = if n - j >= 16 { u16::MAX } else { (1u32 << (n - j)) as u16 - 1 };
+            let mut acc = unsafe { _mm512_maskz_loadu_ps(mask, op.add(j)) };
+            for (r, &fr) in fv.iter().enumerate().take(rows) {
+                acc = _mm512_fmadd_ps(unsafe { _mm512_maskz_loadu_ps(mask, wp.add(r * ld + j)) }, fr, acc);
+            }
+            unsafe { _mm512_mask_storeu_ps(op.add(j), mask, acc) };
+            j += 16;
+        }
+    }
+
+    /// out[j] += Σ_r f[r]·w[r·ld + j] for f.len() ≤ 16 rows, 8 lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; w holds f.len() − 1 rows at stride ld and one of out.len().
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy_avx2(w: &[f32], ld: usize, f: &[f32], out: &mut [f32]) {
+        let (n, rows) = (out.len(), f.len());
+        debug_assert!(rows <= super::AXPY_ROWS && (rows == 0 || w.len() >= (rows - 1) * ld + n));
+        let fv: [__m256; super::AXPY_ROWS] = std::array::from_fn(|r| _mm256_set1_ps(f.get(r).copied().unwrap_or(0.0)));
+        let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
+        let mut j = 0;
+        // SAFETY (all loads and stores): j + 8 ≤ n.
+        while j + 8 <= n {
+            let mut acc = unsafe { _mm256_loadu_ps(op.add(j)) };
+            for (r, &fr) in fv.iter().enumerate().take(rows) {
+                acc = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(wp.add(r * ld + j)) }, fr, acc);
+            }
+            unsafe { _mm256_storeu_ps(op.add(j), acc) };
+            j += 8;
+        }
+        for (k, o) in out.iter_mut().enumerate().skip(j) {
+            for (r, &fr) in f.iter().enumerate() {
+                *o = w[r * ld + k].mul_add(fr, *o);
+            }
+        }
     }
 
     /// # Safety
@@ -276,6 +442,38 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The row form, on every kernel the CPU has: lengths that exercise the vector body and
+    /// every tail, row counts around the group of sixteen, one and two batch entries, both walking
+    /// orders. Small integers and halves: every sum exact in f32 whatever its order.
+    #[test]
+    fn row_kernels_match_plain_sums() {
+        for isa in Isa::available() {
+            for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 70] {
+                for rows in [1, 3, 15, 16, 17, 33] {
+                    for batch in [1, 2] {
+                        let ld = n + 3;
+                        let w: Vec<f32> = (0..rows * ld)
+                            .map(|i| if i % ld < n { (i * 7 % 13) as f32 - 6.0 } else { f32::NAN })
+                            .collect();
+                        let g: Vec<Vec<f32>> = (0..batch)
+                            .map(|b| (0..rows).map(|r| ((r + 3 * b) * 5 % 11) as f32 * 0.5 - 2.0).collect())
+                            .collect();
+                        let gs: Vec<&[f32]> = g.iter().map(|g| &g[..]).collect();
+                        let mut out = vec![vec![1.0f32; n]; batch];
+                        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[..]).collect();
+                        rows_axpy(isa, &w, ld, &gs, &mut outs, rows % 2 == 1);
+                        for b in 0..batch {
+                            for j in 0..n {
+                                let sum: f32 = (0..rows).map(|r| g[b][r] * w[r * ld + j]).sum();
+                                assert_eq!(out[b][j], 1.0 + sum, "{isa:?} n={n} rows={rows} b={b} j={j}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// Every kernel the CPU has, on lengths that exercise the vector body and every tail, for
     /// one and two batch entries and both row orders. The values are small integers and halves,
