@@ -189,7 +189,7 @@ impl Recurrence {
             assert_eq!(c.len(), nt, "backward: one carry scale per step");
         }
         if !self.reads_transpose(lanes.is_some()) {
-            return self.backward_rows(act, w_hh, h_all, grad_a, grad_h0, carry);
+            return self.backward_rows(act, w_hh, h_all, grad_a, grad_h0, carry, t0);
         }
         let w_hh_t: &[f32] = if self.outer() { &[] } else { w_hh_t() };
         let lanes = lanes.map(|state| Lanes::of(state, t0));
@@ -261,15 +261,16 @@ impl Recurrence {
         (0..nt).map(|t| partial_sq[(nt - 1 - t) * blocks..][..blocks].iter().sum::<f64>().sqrt()).collect()
     }
 
-    /// `backward` in the row form: block k's unit of step t first finishes g_t on its columns,
-    /// adding c_{t+1}·(∂L/∂a_{t+1}·w_hh) as the sum of every block's share from the step before
-    /// (in block order), then ⊙ φ'; then computes its own share of the next product, Σ over its
-    /// rows i of g_t[i]·w_hh[i, :] (`rows_axpy`: the same rows of w_hh its forward unit reads),
-    /// into its slot of `partials`, [2 parities][blocks][B, h]: step t writes parity t % 2,
-    /// which step t + 1 read before the barrier between them. A share whose carry scale is zero
-    /// is not computed (nor read). The last unit of the pass sums the shares of step 0 into
-    /// ∂L/∂h0. The sums depend on the number of blocks, so the bits on the team's thread count
-    /// (as the blocks' order, they are the same from run to run).
+    /// `backward` in the row form (the window's steps are the sequence's t0..). Block k's unit
+    /// of step t first finishes g_t on its columns, adding c_{t+1}·(∂L/∂a_{t+1}·w_hh) as the sum
+    /// of every block's share from the step before (in block order), then ⊙ φ'; then computes
+    /// its own share of the next product, Σ over its rows i of g_t[i]·w_hh[i, :] (`rows_axpy`:
+    /// the same rows of w_hh its forward unit reads), into its slot of `partials`, [2 parities]
+    /// [blocks][B, h]: step t writes parity t % 2, which step t + 1 read before the barrier
+    /// between them. A share whose carry scale is zero is not computed (nor read). The last unit
+    /// of the pass sums the shares of step 0 into ∂L/∂h0. The sums depend on the number of
+    /// blocks, so their bits on the team's thread count (with the blocks' order and the rows'
+    /// order fixed, they are the same from run to run).
     #[allow(clippy::too_many_arguments)]
     fn backward_rows(
         &self,
@@ -279,6 +280,7 @@ impl Recurrence {
         grad_a: &mut [f32],
         grad_h0: &mut [f32],
         carry: &Carry,
+        t0: usize,
     ) -> Vec<f64> {
         let (nb, nh) = (self.nb, self.nh);
         let (bh, ld, blocks) = (nb * nh, padded(nh), self.blocks.len());
@@ -341,9 +343,12 @@ impl Recurrence {
                 let mut share = unsafe { partials.columns(slot(t, k), nb, nh, &(0..nh)) };
                 share.iter_mut().for_each(|s| s.fill(0.0));
                 let gs: Vec<&[f32]> = outs.iter().map(|o| &**o).collect();
-                // The walk runs against the forward's at the same step, so the pass's first
-                // step starts on the rows the forward's last one ended on.
-                rows_axpy(self.isa, &w_hh[cols.start * ld..cols.end * ld], ld, &gs, &mut share, t.is_multiple_of(2));
+                // The walk alternates with the sequence's step (so a window of a checkpointed
+                // run adds the rows in the order the whole run does), against the forward's at
+                // the same step: the pass's first step starts on the rows the forward's last
+                // one ended on.
+                let reverse = (t0 + t).is_multiple_of(2);
+                rows_axpy(self.isa, &w_hh[cols.start * ld..cols.end * ld], ld, &gs, &mut share, reverse);
             }
             sq
         });

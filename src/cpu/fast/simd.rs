@@ -11,6 +11,7 @@
 //! L2, `v` stays in L1, and the loads of `v` would otherwise compete with those of w.
 
 use std::cell::Cell;
+use std::ops::Range;
 
 /// The instruction set the fast path's kernels run on: the widest the CPU has (`detect`),
 /// unless a caller asks for a narrower one (`fast::bptt_with_isa`, which the tests use to run
@@ -164,21 +165,17 @@ fn dot4_portable(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
     out
 }
 
-/// Rows walked together by `rows_axpy`: each pass over an output vector takes in this many rows,
-/// so the vector is loaded and stored once per sixteen rows of w (the loads and stores of the
-/// sums would otherwise compete with the rows' own loads: with eight rows the backward pass at
-/// B = 1 took about 10% longer, docs/performance.md).
-const AXPY_ROWS: usize = 16;
-
 /// `outs[b][j] += Σ_r gs[b][r] · w[r·ld + j]` (j < n, every outs[b] n long) for every batch
 /// entry b, over the rows r of the block w [rows, ld], where every gs[b] has the block's `rows`
 /// elements and ld ≥ n: the block's share of gᵀ·w, the backward step's product read from w_hh's
 /// rows as they lie (the same rows the forward's `matvec_acc` reads).
 ///
-/// Rows go in groups of sixteen, all batch entries for one group before the next; each output
-/// element sums its rows in one fixed order (groups first to last, or last to first with
-/// `reverse`, and the rows of a group in order), so its bits do not depend on the vector width.
-/// `reverse` alternates from step to step as in `matvec_acc`.
+/// Each output element adds its rows' terms one at a time, first row to last, or last to first
+/// with `reverse` (the recurrences alternate it from step to step, as in `matvec_acc`), one
+/// rounding per term: the same bits on every instruction set. The vector kernels take the rows in
+/// groups (16 on AVX-512, 8 on AVX2, as many broadcast factors as registers allow) and, within a
+/// group, every batch entry for each vector of a row, so a row of w is loaded once per group for
+/// all batch entries and each output vector once per group.
 pub fn rows_axpy(isa: Isa, w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
     let Some(rows) = gs.first().map(|g| g.len()) else {
         return;
@@ -186,56 +183,57 @@ pub fn rows_axpy(isa: Isa, w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut
     let n = outs.first().map_or(0, |o| o.len());
     assert!(
         n <= ld
-            && w.len() >= rows * ld
+            && (rows == 0 || w.len() >= (rows - 1) * ld + n)
             && gs.len() == outs.len()
             && gs.iter().all(|g| g.len() == rows)
             && outs.iter().all(|o| o.len() == n),
         "rows_axpy: w must be [rows, ld ≥ n], every g [rows] and every out [n]"
     );
-    match isa {
-        // SAFETY: `Isa::detect` chose these variants only where the CPU has the features; the
-        // shapes were checked above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::axpy_groups_avx512(w, ld, gs, outs, reverse) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::axpy_groups_avx2(w, ld, gs, outs, reverse) },
-        _ => axpy_groups(w, ld, gs, outs, reverse, axpy_portable),
+    // The vector kernels take up to three batch entries at a time (their factors in registers).
+    for (gs, outs) in gs.chunks(3).zip(outs.chunks_mut(3)) {
+        match isa {
+            // SAFETY: `Isa::detect` chose these variants only where the CPU has the features;
+            // the shapes were checked above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::rows_axpy_avx512(w, ld, gs, outs, reverse) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => unsafe { x86::rows_axpy_avx2(w, ld, gs, outs, reverse) },
+            _ => rows_axpy_portable(w, ld, gs, outs, reverse),
+        }
     }
 }
 
-/// The loop over groups of up to sixteen rows, with the kernel that adds one group's rows, each
-/// times its factor, to one output; inlined into each instruction set's wrapper.
-#[inline(always)]
-fn axpy_groups(
-    w: &[f32],
-    ld: usize,
-    gs: &[&[f32]],
-    outs: &mut [&mut [f32]],
-    reverse: bool,
-    axpy: impl Fn(&[f32], usize, &[f32], &mut [f32]),
-) {
+/// Whether `rows_axpy_portable` rounds once per term like the vector kernels' FMAs: where the
+/// build's target has a fused multiply-add instruction. Elsewhere (plain x86-64) `f32::mul_add`
+/// would be a library call per term, so the portable loop multiplies and adds.
+const PORTABLE_FUSED: bool = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
+
+/// `rows_axpy` row by row, each row's terms added across the outputs (a loop the compiler
+/// vectorises); per output element the same terms in the same order as the vector kernels.
+fn rows_axpy_portable(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
     let rows = gs[0].len();
-    let groups = rows.div_ceil(AXPY_ROWS);
-    for g in 0..groups {
-        let g = if reverse { groups - 1 - g } else { g };
-        let group = g * AXPY_ROWS..(g * AXPY_ROWS + AXPY_ROWS).min(rows);
-        let block = &w[group.start * ld..];
-        for (g, out) in gs.iter().zip(outs.iter_mut()) {
-            axpy(block, ld, &g[group.clone()], out);
+    for (g, out) in gs.iter().zip(outs.iter_mut()) {
+        for r in 0..rows {
+            let r = if reverse { rows - 1 - r } else { r };
+            let (row, f) = (&w[r * ld..][..out.len()], g[r]);
+            if PORTABLE_FUSED {
+                out.iter_mut().zip(row).for_each(|(o, &w)| *o = w.mul_add(f, *o));
+            } else {
+                out.iter_mut().zip(row).for_each(|(o, &w)| *o += w * f);
+            }
         }
     }
 }
 
-/// out[j] += Σ_r f[r]·w[r·ld + j], the rows in order, one rounding per term (`mul_add`) as the
-/// vector kernels' FMAs.
-fn axpy_portable(w: &[f32], ld: usize, f: &[f32], out: &mut [f32]) {
-    for (j, o) in out.iter_mut().enumerate() {
-        let mut acc = *o;
-        for (r, &f) in f.iter().enumerate() {
-            acc = w[r * ld + j].mul_add(f, acc);
-        }
-        *o = acc;
-    }
+/// The row order of a `rows_axpy` walk over `rows` rows in groups of `group`: the groups' row
+/// ranges first to last, or (reversed) last to first, each to be walked in the same direction.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn row_groups(rows: usize, group: usize, reverse: bool) -> impl Iterator<Item = Range<usize>> {
+    let groups = rows.div_ceil(group);
+    (0..groups).map(move |g| {
+        let g = if reverse { groups - 1 - g } else { g };
+        g * group..(g * group + group).min(rows)
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -276,93 +274,141 @@ mod x86 {
         super::matvec_groups(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx2(w, v) });
     }
 
-    /// `super::axpy_groups` with the AVX-512 kernel inlined.
+    /// `super::rows_axpy` on AVX-512 for 1 to 3 batch entries: groups of 16 rows.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F.
+    /// The CPU must have AVX-512F; the shapes are `rows_axpy`'s.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn axpy_groups_avx512(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
-        // SAFETY: the caller's CPU has AVX-512F; axpy_groups passes whole rows of the block.
-        super::axpy_groups(w, ld, gs, outs, reverse, |w, ld, f, out| unsafe { axpy_avx512(w, ld, f, out) });
+    pub unsafe fn rows_axpy_avx512(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
+        // SAFETY (all three): the caller's CPU has AVX-512F; shapes as checked by rows_axpy.
+        match outs {
+            [a] => unsafe { groups_avx512::<1>(w, ld, gs, [a], reverse) },
+            [a, b] => unsafe { groups_avx512::<2>(w, ld, gs, [a, b], reverse) },
+            [a, b, c] => unsafe { groups_avx512::<3>(w, ld, gs, [a, b, c], reverse) },
+            _ => unreachable!("rows_axpy sends 1 to 3 batch entries"),
+        }
     }
 
-    /// `super::axpy_groups` with the AVX2 kernel inlined.
-    ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy_groups_avx2(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
-        // SAFETY: the caller's CPU has AVX2 and FMA; axpy_groups passes whole rows of the block.
-        super::axpy_groups(w, ld, gs, outs, reverse, |w, ld, f, out| unsafe { axpy_avx2(w, ld, f, out) });
-    }
-
-    /// out[j] += Σ_r f[r]·w[r·ld + j] for f.len() ≤ 16 rows, 16 lanes at a time (a whole group
-    /// unrolled, two vectors at a time).
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F; w holds f.len() − 1 rows at stride ld and one of out.len().
+    /// As `rows_axpy_avx512`, with NB = gs.len() = outs.len().
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn axpy_avx512(w: &[f32], ld: usize, f: &[f32], out: &mut [f32]) {
-        const R: usize = super::AXPY_ROWS;
-        let (n, rows) = (out.len(), f.len());
-        debug_assert!(rows <= R && (rows == 0 || w.len() >= (rows - 1) * ld + n));
-        let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
-        let mut j = 0;
-        // SAFETY (all loads and stores): j + 32 ≤ n or j + 16 ≤ n, or the masked tail touches
-        // only lanes j..n; rows r < rows.
-        if rows == R {
-            let fv: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(f[r]));
-            while j + 32 <= n {
-                let (mut a, mut b) = unsafe { (_mm512_loadu_ps(op.add(j)), _mm512_loadu_ps(op.add(j + 16))) };
-                for (r, &fr) in fv.iter().enumerate() {
-                    let row = unsafe { wp.add(r * ld + j) };
-                    a = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row) }, fr, a);
-                    b = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row.add(16)) }, fr, b);
+    unsafe fn groups_avx512<const NB: usize>(
+        w: &[f32],
+        ld: usize,
+        gs: &[&[f32]],
+        outs: [&mut &mut [f32]; NB],
+        reverse: bool,
+    ) {
+        const G: usize = 16;
+        let n = outs[0].len();
+        let op = outs.map(|o| o.as_mut_ptr());
+        for group in super::row_groups(gs[0].len(), G, reverse) {
+            // The group's rows in walking order: row i at first + i·step.
+            let (len, first) = (group.len(), if reverse { group.end - 1 } else { group.start });
+            let step = if reverse { -(ld as isize) } else { ld as isize };
+            let row_of = |i: usize| if reverse { first - i } else { first + i };
+            // f[i][b]: batch entry b's factor of the group's row i.
+            let f: [[__m512; NB]; G] =
+                std::array::from_fn(|i| std::array::from_fn(|b| _mm512_set1_ps(gs[b][row_of(i.min(len - 1))])));
+            // SAFETY (every row pointer, load and store below): rows first ∓ i for i < len lie
+            // inside the block, lanes below n inside each row and output (rows_axpy's checks).
+            let w0 = unsafe { w.as_ptr().add(first * ld) };
+            let mut j = 0;
+            if NB == 1 && len == G {
+                // One batch entry and a whole group: two vectors at a time (two chains of FMAs),
+                // the group unrolled; the same terms in the same order per element.
+                while j + 32 <= n {
+                    let (mut a, mut c) = unsafe { (_mm512_loadu_ps(op[0].add(j)), _mm512_loadu_ps(op[0].add(j + 16))) };
+                    for (i, fi) in f.iter().enumerate() {
+                        let row = unsafe { w0.offset(i as isize * step).add(j) };
+                        a = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row) }, fi[0], a);
+                        c = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(row.add(16)) }, fi[0], c);
+                    }
+                    unsafe {
+                        _mm512_storeu_ps(op[0].add(j), a);
+                        _mm512_storeu_ps(op[0].add(j + 16), c);
+                    }
+                    j += 32;
                 }
-                unsafe {
-                    _mm512_storeu_ps(op.add(j), a);
-                    _mm512_storeu_ps(op.add(j + 16), b);
+            }
+            while j < n {
+                let mask: __mmask16 = if n - j >= 16 { u16::MAX } else { (1u32 << (n - j)) as u16 - 1 };
+                let mut acc: [__m512; NB] =
+                    std::array::from_fn(|b| unsafe { _mm512_maskz_loadu_ps(mask, op[b].add(j)) });
+                for (i, fi) in f.iter().enumerate().take(len) {
+                    let wv = unsafe { _mm512_maskz_loadu_ps(mask, w0.offset(i as isize * step).add(j)) };
+                    for (a, &fb) in acc.iter_mut().zip(fi) {
+                        *a = _mm512_fmadd_ps(wv, fb, *a);
+                    }
                 }
-                j += 32;
+                for b in 0..NB {
+                    unsafe { _mm512_mask_storeu_ps(op[b].add(j), mask, acc[b]) };
+                }
+                j += 16;
             }
-        }
-        let fv: [__m512; R] = std::array::from_fn(|r| _mm512_set1_ps(f.get(r).copied().unwrap_or(0.0)));
-        while j < n {
-            let mask: __mmask16 = if n - j >= 16 { u16::MAX } else { (1u32 << (n - j)) as u16 - 1 };
-            let mut acc = unsafe { _mm512_maskz_loadu_ps(mask, op.add(j)) };
-            for (r, &fr) in fv.iter().enumerate().take(rows) {
-                acc = _mm512_fmadd_ps(unsafe { _mm512_maskz_loadu_ps(mask, wp.add(r * ld + j)) }, fr, acc);
-            }
-            unsafe { _mm512_mask_storeu_ps(op.add(j), mask, acc) };
-            j += 16;
         }
     }
 
-    /// out[j] += Σ_r f[r]·w[r·ld + j] for f.len() ≤ 16 rows, 8 lanes at a time.
+    /// `super::rows_axpy` on AVX2 + FMA for 1 to 3 batch entries: groups of 8 rows.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; w holds f.len() − 1 rows at stride ld and one of out.len().
+    /// The CPU must have AVX2 and FMA; the shapes are `rows_axpy`'s.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn rows_axpy_avx2(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32]], reverse: bool) {
+        // SAFETY (all three): the caller's CPU has AVX2 and FMA; shapes as checked by rows_axpy.
+        match outs {
+            [a] => unsafe { groups_avx2::<1>(w, ld, gs, [a], reverse) },
+            [a, b] => unsafe { groups_avx2::<2>(w, ld, gs, [a, b], reverse) },
+            [a, b, c] => unsafe { groups_avx2::<3>(w, ld, gs, [a, b, c], reverse) },
+            _ => unreachable!("rows_axpy sends 1 to 3 batch entries"),
+        }
+    }
+
+    /// # Safety
+    /// As `rows_axpy_avx2`, with NB = gs.len() = outs.len().
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn axpy_avx2(w: &[f32], ld: usize, f: &[f32], out: &mut [f32]) {
-        let (n, rows) = (out.len(), f.len());
-        debug_assert!(rows <= super::AXPY_ROWS && (rows == 0 || w.len() >= (rows - 1) * ld + n));
-        let fv: [__m256; super::AXPY_ROWS] = std::array::from_fn(|r| _mm256_set1_ps(f.get(r).copied().unwrap_or(0.0)));
-        let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
-        let mut j = 0;
-        // SAFETY (all loads and stores): j + 8 ≤ n.
-        while j + 8 <= n {
-            let mut acc = unsafe { _mm256_loadu_ps(op.add(j)) };
-            for (r, &fr) in fv.iter().enumerate().take(rows) {
-                acc = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(wp.add(r * ld + j)) }, fr, acc);
+    unsafe fn groups_avx2<const NB: usize>(
+        w: &[f32],
+        ld: usize,
+        gs: &[&[f32]],
+        outs: [&mut &mut [f32]; NB],
+        reverse: bool,
+    ) {
+        const G: usize = 8;
+        let n = outs[0].len();
+        let op = outs.map(|o| o.as_mut_ptr());
+        for group in super::row_groups(gs[0].len(), G, reverse) {
+            let (len, first) = (group.len(), if reverse { group.end - 1 } else { group.start });
+            let step = if reverse { -(ld as isize) } else { ld as isize };
+            let row_of = |i: usize| if reverse { first - i } else { first + i };
+            // f[i][b]: batch entry b's factor of the group's row i.
+            let f: [[__m256; NB]; G] =
+                std::array::from_fn(|i| std::array::from_fn(|b| _mm256_set1_ps(gs[b][row_of(i.min(len - 1))])));
+            // SAFETY (every row pointer, load and store below): as in `groups_avx512`.
+            let w0 = unsafe { w.as_ptr().add(first * ld) };
+            let mut j = 0;
+            while j + 8 <= n {
+                let mut acc: [__m256; NB] = std::array::from_fn(|b| unsafe { _mm256_loadu_ps(op[b].add(j)) });
+                for (i, fi) in f.iter().enumerate().take(len) {
+                    let wv = unsafe { _mm256_loadu_ps(w0.offset(i as isize * step).add(j)) };
+                    for (a, &fb) in acc.iter_mut().zip(fi) {
+                        *a = _mm256_fmadd_ps(wv, fb, *a);
+                    }
+                }
+                for b in 0..NB {
+                    unsafe { _mm256_storeu_ps(op[b].add(j), acc[b]) };
+                }
+                j += 8;
             }
-            unsafe { _mm256_storeu_ps(op.add(j), acc) };
-            j += 8;
-        }
-        for (k, o) in out.iter_mut().enumerate().skip(j) {
-            for (r, &fr) in f.iter().enumerate() {
-                *o = w[r * ld + k].mul_add(fr, *o);
+            for jj in j..n {
+                for b in 0..NB {
+                    let o = unsafe { &mut *op[b].add(jj) };
+                    for i in 0..len {
+                        *o = unsafe { *w0.offset(i as isize * step).add(jj) }.mul_add(gs[b][row_of(i)], *o);
+                    }
+                }
             }
         }
     }
@@ -444,14 +490,14 @@ mod tests {
     use super::*;
 
     /// The row form, on every kernel the CPU has: lengths that exercise the vector body and
-    /// every tail, row counts around the group of sixteen, one and two batch entries, both walking
+    /// every tail, row counts around both group sizes, one to four batch entries, both walking
     /// orders. Small integers and halves: every sum exact in f32 whatever its order.
     #[test]
     fn row_kernels_match_plain_sums() {
         for isa in Isa::available() {
             for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 70] {
-                for rows in [1, 3, 15, 16, 17, 33] {
-                    for batch in [1, 2] {
+                for rows in [1, 3, 7, 8, 9, 15, 16, 17, 33] {
+                    for batch in 1..=4 {
                         let ld = n + 3;
                         let w: Vec<f32> = (0..rows * ld)
                             .map(|i| if i % ld < n { (i * 7 % 13) as f32 - 6.0 } else { f32::NAN })
@@ -470,6 +516,47 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The row form adds each output's terms in one row order, one rounding per term: on values
+    /// whose sums round, every vector kernel gives the bits of a plain loop of `mul_add`s in that
+    /// order (the portable loop too where it is fused, else those of multiply-then-add), in both
+    /// walking orders and for one to five batch entries (the kernels take three at a time).
+    #[test]
+    fn row_kernels_add_each_term_in_row_order() {
+        let (n, rows, ld) = (70, 37, 80);
+        let w: Vec<f32> = (0..rows * ld).map(|i| ((i * 2654435761usize) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let g: Vec<Vec<f32>> =
+            (0..5).map(|b| (0..rows).map(|r| ((r * 40503 + b * 977) % 997) as f32 * 1e-3 - 0.5).collect()).collect();
+        for batch in 1..=5 {
+            for reverse in [false, true] {
+                let plain = |fused: bool| -> Vec<Vec<f32>> {
+                    (0..batch)
+                        .map(|b| {
+                            (0..n)
+                                .map(|j| {
+                                    let mut acc = 0.25f32;
+                                    for r in 0..rows {
+                                        let r = if reverse { rows - 1 - r } else { r };
+                                        let (x, f) = (w[r * ld + j], g[b][r]);
+                                        acc = if fused { x.mul_add(f, acc) } else { acc + x * f };
+                                    }
+                                    acc
+                                })
+                                .collect()
+                        })
+                        .collect()
+                };
+                for isa in Isa::available() {
+                    let gs: Vec<&[f32]> = g[..batch].iter().map(|g| &g[..]).collect();
+                    let mut out = vec![vec![0.25f32; n]; batch];
+                    let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[..]).collect();
+                    rows_axpy(isa, &w, ld, &gs, &mut outs, reverse);
+                    let fused = isa != Isa::Portable || PORTABLE_FUSED;
+                    assert!(out == plain(fused), "{isa:?} batch {batch} reverse {reverse}");
                 }
             }
         }
