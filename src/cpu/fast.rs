@@ -16,7 +16,8 @@
 //! thread owning a block of output columns and so the same part of w_hh every step, meeting
 //! at a shared step counter (`team`, `recur`); 64-byte-aligned padded rows (`aligned`); at small
 //! batches rows walked in alternating order so each step starts where the last one ended, read
-//! four at a time (`simd::matvec_acc`); from B = 4 the register tile of `kernel` over each
+//! four at a time forward (`simd::matvec_acc`) and in the row form backward (`simd::rows_axpy`);
+//! from B = 4 the register tile of `kernel` over each
 //! thread's block of w_hh packed into panels once per call; kernels chosen at run time (`simd`:
 //! AVX-512, AVX2 + FMA, or portable loops; `bptt_with_isa` picks a narrower one); values below
 //! f32's normal range flushed to zero (`flush_tiny`). Large scratch buffers are pooled between
