@@ -261,7 +261,7 @@ pub fn bptt(p: &Problem) -> BpttResult {
     }
 }
 
-/// rows·w_hh for rows [B,h]: out[b,i] = Σ_j rows[b,j]·w_hh[j,i] (∂L/∂h0 = ∂L/∂a_1·w_hh).
+/// `rows·w_hh` for rows `[B,h]`: `out[b,i] = Σ_j rows[b,j]·w_hh[j,i]` (∂L/∂h0 = ∂L/∂a_1·w_hh).
 pub fn times_w_hh(rows: &[f64], w_hh: &[f64], nh: usize) -> Vec<f64> {
     let mut out = vec![0.0; rows.len()];
     for (row, out) in rows.chunks_exact(nh).zip(out.chunks_exact_mut(nh)) {
