@@ -40,7 +40,7 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, 
 fn cpu(c: &mut Criterion) {
     for batch in [1, 32] {
         let p = problem(batch);
-        let (full, costs) = (fast::full_bytes(p.shape), fast::costs(p.shape));
+        let (full, costs) = (fast::full_bytes(p.shape, None), fast::costs(p.shape, None));
         let mut g = group(c, &format!("memory_cpu_fast_B{batch}"));
         g.bench_function("full", |b| b.iter(|| fast::bptt(&p)));
         for f in FRACTIONS {

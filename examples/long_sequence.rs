@@ -63,7 +63,7 @@ fn main() {
         println!("           {} of GPU buffers in all (weights included)", human(o.memory_bytes()));
         (g, "gpu")
     } else {
-        let m = plan_path("cpu", shape.steps, &opts, &fast::costs(shape), fast::full_bytes(shape), None)
+        let m = plan_path("cpu", shape.steps, &opts, &fast::costs(shape, None), fast::full_bytes(shape, None), None)
             .expect("a plan within the budget");
         let (g, stats) = fast::bptt_checkpointed(&p, &m.plan.unwrap()).unwrap();
         show("cpu", &m, stats.forward_steps, start.elapsed().as_secs_f64() * 1e3);

@@ -53,7 +53,7 @@ fn main() {
     let ctx = gpu.then(|| GpuContext::new(&AdapterRequest::default()).expect("a GPU adapter"));
     let (full_bytes, costs) = match &ctx {
         Some(ctx) => bptt::gpu::memory_costs(&ctx.limits, shape, Schedule::Fused, None),
-        None => (fast::full_bytes(shape), fast::costs(shape)),
+        None => (fast::full_bytes(shape, None), fast::costs(shape, None)),
     };
     let mut plans: Vec<(f64, Plan)> = fractions
         .iter()

@@ -103,6 +103,30 @@ fn the_checkpointed_fast_path_matches_its_full_storage_run_and_repeats_itself() 
     }
 }
 
+/// The fast path's memory estimate counts regular truncation's lanes (2·(K + 1) rows [B,h] of
+/// f32), as its checkpointed run reports them, and none where K ≥ T (full BPTT).
+#[test]
+fn the_fast_paths_estimate_counts_the_lanes_of_regular_truncation() {
+    use bptt::cpu::fast;
+    let (t, b, k) = (40, 3, 6);
+    let p = problem(t, b, Activation::Tanh, LossFn::Mse, LossAt::All, false, 9);
+    let plan = Plan::new(t, 4, 3).unwrap();
+    let regular = Some(Truncation::Regular(k));
+    let (_, stats) = fast::bptt_checkpointed_with(&p, &plan, regular).unwrap();
+    let with = fast::costs(p.shape, regular).bytes(&plan);
+    let without = fast::costs(p.shape, None).bytes(&plan);
+    assert_eq!(stats.peak_bytes, with);
+    assert_eq!(with - without, 4 * 2 * (k as u64 + 1) * (b * p.shape.hidden) as u64);
+    assert_eq!(fast::full_bytes(p.shape, regular) - fast::full_bytes(p.shape, None), with - without);
+    let (_, full_bptt) = fast::bptt_checkpointed_with(&p, &plan, Some(Truncation::Regular(t))).unwrap();
+    assert_eq!(
+        (full_bptt.peak_bytes, fast::costs(p.shape, Some(Truncation::Regular(t))).bytes(&plan)),
+        (without, without)
+    );
+    let random = Some(Truncation::Random { p: 0.2, seed: 1 });
+    assert_eq!(fast::costs(p.shape, random).bytes(&plan), without);
+}
+
 #[path = "common/mod.rs"]
 mod common;
 

@@ -416,7 +416,11 @@ pub fn compute<'py>(
     }
     // The CPU paths' plans (the GPU's needs its adapter's limits).
     let plan = match device {
-        "cpu" => plan_path("cpu", s.steps, &budget, &fast::costs(s), fast::full_bytes(s), None).map_err(error)?.plan,
+        "cpu" => {
+            let t = options.truncate;
+            let (costs, full) = (fast::costs(s, t), fast::full_bytes(s, t));
+            plan_path("cpu", s.steps, &budget, &costs, full, None).map_err(error)?.plan
+        }
         "reference" => {
             let t = options.truncate;
             let (costs, full) = (checkpointed::costs(s, t), checkpointed::full_bytes(s, t));

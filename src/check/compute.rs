@@ -265,7 +265,7 @@ pub fn fast_cpu(
     let reach =
         if with_reach { Some(scored_at_last(p, |last| variant.fast_planned(last, plan.as_ref()))?.0) } else { None };
     // Checkpointed: the same run storing every state, where memory allows, for the ratio.
-    let full = crate::cpu::fast::full_bytes(p.shape);
+    let full = crate::cpu::fast::full_bytes(p.shape, variant.truncate);
     let time_ratio = if plan.is_some() && crate::memory::check_host(full, c.max_memory, "", "").is_ok() {
         let (_, whole_ms, _) = timed(c, progress, "fast CPU path storing every state", || {
             let (r, ms) = clock(|| variant.fast(p));

@@ -290,8 +290,8 @@ fn cpu_plans(c: &CheckConfig, shape: Shape) -> Result<Plans> {
     let memory = c.memory_options();
     let mut plans = Plans::default();
     if c.compute.fast_cpu() || matches!(c.truncate, Some(Truncation::Random { .. })) {
-        let costs = crate::cpu::fast::costs(shape);
-        let full = crate::cpu::fast::full_bytes(shape);
+        let costs = crate::cpu::fast::costs(shape, c.truncate);
+        let full = crate::cpu::fast::full_bytes(shape, c.truncate);
         plans.fast = Some(plan_path("cpu", shape.steps, &memory, &costs, full, None)?);
     }
     if c.compute.reference() {

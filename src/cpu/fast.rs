@@ -240,7 +240,7 @@ fn checkpointed_on_pool(p: &Problem, plan: &Plan, carry: Carry) -> Result<(BpttR
                 }
             }
             let result = sums.finish(p, loss, grad_h0, Vec::new(), Vec::new());
-            let peak_bytes = costs(p.shape).bytes(plan);
+            let peak_bytes = costs(p.shape, None).bytes(plan) + lanes.as_ref().map_or(0, LaneState::bytes);
             Ok((result, Recomputed { forward_steps: evaluated, peak_bytes, last_state }))
         })
     })
@@ -270,13 +270,14 @@ pub fn forward_loss(p: &Problem, window: usize) -> (f64, Vec<f64>) {
 
 /// What a checkpointed run of the fast path holds (`checkpoint::choose`): f32 states in the
 /// slots; per step of a window its states, inputs, outputs, ∂L/∂o and ∂L/∂a; the current, held
-/// and carried states and the norms besides.
-pub fn costs(s: Shape) -> Costs {
+/// and carried states and the norms besides; under regular truncation (K < T) its lanes,
+/// 2·(K + 1) rows [B,h] of f32 (`LaneState`).
+pub fn costs(s: Shape, truncate: Option<Truncation>) -> Costs {
     let (b, d, h, q) = (s.batch as u64, s.input as u64, s.hidden as u64, s.output as u64);
     Costs {
         state: 4 * b * h,
         per_step: 4 * b * (2 * h + d + 2 * q),
-        fixed: 4 * 4 * b * h + 8 * s.steps as u64,
+        fixed: 4 * 4 * b * h + 8 * s.steps as u64 + lanes_bytes(s, truncate),
         max_unit: s.steps,
         max_slots: usize::MAX,
         unit_overhead: UNIT_OVERHEAD_STEPS,
@@ -285,9 +286,18 @@ pub fn costs(s: Shape) -> Costs {
 
 /// What the full-storage run holds for the same (one window of T steps), plus the states it
 /// returns in f64.
-pub fn full_bytes(s: Shape) -> u64 {
-    let c = costs(s);
+pub fn full_bytes(s: Shape, truncate: Option<Truncation>) -> u64 {
+    let c = costs(s, truncate);
     c.fixed + c.per_step * s.steps as u64 + 8 * (s.steps * s.batch * (s.hidden + s.output)) as u64
+}
+
+/// The lanes regular truncation keeps (`lane_state`): none for other carries, nor when K ≥ T
+/// (full BPTT).
+fn lanes_bytes(s: Shape, truncate: Option<Truncation>) -> u64 {
+    match truncate {
+        Some(Truncation::Regular(k)) if k >= 1 && k < s.steps => 4 * 2 * (k as u64 + 1) * (s.batch * s.hidden) as u64,
+        _ => 0,
+    }
 }
 
 /// A window's cost beyond its steps (starting the recurrences' team, the products' set-up), in

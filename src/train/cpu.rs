@@ -34,7 +34,8 @@ impl CpuEngine {
         let carried = vec![0.0; cfg.shape.batch * cfg.shape.hidden];
         let s = cfg.shape;
         let plan = if cfg.memory.is_set() {
-            Some(plan_path("cpu", s.steps, &cfg.memory, &fast::costs(s), fast::full_bytes(s), None)?)
+            let (costs, full) = (fast::costs(s, cfg.truncate), fast::full_bytes(s, cfg.truncate));
+            Some(plan_path("cpu", s.steps, &cfg.memory, &costs, full, None)?)
         } else {
             None
         };

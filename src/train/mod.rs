@@ -346,8 +346,8 @@ fn reach_reading(w: &Weights, s: &Setup) -> Result<(Option<f64>, Option<f64>)> {
         batch.targets.clone(),
     )?
     .with_loss_at(LossAt::Last);
-    let fast = crate::cpu::fast::costs(shape);
-    let full = crate::cpu::fast::full_bytes(shape);
+    let fast = crate::cpu::fast::costs(shape, None);
+    let full = crate::cpu::fast::full_bytes(shape, None);
     let plan = crate::variant::memory::plan_path("cpu", shape.steps, &s.step.memory, &fast, full, None)?.plan;
     let profile = match plan {
         Some(plan) => crate::cpu::fast::bptt_checkpointed(&p, &plan)?.0.grad_h_norm,

@@ -449,6 +449,11 @@ impl LaneState {
     pub fn new(k: usize, last_only: bool, nt: usize, bh: usize) -> Self {
         LaneState { k, last_only, nt, bh, buf: vec![0.0f32; 2 * (k + 1) * bh] }
     }
+
+    /// What the lanes hold, in bytes (`fast::costs` counts the same).
+    pub fn bytes(&self) -> u64 {
+        4 * self.buf.len() as u64
+    }
 }
 
 /// A window's view of the lanes: its step t is the sequence's t0 + t.
