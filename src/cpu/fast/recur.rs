@@ -343,10 +343,10 @@ impl Recurrence {
                 let mut share = unsafe { partials.columns(slot(t, k), nb, nh, &(0..nh)) };
                 share.iter_mut().for_each(|s| s.fill(0.0));
                 let gs: Vec<&[f32]> = outs.iter().map(|o| &**o).collect();
-                // The walk alternates with the sequence's step (so a window of a checkpointed
-                // run adds the rows in the order the whole run does), against the forward's at
-                // the same step: the pass's first step starts on the rows the forward's last
-                // one ended on.
+                // The walk alternates with the sequence's step, so a window of a checkpointed
+                // run adds the rows in the order the whole run does; in a whole run it goes
+                // against the forward's at the same step, so the pass's first step starts on
+                // the rows the forward's last one ended on.
                 let reverse = (t0 + t).is_multiple_of(2);
                 rows_axpy(self.isa, &w_hh[cols.start * ld..cols.end * ld], ld, &gs, &mut share, reverse);
             }
