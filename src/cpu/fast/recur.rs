@@ -289,15 +289,17 @@ impl Recurrence {
             Carry::Scaled(c) => c[t] as f32,
             _ => 1.0,
         };
-        let mut partials = vec![0.0f32; 2 * blocks * bh];
+        let (mut partials, mut sums) = (vec![0.0f32; 2 * blocks * bh], vec![0.0f32; nh]);
         let (grad_a, grad_h0, partials) = (Shared::new(grad_a), Shared::new(grad_h0), Shared::new(&mut partials));
+        // The sum of the shares on each unit's columns (one batch entry at a time).
+        let sums = Shared::new(&mut sums);
         let slot = |t: usize, k: usize| ((t % 2) * blocks + k) * bh;
         // out = out + c·Σ_k shares of step t on `cols` (the shares added in block order first),
         // batch entry by batch entry.
-        // SAFETY (callers): step t's shares are finished (it is the step before), and no unit
-        // writes their parity during this step.
+        // SAFETY (callers): step t's shares are finished (it is the step before), no unit writes
+        // their parity during this step, and the columns `cols` of `sums` are the caller's alone.
         let add_shares = |t: usize, c: f32, cols: &Range<usize>, outs: &mut [&mut [f32]]| {
-            let mut sum = vec![0.0f32; cols.len()];
+            let sum = unsafe { sums.slice_mut(cols.start, cols.len()) };
             for (b, out) in outs.iter_mut().enumerate() {
                 let share = |k: usize| unsafe { &partials.read(slot(t, k), bh)[b * nh..][cols.clone()] };
                 sum.copy_from_slice(share(0));
@@ -305,9 +307,9 @@ impl Recurrence {
                     sum.iter_mut().zip(share(k)).for_each(|(s, x)| *s += x);
                 }
                 if c == 1.0 {
-                    out.iter_mut().zip(&sum).for_each(|(o, s)| *o += s);
+                    out.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o += s);
                 } else {
-                    out.iter_mut().zip(&sum).for_each(|(o, s)| *o += s * c);
+                    out.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o += s * c);
                 }
             }
         };
@@ -530,6 +532,15 @@ impl Shared {
     unsafe fn read(&self, start: usize, len: usize) -> &[f32] {
         assert!(start + len <= self.len);
         unsafe { std::slice::from_raw_parts(self.ptr.add(start), len) }
+    }
+
+    /// buf[start..start + len], to write.
+    /// # Safety
+    /// No other thread may read or write these elements while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 
     /// The columns `cols` of each of the `nb` rows (of length nh) starting at `start`.

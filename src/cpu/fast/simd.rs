@@ -11,7 +11,6 @@
 //! L2, `v` stays in L1, and the loads of `v` would otherwise compete with those of w.
 
 use std::cell::Cell;
-use std::ops::Range;
 
 /// The instruction set the fast path's kernels run on: the widest the CPU has (`detect`),
 /// unless a caller asks for a narrower one (`fast::bptt_with_isa`, which the tests use to run
@@ -225,14 +224,39 @@ fn rows_axpy_portable(w: &[f32], ld: usize, gs: &[&[f32]], outs: &mut [&mut [f32
     }
 }
 
-/// The row order of a `rows_axpy` walk over `rows` rows in groups of `group`: the groups' row
-/// ranges first to last, or (reversed) last to first, each to be walked in the same direction.
+/// One group of a `rows_axpy` walk: `len` rows walked from `first`, down when the walk is
+/// reversed (the vector kernels add a group's rows in this order, so each output's terms come
+/// in one row order whatever the group size).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn row_groups(rows: usize, group: usize, reverse: bool) -> impl Iterator<Item = Range<usize>> {
+#[derive(Clone, Copy)]
+struct Group {
+    first: usize,
+    len: usize,
+    reverse: bool,
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl Group {
+    /// The group's i-th row in walking order.
+    fn row(self, i: usize) -> usize {
+        if self.reverse { self.first - i } else { self.first + i }
+    }
+
+    /// The distance, in f32s, from one row to the next in walking order, at row stride `ld`.
+    fn step(self, ld: usize) -> isize {
+        if self.reverse { -(ld as isize) } else { ld as isize }
+    }
+}
+
+/// The groups of `group` rows of a `rows_axpy` walk over `rows` rows: first to last, or
+/// (reversed) last to first, each walked in the same direction.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn row_groups(rows: usize, group: usize, reverse: bool) -> impl Iterator<Item = Group> {
     let groups = rows.div_ceil(group);
     (0..groups).map(move |g| {
         let g = if reverse { groups - 1 - g } else { g };
-        g * group..(g * group + group).min(rows)
+        let range = g * group..(g * group + group).min(rows);
+        Group { first: if reverse { range.end - 1 } else { range.start }, len: range.len(), reverse }
     })
 }
 
@@ -304,16 +328,14 @@ mod x86 {
         let n = outs[0].len();
         let op = outs.map(|o| o.as_mut_ptr());
         for group in super::row_groups(gs[0].len(), G, reverse) {
-            // The group's rows in walking order: row i at first + i·step.
-            let (len, first) = (group.len(), if reverse { group.end - 1 } else { group.start });
-            let step = if reverse { -(ld as isize) } else { ld as isize };
-            let row_of = |i: usize| if reverse { first - i } else { first + i };
+            // The group's rows in walking order: row i at w0 + i·step.
+            let (len, step) = (group.len, group.step(ld));
             // f[i][b]: batch entry b's factor of the group's row i.
             let f: [[__m512; NB]; G] =
-                std::array::from_fn(|i| std::array::from_fn(|b| _mm512_set1_ps(gs[b][row_of(i.min(len - 1))])));
-            // SAFETY (every row pointer, load and store below): rows first ∓ i for i < len lie
+                std::array::from_fn(|i| std::array::from_fn(|b| _mm512_set1_ps(gs[b][group.row(i.min(len - 1))])));
+            // SAFETY (every row pointer, load and store below): the group's rows i < len lie
             // inside the block, lanes below n inside each row and output (rows_axpy's checks).
-            let w0 = unsafe { w.as_ptr().add(first * ld) };
+            let w0 = unsafe { w.as_ptr().add(group.first * ld) };
             let mut j = 0;
             if NB == 1 && len == G {
                 // One batch entry and a whole group: two vectors at a time (two chains of FMAs),
@@ -380,14 +402,12 @@ mod x86 {
         let n = outs[0].len();
         let op = outs.map(|o| o.as_mut_ptr());
         for group in super::row_groups(gs[0].len(), G, reverse) {
-            let (len, first) = (group.len(), if reverse { group.end - 1 } else { group.start });
-            let step = if reverse { -(ld as isize) } else { ld as isize };
-            let row_of = |i: usize| if reverse { first - i } else { first + i };
+            let (len, step) = (group.len, group.step(ld));
             // f[i][b]: batch entry b's factor of the group's row i.
             let f: [[__m256; NB]; G] =
-                std::array::from_fn(|i| std::array::from_fn(|b| _mm256_set1_ps(gs[b][row_of(i.min(len - 1))])));
+                std::array::from_fn(|i| std::array::from_fn(|b| _mm256_set1_ps(gs[b][group.row(i.min(len - 1))])));
             // SAFETY (every row pointer, load and store below): as in `groups_avx512`.
-            let w0 = unsafe { w.as_ptr().add(first * ld) };
+            let w0 = unsafe { w.as_ptr().add(group.first * ld) };
             let mut j = 0;
             while j + 8 <= n {
                 let mut acc: [__m256; NB] = std::array::from_fn(|b| unsafe { _mm256_loadu_ps(op[b].add(j)) });
@@ -406,7 +426,7 @@ mod x86 {
                 for b in 0..NB {
                     let o = unsafe { &mut *op[b].add(jj) };
                     for i in 0..len {
-                        *o = unsafe { *w0.offset(i as isize * step).add(jj) }.mul_add(gs[b][row_of(i)], *o);
+                        *o = unsafe { *w0.offset(i as isize * step).add(jj) }.mul_add(gs[b][group.row(i)], *o);
                     }
                 }
             }
