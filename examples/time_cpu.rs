@@ -3,7 +3,7 @@
 //!
 //!     cargo run --release --example time_cpu -- [--runs N] [--ref-runs N] [--steps T]
 //!         [--batch B] [--input d] [--hidden h] [--output q] [--tanh] [--xent] [--bias]
-//!         [--seed S] [--fast-only] [--save-problem FILE] [--isa avx512|avx2|portable]
+//!         [--seed S] [--fast-only] [--save-problem FILE] [--isa avx512|avx2|portable] [--floor]
 //!
 //! `--save-problem FILE` writes the problem's inputs (w_hx w_hh w_qh x y h0) and the fast path's
 //! results (loss grad_w_hx grad_w_hh grad_w_qh grad_h0) as f32 safetensors, for
@@ -16,7 +16,8 @@
 //! its two recurrences, measured in the same minute: two threads each read their half of a
 //! w_hh-sized matrix (h/2 rows at the padded stride) in aligned 64-byte loads, 2·T times in
 //! alternating direction, and wait for each other after every sweep as the recurrences' steps
-//! do; it prints both medians and their ratio (docs/performance.md, "B = 1").
+//! do; it prints both medians and their ratio (docs/performance.md, "B = 1, a third look"), and
+//! nothing else (no reference run, no saved problem).
 //!
 //! Defaults: T=256 B=1 d=64 h=1024 q=64, identity, mse, seed 0, 21 fast runs, 3 reference runs.
 
