@@ -165,6 +165,18 @@ fn main() {
             b_t: false,
             calls: 1,
         },
+        // The same product at B = 1 (T = 256 rows): the call's largest product there.
+        Product {
+            name: "∂L/∂w_hh at B = 1 (k = 256)",
+            m: h,
+            k: 256,
+            n: h,
+            a: &da[..256 * h],
+            a_t: true,
+            b: &hs[..256 * h],
+            b_t: false,
+            calls: 1,
+        },
         Product {
             name: "∂L/∂w_hx = ∂Aᵀ·X", m: h, k: rows, n: d, a: &da, a_t: true, b: &x, b_t: false, calls: 1
         },

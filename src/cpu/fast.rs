@@ -32,6 +32,7 @@
 //! overlapping `[T·B, h]` views of it, and ∂L/∂a `[T,B,h]` is built in place over ∂L/∂o·w_qh.
 
 mod aligned;
+mod convert;
 pub mod gemm;
 mod kernel;
 pub mod layer;
@@ -42,6 +43,7 @@ mod simd;
 mod team;
 
 use aligned::{AlignedVec, padded};
+use convert::{convert_into, to_f32, to_f32_padded, to_f64};
 use gemm::{Packed, View, gemm, gemm_packed};
 use std::sync::OnceLock;
 
@@ -325,13 +327,28 @@ impl Engine {
     fn new(p: &Problem) -> Self {
         let s = p.shape;
         let w = &p.params;
-        let w_hh = to_f32_padded(&w.w_hh, s.hidden, s.hidden);
-        let (w_hx, w_qh) = (to_f32(&w.w_hx), to_f32(&w.w_qh));
         let (d, nh, q) = (s.input, s.hidden, s.output);
+        // The small weights are converted and packed while w_hh's conversion, a pass over
+        // memory, runs: the thread that finishes first joins the other's work.
+        let isa = simd::Isa::current();
+        let (w_hh, (w_hx, w_qh, [packed_w_hx_t, packed_w_qh_t, packed_w_qh])) = rayon::join(
+            || to_f32_padded(&w.w_hh, nh, nh),
+            || {
+                isa.run_with(|| {
+                    let (w_hx, w_qh) = (to_f32(&w.w_hx), to_f32(&w.w_qh));
+                    let packed = [
+                        Packed::new(View::new(&w_hx, nh, d).t()),
+                        Packed::new(View::new(&w_qh, q, nh).t()),
+                        Packed::new(View::new(&w_qh, q, nh)),
+                    ];
+                    (w_hx, w_qh, packed)
+                })
+            },
+        );
         Engine {
-            packed_w_hx_t: Packed::new(View::new(&w_hx, nh, d).t()),
-            packed_w_qh_t: Packed::new(View::new(&w_qh, q, nh).t()),
-            packed_w_qh: Packed::new(View::new(&w_qh, q, nh)),
+            packed_w_hx_t,
+            packed_w_qh_t,
+            packed_w_qh,
             w_hx,
             w_hh,
             w_hh_t: OnceLock::new(),
@@ -557,30 +574,6 @@ fn flush_tiny(x: f32) -> f32 {
     if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x }
 }
 
-/// Element-wise conversions are split over rayon's threads in chunks this long: the big ones
-/// (w_hh in, grad_w_hh out) are memory-bound and page-fault-bound, and the second core helps.
-const CONVERT_CHUNK: usize = 1 << 15;
-
-fn to_f32(v: &[f64]) -> Vec<f32> {
-    // collect() writes straight into the new Vec: no zero-fill pass over memory first.
-    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f32).collect()
-}
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.par_iter().with_min_len(CONVERT_CHUNK).map(|&x| x as f64).collect()
-}
-
-/// w [rows, cols] (row-major f64) as f32 rows at the padded stride, starting on a cache line.
-fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
-    let ld = padded(cols);
-    let mut out = AlignedVec::scratch(rows * ld);
-    out.par_chunks_mut(ld)
-        .zip(w.par_chunks(cols))
-        .with_min_len(CONVERT_CHUNK / ld.max(1))
-        .for_each(|(o, w)| o.iter_mut().zip(w).for_each(|(o, &w)| *o = w as f32));
-    out
-}
-
 /// wᵀ for a square w [n,n] (both at the padded row stride), in 32×32 tiles: each tile reads 32
 /// source rows and writes 32 destination rows in whole lines through a tile buffer, so a 4 KiB
 /// row stride (which maps every row of a column to the same L1 set) costs no partial-line
@@ -607,11 +600,6 @@ fn transpose_padded(w: &[f32], n: usize) -> AlignedVec {
         }
     });
     w_t
-}
-
-/// dst = src in f32, split over rayon's threads like `to_f32`.
-fn convert_into(dst: &mut [f32], src: &[f64]) {
-    dst.par_iter_mut().zip(src).with_min_len(CONVERT_CHUNK).for_each(|(d, &s)| *d = s as f32);
 }
 
 /// Adds `v` to every row of the row-major `m` [*, v.len()].
