@@ -1,10 +1,10 @@
-//! Times the products of one BPTT call at (h, T, B) = (1024, 256, 32), d = q = 64, in the fast
-//! path's own kernel (`bptt::cpu::fast::gemm`), the `gemm` crate and `matrixmultiply`,
-//! alternately, round after round, and prints a table of the medians (docs/performance.md,
-//! "The products"). Timing only: the three are checked to agree (relative difference ≤ 1e-5),
-//! nothing passes or fails.
+//! Times the products of one BPTT call at (h, T, B) = (1024, 256, 32) (or the batch `--batch`
+//! gives), d = q = 64, in the fast path's own kernel (`bptt::cpu::fast::gemm`), the `gemm`
+//! crate and `matrixmultiply`, alternately, round after round, and prints a table of the
+//! medians (docs/performance.md, "The products"). Timing only: the three are checked to agree
+//! (relative difference ≤ 1e-5), nothing passes or fails.
 //!
-//!     cargo run --release --example products -- [ROUNDS] [--isa avx512|avx2]
+//!     cargo run --release --example products -- [ROUNDS] [--isa avx512|avx2] [--batch B]
 //!
 //! Each product is timed on all the pool's threads (RAYON_NUM_THREADS), the median of 5 calls
 //! after one untimed call, every round. "step" is one recurrence step's product as a library
@@ -146,13 +146,24 @@ fn main() {
         Some("avx512") | None => Isa::detect(),
         Some(other) => panic!("--isa avx512|avx2, not {other}"),
     };
-    let (h, d, q, rows) = (1024, 64, 64, 256 * 32);
-    let (da, hs, x, go) = (values(rows * h, 1), values(rows * h, 2), values(rows * d, 3), values(rows * q, 4));
+    let batch: usize = args.iter().position(|a| a == "--batch").map_or(32, |i| args[i + 1].parse().expect("--batch B"));
+    let (h, d, q, rows) = (1024, 64, 64, 256 * batch);
+    // At least the 16-step window's rows of ∂A and H, whatever the batch.
+    let long = rows.max(16 * 32);
+    let (da, hs, x, go) = (values(long * h, 1), values(long * h, 2), values(rows * d, 3), values(rows * q, 4));
     let (w_hx, w_qh, w_hh) = (values(h * d, 5), values(q * h, 6), values(h * h, 7));
     let window = 16 * 32 * h;
     let products = [
         Product {
-            name: "∂L/∂w_hh = ∂Aᵀ·H_prev", m: h, k: rows, n: h, a: &da, a_t: true, b: &hs, b_t: false, calls: 1
+            name: "∂L/∂w_hh = ∂Aᵀ·H_prev",
+            m: h,
+            k: rows,
+            n: h,
+            a: &da[..rows * h],
+            a_t: true,
+            b: &hs[..rows * h],
+            b_t: false,
+            calls: 1,
         },
         Product {
             name: "∂L/∂w_hh, a window of 16 steps",
@@ -165,27 +176,41 @@ fn main() {
             b_t: false,
             calls: 1,
         },
-        // The same product at B = 1 (T = 256 rows): the call's largest product there.
         Product {
-            name: "∂L/∂w_hh at B = 1 (k = 256)",
+            name: "∂L/∂w_hx = ∂Aᵀ·X",
             m: h,
-            k: 256,
-            n: h,
-            a: &da[..256 * h],
+            k: rows,
+            n: d,
+            a: &da[..rows * h],
             a_t: true,
-            b: &hs[..256 * h],
+            b: &x,
             b_t: false,
             calls: 1,
         },
         Product {
-            name: "∂L/∂w_hx = ∂Aᵀ·X", m: h, k: rows, n: d, a: &da, a_t: true, b: &x, b_t: false, calls: 1
-        },
-        Product {
-            name: "∂L/∂w_qh = ∂Oᵀ·H", m: q, k: rows, n: h, a: &go, a_t: true, b: &hs, b_t: false, calls: 1
+            name: "∂L/∂w_qh = ∂Oᵀ·H",
+            m: q,
+            k: rows,
+            n: h,
+            a: &go,
+            a_t: true,
+            b: &hs[..rows * h],
+            b_t: false,
+            calls: 1,
         },
         Product { name: "X·w_hxᵀ", m: rows, k: d, n: h, a: &x, a_t: false, b: &w_hx, b_t: true, calls: 1 },
         Product { name: "∂L/∂O·w_qh", m: rows, k: q, n: h, a: &go, a_t: false, b: &w_qh, b_t: false, calls: 1 },
-        Product { name: "O = H·w_qhᵀ", m: rows, k: h, n: q, a: &hs, a_t: false, b: &w_qh, b_t: true, calls: 1 },
+        Product {
+            name: "O = H·w_qhᵀ",
+            m: rows,
+            k: h,
+            n: q,
+            a: &hs[..rows * h],
+            a_t: false,
+            b: &w_qh,
+            b_t: true,
+            calls: 1,
+        },
         // w_hhᵀ as the fast path holds it: a row-major copy.
         Product {
             name: "step: H_{t−1}·w_hhᵀ, 256 calls",
