@@ -14,10 +14,13 @@
 //!
 //! `--floor` (x86-64 with AVX-512, B = 1) alternates each timed call with the streaming floor of
 //! its two recurrences, measured in the same minute: two threads each read their half of a
-//! w_hh-sized matrix (h/2 rows at the padded stride) in aligned 64-byte loads, 2·T times in
-//! alternating direction, and wait for each other after every sweep as the recurrences' steps
-//! do; it prints both medians and their ratio (docs/performance.md, "B = 1, a third look"), and
-//! nothing else (no reference run, no saved problem).
+//! w_hh-sized matrix (h/2 rows at the padded stride) in aligned 64-byte loads, 2·T times, and
+//! wait for each other after every sweep as the recurrences' steps do. Two ways of reading: the
+//! block as one stream, in alternating direction, and its rows sixteen at a time (sixteen
+//! streams, each row front to back, the groups in alternating order), which reads the same
+//! bytes faster on some machines; the floor is the faster of the two. It prints the medians and
+//! the ratio (docs/performance.md, "B = 1, a fourth look"), and nothing else (no reference run,
+//! no saved problem).
 //!
 //! Defaults: T=256 B=1 d=64 h=1024 q=64, identity, mse, seed 0, 21 fast runs, 3 reference runs.
 
@@ -186,9 +189,44 @@ mod floor {
         acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
     }
 
-    /// One floor run: two threads, `sweeps` alternating sweeps of their own block each, a
-    /// barrier (a shared count, spun on) after every sweep. Seconds.
-    fn stepped(blocks: [&[f32]; 2], sweeps: usize) -> f64 {
+    /// Σ of `w`'s rows ([rows, ld], `cols` read of each) sixteen rows at a time: sixteen
+    /// accumulators, one per row, each row read front to back; the groups last to first with
+    /// `reverse`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `w` starts on a 64-byte line, ld and cols are multiples of
+    /// 16 and cols ≤ ld, and the row count a multiple of 16.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn row_groups(w: &[f32], ld: usize, cols: usize, reverse: bool) -> f32 {
+        const G: usize = 16;
+        let groups = w.len() / ld / G;
+        let mut total = _mm512_setzero_ps();
+        for g in 0..groups {
+            let g = if reverse { groups - 1 - g } else { g };
+            let rows = w[g * G * ld..].as_ptr();
+            let mut acc = [_mm512_setzero_ps(); G];
+            for j in (0..cols).step_by(16) {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: row g·G + i, lanes j..j + 16 ≤ cols ≤ ld, on a line.
+                    *a = _mm512_add_ps(unsafe { _mm512_load_ps(rows.add(i * ld + j)) }, *a);
+                }
+            }
+            total = acc.iter().fold(total, |t, &a| _mm512_add_ps(t, a));
+        }
+        _mm512_reduce_add_ps(total)
+    }
+
+    /// How a floor run reads its block: one stream, or rows sixteen at a time.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Read {
+        Stream,
+        Rows { ld: usize, cols: usize },
+    }
+
+    /// One floor run: two threads, `sweeps` sweeps of their own block each (alternating in
+    /// direction or group order), a barrier (a shared count, spun on) after every sweep.
+    /// Seconds.
+    fn stepped(blocks: [&[f32]; 2], sweeps: usize, read: Read) -> f64 {
         let done = AtomicUsize::new(0);
         let start = Instant::now();
         let sums: Vec<f32> = std::thread::scope(|s| {
@@ -196,8 +234,14 @@ mod floor {
             let run = move |w: &[f32]| {
                 let mut sum = 0.0;
                 for k in 0..sweeps {
-                    // SAFETY: `alternate` checked for AVX-512F; the block is aligned, 128-multiple.
-                    sum += unsafe { sweep(w, k % 2 == 1) };
+                    // SAFETY: `alternate` checked for AVX-512F; the block is aligned, a multiple
+                    // of 128 f32s and of 16 rows.
+                    sum += unsafe {
+                        match read {
+                            Read::Stream => sweep(w, k % 2 == 1),
+                            Read::Rows { ld, cols } => row_groups(w, ld, cols, k % 2 == 1),
+                        }
+                    };
                     done.fetch_add(1, Ordering::AcqRel);
                     while done.load(Ordering::Acquire) < 2 * (k + 1) {
                         std::hint::spin_loop();
@@ -216,29 +260,40 @@ mod floor {
     pub fn alternate(p: &Problem, isa: fast::Isa, runs: usize) {
         assert!(std::arch::is_x86_feature_detected!("avx512f"), "--floor needs AVX-512F");
         let s = p.shape;
-        let len = (s.hidden / 2 * padded(s.hidden)).next_multiple_of(128);
+        let (ld, cols) = (padded(s.hidden), s.hidden.next_multiple_of(16));
+        // Each thread's half of the rows, rounded up to whole groups of 16 rows and to 128 f32s.
+        let len = (s.hidden.div_ceil(2).next_multiple_of(16) * ld).next_multiple_of(128);
         let bufs: Vec<Vec<f32>> = (0..2).map(|k| vec![1e-3 * (k + 1) as f32; len + LINE]).collect();
         let blocks = [aligned(&bufs[0], len), aligned(&bufs[1], len)];
         let sweeps = 2 * s.steps;
-        stepped(blocks, sweeps);
-        let (mut call, mut floor) = (Vec::new(), Vec::new());
+        let reads = [Read::Stream, Read::Rows { ld, cols }];
+        reads.iter().for_each(|&r| _ = stepped(blocks, sweeps, r));
+        let (mut call, mut floor) = (Vec::new(), [Vec::new(), Vec::new()]);
         for _ in 0..runs {
             let t = Instant::now();
             std::hint::black_box(fast::bptt_with_isa(p, isa));
             call.push(t.elapsed().as_secs_f64() * 1e3);
-            floor.push(stepped(blocks, sweeps) * 1e3);
+            for (times, &r) in floor.iter_mut().zip(&reads) {
+                times.push(stepped(blocks, sweeps, r) * 1e3);
+            }
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (c, f) = (median(&mut call), median(&mut floor));
+        let c = median(&mut call);
+        let [stream, rows] = floor.map(|mut v| (median(&mut v), v[0]));
+        let f = stream.0.min(rows.0);
         println!(
-            "{}: call median {c:.2} ms; stepped read of 2 × {} KiB, {sweeps} sweeps, median {f:.2} ms \
-             (best {:.2}); call / stepped read {:.2}",
+            "{}: call median {c:.2} ms; stepped read of 2 × {} KiB, {sweeps} sweeps, medians: as one \
+             stream {:.2} ms (best {:.2}), in groups of 16 rows {:.2} ms (best {:.2}); call / the \
+             faster {:.2}",
             s,
             len * 4 / 1024,
-            floor[0],
+            stream.0,
+            stream.1,
+            rows.0,
+            rows.1,
             c / f
         );
     }
