@@ -7,8 +7,8 @@
 //! The build uses default x86-64 flags (SSE2 only), so the wide kernels are compiled for
 //! AVX-512F or AVX2+FMA with `#[target_feature]` and chosen at run time; other targets get a
 //! portable loop the compiler vectorises.
-//! Four rows are done together so each load of `v` feeds four FMAs: the rows of w stream from
-//! L2, `v` stays in L1, and the loads of `v` would otherwise compete with those of w.
+//! Several rows are done together so each load of `v` feeds several FMAs: the rows of w stream
+//! from L2, `v` stays in L1, and the loads of `v` would otherwise compete with those of w.
 
 use std::cell::Cell;
 
@@ -86,8 +86,11 @@ impl Isa {
 /// the block w [rows, ld], where outs[b] has the block's `rows` elements, vs is [B, n] and the
 /// row stride ld ≥ n (see `aligned::padded`).
 ///
-/// Rows go in groups of four, and all batch entries are done for one group before the next, so
-/// the group's rows (16 KiB at n = 1024) are read from L2 once per step and reused from L1.
+/// Rows go in groups, and all batch entries are done for one group before the next, so the
+/// group's rows are read from L2 once per step and reused from L1: four rows (16 KiB at n =
+/// 1024) for a batch, sixteen on AVX-512 for one sequence, whose sixteen streams the caches feed
+/// faster than four (docs/performance.md, "B = 1, a fourth look"). Each row's dot product is
+/// its own sum whatever the group, so the group size changes no bits.
 /// `reverse` walks the groups last to first. The recurrences alternate it from step to step, so
 /// a step starts on the rows the previous one touched last, which are still in L2: a matrix
 /// about the size of L2 read in the same order every step would miss on every line (LRU).
@@ -107,32 +110,32 @@ pub fn matvec_acc(isa: Isa, w: &[f32], ld: usize, vs: &[f32], outs: &mut [&mut [
         Isa::Avx512 => unsafe { x86::matvec_groups_avx512(w, ld, n, vs, outs, reverse) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => unsafe { x86::matvec_groups_avx2(w, ld, n, vs, outs, reverse) },
-        _ => matvec_groups(w, ld, n, vs, outs, reverse, dot4_portable),
+        _ => matvec_groups::<4>(w, ld, n, vs, outs, reverse, dot4_portable),
     }
 }
 
-/// The loop over groups of four rows, with the kernel for four dot products; inlined into each
+/// The loop over groups of G rows, with the kernel for G dot products; inlined into each
 /// instruction set's wrapper, so the kernel is inlined too.
 #[inline(always)]
-fn matvec_groups(
+fn matvec_groups<const G: usize>(
     w: &[f32],
     ld: usize,
     n: usize,
     vs: &[f32],
     outs: &mut [&mut [f32]],
     reverse: bool,
-    dot4: impl Fn([&[f32]; 4], &[f32]) -> [f32; 4],
+    dot: impl Fn([&[f32]; G], &[f32]) -> [f32; G],
 ) {
     let rows = outs[0].len();
-    let groups = rows.div_ceil(4);
+    let groups = rows.div_ceil(G);
     for g in 0..groups {
         let g = if reverse { groups - 1 - g } else { g };
-        let group = g * 4..(g * 4 + 4).min(rows);
+        let group = g * G..(g * G + G).min(rows);
         // A short last group repeats its last row; the extra results are dropped.
         let row = |r: usize| &w[(group.start + r.min(group.len() - 1)) * ld..][..n];
-        let w4 = [row(0), row(1), row(2), row(3)];
+        let wg: [&[f32]; G] = std::array::from_fn(row);
         for (v, out) in vs.chunks_exact(n).zip(outs.iter_mut()) {
-            let d = dot4(w4, v);
+            let d = dot(wg, v);
             for (o, d) in out[group.clone()].iter_mut().zip(d) {
                 *o += d;
             }
@@ -278,7 +281,11 @@ mod x86 {
         reverse: bool,
     ) {
         // SAFETY: the caller's CPU has AVX-512F; matvec_groups passes rows of v's length.
-        super::matvec_groups(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx512(w, v) });
+        if outs.len() == 1 {
+            super::matvec_groups::<16>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot_avx512(w, v) });
+        } else {
+            super::matvec_groups::<4>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot_avx512(w, v) });
+        }
     }
 
     /// `super::matvec_groups` with the AVX2 kernel inlined.
@@ -295,7 +302,7 @@ mod x86 {
         reverse: bool,
     ) {
         // SAFETY: the caller's CPU has AVX2 and FMA; matvec_groups passes rows of v's length.
-        super::matvec_groups(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx2(w, v) });
+        super::matvec_groups::<4>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx2(w, v) });
     }
 
     /// `super::rows_axpy` on AVX-512 for 1 to 3 batch entries: groups of 16 rows.
@@ -437,16 +444,16 @@ mod x86 {
     /// The CPU must have AVX-512F; every `w[i]` must be at least `v.len()` long.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot4_avx512(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
+    pub unsafe fn dot_avx512<const G: usize>(w: [&[f32]; G], v: &[f32]) -> [f32; G] {
         let n = v.len();
         debug_assert!(w.iter().all(|w| w.len() >= n));
         let (vp, wp) = (v.as_ptr(), w.map(|w| w.as_ptr()));
-        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut acc = [_mm512_setzero_ps(); G];
         let mut j = 0;
         // SAFETY (all loads): j + 16 ≤ n, or the masked tail touches only lanes j..n.
         while j + 16 <= n {
             let vj = unsafe { _mm512_loadu_ps(vp.add(j)) };
-            for r in 0..4 {
+            for r in 0..G {
                 let wj = unsafe { _mm512_loadu_ps(wp[r].add(j)) };
                 acc[r] = _mm512_fmadd_ps(wj, vj, acc[r]);
             }
@@ -455,13 +462,13 @@ mod x86 {
         if j < n {
             let mask: __mmask16 = (1u32 << (n - j)) as u16 - 1;
             let vj = unsafe { _mm512_maskz_loadu_ps(mask, vp.add(j)) };
-            for r in 0..4 {
+            for r in 0..G {
                 let wj = unsafe { _mm512_maskz_loadu_ps(mask, wp[r].add(j)) };
                 acc[r] = _mm512_fmadd_ps(wj, vj, acc[r]);
             }
         }
-        let mut out = [0.0f32; 4];
-        for r in 0..4 {
+        let mut out = [0.0f32; G];
+        for r in 0..G {
             out[r] = _mm512_reduce_add_ps(acc[r]);
         }
         out
@@ -595,7 +602,7 @@ mod tests {
         isas.dedup();
         for isa in isas {
             for n in [1, 7, 8, 15, 16, 17, 33, 70] {
-                for rows in [1, 3, 4, 5, 9] {
+                for rows in [1, 3, 4, 5, 9, 16, 17, 33] {
                     for batch in [1, 2] {
                         // Rows at a stride of n + 3, whose padding must not be read.
                         let ld = n + 3;
