@@ -9,7 +9,7 @@
 //! Each step's product: with a batch of 4 or more on AVX-512 or AVX2, the register tile of
 //! `kernel` (`panels_product`) over the thread's block of w_hhᵀ (forward) or w_hh (backward),
 //! packed into panels on the pass's first call and kept for the next (a `Recurrence` serves one
-//! set of weights); otherwise the forward does 4 or 16 rows' dot products at a time
+//! set of weights); otherwise the forward does 4 to 16 rows' dot products at a time
 //! (`simd::matvec_acc`) and the backward the row form over the same rows of w_hh
 //! (`simd::rows_axpy`, each thread's share of ∂L/∂a_t·w_hh summed at the next step:
 //! `backward_rows`), so no transposed copy is made (but for regular truncation's lanes, which

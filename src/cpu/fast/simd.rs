@@ -88,9 +88,10 @@ impl Isa {
 ///
 /// Rows go in groups, and all batch entries are done for one group before the next, so the
 /// group's rows are read from L2 once per step and reused from L1: four rows (16 KiB at n =
-/// 1024) for a batch, sixteen on AVX-512 for one sequence, whose sixteen streams the caches feed
-/// faster than four (docs/performance.md, "B = 1, a fourth look"). Each row's dot product is
-/// its own sum whatever the group, so the group size changes no bits.
+/// 1024) for a batch, and for one sequence sixteen on AVX-512 (eight on AVX2, as many as its
+/// registers hold), whose streams the caches feed faster than four (docs/performance.md, "B = 1,
+/// a fourth look"). Each row's dot product is its own sum whatever the group, so the group size
+/// changes no bits.
 /// `reverse` walks the groups last to first. The recurrences alternate it from step to step, so
 /// a step starts on the rows the previous one touched last, which are still in L2: a matrix
 /// about the size of L2 read in the same order every step would miss on every line (LRU).
@@ -302,7 +303,11 @@ mod x86 {
         reverse: bool,
     ) {
         // SAFETY: the caller's CPU has AVX2 and FMA; matvec_groups passes rows of v's length.
-        super::matvec_groups::<4>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot4_avx2(w, v) });
+        if outs.len() == 1 {
+            super::matvec_groups::<8>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot_avx2(w, v) });
+        } else {
+            super::matvec_groups::<4>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot_avx2(w, v) });
+        };
     }
 
     /// `super::rows_axpy` on AVX-512 for 1 to 3 batch entries: groups of 16 rows.
@@ -418,6 +423,24 @@ mod x86 {
             // SAFETY (every row pointer, load and store below): as in `groups_avx512`.
             let w0 = unsafe { w.as_ptr().add(group.first * ld) };
             let mut j = 0;
+            if NB == 1 && len == G {
+                // One batch entry and a whole group: four vectors at a time (four chains of
+                // FMAs), as on AVX-512; the same terms in the same order per element.
+                while j + 32 <= n {
+                    let mut acc: [__m256; 4] =
+                        std::array::from_fn(|c| unsafe { _mm256_loadu_ps(op[0].add(j + 8 * c)) });
+                    for (i, fi) in f.iter().enumerate() {
+                        let row = unsafe { w0.offset(i as isize * step).add(j) };
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(unsafe { _mm256_loadu_ps(row.add(8 * c)) }, fi[0], *a);
+                        }
+                    }
+                    for (c, a) in acc.iter().enumerate() {
+                        unsafe { _mm256_storeu_ps(op[0].add(j + 8 * c), *a) };
+                    }
+                    j += 32;
+                }
+            }
             while j + 8 <= n {
                 let mut acc: [__m256; NB] = std::array::from_fn(|b| unsafe { _mm256_loadu_ps(op[b].add(j)) });
                 for (i, fi) in f.iter().enumerate().take(len) {
@@ -480,23 +503,23 @@ mod x86 {
     /// The CPU must have AVX2 and FMA; every `w[i]` must be at least `v.len()` long.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4_avx2(w: [&[f32]; 4], v: &[f32]) -> [f32; 4] {
+    pub unsafe fn dot_avx2<const G: usize>(w: [&[f32]; G], v: &[f32]) -> [f32; G] {
         let n = v.len();
         debug_assert!(w.iter().all(|w| w.len() >= n));
         let (vp, wp) = (v.as_ptr(), w.map(|w| w.as_ptr()));
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); G];
         let mut j = 0;
         // SAFETY (all loads): j + 8 ≤ n.
         while j + 8 <= n {
             let vj = unsafe { _mm256_loadu_ps(vp.add(j)) };
-            for r in 0..4 {
+            for r in 0..G {
                 let wj = unsafe { _mm256_loadu_ps(wp[r].add(j)) };
                 acc[r] = _mm256_fmadd_ps(wj, vj, acc[r]);
             }
             j += 8;
         }
-        let mut out = [0.0f32; 4];
-        for r in 0..4 {
+        let mut out = [0.0f32; G];
+        for r in 0..G {
             out[r] = hsum256(acc[r]);
             for k in j..n {
                 out[r] += w[r][k] * v[k];
