@@ -273,7 +273,7 @@ pub fn forward_loss(p: &Problem, window: usize) -> (f64, Vec<f64>) {
 /// What a checkpointed run of the fast path holds (`checkpoint::choose`): f32 states in the
 /// slots; per step of a window its states, inputs, outputs, ∂L/∂o and ∂L/∂a; the current, held
 /// and carried states and the norms besides; under regular truncation (K < T) its lanes,
-/// 2·(K + 1) rows [B,h] of f32 (`LaneState`).
+/// 2·(K + 1) rows `[B,h]` of f32 (`LaneState`).
 pub fn costs(s: Shape, truncate: Option<Truncation>) -> Costs {
     let (b, d, h, q) = (s.batch as u64, s.input as u64, s.hidden as u64, s.output as u64);
     Costs {

@@ -88,9 +88,9 @@ impl Isa {
 ///
 /// Rows go in groups, and all batch entries are done for one group before the next, so the
 /// group's rows are read from L2 once per step and reused from L1: four rows (16 KiB at n =
-/// 1024) for a batch, and for one sequence sixteen on AVX-512 (eight on AVX2, as many as its
-/// registers hold), whose streams the caches feed faster than four (docs/performance.md, "B = 1,
-/// a fourth look"). Each row's dot product is its own sum whatever the group, so the group size
+/// 1024) for a batch, and for one sequence sixteen on AVX-512 (eight on AVX2, with half the
+/// registers), whose streams the caches feed faster than four (docs/performance.md, "B = 1, a
+/// fourth look"). Each row's dot product is its own sum whatever the group, so the group size
 /// changes no bits.
 /// `reverse` walks the groups last to first. The recurrences alternate it from step to step, so
 /// a step starts on the rows the previous one touched last, which are still in L2: a matrix
@@ -307,7 +307,7 @@ mod x86 {
             super::matvec_groups::<8>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot_avx2(w, v) });
         } else {
             super::matvec_groups::<4>(w, ld, n, vs, outs, reverse, |w, v| unsafe { dot_avx2(w, v) });
-        };
+        }
     }
 
     /// `super::rows_axpy` on AVX-512 for 1 to 3 batch entries: groups of 16 rows.
