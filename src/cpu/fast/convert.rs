@@ -33,11 +33,8 @@ pub fn to_f32(v: &[f64]) -> Vec<f32> {
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     let mut out = Vec::with_capacity(v.len());
     let isa = Isa::current();
-    out.spare_capacity_mut()[..v.len()]
-        .par_chunks_mut(CHUNK)
-        .zip(v.par_chunks(CHUNK))
-        .for_each(|(o, v)| widen(isa, v, o));
-    // SAFETY: every chunk was written in full.
+    in_chunks(v, &mut out.spare_capacity_mut()[..v.len()], |s, d| widen(isa, s, d));
+    // SAFETY: `widen` wrote every element.
     unsafe { out.set_len(v.len()) };
     out
 }
@@ -66,35 +63,61 @@ pub fn to_f32_padded(w: &[f64], rows: usize, cols: usize) -> AlignedVec {
 }
 
 fn narrow_into(isa: Isa, src: &[f64], dst: &mut [MaybeUninit<f32>]) {
-    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| narrow(isa, s, d));
+    in_chunks(src, dst, |s, d| narrow(isa, s, d));
+}
+
+/// `convert(src chunk, dst chunk)` over chunks of `CHUNK` elements, split over rayon's threads.
+fn in_chunks<S: Sync, D: Send>(
+    src: &[S],
+    dst: &mut [MaybeUninit<D>],
+    convert: impl Fn(&[S], &mut [MaybeUninit<D>]) + Sync,
+) {
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| convert(s, d));
 }
 
 /// dst[i] = src[i] as f32, every element written.
 fn narrow(isa: Isa, src: &[f64], dst: &mut [MaybeUninit<f32>]) {
-    assert_eq!(src.len(), dst.len(), "narrow: equal lengths");
-    let done = match isa {
-        // SAFETY: `Isa::detect` chose these only where the CPU has AVX2 (and so AVX); the
-        // lengths are equal.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2Fma => unsafe { x86::narrow_avx(src, dst) },
-        _ => 0,
-    };
-    dst[done..].iter_mut().zip(&src[done..]).for_each(|(d, &s)| {
-        d.write(s as f32);
-    });
+    // SAFETY: `Isa::detect` chose these only where the CPU has AVX2 (and so AVX); `by_vectors`
+    // checked the lengths.
+    by_vectors(
+        src,
+        dst,
+        |x| x as f32,
+        |s, d| match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 | Isa::Avx2Fma => unsafe { x86::narrow_avx(s, d) },
+            _ => 0,
+        },
+    );
 }
 
 /// dst[i] = src[i] as f64, every element written.
 fn widen(isa: Isa, src: &[f32], dst: &mut [MaybeUninit<f64>]) {
-    assert_eq!(src.len(), dst.len(), "widen: equal lengths");
-    let done = match isa {
-        // SAFETY: as in `narrow`.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 | Isa::Avx2Fma => unsafe { x86::widen_avx(src, dst) },
-        _ => 0,
-    };
+    // SAFETY: as in `narrow`.
+    by_vectors(
+        src,
+        dst,
+        |x| x as f64,
+        |s, d| match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 | Isa::Avx2Fma => unsafe { x86::widen_avx(s, d) },
+            _ => 0,
+        },
+    );
+}
+
+/// dst[i] = `one(src[i])` for every i: `vectors` converts whole vectors from the start and says
+/// how many elements it did, `one` the rest.
+fn by_vectors<S: Copy, D>(
+    src: &[S],
+    dst: &mut [MaybeUninit<D>],
+    one: impl Fn(S) -> D,
+    vectors: impl FnOnce(&[S], &mut [MaybeUninit<D>]) -> usize,
+) {
+    assert_eq!(src.len(), dst.len(), "conversion: equal lengths");
+    let done = vectors(src, dst);
     dst[done..].iter_mut().zip(&src[done..]).for_each(|(d, &s)| {
-        d.write(s as f64);
+        d.write(one(s));
     });
 }
 
