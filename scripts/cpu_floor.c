@@ -21,6 +21,13 @@
 // row front to back, one accumulator per row, the groups in alternating order): on machine B
 // this reads them up to twice as fast as the one stream, so the floor is the faster of the two.
 //
+// The stepped kernels: the same stepped loop with the B = 1 recurrences' products in place of the
+// read, as the fast path computes them (`simd::matvec_acc` and `simd::rows_axpy`): the forward's
+// sixteen dot products at a time (a row of h_{t-1} times each of 16 rows of w_hh), and the
+// backward's row form (16 rows' multiples of a vector added into a 1024-float sum in four chains
+// of FMAs). The vector is shared and never written, and nothing else happens in a step: what the
+// B = 1 passes could do per step at best, with their own kernels' loads and FMAs.
+//
 //   gcc -O3 -march=native -pthread scripts/cpu_floor.c -o /tmp/cpu_floor && /tmp/cpu_floor
 #define _GNU_SOURCE
 #include <immintrin.h>
@@ -94,7 +101,10 @@ enum { STEPPED_SWEEPS = 512, STEPPED_TRIALS = 41 };
 static atomic_size_t stepped_done;
 static double stepped_times[STEPPED_TRIALS];
 static int stepped_sync; // 1: wait for each other after every sweep; 0: only at the start
-static int stepped_rows; // 1: read in groups of 16 rows (`row_groups`); 0: as one stream
+// What each sweep does: 0, a read as one stream; 1, a read in groups of 16 rows (`row_groups`);
+// 2, the forward's dot products (`dot_groups`); 3, the backward's row form (`axpy_groups`).
+static int stepped_kind;
+enum { STEPPED_STREAM, STEPPED_ROWS, STEPPED_DOT, STEPPED_AXPY };
 
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -116,6 +126,45 @@ static void row_groups(const float *w, size_t n, int reverse, __m512 *acc) {
     }
 }
 
+// out[i] += w[i]·v for the block's rows (ROWS_COLS of each), 16 rows at a time, the groups last
+// to first when `reverse`: the forward's product at B = 1.
+static void dot_groups(const float *w, size_t n, int reverse, const float *v, float *out) {
+    size_t groups = n / ROWS_LD / 16;
+    for (size_t g0 = 0; g0 < groups; g0++) {
+        size_t g = reverse ? groups - 1 - g0 : g0;
+        const float *r = w + g * 16 * ROWS_LD;
+        __m512 a[16];
+        for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+        for (int j = 0; j < ROWS_COLS; j += 16) {
+            __m512 x = _mm512_load_ps(v + j);
+            for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(_mm512_load_ps(r + i * ROWS_LD + j), x, a[i]);
+        }
+        for (int i = 0; i < 16; i++) out[g * 16 + i] += _mm512_reduce_add_ps(a[i]);
+    }
+}
+
+// sum = Σ_i g[i]·w[i] over the block's rows, 16 rows at a time, 64 columns (four chains of FMAs)
+// per pass over a group, the groups (and the rows in each) last to first when `reverse`: the
+// backward's row form at B = 1.
+static void axpy_groups(const float *w, size_t n, int reverse, const float *g, float *sum) {
+    size_t groups = n / ROWS_LD / 16;
+    for (int j = 0; j < ROWS_COLS; j++) sum[j] = 0;
+    for (size_t q0 = 0; q0 < groups; q0++) {
+        size_t q = reverse ? groups - 1 - q0 : q0;
+        long step = reverse ? -ROWS_LD : ROWS_LD;
+        const float *first = w + q * 16 * ROWS_LD + (reverse ? 15 * ROWS_LD : 0);
+        __m512 f[16];
+        for (int i = 0; i < 16; i++) f[i] = _mm512_set1_ps(g[q * 16 + (reverse ? 15 - i : i)]);
+        for (int j = 0; j < ROWS_COLS; j += 64) {
+            __m512 a[4];
+            for (int c = 0; c < 4; c++) a[c] = _mm512_load_ps(sum + j + 16 * c);
+            for (int i = 0; i < 16; i++)
+                for (int c = 0; c < 4; c++) a[c] = _mm512_fmadd_ps(_mm512_load_ps(first + i * step + j + 16 * c), f[i], a[c]);
+            for (int c = 0; c < 4; c++) _mm512_store_ps(sum + j + 16 * c, a[c]);
+        }
+    }
+}
+
 // Mode 4: STEPPED_SWEEPS alternating sweeps of this thread's buffer, each followed by waiting
 // until both threads have finished that sweep; thread 0 records each trial's wall time.
 static void stepped_read(job_t *j) {
@@ -124,16 +173,22 @@ static void stepped_read(job_t *j) {
     for (size_t i = 0; i < n; i++) w[i] = 1e-3f * (i % 7);
     __m512 v = _mm512_set1_ps(1.0f), acc[8];
     for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
+    // The kernels' vector (h_{t-1} or g_t), shared by both threads, and this thread's outputs.
+    static float vec[ROWS_COLS] __attribute__((aligned(64)));
+    float *out = aligned_alloc(64, ROWS_COLS * 4);
+    for (int i = 0; i < ROWS_COLS; i++) vec[i] = 1e-3f * (i % 5), out[i] = 0;
     for (int t = 0; t < STEPPED_TRIALS + 2; t++) {
         pthread_barrier_wait(&barrier);
         if (j->cpu == 0) atomic_store(&stepped_done, 0);
         pthread_barrier_wait(&barrier);
         double t0 = now();
         for (size_t s = 0; s < STEPPED_SWEEPS; s++) {
-            if (stepped_rows)
-                row_groups(w, n, s & 1, acc);
-            else
-                sweep(w, n, s & 1, v, acc);
+            switch (stepped_kind) {
+            case STEPPED_STREAM: sweep(w, n, s & 1, v, acc); break;
+            case STEPPED_ROWS: row_groups(w, n, s & 1, acc); break;
+            case STEPPED_DOT: dot_groups(w, n, s & 1, vec, out); break;
+            case STEPPED_AXPY: axpy_groups(w, n, s & 1, vec, out); break;
+            }
             if (stepped_sync) {
                 atomic_fetch_add(&stepped_done, 1);
                 while (atomic_load(&stepped_done) < 2 * (s + 1)) _mm_pause();
@@ -144,10 +199,11 @@ static void stepped_read(job_t *j) {
     }
     float sink = 0;
     for (int k = 0; k < 8; k++) sink += _mm512_reduce_add_ps(acc[k]);
-    j->sink = sink;
+    j->sink = sink + out[0];
     j->work = 0;
     j->best = 1;
     free(w);
+    free(out);
 }
 
 static void step_product(job_t *j) {
@@ -268,17 +324,28 @@ int main(void) {
                 printf("read %s, %d thread(s), %6zu KiB each: %6.1f GB/s in all\n",
                        mode == 1 ? "same order " : "alternating", threads, kib[i],
                        measure(threads, mode, kib[i] * 1024) / 1e9);
-    for (stepped_rows = 0; stepped_rows <= 1; stepped_rows++)
+    for (stepped_kind = STEPPED_STREAM; stepped_kind <= STEPPED_ROWS; stepped_kind++)
         for (stepped_sync = 0; stepped_sync <= 1; stepped_sync++) {
             measure(2, 4, 2080 * 1024);
             qsort(stepped_times, STEPPED_TRIALS, sizeof(double), by_value);
             printf("%s, 2 threads, 2080 KiB each %s, %d alternating sweeps%s: median %.2f ms, best %.2f ms "
                    "(%.1f GB/s in all at the median)\n",
                    stepped_sync ? "stepped read " : "together read",
-                   stepped_rows ? "in groups of 16 rows" : "as one stream", STEPPED_SWEEPS,
+                   stepped_kind == STEPPED_ROWS ? "in groups of 16 rows" : "as one stream", STEPPED_SWEEPS,
                    stepped_sync ? ", waiting for each other after each" : " timed as a whole",
                    1e3 * stepped_times[STEPPED_TRIALS / 2], 1e3 * stepped_times[0],
                    2.0 * 2080 * 1024 * STEPPED_SWEEPS / stepped_times[STEPPED_TRIALS / 2] / 1e9);
         }
+    stepped_sync = 1;
+    for (stepped_kind = STEPPED_DOT; stepped_kind <= STEPPED_AXPY; stepped_kind++) {
+        measure(2, 4, 2080 * 1024);
+        qsort(stepped_times, STEPPED_TRIALS, sizeof(double), by_value);
+        printf("stepped %s, 2 threads, 512 rows of w_hh each, %d alternating steps, waiting for each "
+               "other after each: median %.2f ms, best %.2f ms (per %d steps: %.2f ms)\n",
+               stepped_kind == STEPPED_DOT ? "forward, 16 dot products at a time"
+                                           : "backward, the row form over 16 rows",
+               STEPPED_SWEEPS, 1e3 * stepped_times[STEPPED_TRIALS / 2], 1e3 * stepped_times[0],
+               STEPPED_SWEEPS / 2, 0.5e3 * stepped_times[STEPPED_TRIALS / 2]);
+    }
     return 0;
 }
