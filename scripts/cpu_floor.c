@@ -46,7 +46,8 @@ static double now(void) {
 
 typedef struct {
     int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction; 3: step
-                // product; 4: stepped read (alternating, a barrier after each sweep)
+                // product; 4: stepped loop (a read or a kernel per sweep, `stepped_kind`; a barrier
+                // after each sweep)
     size_t bytes;
     double best, work; // best seconds per trial; FLOPs or bytes per trial
     float sink;
