@@ -165,10 +165,25 @@ mod floor {
         if ld.is_multiple_of(256) { ld + LINE } else { ld }
     }
 
-    /// A line-aligned block of `len` f32s (a multiple of 128) inside `buf`.
-    fn aligned(buf: &[f32], len: usize) -> &[f32] {
-        let skip = (LINE - (buf.as_ptr() as usize % 64) / 4) % LINE;
-        &buf[skip..skip + len]
+    /// f32s per 2 MiB huge page.
+    const HUGE: usize = 1 << 19;
+
+    /// A block of `len` f32s (a multiple of 128), all `value`, starting on a 2 MiB boundary
+    /// inside `buf`, whose 2 MiB stretches Linux is asked to back with huge pages before they
+    /// are touched, as the fast path asks for its large buffers (docs/performance.md, "Huge
+    /// pages"): the floor is the best read of the block.
+    fn huge_block(buf: &mut Vec<f32>, len: usize, value: f32) -> &[f32] {
+        *buf = vec![0.0; len + HUGE];
+        let skip = (HUGE - (buf.as_ptr() as usize % (4 * HUGE)) / 4) % HUGE;
+        let block = &mut buf[skip..skip + len];
+        #[cfg(target_os = "linux")]
+        // SAFETY: a whole number of 2 MiB stretches inside `block`, from a 2 MiB boundary; the
+        // hint changes how the pages are backed, never their contents.
+        unsafe {
+            libc::madvise(block.as_mut_ptr().cast(), len / HUGE * HUGE * 4, libc::MADV_HUGEPAGE)
+        };
+        block.fill(value);
+        block
     }
 
     /// Σ of `w` times 1.0 in eight accumulators of 16 lanes, first to last or last to first.
@@ -264,8 +279,8 @@ mod floor {
         let (ld, cols) = (padded(s.hidden), s.hidden.next_multiple_of(16));
         // Each thread's half of the rows, rounded up to whole groups of 16 rows and to 128 f32s.
         let len = (s.hidden.div_ceil(2).next_multiple_of(16) * ld).next_multiple_of(128);
-        let bufs: Vec<Vec<f32>> = (0..2).map(|k| vec![1e-3 * (k + 1) as f32; len + LINE]).collect();
-        let blocks = [aligned(&bufs[0], len), aligned(&bufs[1], len)];
+        let (mut buf0, mut buf1) = (Vec::new(), Vec::new());
+        let blocks = [huge_block(&mut buf0, len, 1e-3), huge_block(&mut buf1, len, 2e-3)];
         let sweeps = 2 * s.steps;
         let reads = [Read::Stream, Read::Rows { ld, cols }];
         reads.iter().for_each(|&r| _ = stepped(blocks, sweeps, r));

@@ -1,7 +1,9 @@
-//! f32 storage that starts on a cache line, and the padded row stride of the recurrences'
-//! weight matrices. The kernels load 64 bytes at a time (AVX-512); a row that starts 16 bytes
-//! into a line (where a large Vec from the allocator usually starts) makes every load straddle
-//! two lines, which measured about 30% slower per step at h = 1024 than aligned rows.
+//! f32 storage that starts on a cache line, on a 2 MiB boundary in huge pages from 2 MiB on
+//! (`huge_pages`), and the padded row stride of the recurrences' weight matrices.
+//!
+//! The kernels load 64 bytes at a time (AVX-512); a row that starts 16 bytes into a line (where a
+//! large Vec from the allocator usually starts) makes every load straddle two lines, which
+//! measured about 30% slower per step at h = 1024 than aligned rows.
 //!
 //! The stride is also kept off multiples of 1 KiB: the tile kernel reads a column strip of 64
 //! rows, and at a 4 KiB stride (h = 1024) all 64 rows of a column land in the same L1 set
@@ -12,6 +14,9 @@ use std::sync::Mutex;
 
 /// f32s per 64-byte cache line.
 const LINE: usize = 16;
+
+/// f32s per 2 MiB, the size of a huge page on x86-64 and aarch64 Linux.
+const HUGE: usize = 1 << 19;
 
 /// The row stride, in f32s, that keeps every row of a `cols`-wide aligned matrix aligned, and
 /// moves successive rows to different L1 sets (one line further when it is a multiple of 1 KiB).
@@ -88,26 +93,60 @@ fn pool() -> std::sync::MutexGuard<'static, Pool> {
 
 impl AlignedVec {
     pub fn zeros(len: usize) -> Self {
-        Self::on_line(vec![0.0f32; len + LINE - 1], len)
+        // The allocator hands out memory this large untouched (zeroed by the kernel on first
+        // touch), so `huge_pages`' hint comes before any of its pages exists.
+        let v = Self::on_line(vec![0.0f32; room(len)], len);
+        huge_pages(&v);
+        v
     }
 
     /// `len` f32s starting on a line, with unspecified contents (for buffers that are written
     /// in full before they are read): the smallest pooled buffer that fits (one a previous call
     /// dropped), else a new zeroed one.
     pub fn scratch(len: usize) -> Self {
-        let pooled = pool().take(len + LINE - 1);
+        let pooled = pool().take(room(len));
         match pooled {
             Some(buf) => Self::on_line(buf, len),
             None => Self::zeros(len),
         }
     }
 
+    /// `len` f32s of `buf` (at least `room(len)` long) from its first element on a line, or on a
+    /// 2 MiB boundary from 2 MiB on (see `huge_pages`).
     fn on_line(buf: Vec<f32>, len: usize) -> Self {
-        // A Vec<f32> is 4-byte aligned, so some start in 0..16 puts element 0 on a line.
-        let misalign = (buf.as_ptr() as usize % 64) / 4;
-        let start = (LINE - misalign) % LINE;
+        let boundary = if len >= HUGE { HUGE } else { LINE };
+        // A Vec<f32> is 4-byte aligned, so some start in 0..boundary is on the boundary.
+        let misalign = (buf.as_ptr() as usize % (4 * boundary)) / 4;
+        let start = (boundary - misalign) % boundary;
         AlignedVec { buf, start, len }
     }
+}
+
+/// How long a buffer must be to hold `len` f32s from the boundary `on_line` starts them on.
+fn room(len: usize) -> usize {
+    if len >= HUGE { len + HUGE - 1 } else { len + LINE - 1 }
+}
+
+/// Asks Linux to back `v`'s whole 2 MiB stretches with huge pages (where transparent huge pages
+/// are enabled for `madvise`, the common default), before they are first touched.
+///
+/// A huge page is contiguous in physical memory, so 2 MiB of it falls on every set of a 2 MiB
+/// L2 cache alike, and a block of w_hh as large as the cache can stay in it from step to step;
+/// 4 KiB pages land wherever the kernel finds them, a few sets get more lines than they have
+/// ways, and those lines are read again from L3 every step (docs/performance.md, "Huge pages").
+/// Nothing changes where the hint is refused.
+fn huge_pages(v: &[f32]) {
+    #[cfg(target_os = "linux")]
+    {
+        let bytes = v.len() / HUGE * HUGE * 4;
+        if bytes > 0 && (v.as_ptr() as usize).is_multiple_of(HUGE * 4) {
+            // SAFETY: the range lies within `v`'s allocation and starts on a page; the hint
+            // changes how pages are backed, never their contents.
+            unsafe { libc::madvise(v.as_ptr() as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 impl Drop for AlignedVec {
@@ -177,6 +216,23 @@ mod tests {
         pool.put(vec![0.0; 3 * SMALL_SLACK]);
         assert_eq!(pool.take(100), None);
         assert_eq!(pool.take(2 * SMALL_SLACK).map(|b| b.len()), Some(3 * SMALL_SLACK));
+    }
+
+    /// A buffer of 2 MiB or more starts on a 2 MiB boundary, fresh or from the pool, so its
+    /// 2 MiB stretches can be huge pages; a smaller one on a line.
+    #[test]
+    fn large_buffers_start_on_a_huge_page_boundary() {
+        for len in [HUGE, HUGE + 1, 3 * HUGE + 17] {
+            let v = AlignedVec::zeros(len);
+            assert_eq!((v.len(), v.as_ptr() as usize % (4 * HUGE)), (len, 0), "len {len}");
+            assert!(v.iter().all(|&x| x == 0.0));
+            drop(v);
+            let mut v = AlignedVec::scratch(len);
+            assert_eq!((v.len(), v.as_ptr() as usize % (4 * HUGE)), (len, 0), "len {len}, pooled");
+            v.fill(1.0);
+        }
+        let v = AlignedVec::zeros(HUGE - 1);
+        assert_eq!(v.as_ptr() as usize % 64, 0);
     }
 
     /// `scratch` gives the length asked for, on a line, whatever buffer it comes from.
