@@ -28,6 +28,11 @@
 // of FMAs). The vector is shared and never written, and nothing else happens in a step: what the
 // B = 1 passes could do per step at best, with their own kernels' loads and FMAs.
 //
+// The stepped loop's blocks are fresh mappings in 2 MiB pages, as the fast path asks for its large
+// buffers: a huge page falls on every L2 set alike, where 4 KiB pages fall wherever the kernel
+// puts them, and a block as large as L2 loses the lines of its crowded sets every sweep. The rows
+// read and the kernels are then run again in 4 KiB pages, for comparison.
+//
 //   gcc -O3 -march=native -pthread scripts/cpu_floor.c -o /tmp/cpu_floor && /tmp/cpu_floor
 #define _GNU_SOURCE
 #include <immintrin.h>
@@ -175,17 +180,33 @@ static void axpy_groups(const float *w, size_t n, int reverse, const float *g, f
 static int stepped_huge = 1;
 enum { HUGE_BYTES = 2 << 20 };
 
-// `bytes` from a 2 MiB boundary, in huge pages or not, untouched until the caller writes them.
-static float *block_alloc(size_t bytes, int huge) {
+// `bytes` from a 2 MiB boundary, in huge pages or not: a fresh mapping (never pages another
+// block had), untouched until the caller writes it; `block_free` unmaps it.
+typedef struct {
+    char *map;
+    size_t len;
+    float *w;
+} block_t;
+
+static block_t block_alloc(size_t bytes, int huge) {
     size_t whole = (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
-    float *w = aligned_alloc(HUGE_BYTES, whole);
-    madvise(w, whole, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-    return w;
+    block_t b = {.len = whole + HUGE_BYTES};
+    b.map = mmap(NULL, b.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b.map == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    b.w = (float *)(b.map + (HUGE_BYTES - (size_t)b.map % HUGE_BYTES) % HUGE_BYTES);
+    madvise(b.w, whole, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    return b;
 }
+
+static void block_free(block_t b) { munmap(b.map, b.len); }
 
 static void stepped_read(job_t *j) {
     size_t n = j->bytes / 4;
-    float *w = block_alloc(j->bytes, stepped_huge);
+    block_t block = block_alloc(j->bytes, stepped_huge);
+    float *w = block.w;
     for (size_t i = 0; i < n; i++) w[i] = 1e-3f * (i % 7);
     __m512 v = _mm512_set1_ps(1.0f), acc[8];
     for (int k = 0; k < 8; k++) acc[k] = _mm512_setzero_ps();
@@ -218,7 +239,7 @@ static void stepped_read(job_t *j) {
     j->sink = sink + out[0];
     j->work = 0;
     j->best = 1;
-    free(w);
+    block_free(block);
     free(out);
 }
 
