@@ -14,14 +14,15 @@
 //!
 //! `--floor` (x86-64 with AVX-512, B = 1) alternates each timed call with the streaming floor of
 //! its two recurrences, measured in the same minute: two threads each read their half of a
-//! w_hh-sized matrix (h/2 rows at the padded stride) in aligned 64-byte loads, 2·T times, and
-//! wait for each other after every sweep as the recurrences' steps do. Two ways of reading: the
-//! block as one stream, in alternating direction, and its rows sixteen at a time (sixteen
-//! streams, each row front to back, the groups in alternating order), which reads the same
-//! bytes faster on some machines; the floor is the faster of the two. Each timed call follows an
-//! untimed one, as in back-to-back calls (the floor's threads leave the pool asleep and the
-//! caches cold). It prints the medians and the ratio (docs/performance.md, "B = 1, a fourth
-//! look"), and nothing else (no reference run, no saved problem).
+//! w_hh-sized matrix (h/2 rows at the padded stride, in 2 MiB huge pages as the fast path's w_hh
+//! is) in aligned 64-byte loads, 2·T times, and wait for each other after every sweep as the
+//! recurrences' steps do. Two ways of reading: the block as one stream, in alternating
+//! direction, and its rows sixteen at a time (sixteen streams, each row front to back, the
+//! groups in alternating order), which reads the same bytes faster on some machines; the floor
+//! is the faster of the two. Each timed call follows an untimed one, as in back-to-back calls
+//! (the floor's threads leave the pool asleep and the caches cold). It prints the medians and
+//! the ratio (docs/performance.md, "B = 1, a fourth look" and "Huge pages"), and nothing else
+//! (no reference run, no saved problem).
 //!
 //! Defaults: T=256 B=1 d=64 h=1024 q=64, identity, mse, seed 0, 21 fast runs, 3 reference runs.
 
