@@ -54,7 +54,7 @@ static double now(void) {
 typedef struct {
     int cpu, mode; // mode 0: FMA peak; 1: read sweep, same order; 2: alternating direction; 3: step
                 // product; 4: stepped loop (a read or a kernel per sweep, `stepped_kind`; a barrier
-                // after each sweep)
+                // after each sweep); 5: a conversion (`convert_kind`)
     size_t bytes;
     double best, work; // best seconds per trial; FLOPs or bytes per trial
     float sink;
@@ -243,6 +243,54 @@ static void stepped_read(job_t *j) {
     free(out);
 }
 
+// Mode 5: the conversions (see the top). Each thread converts its half; thread 0 records each
+// trial's wall time, from a barrier to both threads done.
+enum { CONVERT_TRIALS = 41, STATES = 256 * 32 * 1024 };
+enum { CONVERT_IN, CONVERT_OUT, CONVERT_FRESH };
+static int convert_kind;
+static double convert_times[CONVERT_TRIALS];
+
+static void narrow(const double *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i += 4) _mm_store_ps(dst + i, _mm256_cvtpd_ps(_mm256_load_pd(src + i)));
+}
+
+static void widen(const float *src, double *dst, size_t n) {
+    for (size_t i = 0; i < n; i += 4) _mm256_store_pd(dst + i, _mm256_cvtps_pd(_mm_load_ps(src + i)));
+}
+
+static void convert(job_t *j) {
+    int fresh_out = convert_kind == CONVERT_FRESH;
+    size_t rows = ROWS_COLS / 2, n = fresh_out ? STATES / 2 : rows * ROWS_COLS, n32 = fresh_out ? n : rows * ROWS_LD;
+    double *f64 = aligned_alloc(64, (fresh_out ? 1 : n) * 8);
+    float *f32 = aligned_alloc(64, n32 * 4);
+    for (size_t i = 0; !fresh_out && i < n; i++) f64[i] = 1e-3 * (i % 7);
+    for (size_t i = 0; i < n32; i++) f32[i] = 1e-3f * (i % 5);
+    for (int t = 0; t < CONVERT_TRIALS + 2; t++) {
+        block_t fresh = {0};
+        if (fresh_out) fresh = block_alloc(n * 8, 0);
+        pthread_barrier_wait(&barrier);
+        double t0 = now();
+        switch (convert_kind) {
+        case CONVERT_IN:
+            for (size_t r = 0; r < rows; r++) narrow(f64 + r * ROWS_COLS, f32 + r * ROWS_LD, ROWS_COLS);
+            break;
+        case CONVERT_OUT: widen(f32, f64, n); break;
+        case CONVERT_FRESH: widen(f32, (double *)fresh.w, n); break;
+        }
+        pthread_barrier_wait(&barrier);
+        if (j->cpu == 0 && t >= 2) convert_times[t - 2] = now() - t0;
+        if (fresh_out) {
+            j->sink += ((double *)fresh.w)[n / 3];
+            block_free(fresh);
+        }
+    }
+    j->sink += f32[1] + (fresh_out ? 0 : f64[1]);
+    j->work = 0;
+    j->best = 1;
+    free(f64);
+    free(f32);
+}
+
 static void step_product(job_t *j) {
     int n = (int)(j->bytes / (4 * K)), panels = n / 64, blocks = K / KC;
     float *w = aligned_alloc(64, (size_t)K * n * 4), *c = aligned_alloc(64, (size_t)NB * n * 4);
@@ -282,6 +330,10 @@ static void *run(void *p) {
     }
     if (j->mode == 4) {
         stepped_read(j);
+        return NULL;
+    }
+    if (j->mode == 5) {
+        convert(j);
         return NULL;
     }
     if (j->mode == 0) {
@@ -387,5 +439,14 @@ int main(void) {
                    1e3 * stepped_times[STEPPED_TRIALS / 2], 1e3 * stepped_times[0], STEPPED_SWEEPS / 2,
                    0.5e3 * stepped_times[STEPPED_TRIALS / 2]);
         }
+    const char *conversions[] = {"w_hh in: 8 MiB of f64 into f32 rows at the padded stride",
+                                 "dL/dw_hh out: 4 MiB of f32 into 8 MiB of f64, the same destination every trial",
+                                 "the states out at B = 32: 32 MiB of f32 into 64 MiB of f64 in fresh 4 KiB pages"};
+    for (convert_kind = CONVERT_IN; convert_kind <= CONVERT_FRESH; convert_kind++) {
+        measure(2, 5, 0);
+        qsort(convert_times, CONVERT_TRIALS, sizeof(double), by_value);
+        printf("conversion, 2 threads, %s: median %.3f ms, best %.3f ms\n", conversions[convert_kind],
+               1e3 * convert_times[CONVERT_TRIALS / 2], 1e3 * convert_times[0]);
+    }
     return 0;
 }
