@@ -114,7 +114,7 @@ impl AlignedVec {
     /// `len` f32s of `buf` (at least `room(len)` long) from its first element on a line, or on a
     /// 2 MiB boundary from 2 MiB on (see `huge_pages`).
     fn on_line(buf: Vec<f32>, len: usize) -> Self {
-        let boundary = if len >= HUGE { HUGE } else { LINE };
+        let boundary = boundary(len);
         // A Vec<f32> is 4-byte aligned, so some start in 0..boundary is on the boundary.
         let misalign = (buf.as_ptr() as usize % (4 * boundary)) / 4;
         let start = (boundary - misalign) % boundary;
@@ -122,9 +122,14 @@ impl AlignedVec {
     }
 }
 
+/// Where `len` f32s start, in f32s: on a 2 MiB boundary from 2 MiB on, else on a line.
+fn boundary(len: usize) -> usize {
+    if len >= HUGE { HUGE } else { LINE }
+}
+
 /// How long a buffer must be to hold `len` f32s from the boundary `on_line` starts them on.
 fn room(len: usize) -> usize {
-    if len >= HUGE { len + HUGE - 1 } else { len + LINE - 1 }
+    len + boundary(len) - 1
 }
 
 /// Asks Linux to back `v`'s whole 2 MiB stretches with huge pages (where transparent huge pages
